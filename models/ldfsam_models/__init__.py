@@ -1,0 +1,1 @@
+"""LDFSAM models package."""

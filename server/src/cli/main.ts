@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/** The `ldfsam` command line. Each command lives in ./commands and has its own --help. */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { projectPath } from '../util/paths.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerPacs } from './commands/pacs.js';
+
+const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
+
+const program = new Command('ldfsam')
+  .description('LDFSAM auto-segmentation: reads studies from a DICOMweb PACS, writes DICOM SEG back')
+  .version(version)
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    '\nEnvironment: LDFSAM_DICOMWEB_URL, LDFSAM_PACS_HTTP_PORT, LDFSAM_PACS_DICOM_PORT, LDFSAM_DATA_DIR, ' +
+      'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_CONFIG (see README.md).',
+  );
+
+registerPacs(program);
+registerInspect(program);
+
+await program.parseAsync(process.argv);

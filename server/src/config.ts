@@ -1,0 +1,98 @@
+/**
+ * The one configuration object. Sources, lowest precedence first: built-in defaults, a JSON file
+ * (`--config` or LDFSAM_CONFIG), environment variables (LDFSAM_*), command-line flags. It is read
+ * and validated once, at start, and passed down; nothing else reads process.env.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { LdfsamError } from './errors.js';
+
+const port = z.coerce.number().int().min(1).max(65535);
+
+export const configSchema = z
+  .object({
+    /** DICOMweb root of the PACS; defaults to the embedded Orthanc's. */
+    dicomwebUrl: z.url({ protocol: /^https?$/ }).optional(),
+    pacsHttpPort: port.default(8042),
+    pacsDicomPort: port.default(4242),
+    dataDir: z.string().min(1).default(join(homedir(), '.ldfsam')),
+    orthancBin: z.string().min(1).default('/usr/sbin/Orthanc'),
+    orthancPluginsDir: z.string().min(1).default('/usr/share/orthanc/plugins'),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(5080),
+    /** Per-request time limit for PACS requests, in ms. */
+    pacsTimeoutMs: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+    /** Retries on connection errors and 5xx answers (never on 4xx). */
+    pacsRetries: z.coerce.number().int().min(0).max(10).default(3),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema> & { dicomwebUrl: string };
+
+/** Environment variable for each config key. */
+export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
+  dicomwebUrl: 'LDFSAM_DICOMWEB_URL',
+  pacsHttpPort: 'LDFSAM_PACS_HTTP_PORT',
+  pacsDicomPort: 'LDFSAM_PACS_DICOM_PORT',
+  dataDir: 'LDFSAM_DATA_DIR',
+  orthancBin: 'LDFSAM_ORTHANC_BIN',
+  orthancPluginsDir: 'LDFSAM_ORTHANC_PLUGINS_DIR',
+  host: 'LDFSAM_HOST',
+  port: 'LDFSAM_PORT',
+  pacsTimeoutMs: 'LDFSAM_PACS_TIMEOUT_MS',
+  pacsRetries: 'LDFSAM_PACS_RETRIES',
+};
+
+export interface ConfigSources {
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, already named like the config keys; undefined = not given. */
+  flags?: Record<string, unknown>;
+  /** Path of a JSON config file; falls back to LDFSAM_CONFIG. */
+  file?: string;
+}
+
+export function loadConfig({ env = {}, flags = {}, file }: ConfigSources = {}): Config {
+  const merged: Record<string, unknown> = {};
+  const configFile = file ?? env.LDFSAM_CONFIG;
+  if (configFile) Object.assign(merged, readConfigFile(configFile));
+  for (const [key, name] of Object.entries(ENV_VARS)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  for (const [key, value] of Object.entries(flags)) {
+    if (value !== undefined) merged[key] = value;
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.') as keyof typeof ENV_VARS;
+      const where = ENV_VARS[key] ? `${key} (${ENV_VARS[key]})` : key || '(config)';
+      return `${where}: ${issue.message}`;
+    });
+    throw new LdfsamError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+  const config = parsed.data;
+  return {
+    ...config,
+    dataDir: resolve(config.dataDir),
+    dicomwebUrl: (config.dicomwebUrl ?? `http://127.0.0.1:${config.pacsHttpPort}/dicom-web`).replace(/\/+$/, ''),
+  };
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new LdfsamError('CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new LdfsamError('CONFIG_INVALID', `config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * One error type for the whole server. Every failure a user can see carries a stable `code`; the
+ * HTTP status and the CLI exit code are derived from it in exactly one place each.
+ */
+export const ERROR_CODES = {
+  INVALID_INPUT: { http: 400, retryable: false },
+  NOT_FOUND: { http: 404, retryable: false },
+  CONFIG_INVALID: { http: 500, retryable: false },
+  PACS_UNAVAILABLE: { http: 503, retryable: true },
+  PACS_REJECTED: { http: 502, retryable: false },
+  PACS_NOT_INSTALLED: { http: 500, retryable: false },
+  UNSUPPORTED_DICOM: { http: 422, retryable: false },
+  MODEL_REJECTED: { http: 500, retryable: false },
+  INFERENCE_FAILED: { http: 500, retryable: false },
+  SEG_INVALID: { http: 500, retryable: false },
+  CANCELLED: { http: 409, retryable: false },
+  INTERNAL: { http: 500, retryable: false },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorDetails {
+  /** HTTP status of a failed upstream (PACS) request. */
+  status?: number;
+  /** URL of a failed upstream request. */
+  url?: string;
+  [key: string]: unknown;
+}
+
+export class LdfsamError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LdfsamError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: ErrorDetails } {
+    return Object.keys(this.details).length > 0
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
+  }
+}
+
+/** Wraps anything thrown into an LdfsamError, keeping the original as `cause`. */
+export function toLdfsamError(err: unknown): LdfsamError {
+  if (err instanceof LdfsamError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new LdfsamError('INTERNAL', message, {}, { cause: err });
+}
+
+export function isLdfsamError(err: unknown, code?: ErrorCode): err is LdfsamError {
+  return err instanceof LdfsamError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,93 @@
+/**
+ * Every frame of the shared DICOM files, read from a real Orthanc through the server's own series
+ * planning, fetching and decoding, equals pydicom's decoding of the same file.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
+import { readSeriesSlices, type Slice } from '../../server/src/dicom/series-reader.js';
+import { provided } from '../setup/provided.js';
+import { RLE_TWIN } from '../setup/data.js';
+
+interface Reference {
+  file: string;
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  sopInstanceUID: string;
+  transferSyntaxUID: string;
+  frameNumber: number;
+  kind: 'grey' | 'rgb';
+  dtype: string;
+  shape: number[];
+  bin: string;
+}
+
+const { dicomwebUrl, referenceDir } = provided();
+const references = JSON.parse(readFileSync(join(referenceDir, 'index.json'), 'utf8')) as Reference[];
+
+function referenceValues(ref: Reference): Float32Array | Uint8Array | Uint16Array {
+  const buf = readFileSync(join(referenceDir, ref.bin));
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  if (ref.dtype === 'float32') return new Float32Array(ab);
+  if (ref.dtype === 'uint16') return new Uint16Array(ab);
+  if (ref.dtype === 'uint8') return new Uint8Array(ab);
+  throw new Error(`unexpected reference dtype ${ref.dtype}`);
+}
+
+/** Reads whole series once and indexes their slices by SOP instance + frame. */
+async function readAll(client: DicomWebClient, refs: Reference[]): Promise<Map<string, Slice>> {
+  const out = new Map<string, Slice>();
+  const series = new Map(refs.map((r) => [r.seriesInstanceUID, r]));
+  for (const r of series.values()) {
+    const plan = await loadSeriesPlan(client, r);
+    for await (const slice of readSeriesSlices(client, plan)) {
+      out.set(`${slice.plan.sopInstanceUID}#${slice.plan.frameNumber}`, slice);
+    }
+  }
+  return out;
+}
+
+function expectEqualPixels(slice: Slice | undefined, ref: Reference): void {
+  expect(slice, `${ref.file} frame ${ref.frameNumber} was not read`).toBeDefined();
+  const expected = referenceValues(ref);
+  if (ref.kind === 'grey') {
+    expect(slice!.pixels.kind).toBe('grey');
+    const got = (slice!.pixels as { values: Float32Array }).values;
+    expect(got.length).toBe(expected.length);
+    let mismatches = 0;
+    for (let i = 0; i < got.length; i++) if (got[i] !== expected[i]) mismatches++;
+    expect(mismatches, `${ref.file}: grey values differ from pydicom`).toBe(0);
+  } else {
+    expect(slice!.pixels.kind).toBe('rgb');
+    const got = (slice!.pixels as { data: Uint8Array | Uint16Array }).data;
+    expect(got.constructor).toBe(expected.constructor);
+    expect(got.length).toBe(expected.length);
+    let mismatches = 0;
+    for (let i = 0; i < got.length; i++) if (got[i] !== expected[i]) mismatches++;
+    expect(mismatches, `${ref.file}: RGB values differ from pydicom`).toBe(0);
+  }
+}
+
+describe('decoding matches pydicom for every shared file', () => {
+  const client = new DicomWebClient({ url: dicomwebUrl });
+  const mainRefs = references.filter((r) => r.file !== RLE_TWIN);
+  let slices: Map<string, Slice>;
+
+  beforeAll(async () => {
+    slices = await readAll(client, mainRefs);
+  });
+
+  it('covers the syntaxes and colour models of the shared data', () => {
+    const syntaxes = new Set(mainRefs.map((r) => r.transferSyntaxUID));
+    expect(syntaxes).toEqual(
+      new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.4.90']),
+    );
+    expect(mainRefs.length).toBeGreaterThanOrEqual(28 + 20 + 5 + 28);
+  });
+
+  it.each(mainRefs.map((r) => [`${r.file.split('/').slice(-2).join('/')} frame ${r.frameNumber}`, r] as const))('%s', (_name, ref) => {
+    expectEqualPixels(slices.get(`${ref.sopInstanceUID}#${ref.frameNumber}`), ref);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * Global set-up of the integration tests: a real Orthanc (the project's own start code, on free
+ * ports, storage in a temp folder) loaded with the shared data and the derived test series, and
+ * pydicom's decoding of the same files as the reference.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
+import type { Provided } from './provided.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { loadFiles } from '../../server/src/pacs/load.js';
+import { startOrthanc } from '../../server/src/pacs/orthanc.js';
+import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, singleImages } from './data.js';
+import { freePorts } from './ports.js';
+import { runPython } from './python.js';
+
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const workDir = await mkdtemp(join(tmpdir(), 'ldfsam-test-'));
+  const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
+  const orthanc = await startOrthanc(
+    {
+      orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
+      orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
+      dataDir: join(workDir, 'pacs'),
+      pacsHttpPort: pacsHttpPort!,
+      pacsDicomPort: pacsDicomPort!,
+    },
+    { detached: false },
+  );
+  const stop = async () => {
+    orthanc.child?.kill('SIGTERM');
+    await rm(workDir, { recursive: true, force: true });
+  };
+  try {
+    const referenceDir = join(workDir, 'reference');
+    const derivedDir = join(workDir, 'derived');
+    await runPython('test/tools/make_test_series.py', ['--ct', CT_DIR, '--out', derivedDir]);
+    await runPython('test/tools/pydicom_reference.py', ['--out', referenceDir, ...ctFiles(), ...singleImages(), RLE_TWIN, ...mrFiles(), join(derivedDir, 'enhanced-ct', '000.dcm')]);
+    const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const report = await loadFiles(client, [CT_DIR, ...singleImages(), MR_DIR, derivedDir]);
+    if (report.failed.length > 0) throw new Error(`test data not stored: ${JSON.stringify(report.failed)}`);
+    provideAll(project, { dicomwebUrl: orthanc.dicomwebUrl, orthancHttpUrl: orthanc.httpUrl, referenceDir, derivedDir, workDir });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return stop;
+}
+
+export function provideAll(project: TestProject, values: Provided): void {
+  const provide = project.provide as unknown as (key: string, value: unknown) => void;
+  for (const [key, value] of Object.entries(values)) provide(key, value);
+}
