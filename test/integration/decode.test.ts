@@ -82,12 +82,16 @@ describe('decoding matches pydicom for every shared file', () => {
   it('covers the syntaxes and colour models of the shared data', () => {
     const syntaxes = new Set(mainRefs.map((r) => r.transferSyntaxUID));
     expect(syntaxes).toEqual(
-      new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.4.90']),
+      new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.5']),
     );
-    expect(mainRefs.length).toBeGreaterThanOrEqual(28 + 20 + 5 + 28);
+    expect(new Set(mainRefs.map((r) => r.kind))).toEqual(new Set(['grey', 'rgb']));
+    expect(mainRefs.length).toBeGreaterThanOrEqual(28 + 20 + 5 + 28 * 3);
   });
 
-  it.each(mainRefs.map((r) => [`${r.file.split('/').slice(-2).join('/')} frame ${r.frameNumber}`, r] as const))('%s', (_name, ref) => {
-    expectEqualPixels(slices.get(`${ref.sopInstanceUID}#${ref.frameNumber}`), ref);
-  });
+  it.each(mainRefs.map((r) => [`${r.file.split('/').slice(-2).join('/')} frame ${r.frameNumber}`, r] as const))(
+    '%s',
+    (_name, ref) => {
+      expectEqualPixels(slices.get(`${ref.sopInstanceUID}#${ref.frameNumber}`), ref);
+    },
+  );
 });

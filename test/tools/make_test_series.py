@@ -12,6 +12,7 @@ reruns are identical) and lands in its own folder under --out:
   no-geometry/     two CT slices without Image Position/Orientation (Patient)
   truncated/       one slice whose Pixel Data lost its second half
   no-images/       a series holding only a non-image object (a Key Object Selection without pixels)
+  ct-rle/, ct-j2k/ the CT re-encoded as RLE Lossless and JPEG 2000 Lossless (pydicom's encoders)
 
 usage: python make_test_series.py --ct DIR --out DIR
 """
@@ -27,7 +28,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 ROOT = "2.25."
 
@@ -189,6 +190,12 @@ def main():
     ds = renew(slices[0], "truncated", 0)
     ds.PixelData = bytes(ds.PixelData)[: len(ds.PixelData) // 2]
     save(ds, args.out, "truncated", 0)
+
+    for name, syntax in (("ct-rle", RLELossless), ("ct-j2k", JPEG2000Lossless)):
+        for i, s in enumerate(slices):
+            ds = renew(s, name, i)
+            ds.compress(syntax)
+            save(ds, args.out, name, i)
 
     ko = Dataset()
     ko.file_meta = pydicom.dataset.FileMetaDataset()

@@ -25,6 +25,19 @@ def frames_of(ds):
     return arr, n, spp
 
 
+def geometry(ds, index, macro, keyword):
+    """A geometry attribute of frame `index`: per-frame, then shared functional groups, then top level."""
+    groups = []
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        groups.append(ds.PerFrameFunctionalGroupsSequence[index])
+    if "SharedFunctionalGroupsSequence" in ds:
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    for g in groups:
+        if macro in g and keyword in g[macro][0]:
+            return [float(v) for v in g[macro][0][keyword]]
+    return [float(v) for v in ds[keyword].value] if keyword in ds else None
+
+
 def modality_values(frame, ds, index):
     """Modality LUT; for enhanced multi-frame, the frame's Pixel Value Transformation (pydicom's
     apply_modality_lut reads only the top-level Rescale attributes)."""
@@ -83,9 +96,9 @@ def main() -> None:
                     "dtype": str(values.dtype),
                     "shape": list(values.shape),
                     "bin": name,
-                    "position": [float(v) for v in ds.ImagePositionPatient] if "ImagePositionPatient" in ds else None,
-                    "orientation": [float(v) for v in ds.ImageOrientationPatient] if "ImageOrientationPatient" in ds else None,
-                    "pixelSpacing": [float(v) for v in ds.PixelSpacing] if "PixelSpacing" in ds else None,
+                    "position": geometry(ds, f, "PlanePositionSequence", "ImagePositionPatient"),
+                    "orientation": geometry(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient"),
+                    "pixelSpacing": geometry(ds, f, "PixelMeasuresSequence", "PixelSpacing"),
                 }
             )
     with open(os.path.join(args.out, "index.json"), "w") as fh:

@@ -5,6 +5,7 @@
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import { planSeries, type SeriesPlan } from './series-plan.js';
+import { fetchFrames } from './series-reader.js';
 import { str, TAG } from './tags.js';
 
 export interface SeriesSummary {
@@ -112,13 +113,12 @@ async function summarise(
   // The metadata rarely names the transfer syntax: ask for frame 1 of evenly spread instances.
   const probes = pickEvenly(unknown, maxProbes);
   for (const s of probes) {
-    const [frame] = await client.retrieveInstanceFrames({
+    const ids = {
       studyInstanceUID: plan.studyInstanceUID,
       seriesInstanceUID: plan.seriesInstanceUID,
       sopInstanceUID: s.sopInstanceUID,
-      frameNumbers: [1],
-      signal,
-    });
+    };
+    const [frame] = await fetchFrames(client, ids, [1], signal);
     if (frame) syntaxes.add(frame.transferSyntaxUID);
   }
   const { meanSpacing, minSpacing, maxSpacing } = plan.spacing;

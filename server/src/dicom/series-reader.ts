@@ -25,6 +25,11 @@ export interface ReadOptions {
   /** Frames asked for in one request, for multi-frame instances (default 8). */
   framesPerRequest?: number;
   signal?: AbortSignal;
+  /**
+   * Transfer syntax to ask the PACS for; default '*' (as stored, decoded here). A PACS that cannot
+   * serve '*' can be asked for explicit little endian ('1.2.840.10008.1.2.1') instead.
+   */
+  transferSyntaxUID?: string;
 }
 
 interface Batch {
@@ -44,7 +49,7 @@ export async function* readSeriesSlices(
   let next = 0;
   const launch = () => {
     while (pending.length < prefetch && next < batches.length) {
-      const promise = fetchBatch(client, plan, batches[next++]!, palettes, options.signal);
+      const promise = fetchBatch(client, plan, batches[next++]!, palettes, options);
       promise.catch(() => undefined); // surfaced when awaited; avoids an unhandled rejection meanwhile
       pending.push(promise);
     }
@@ -77,15 +82,22 @@ async function fetchBatch(
   plan: SeriesPlan,
   batch: Batch,
   palettes: Map<string, Promise<Palette>>,
-  signal?: AbortSignal,
+  options: ReadOptions,
 ): Promise<Slice[]> {
+  const { signal } = options;
   const first = batch.slices[0]!;
   const ids = {
     studyInstanceUID: plan.studyInstanceUID,
     seriesInstanceUID: plan.seriesInstanceUID,
     sopInstanceUID: first.sopInstanceUID,
   };
-  const frames = await client.retrieveInstanceFrames({ ...ids, frameNumbers: batch.slices.map((s) => s.frameNumber), signal });
+  const frames = await fetchFrames(
+    client,
+    ids,
+    batch.slices.map((s) => s.frameNumber),
+    signal,
+    options.transferSyntaxUID,
+  );
   let palette: Palette | undefined;
   if (first.palette) {
     let loading = palettes.get(first.sopInstanceUID);
@@ -105,6 +117,34 @@ async function fetchBatch(
     });
   }
   return out;
+}
+
+/**
+ * Frames of one instance. A PACS that refuses to deliver frames of an instance it lists (Orthanc
+ * answers 400 "Bad file format" for truncated pixel data) has a damaged object, not a bad request.
+ */
+export async function fetchFrames(
+  client: DicomWebClient,
+  ids: { studyInstanceUID: string; seriesInstanceUID: string; sopInstanceUID: string },
+  frameNumbers: number[],
+  signal?: AbortSignal,
+  transferSyntaxUID?: string,
+): Promise<RetrievedFrame[]> {
+  try {
+    return await client.retrieveInstanceFrames({ ...ids, frameNumbers, signal, transferSyntaxUID });
+  } catch (err) {
+    if (err instanceof LdfsamError && err.code === 'PACS_REJECTED') {
+      const said = /"Message"\s*:\s*"([^"]*)"/.exec(err.message)?.[1] ?? `HTTP ${err.details.status}`;
+      throw new LdfsamError(
+        'UNSUPPORTED_DICOM',
+        `the PACS cannot deliver frame(s) ${frameNumbers.join(',')} of instance ${ids.sopInstanceUID} (${said}); ` +
+          'its pixel data is probably damaged or truncated',
+        err.details,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
 }
 
 /** Decodes one retrieved frame of a planned slice; damaged data becomes UNSUPPORTED_DICOM. */

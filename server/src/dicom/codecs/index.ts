@@ -54,8 +54,10 @@ const wasmModules = new Map<string, Promise<WasmModule>>();
 function loadWasm(pkg: string): Promise<WasmModule> {
   let loading = wasmModules.get(pkg);
   if (!loading) {
-    const factory = require(pkg) as () => Promise<WasmModule>;
-    loading = factory();
+    const factory = require(pkg) as (overrides: object) => Promise<WasmModule>;
+    // The codecs print progress ("[INFO] Header of tile 1 / 1 has been read.") on stdout: silence
+    // them, so that --json output stays JSON. Their errors reach us as exceptions.
+    loading = factory({ print: () => undefined, printErr: () => undefined });
     wasmModules.set(pkg, loading);
   }
   return loading;

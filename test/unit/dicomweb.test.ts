@@ -1,0 +1,149 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DicomWebClient, isValidUid } from '../../server/src/dicomweb/client.js';
+import { buildMultipart, mediaTypeParam, parseMultipart } from '../../server/src/dicomweb/multipart.js';
+import { LdfsamError } from '../../server/src/errors.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+const servers: import('node:http').Server[] = [];
+
+/** A real HTTP server on loopback that answers with `handlers` in turn. */
+async function serve(...handlers: Handler[]): Promise<{ url: string; hits: () => number }> {
+  let hits = 0;
+  const server = createServer((req, res) => handlers[Math.min(hits++, handlers.length - 1)]!(req, res));
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/dicom-web`, hits: () => hits };
+}
+
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+const json =
+  (status: number, body: unknown): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/dicom+json' });
+    res.end(JSON.stringify(body));
+  };
+
+describe('multipart/related', () => {
+  it('round-trips binary parts, including CRLF and boundary-like bytes inside them', () => {
+    const parts = [new Uint8Array([0x0d, 0x0a, 0x2d, 0x2d, 1, 2]), new Uint8Array(1000).fill(7)];
+    const { body, contentType } = buildMultipart(parts);
+    const parsed = parseMultipart(body, contentType);
+    expect(parsed.map((p) => Array.from(p.body))).toEqual(parts.map((p) => Array.from(p)));
+    expect(parsed[0]!.headers['content-type']).toBe('application/dicom');
+  });
+
+  it('reads quoted and unquoted media type parameters', () => {
+    const ct = 'multipart/related; type="application/octet-stream; transfer-syntax=1.2.840.10008.1.2.5"; boundary=abc';
+    expect(mediaTypeParam(ct, 'boundary')).toBe('abc');
+    expect(mediaTypeParam(mediaTypeParam(ct, 'type')!, 'transfer-syntax')).toBe('1.2.840.10008.1.2.5');
+  });
+
+  it('refuses a truncated answer', () => {
+    const { body, contentType } = buildMultipart([new Uint8Array(10)]);
+    expect(() => parseMultipart(body.subarray(0, body.length - 20), contentType)).toThrow(/truncated/);
+  });
+});
+
+describe('DicomWebClient', () => {
+  it('retries 5xx with backoff, then succeeds', async () => {
+    const pacs = await serve(json(503, {}), json(502, {}), json(200, [{ '0020000D': { vr: 'UI', Value: ['1.2'] } }]));
+    const client = new DicomWebClient({ url: pacs.url, retries: 3, retryDelayMs: 1 });
+    const studies = await client.searchForStudies();
+    expect(studies).toHaveLength(1);
+    expect(pacs.hits()).toBe(3);
+  });
+
+  it('never retries a 4xx and reports status and URL', async () => {
+    const pacs = await serve(json(400, { Message: 'bad' }));
+    const client = new DicomWebClient({ url: pacs.url, retries: 3, retryDelayMs: 1 });
+    const err = (await client.searchForSeries({ studyInstanceUID: '1.2.3' }).catch((e: unknown) => e)) as LdfsamError;
+    expect(err.code).toBe('PACS_REJECTED');
+    expect(err.details).toEqual({ status: 400, url: `${pacs.url}/studies/1.2.3/series` });
+    expect(pacs.hits()).toBe(1);
+  });
+
+  it('maps 404 to NOT_FOUND', async () => {
+    const pacs = await serve(json(404, {}));
+    const err = (await new DicomWebClient({ url: pacs.url })
+      .retrieveSeriesMetadata({ studyInstanceUID: '1', seriesInstanceUID: '2' })
+      .catch((e: unknown) => e)) as LdfsamError;
+    expect(err.code).toBe('NOT_FOUND');
+  });
+
+  it('gives up after the retries with PACS_UNAVAILABLE when the answer never comes', async () => {
+    const pacs = await serve(() => undefined); // accepts, never answers
+    const client = new DicomWebClient({ url: pacs.url, retries: 1, retryDelayMs: 1, timeoutMs: 200 });
+    const err = (await client.searchForStudies().catch((e: unknown) => e)) as LdfsamError;
+    expect(err.code).toBe('PACS_UNAVAILABLE');
+    expect(err.message).toMatch(/no answer within 200 ms/);
+    expect(pacs.hits()).toBe(2);
+  });
+
+  it('stops at once when cancelled', async () => {
+    const pacs = await serve(json(503, {}));
+    const controller = new AbortController();
+    const client = new DicomWebClient({ url: pacs.url, retries: 5, retryDelayMs: 10_000 });
+    const pending = client.searchForStudies({ signal: controller.signal }).catch((e: unknown) => e);
+    setTimeout(() => controller.abort(), 50);
+    expect(((await pending) as LdfsamError).code).toBe('CANCELLED');
+  });
+
+  it('reads the transfer syntax of each frame part', async () => {
+    const pacs = await serve((_req, res) => {
+      const boundary = 'b0';
+      res.writeHead(200, { 'content-type': `multipart/related; type="application/octet-stream"; boundary=${boundary}` });
+      res.end(
+        `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.5\r\n\r\nAB\r\n` +
+          `--${boundary}\r\nContent-Type: image/jp2; transfer-syntax="1.2.840.10008.1.2.4.90"\r\n\r\nCD\r\n--${boundary}--\r\n`,
+      );
+    });
+    const frames = await new DicomWebClient({ url: pacs.url }).retrieveInstanceFrames({
+      studyInstanceUID: '1',
+      seriesInstanceUID: '2',
+      sopInstanceUID: '3',
+      frameNumbers: [1, 2],
+    });
+    expect(frames.map((f) => [f.frameNumber, f.transferSyntaxUID, f.bytes.toString()])).toEqual([
+      [1, '1.2.840.10008.1.2.5', 'AB'],
+      [2, '1.2.840.10008.1.2.4.90', 'CD'],
+    ]);
+  });
+
+  it('parses STOW-RS answers with stored and failed instances (409)', async () => {
+    const pacs = await serve(
+      json(409, {
+        '00081199': {
+          vr: 'SQ',
+          Value: [{ '00081150': { vr: 'UI', Value: ['1.2'] }, '00081155': { vr: 'UI', Value: ['1.2.3'] } }],
+        },
+        '00081198': {
+          vr: 'SQ',
+          Value: [
+            {
+              '00081150': { vr: 'UI', Value: ['1.2'] },
+              '00081155': { vr: 'UI', Value: ['1.2.4'] },
+              '00081197': { vr: 'US', Value: [0xc000] },
+            },
+          ],
+        },
+      }),
+    );
+    const result = await new DicomWebClient({ url: pacs.url }).storeInstances({ datasets: [new Uint8Array(4)] });
+    expect(result.stored.map((s) => s.sopInstanceUID)).toEqual(['1.2.3']);
+    expect(result.failed).toEqual([{ sopClassUID: '1.2', sopInstanceUID: '1.2.4', failureReason: 0xc000 }]);
+  });
+
+  it('accepts only dotted-numeric UIDs of at most 64 characters in paths', () => {
+    expect(isValidUid('1.2.840.10008.1.2')).toBe(true);
+    for (const bad of ['', '1..2', '01.2', '1.2/../3', '1.2?x=1', `1.${'2'.repeat(63)}`])
+      expect(isValidUid(bad), bad).toBe(false);
+    expect(() => new DicomWebClient({ url: 'http://x' }).searchForSeries({ studyInstanceUID: '../x' })).toThrow(
+      /not a DICOM UID/,
+    );
+  });
+});
