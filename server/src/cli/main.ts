@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { projectPath } from '../util/paths.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
+import { registerStart } from './commands/start.js';
 
 const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
 
@@ -18,6 +19,7 @@ const program = new Command('ldfsam')
       'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_CONFIG (see README.md).',
   );
 
+registerStart(program);
 registerPacs(program);
 registerInspect(program);
 

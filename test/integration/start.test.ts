@@ -1,0 +1,38 @@
+/** The README's main command (`npm start` = `ldfsam start`): up, sample data in, Ctrl-C stops all. */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { projectPath } from '../../server/src/util/paths.js';
+import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
+import { freePorts } from '../setup/ports.js';
+
+it('starts Orthanc, stores and reads the sample data, and stops cleanly on Ctrl-C', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-'));
+  const [http, dicom] = await freePorts(2);
+  const child = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'start', '--sample-data', CT_DIR, SINGLE_DIR], {
+    env: { PATH: process.env.PATH ?? '', HOME: dataDir, LDFSAM_DATA_DIR: dataDir, LDFSAM_PACS_HTTP_PORT: String(http), LDFSAM_PACS_DICOM_PORT: String(dicom) },
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no prompt; output:\n${out}`)), 60_000);
+      child.stdout.on('data', () => out.includes('Press Ctrl-C to stop.') && (clearTimeout(timer), resolve()));
+      child.once('exit', () => reject(new Error(`exited early:\n${out}`)));
+    });
+    expect(out).toMatch(/CT\s+28\s+512x512\s+position, even\s+ready/);
+    expect(out).toMatch(/US\s+2\s+480x640\s+2D images\s+ready/);
+    expect((await fetch(`http://127.0.0.1:${http}/system`)).ok).toBe(true);
+    child.kill('SIGINT');
+    const code = await new Promise((r) => child.once('exit', r));
+    expect(code).toBe(0);
+    expect(out).toMatch(/Stopped\.\n$/);
+    await expect(fetch(`http://127.0.0.1:${http}/system`)).rejects.toThrow();
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+});
