@@ -11,9 +11,19 @@ import { freePorts } from '../setup/ports.js';
 it('starts Orthanc, stores and reads the sample data, and stops cleanly on Ctrl-C', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-'));
   const [http, dicom] = await freePorts(2);
-  const child = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'start', '--sample-data', CT_DIR, SINGLE_DIR], {
-    env: { PATH: process.env.PATH ?? '', HOME: dataDir, LDFSAM_DATA_DIR: dataDir, LDFSAM_PACS_HTTP_PORT: String(http), LDFSAM_PACS_DICOM_PORT: String(dicom) },
-  });
+  const child = spawn(
+    process.execPath,
+    [projectPath('dist/server/src/cli/main.js'), 'start', '--sample-data', CT_DIR, SINGLE_DIR],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: dataDir,
+        LDFSAM_DATA_DIR: dataDir,
+        LDFSAM_PACS_HTTP_PORT: String(http),
+        LDFSAM_PACS_DICOM_PORT: String(dicom),
+      },
+    },
+  );
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -12,7 +12,10 @@ import type { Provided } from './provided.js';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
 import { startOrthanc } from '../../server/src/pacs/orthanc.js';
-import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, singleImages } from './data.js';
+import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, SINGLE_DIR, singleImages } from './data.js';
+
+/** Derived series whose every frame is compared with pydicom's decoding. */
+const DECODE_SERIES = ['ct-rle', 'ct-j2k', 'ct-jpegls', 'ct-mono1', 'us-ybr-full', 'us-ybr-422', 'us-planar', 'us-jpeg-422'];
 import { freePorts } from './ports.js';
 import { runPython } from './python.js';
 
@@ -36,7 +39,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     const referenceDir = join(workDir, 'reference');
     const derivedDir = join(workDir, 'derived');
-    await runPython('test/tools/make_test_series.py', ['--ct', CT_DIR, '--out', derivedDir]);
+    await runPython('test/tools/make_test_series.py', [
+      '--ct',
+      CT_DIR,
+      '--us',
+      join(SINGLE_DIR, 'US1_UNCR.dcm'),
+      '--out',
+      derivedDir,
+    ]);
     await runPython('test/tools/pydicom_reference.py', [
       '--out',
       referenceDir,
@@ -45,8 +55,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       RLE_TWIN,
       ...mrFiles(),
       join(derivedDir, 'enhanced-ct', '000.dcm'),
-      ...derivedFiles(derivedDir, 'ct-rle'),
-      ...derivedFiles(derivedDir, 'ct-j2k'),
+      ...DECODE_SERIES.flatMap((name) => derivedFiles(derivedDir, name)),
     ]);
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
     const report = await loadFiles(client, [CT_DIR, ...singleImages(), MR_DIR, derivedDir]);

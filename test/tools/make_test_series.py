@@ -12,9 +12,14 @@ reruns are identical) and lands in its own folder under --out:
   no-geometry/     two CT slices without Image Position/Orientation (Patient)
   truncated/       one slice whose Pixel Data lost its second half
   no-images/       a series holding only a non-image object (a Key Object Selection without pixels)
-  ct-rle/, ct-j2k/ the CT re-encoded as RLE Lossless and JPEG 2000 Lossless (pydicom's encoders)
+  ct-rle/, ct-j2k/, ct-jpegls/
+                   the CT re-encoded as RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless
+  ct-mono1/        three CT slices labelled MONOCHROME1 (values unchanged)
+  us-ybr-full/, us-ybr-422/, us-planar/, us-jpeg-422/
+                   the RGB ultrasound US1_UNCR as native YBR_FULL, native YBR_FULL_422, planar RGB,
+                   and JPEG baseline YBR_FULL_422 (encoded with Pillow)
 
-usage: python make_test_series.py --ct DIR --out DIR
+usage: python make_test_series.py --ct DIR --us FILE --out DIR
 """
 import argparse
 import copy
@@ -28,7 +33,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
+from pydicom.encaps import encapsulate
+from pydicom.pixels import convert_color_space
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 ROOT = "2.25."
 
@@ -140,9 +147,52 @@ def make_enhanced(slices, out):
     save(ds, out, name, 0)
 
 
+def make_colour(us, out):
+    rgb = us.pixel_array  # rows x columns x 3, uint8
+    rows, cols = rgb.shape[:2]
+
+    ds = renew(us, "us-ybr-full", 0)
+    ds.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL"
+    save(ds, out, "us-ybr-full", 0)
+
+    ds = renew(us, "us-ybr-422", 0)
+    ybr = convert_color_space(rgb, "RGB", "YBR_FULL").astype(np.uint16)
+    # Y1 Y2 Cb Cr for each pair of pixels, chroma averaged over the pair.
+    pairs = ybr.reshape(rows, cols // 2, 2, 3)
+    packed = np.empty((rows, cols // 2, 4), dtype=np.uint8)
+    packed[..., 0] = pairs[:, :, 0, 0]
+    packed[..., 1] = pairs[:, :, 1, 0]
+    packed[..., 2] = (pairs[:, :, :, 1].sum(axis=2) + 1) // 2
+    packed[..., 3] = (pairs[:, :, :, 2].sum(axis=2) + 1) // 2
+    ds.PixelData = packed.tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    save(ds, out, "us-ybr-422", 0)
+
+    ds = renew(us, "us-planar", 0)
+    ds.PixelData = np.ascontiguousarray(rgb.transpose(2, 0, 1)).tobytes()
+    ds.PlanarConfiguration = 1
+    save(ds, out, "us-planar", 0)
+
+    import io
+
+    from PIL import Image
+
+    ds = renew(us, "us-jpeg-422", 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=90, subsampling=1)  # 4:2:2
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    save(ds, out, "us-jpeg-422", 0)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ct", required=True)
+    parser.add_argument("--us", required=True, help="an uncompressed RGB ultrasound file")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     slices = load_ct(args.ct)
@@ -191,7 +241,14 @@ def main():
     ds.PixelData = bytes(ds.PixelData)[: len(ds.PixelData) // 2]
     save(ds, args.out, "truncated", 0)
 
-    for name, syntax in (("ct-rle", RLELossless), ("ct-j2k", JPEG2000Lossless)):
+    for i, s in enumerate(slices[:3]):
+        ds = renew(s, "ct-mono1", i)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        save(ds, args.out, "ct-mono1", i)
+
+    make_colour(pydicom.dcmread(args.us), args.out)
+
+    for name, syntax in (("ct-rle", RLELossless), ("ct-j2k", JPEG2000Lossless), ("ct-jpegls", JPEGLSLossless)):
         for i, s in enumerate(slices):
             ds = renew(s, name, i)
             ds.compress(syntax)

@@ -13,10 +13,25 @@ import os
 
 import numpy as np
 import pydicom
-from pydicom.pixels import apply_color_lut, apply_modality_lut, convert_color_space
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+
+JPEG_LOSSY = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 
 
 def frames_of(ds):
+    if ds.file_meta.TransferSyntaxUID in JPEG_LOSSY:
+        # Lossy JPEG: chroma upsampling and IDCT are implementation-defined (libjpeg and libjpeg-turbo
+        # differ by up to ~30 levels at edges), so decode with Pillow, whose libjpeg-turbo is the
+        # codec family the server uses.
+        import io
+
+        from PIL import Image
+        from pydicom.encaps import generate_frames
+
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB" if ds.SamplesPerPixel == 3 else "L")) for f in generate_frames(ds.PixelData, number_of_frames=n)]
+        return np.stack(frames), n, int(ds.SamplesPerPixel)
     arr = ds.pixel_array
     n = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.SamplesPerPixel)
@@ -74,11 +89,8 @@ def main() -> None:
                 values = apply_color_lut(frame, ds)
                 kind = "rgb"
             else:
-                # pydicom 3 already returns RGB for JPEG/JPEG 2000 colour; native YBR needs converting.
-                current = pi
-                if ds.file_meta.TransferSyntaxUID.is_compressed and ds.file_meta.TransferSyntaxUID != "1.2.840.10008.1.2.5":
-                    current = "RGB"
-                values = convert_color_space(frame, current, "RGB") if current.startswith("YBR") else frame
+                # pydicom 3's pixel_array already converts YBR_FULL, YBR_FULL_422 and YBR_RCT/ICT to RGB.
+                values = frame
                 kind = "rgb"
             values = np.ascontiguousarray(values)
             name = f"{len(index):04d}.bin"

@@ -1,5 +1,6 @@
 /** Reading DICOM Part 10 files (the header, not the pixels) with dcmjs. */
 import dcmjs from 'dcmjs';
+import { LdfsamError } from '../errors.js';
 
 // dcmjs reports recoverable oddities (e.g. "Invalid vr type xs") on its validation logger; the
 // callers check what they need themselves and keep CLI output clean.
@@ -28,5 +29,32 @@ export function readPart10Header(bytes: Uint8Array): Part10Header {
     transferSyntaxUID: meta['00020010']?.Value?.[0] as string | undefined,
     mediaStorageSOPClassUID: meta['00020002']?.Value?.[0] as string | undefined,
     dataset: dcmjs.data.DicomMetaDictionary.naturalizeDataset(file.dict) as Record<string, unknown>,
+  };
+}
+
+/** Transfer syntax, Number of Frames and Pixel Data of a whole Part 10 file (one buffer per frame when encapsulated). */
+export function readPart10Pixels(bytes: Uint8Array): {
+  transferSyntaxUID: string;
+  numberOfFrames: number;
+  pixelData: Uint8Array[];
+} {
+  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  let file;
+  try {
+    file = dcmjs.data.DicomMessage.readFile(buffer);
+  } catch (err) {
+    throw new LdfsamError('UNSUPPORTED_DICOM', `unreadable DICOM file: ${(err as Error).message}`);
+  }
+  const meta = file.meta as Record<string, { Value?: unknown[] }>;
+  const dict = file.dict as Record<string, { Value?: unknown[] }>;
+  const transferSyntaxUID = meta['00020010']?.Value?.[0];
+  const values = dict['7FE00010']?.Value;
+  if (typeof transferSyntaxUID !== 'string' || !values)
+    throw new LdfsamError('UNSUPPORTED_DICOM', 'no transfer syntax or no pixel data');
+  const frames = Number(dict['00280008']?.Value?.[0] ?? 1);
+  return {
+    transferSyntaxUID,
+    numberOfFrames: Number.isInteger(frames) && frames > 0 ? frames : 1,
+    pixelData: values.map((v) => new Uint8Array(v as ArrayBuffer)),
   };
 }

@@ -8,7 +8,7 @@ import type { DicomWebClient } from '../dicomweb/client.js';
 import type { DicomJsonElement, RetrievedFrame } from '../dicomweb/types.js';
 import { LdfsamError } from '../errors.js';
 import { decompress, NATIVE_SYNTAXES, TS } from './codecs/index.js';
-import { readPart10Header } from './part10.js';
+import { readPart10Header, readPart10Pixels } from './part10.js';
 import { buildPalette, nativeFrameLength, toSlicePixels, type FrameBytes, type Palette, type SlicePixels } from './pixels.js';
 import type { PaletteSource, SeriesPlan, SlicePlan } from './series-plan.js';
 
@@ -120,8 +120,9 @@ async function fetchBatch(
 }
 
 /**
- * Frames of one instance. A PACS that refuses to deliver frames of an instance it lists (Orthanc
- * answers 400 "Bad file format" for truncated pixel data) has a damaged object, not a bad request.
+ * Frames of one instance. When a PACS refuses to cut frames out of an instance it lists (Orthanc
+ * answers 400 "Bad file format" for native YBR_FULL_422 and for truncated pixel data), the whole
+ * instance is fetched and its frames are cut here; checks downstream then say what is wrong.
  */
 export async function fetchFrames(
   client: DicomWebClient,
@@ -129,22 +130,51 @@ export async function fetchFrames(
   frameNumbers: number[],
   signal?: AbortSignal,
   transferSyntaxUID?: string,
+  nativeFrameBytes?: number,
 ): Promise<RetrievedFrame[]> {
   try {
     return await client.retrieveInstanceFrames({ ...ids, frameNumbers, signal, transferSyntaxUID });
   } catch (err) {
-    if (err instanceof LdfsamError && err.code === 'PACS_REJECTED') {
+    if (!(err instanceof LdfsamError && err.code === 'PACS_REJECTED')) throw err;
+    try {
+      return framesFromPart10(await client.retrieveInstance({ ...ids, signal }), frameNumbers, nativeFrameBytes);
+    } catch (fallback) {
+      if (fallback instanceof LdfsamError && fallback.code !== 'UNSUPPORTED_DICOM') throw fallback;
       const said = /"Message"\s*:\s*"([^"]*)"/.exec(err.message)?.[1] ?? `HTTP ${err.details.status}`;
       throw new LdfsamError(
         'UNSUPPORTED_DICOM',
-        `the PACS cannot deliver frame(s) ${frameNumbers.join(',')} of instance ${ids.sopInstanceUID} (${said}); ` +
-          'its pixel data is probably damaged or truncated',
+        `the PACS cannot deliver frame(s) ${frameNumbers.join(',')} of instance ${ids.sopInstanceUID} (${said}), and the ` +
+          `instance itself cannot be read either (${(fallback as Error).message}); its pixel data is probably damaged`,
         err.details,
         { cause: err },
       );
     }
-    throw err;
   }
+}
+
+/** Frames cut out of a Part 10 file: encapsulated frames as dcmjs splits them, native by size. */
+function framesFromPart10(file: Buffer, frameNumbers: number[], nativeFrameBytes?: number): RetrievedFrame[] {
+  const { transferSyntaxUID, pixelData, numberOfFrames } = readPart10Pixels(file);
+  return frameNumbers.map((n) => {
+    if (n < 1 || n > numberOfFrames) throw new LdfsamError('UNSUPPORTED_DICOM', `frame ${n} of ${numberOfFrames} does not exist`);
+    let bytes: Buffer;
+    if (NATIVE_SYNTAXES.has(transferSyntaxUID)) {
+      const all = pixelData[0] ?? new Uint8Array(0);
+      const size = nativeFrameBytes ?? Math.floor(all.length / numberOfFrames);
+      bytes = Buffer.from(
+        all.buffer,
+        all.byteOffset + Math.min(all.length, (n - 1) * size),
+        Math.max(0, Math.min(size, all.length - (n - 1) * size)),
+      );
+    } else {
+      const frame =
+        pixelData.length === numberOfFrames ? pixelData[n - 1] : numberOfFrames === 1 ? Buffer.concat(pixelData) : undefined;
+      if (!frame)
+        throw new LdfsamError('UNSUPPORTED_DICOM', `${pixelData.length} encapsulated fragments for ${numberOfFrames} frames`);
+      bytes = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+    }
+    return { frameNumber: n, transferSyntaxUID, contentType: 'application/dicom', bytes };
+  });
 }
 
 /** Decodes one retrieved frame of a planned slice; damaged data becomes UNSUPPORTED_DICOM. */

