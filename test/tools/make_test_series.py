@@ -14,6 +14,8 @@ reruns are identical) and lands in its own folder under --out:
   no-images/       a series holding only a non-image object (a Key Object Selection without pixels)
   ct-rle/, ct-j2k/, ct-jpegls/
                    the CT re-encoded as RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless
+  ct-jpegll/, us-jpegll/
+                   three CT slices and the RGB ultrasound as JPEG Lossless SV1 (DCMTK's dcmcjpeg)
   ct-mono1/        three CT slices labelled MONOCHROME1 (values unchanged)
   us-ybr-full/, us-ybr-422/, us-planar/, us-jpeg-422/
                    the RGB ultrasound US1_UNCR as native YBR_FULL, native YBR_FULL_422, planar RGB,
@@ -28,6 +30,7 @@ import hashlib
 import math
 import os
 import random
+import subprocess
 
 import numpy as np
 import pydicom
@@ -247,6 +250,15 @@ def main():
         save(ds, args.out, "ct-mono1", i)
 
     make_colour(pydicom.dcmread(args.us), args.out)
+
+    # JPEG Lossless (process 14, SV1): no Python encoder exists, DCMTK's dcmcjpeg writes it.
+    for name, sources in (("ct-jpegll", slices[:3]), ("us-jpegll", [pydicom.dcmread(args.us)])):
+        for i, s in enumerate(sources):
+            ds = renew(s, name, i)
+            save(ds, args.out, name, i)
+            path = os.path.join(args.out, name, f"{i:03d}.dcm")
+            subprocess.run(["dcmcjpeg", "--encode-lossless-sv1", path, path + ".jpeg"], check=True)
+            os.replace(path + ".jpeg", path)
 
     for name, syntax in (("ct-rle", RLELossless), ("ct-j2k", JPEG2000Lossless), ("ct-jpegls", JPEGLSLossless)):
         for i, s in enumerate(slices):

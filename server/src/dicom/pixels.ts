@@ -159,7 +159,7 @@ export function buildPalette(
   if (actualBits !== 8 && actualBits !== 16) {
     throw new Error(`palette data of ${data.red.length} bytes does not hold ${entries} entries of 8 or 16 bits`);
   }
-  const read = (bytes: Uint8Array) => (actualBits === 16 ? readUint16(bytes) : bytes.slice());
+  const read = (bytes: Uint8Array) => (actualBits === 16 ? readUint16(bytes) : Uint8Array.from(bytes));
   return { firstMapped, red: read(data.red), green: read(data.green), blue: read(data.blue), bits: actualBits };
 }
 

@@ -129,7 +129,8 @@ export async function decompress(
     case TS.JpegLossless:
     case TS.JpegLosslessSV1: {
       const decoder = new JpegLosslessDecoder();
-      const copy = input.slice();
+      // A fresh, unshared ArrayBuffer: the decoder reads `buffer` from offset 0 (and Buffer#slice would not copy).
+      const copy = new Uint8Array(input);
       const out = decoder.decode(copy.buffer, 0, copy.byteLength, bytesPerSample) as ArrayBufferView | ArrayBuffer;
       const bytes = out instanceof ArrayBuffer ? new Uint8Array(out) : new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       return { bytes, width: columns, height: rows, components: samples, planar: false, colourConvertedToRgb: false };
