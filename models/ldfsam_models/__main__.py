@@ -1,0 +1,108 @@
+"""python -m ldfsam_models <command>: info | export | verify (each with --help)."""
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+
+from .configs import CONFIGS, build_ldfsam, get_config
+from .manifest import ManifestError, segments_from, verify_folder
+
+
+def cmd_info(args) -> int:
+    from .flops import summary
+
+    rows = {name: summary(get_config(name)) for name in (args.config or list(CONFIGS))}
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for name, parts in rows.items():
+        cfg = get_config(name)
+        print(f"{name}: SAM encoder {cfg.embed_dim}x{cfg.depth} at {cfg.image_size}, YOLOv8{cfg.detector_scale} at {cfg.detector_size}, K={cfg.num_sparse_tokens}")
+        for part, v in parts.items():
+            print(f"  {part:24s} {v['params_m']:9.3f} M params {v['gflops']:9.3f} GFLOPs")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .checkpoints import load_sam_checkpoint, load_yolo_checkpoint
+    from .export import export_model
+
+    config = get_config(args.config)
+    torch.manual_seed(args.seed)
+    model = build_ldfsam(config)
+    provenance = {"dataset": "none (random weights)", "split": "none", "seed": args.seed, "epochs": 0, "gitCommit": "", "date": ""}
+    metrics = None
+    if args.weights:
+        checkpoint = torch.load(args.weights, map_location="cpu")
+        state = checkpoint.get("model", checkpoint)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            print(f"export: {args.weights} does not fit configuration {config.name}: missing {missing[:5]}, unexpected {unexpected[:5]}", file=sys.stderr)
+            return 1
+        provenance.update(checkpoint.get("provenance", {}))
+        metrics = checkpoint.get("metrics")
+    if args.sam_checkpoint:
+        print("SAM checkpoint:", load_sam_checkpoint(model, torch.load(args.sam_checkpoint, map_location="cpu")).summary())
+    if args.yolo_checkpoint:
+        print("YOLO checkpoint:", load_yolo_checkpoint(model, torch.load(args.yolo_checkpoint, map_location="cpu")).summary())
+    intensity = json.loads(args.intensity)
+    manifest = export_model(
+        model,
+        config,
+        pathlib.Path(args.out),
+        name=args.name,
+        version=args.version,
+        segments=segments_from(args.segments.split(",")),
+        modalities=args.modalities.split(","),
+        intensity=intensity,
+        training=provenance,
+        metrics=metrics,
+        description=args.description,
+    )
+    print(f"exported {args.out}/model.onnx ({manifest['files'][0]['bytes'] / 1e6:.1f} MB), max |onnxruntime - PyTorch| = {manifest['export']['maxAbsDiff']:.2e}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    manifest = verify_folder(pathlib.Path(args.folder))
+    print(f"{args.folder}: {manifest['name']} {manifest['version']} ({manifest['configuration']['name']}): manifest valid, hashes match")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ldfsam_models", description="LDFSAM model definition, export and checks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="parameter and GFLOP counts per part of each configuration")
+    p.add_argument("--config", action="append", choices=list(CONFIGS), help="configuration (repeatable; default all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("export", help="export to ONNX (opset 17) with model.json, verified against PyTorch")
+    p.add_argument("--config", required=True, choices=list(CONFIGS))
+    p.add_argument("--out", required=True, help="model folder to write (model.onnx + model.json)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", default="0.0.0")
+    p.add_argument("--weights", help="a training checkpoint of this configuration ({'model': state_dict, 'provenance', 'metrics'})")
+    p.add_argument("--sam-checkpoint", help="official SAM ViT-B / SAM-Med2D .pth to load into the encoder, prompt encoder and decoder")
+    p.add_argument("--yolo-checkpoint", help="a YOLOv8 state dict (model.N.* keys) to load into the detector")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    p.add_argument("--segments", default="tissue", help="comma-separated segment presets")
+    p.add_argument("--modalities", default="*", help="comma-separated modalities the model accepts ('*' = any)")
+    p.add_argument("--intensity", default='{"default": {"kind": "percentile", "low": 0.5, "high": 99.5}}', help="JSON: per-modality intensity scaling")
+    p.add_argument("--description", default="")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
+    p.add_argument("folder")
+    p.set_defaults(func=cmd_verify)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    try:
+        return args.func(args)
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""ONNX export with the preprocessing that belongs in the graph, self-verification and model.json.
+
+One graph, not three (prompt generator / image encoder / mask decoder): the server always runs all
+three parts on every slice, so splitting only adds two session hand-overs and copies of the 16x16x256
+embedding and the stride-8 feature maps per slice; a split pays off only when prompts change on a
+fixed image (interactive SAM), which LDFSAM's automatic mode never does.
+"""
+import datetime
+import json
+import pathlib
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configs import LDFSAMConfig
+from .manifest import ManifestError, git_commit, sha256_of, validate_manifest
+
+# SAM's normalisation, in 0-255 units.
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+OPSET = 17
+GRAPHS_NOTE = __doc__.split("\n\n")[1].replace("\n", " ")
+
+
+class SegmentationGraph(nn.Module):
+    """What model.onnx computes: `image` (B, 3, S, S) float32 in [0, 1] -> `mask_logits` (B, 1, S, S)
+    and `iou` (B, 1). Normalisation and the resize to the detector's input happen inside."""
+
+    def __init__(self, model: nn.Module, config: LDFSAMConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor):
+        s = self.config.image_size
+        sam = (image * 255.0 - self.mean) / self.std
+        # Static scale factors keep every shape static in the graph (size= made them symbolic).
+        det = image if self.config.detector_size == s else F.interpolate(image, scale_factor=self.config.detector_size / s, mode="bilinear", align_corners=False)
+        masks, iou, _ = self.model(sam, det)
+        # The decoder's masks are 4x the embedding grid; a Python constant keeps the scale static when traced.
+        logits = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
+        return logits, iou
+
+
+def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path) -> SegmentationGraph:
+    graph = SegmentationGraph(model, config).eval()  # eval: export restores training flags afterwards
+    example = torch.rand(1, 3, config.image_size, config.image_size)
+    with torch.no_grad():
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["mask_logits", "iou"],
+            dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "iou": {0: "batch"}},
+            do_constant_folding=True,
+        )
+    graph.eval()
+    annotate_shapes(path, config)
+    return graph
+
+
+def annotate_shapes(path: pathlib.Path, config: LDFSAMConfig) -> None:
+    """Torch 1.13's exporter leaves the outputs' dims symbolic after Resize; write the static ones
+    (verify_onnx then checks that onnxruntime really produces them)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    s = config.image_size
+    for value, dims in zip(model.graph.output, (["batch", 1, s, s], ["batch", 1])):
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+    onnx.save(model, str(path))
+
+
+def verify_onnx(graph: SegmentationGraph, path: pathlib.Path, seed: int = 0, batch: int = 2) -> float:
+    """onnx.checker, then PyTorch vs onnxruntime on random inputs: the largest absolute difference."""
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(onnx.load(str(path)))
+    rng = np.random.default_rng(seed)
+    image = rng.random((batch, 3, graph.config.image_size, graph.config.image_size), dtype=np.float32)
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph(torch.from_numpy(image))]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": image})
+    for g, e in zip(got, expected):
+        if g.shape != e.shape:
+            raise ManifestError(f"onnxruntime output shape {g.shape} differs from PyTorch's {e.shape}")
+    return float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
+
+
+def export_model(
+    model: nn.Module,
+    config: LDFSAMConfig,
+    out: pathlib.Path,
+    *,
+    name: str,
+    version: str,
+    segments: list,
+    modalities: list,
+    intensity: dict,
+    training: dict,
+    metrics: Optional[dict],
+    description: str = "",
+    tolerance: float = 1e-4,
+) -> dict:
+    """Exports, verifies and writes model.json. Refuses (ManifestError) when the parity check fails."""
+    import onnxruntime as ort
+
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    model = model.eval()
+    graph = export_onnx(model, config, onnx_path)
+    max_diff = verify_onnx(graph, onnx_path)
+    if not max_diff < tolerance:
+        onnx_path.unlink()
+        raise ManifestError(f"export parity failed: max |onnxruntime - PyTorch| = {max_diff:.3g} >= {tolerance}")
+    s = config.image_size
+    manifest = {
+        "schemaVersion": 1,
+        "name": name,
+        "version": version,
+        "description": description,
+        "configuration": config.to_dict(),
+        "files": [{"path": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size, "role": "segmentation"}],
+        "inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 3, s, s]}],
+        "outputs": [
+            {"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, s, s]},
+            {"name": "iou", "dtype": "float32", "shape": ["batch", 1]},
+        ],
+        "preprocessing": {
+            "inputSize": s,
+            "resize": "bilinear",
+            "channels": "rgb",
+            "valueRange": [0, 1],
+            "inGraph": ["SAM mean/std normalisation", f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}"],
+            "intensity": intensity,
+        },
+        "postprocessing": {"output": "mask_logits", "threshold": 0.0},
+        "segments": segments,
+        "modalities": modalities,
+        "training": {**training, "gitCommit": training.get("gitCommit") or git_commit(), "date": training.get("date") or datetime.date.today().isoformat()},
+        "metrics": metrics,
+        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": max_diff, "graphs": GRAPHS_NOTE},
+    }
+    validate_manifest(manifest)
+    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

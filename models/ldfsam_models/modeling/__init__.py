@@ -1,0 +1,1 @@
+"""LDFSAM network modules, one small file per part."""
