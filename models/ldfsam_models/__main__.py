@@ -65,6 +65,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_graphs(args) -> int:
+    from .graphs import measure
+
+    for name in args.config or ["tiny"]:
+        r = measure(get_config(name), rounds=args.rounds)
+        print(f"{name}: one graph {r['oneGraphMs']:.1f} ms/slice, three graphs {r['threeGraphsMs']:.1f} ms/slice (x{r['ratio']:.2f}), outputs differ by {r['maxAbsDiff']:.1e}")
+    return 0
+
+
 def cmd_verify(args) -> int:
     manifest = verify_folder(pathlib.Path(args.folder))
     print(f"{args.folder}: {manifest['name']} {manifest['version']} ({manifest['configuration']['name']}): manifest valid, hashes match")
@@ -92,6 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--intensity", default='{"default": {"kind": "percentile", "low": 0.5, "high": 99.5}}', help="JSON: per-modality intensity scaling")
     p.add_argument("--description", default="")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("graphs", help="measure one ONNX graph against three (encoder / prompt generator / decoder) in onnxruntime")
+    p.add_argument("--config", action="append", choices=list(CONFIGS))
+    p.add_argument("--rounds", type=int, default=10)
+    p.set_defaults(func=cmd_graphs)
     p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)

@@ -15,7 +15,18 @@ import { startOrthanc } from '../../server/src/pacs/orthanc.js';
 import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, SINGLE_DIR, singleImages } from './data.js';
 
 /** Derived series whose every frame is compared with pydicom's decoding. */
-const DECODE_SERIES = ['ct-rle', 'ct-j2k', 'ct-jpegls', 'ct-jpegll', 'us-jpegll', 'ct-mono1', 'us-ybr-full', 'us-ybr-422', 'us-planar', 'us-jpeg-422'];
+const DECODE_SERIES = [
+  'ct-rle',
+  'ct-j2k',
+  'ct-jpegls',
+  'ct-jpegll',
+  'us-jpegll',
+  'ct-mono1',
+  'us-ybr-full',
+  'us-ybr-422',
+  'us-planar',
+  'us-jpeg-422',
+];
 import { freePorts } from './ports.js';
 import { runPython } from './python.js';
 

@@ -1,0 +1,115 @@
+/**
+ * The model contract: model.json beside the ONNX files, validated against models/model.schema.json
+ * (the one schema, shared with the Python exporter), with every file's size and SHA-256 checked.
+ * Nothing about a model is hard-coded here: inputs, preprocessing, labels and codes come from it.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { LdfsamError } from '../errors.js';
+import { projectPath } from '../util/paths.js';
+
+export interface TensorSpec {
+  name: string;
+  dtype: 'float32' | 'float16' | 'uint8' | 'int64';
+  /** Positive integers, or names of dynamic axes (e.g. "batch"). */
+  shape: (number | string)[];
+}
+
+export interface CodedConcept {
+  scheme: 'SCT' | 'DCM';
+  code: string;
+  meaning: string;
+}
+
+export type IntensityPolicy =
+  | { kind: 'window'; center: number; width: number }
+  | { kind: 'percentile'; low: number; high: number }
+  | { kind: 'minmax' }
+  | { kind: 'fixed'; max: number };
+
+export interface ModelManifest {
+  schemaVersion: 1;
+  name: string;
+  version: string;
+  description?: string;
+  configuration: { name: string; [key: string]: unknown };
+  files: { path: string; sha256: string; bytes: number; role: string }[];
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  preprocessing: {
+    inputSize: number;
+    resize: 'bilinear' | 'area';
+    channels: 'rgb';
+    valueRange: [number, number];
+    inGraph: string[];
+    intensity: { default: IntensityPolicy; [modality: string]: IntensityPolicy };
+  };
+  postprocessing: { output: string; threshold: number; minComponentVoxels?: number };
+  segments: {
+    number: number;
+    label: string;
+    category: CodedConcept;
+    type: CodedConcept;
+    anatomicRegion?: CodedConcept;
+    color: { rgb: [number, number, number]; cielab: [number, number, number] };
+  }[];
+  modalities: string[];
+  training: Record<string, unknown>;
+  metrics: Record<string, unknown> | null;
+  export: Record<string, unknown>;
+  notes?: string;
+}
+
+let validator: ((data: unknown) => boolean) & { errors?: { instancePath: string; message?: string }[] | null };
+
+async function validate(manifest: unknown): Promise<void> {
+  if (!validator) {
+    const schema = JSON.parse(await readFile(projectPath('models', 'model.schema.json'), 'utf8')) as object;
+    validator = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+  }
+  if (!validator(manifest)) {
+    const problems = (validator.errors ?? []).slice(0, 5).map((e) => `${e.instancePath || '(top level)'} ${e.message ?? ''}`);
+    throw new LdfsamError('MODEL_REJECTED', `model.json is invalid: ${problems.join('; ')}`);
+  }
+}
+
+function sha256(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/** Reads, validates and hash-checks a model folder's manifest. */
+export async function readManifest(folder: string): Promise<ModelManifest> {
+  const path = join(folder, 'model.json');
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(await readFile(path, 'utf8')) as ModelManifest;
+  } catch (err) {
+    throw new LdfsamError('MODEL_REJECTED', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  await validate(manifest);
+  const numbers = manifest.segments.map((s) => s.number);
+  if (numbers.some((n, i) => n !== i + 1)) {
+    throw new LdfsamError('MODEL_REJECTED', `${path}: segment numbers must be 1..N in order, got ${numbers.join(',')}`);
+  }
+  for (const file of manifest.files) {
+    const filePath = join(folder, file.path);
+    const info = await stat(filePath).catch(() => undefined);
+    if (!info?.isFile()) throw new LdfsamError('MODEL_REJECTED', `${filePath} is listed in model.json but missing`);
+    if (info.size !== file.bytes || (await sha256(filePath)) !== file.sha256) {
+      throw new LdfsamError(
+        'MODEL_REJECTED',
+        `${filePath} does not match model.json (size or SHA-256 differs): corrupted or replaced`,
+      );
+    }
+  }
+  return manifest;
+}

@@ -1,0 +1,66 @@
+/**
+ * ONNX Runtime sessions for a model folder, checked against its manifest. Session options are the
+ * measured ones (shared/docs/environment-facts.md): full graph optimisation, 2 intra-op threads, 1
+ * inter-op thread, and intra-op spinning off so that sessions run one after another do not fight
+ * over the cores.
+ */
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { LdfsamError } from '../errors.js';
+import { readManifest, type ModelManifest, type TensorSpec } from './manifest.js';
+
+export interface SessionSettings {
+  executionProvider?: 'cpu' | 'cuda';
+  intraOpNumThreads?: number;
+}
+
+export interface LoadedModel {
+  folder: string;
+  manifest: ModelManifest;
+  session: ort.InferenceSession;
+}
+
+export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [settings.executionProvider ?? 'cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: settings.intraOpNumThreads ?? 2,
+    interOpNumThreads: 1,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
+
+/** Opens the model's segmentation graph and refuses it when its inputs/outputs are not the manifest's. */
+export async function loadModel(folder: string, settings: SessionSettings = {}): Promise<LoadedModel> {
+  const manifest = await readManifest(folder);
+  const file = manifest.files.find((f) => f.role === 'segmentation') ?? manifest.files[0]!;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(join(folder, file.path), sessionOptions(settings));
+  } catch (err) {
+    throw new LdfsamError('MODEL_REJECTED', `${manifest.name}: onnxruntime cannot load ${file.path}: ${(err as Error).message}`);
+  }
+  checkIo(manifest.name, 'input', manifest.inputs, session.inputMetadata as unknown as OrtValueMetadata[]);
+  checkIo(manifest.name, 'output', manifest.outputs, session.outputMetadata as unknown as OrtValueMetadata[]);
+  return { folder, manifest, session };
+}
+
+interface OrtValueMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: (number | string)[];
+}
+
+function checkIo(model: string, kind: string, expected: TensorSpec[], actual: OrtValueMetadata[]): void {
+  const show = (name: string, type: string | undefined, shape: (number | string)[] | undefined) =>
+    `${name} ${type ?? '?'} [${(shape ?? []).map((d) => (typeof d === 'number' ? d : 'dynamic')).join(', ')}]`;
+  const want = expected.map((t) => show(t.name, t.dtype, t.shape));
+  const got = actual.map((t) => show(t.name, t.type, t.shape));
+  if (want.join('; ') !== got.join('; ')) {
+    throw new LdfsamError(
+      'MODEL_REJECTED',
+      `${model}: the ONNX ${kind}s (${got.join('; ')}) are not the manifest's (${want.join('; ')})`,
+    );
+  }
+}
