@@ -74,6 +74,14 @@ def cmd_graphs(args) -> int:
     return 0
 
 
+def cmd_fixture(args) -> int:
+    from .fixtures import export_threshold_fixture
+
+    export_threshold_fixture(pathlib.Path(args.out))
+    print(f"wrote {args.out}/model.onnx and model.json (threshold fixture)")
+    return 0
+
+
 def cmd_verify(args) -> int:
     manifest = verify_folder(pathlib.Path(args.folder))
     print(f"{args.folder}: {manifest['name']} {manifest['version']} ({manifest['configuration']['name']}): manifest valid, hashes match")
@@ -105,6 +113,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", action="append", choices=list(CONFIGS))
     p.add_argument("--rounds", type=int, default=10)
     p.set_defaults(func=cmd_graphs)
+    p = sub.add_parser("fixture-threshold", help="write the geometry-test model (mask = min-max scaled value > 0.5)")
+    p.add_argument("--out", default="../test/fixtures/model-threshold")
+    p.set_defaults(func=cmd_fixture)
     p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)

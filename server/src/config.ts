@@ -26,6 +26,24 @@ export const configSchema = z
     pacsTimeoutMs: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
     /** Retries on connection errors and 5xx answers (never on 4xx). */
     pacsRetries: z.coerce.number().int().min(0).max(10).default(3),
+    /** Extra model folders (each with model.json), beside the shipped ones in models/. */
+    modelDirs: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((s) =>
+          s
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+        ),
+      ])
+      .default([]),
+    /** onnxruntime execution provider: auto = CUDA when its provider library is present, else CPU. */
+    executionProvider: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    /** Slices per inference call. */
+    batchSize: z.coerce.number().int().min(1).max(64).default(1),
+    /** 3D clean-up: connected components smaller than this many voxels are dropped (0 = off). */
+    minComponentVoxels: z.coerce.number().int().min(0).default(0),
   })
   .strict();
 
@@ -43,6 +61,10 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   port: 'LDFSAM_PORT',
   pacsTimeoutMs: 'LDFSAM_PACS_TIMEOUT_MS',
   pacsRetries: 'LDFSAM_PACS_RETRIES',
+  modelDirs: 'LDFSAM_MODEL_DIRS',
+  executionProvider: 'LDFSAM_EXECUTION_PROVIDER',
+  batchSize: 'LDFSAM_BATCH_SIZE',
+  minComponentVoxels: 'LDFSAM_MIN_COMPONENT_VOXELS',
 };
 
 export interface ConfigSources {

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { projectPath } from '../util/paths.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
+import { registerSegment } from './commands/segment.js';
 import { registerStart } from './commands/start.js';
 
 const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
@@ -22,5 +23,6 @@ const program = new Command('ldfsam')
 registerStart(program);
 registerPacs(program);
 registerInspect(program);
+registerSegment(program);
 
 await program.parseAsync(process.argv);

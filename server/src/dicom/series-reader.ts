@@ -153,7 +153,7 @@ export async function fetchFrames(
 }
 
 /** Frames cut out of a Part 10 file: encapsulated frames as dcmjs splits them, native by size. */
-function framesFromPart10(file: Buffer, frameNumbers: number[], nativeFrameBytes?: number): RetrievedFrame[] {
+export function framesFromPart10(file: Buffer, frameNumbers: number[], nativeFrameBytes?: number): RetrievedFrame[] {
   const { transferSyntaxUID, pixelData, numberOfFrames } = readPart10Pixels(file);
   return frameNumbers.map((n) => {
     if (n < 1 || n > numberOfFrames) throw new LdfsamError('UNSUPPORTED_DICOM', `frame ${n} of ${numberOfFrames} does not exist`);
@@ -234,21 +234,27 @@ export async function decodeSlice(frame: RetrievedFrame, slice: SlicePlan, palet
   }
 }
 
-async function loadPalette(
-  client: DicomWebClient,
+export async function loadPalette(
+  client: DicomWebClient | undefined,
   ids: { studyInstanceUID: string; seriesInstanceUID: string; sopInstanceUID: string },
   source: PaletteSource,
   signal?: AbortSignal,
 ): Promise<Palette> {
   const read = async (el: DicomJsonElement): Promise<Uint8Array> => {
     if (el.InlineBinary !== undefined) return Buffer.from(el.InlineBinary, 'base64');
-    if (el.BulkDataURI) return client.retrieveBulkData({ BulkDataURI: el.BulkDataURI, signal });
+    if (el.BulkDataURI && client) return client.retrieveBulkData({ BulkDataURI: el.BulkDataURI, signal });
+    if (Array.isArray(el.Value) && el.Value[0] instanceof ArrayBuffer) return new Uint8Array(el.Value[0]); // read from a file
     if (Array.isArray(el.Value)) return new Uint8Array(new Uint16Array(el.Value.map(Number)).buffer);
     throw new LdfsamError('UNSUPPORTED_DICOM', `instance ${ids.sopInstanceUID}: palette data has no value`);
   };
   let descriptor = source.descriptor;
   if (!descriptor) {
     // Some PACS leave the US/SS-ambiguous descriptor out of their metadata: read it from the file.
+    if (!client)
+      throw new LdfsamError(
+        'UNSUPPORTED_DICOM',
+        `instance ${ids.sopInstanceUID}: PALETTE COLOR without a lookup table descriptor`,
+      );
     const header = readPart10Header(await client.retrieveInstance({ ...ids, signal }));
     const d = header.dataset.RedPaletteColorLookupTableDescriptor as number[] | undefined;
     if (!d || d.length !== 3) {

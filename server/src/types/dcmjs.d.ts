@@ -8,6 +8,7 @@ declare module 'dcmjs' {
           options?: { untilTag?: string; includeUntilTagValue?: boolean; ignoreErrors?: boolean; noCopy?: boolean },
         ): { meta: Record<string, unknown>; dict: Record<string, unknown> };
       };
+      DicomDict: new (meta: Record<string, unknown>) => { dict: Record<string, unknown>; write(): ArrayBuffer };
       DicomMetaDictionary: {
         naturalizeDataset(dict: Record<string, unknown>): Record<string, unknown>;
       };

@@ -1,0 +1,687 @@
+"""Training data: image/mask folders (HC18, PH2), subject-level splits, boxes from masks, a torch
+Dataset with per-modality augmentation, and DICOM SEG + source image pairs.
+
+Conventions used throughout (and by `losses.py` / `metrics.py`):
+
+- Masks are 2-D arrays, foreground where non-zero.
+- Boxes are ``x1, y1, x2, y2`` in continuous pixel coordinates, where pixel (row r, col c) covers
+  ``[c, c + 1) x [r, r + 1)``: a tight box is ``(min col, min row, max col + 1, max row + 1)``, so its
+  width is the instance's pixel extent. That is the frame the detector's anchor points
+  ``((j + 0.5) * stride, (i + 0.5) * stride)`` live in.
+- Pixel spacing is ``(row, col)`` in mm, as DICOM's PixelSpacing; ``None`` when unknown.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pydicom
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pydicom.dataset import Dataset as DicomDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+PathLike = Union[str, os.PathLike]
+
+# --------------------------------------------------------------------------------------------------
+# Records and folders
+# --------------------------------------------------------------------------------------------------
+
+
+def default_data_root() -> Path:
+    """`../shared/data` next to the project root, as the TypeScript tests find it; or
+    `$LDFSAM_SHARED_DATA`. The data is read-only and never copied into the repository."""
+    env = os.environ.get("LDFSAM_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image/mask pair. `subject` groups images of one patient so splits never separate them."""
+
+    id: str
+    subject: str
+    image: Path
+    mask: Path
+    pixel_spacing_mm: Optional[Tuple[float, float]]  # (row, col) in mm of the ORIGINAL image
+    dataset: str
+    meta: Dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+def load_hc18(root: Optional[PathLike] = None) -> List[Record]:
+    """HC18 from `index.csv` (file, subject, pixel_size_mm, head_circumference_mm).
+
+    Several subjects have more than one image (`010_HC.png`, `010_2HC.png`, `014_3HC.png`); the
+    subject column groups them. The pixel size is isotropic, so the spacing is (size, size)."""
+    root = Path(root) if root is not None else default_data_root() / "hc18"
+    records = []
+    with open(root / "index.csv", newline="", encoding="utf-8-sig") as f:
+        for row in csv.DictReader(f):
+            name = row["file"]
+            size = float(row["pixel_size_mm"])
+            records.append(
+                Record(
+                    id=Path(name).stem,
+                    subject=row["subject"],
+                    image=root / "images" / name,
+                    mask=root / "masks" / name,
+                    pixel_spacing_mm=(size, size),
+                    dataset="hc18",
+                    meta={"head_circumference_mm": row["head_circumference_mm"]},
+                )
+            )
+    _check_files(records)
+    return sorted(records, key=lambda r: r.id)
+
+
+def load_ph2(root: Optional[PathLike] = None) -> List[Record]:
+    """PH2 from its image folder (one image per patient, so subject = id). The physical pixel size
+    of the dermoscope is not given, so the spacing is None and distances stay in pixels.
+
+    `PH2_dataset.csv` (clinical diagnosis 0/1/2 = common nevus / atypical nevus / melanoma) is
+    attached as `meta['diagnosis']` where it has a row; its trailing legend lines are skipped."""
+    root = Path(root) if root is not None else default_data_root() / "ph2"
+    diagnosis: Dict[str, str] = {}
+    csv_path = root / "PH2_dataset.csv"
+    if csv_path.exists():
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                name = (row.get("Name") or "").strip()
+                if name.startswith("IMD"):
+                    diagnosis[name] = (row.get("Clinical Diagnosis") or "").strip()
+    records = []
+    for image in sorted((root / "images").glob("IMD*.jpg")):
+        rid = image.stem
+        meta = {"diagnosis": diagnosis[rid]} if rid in diagnosis else {}
+        records.append(Record(rid, rid, image, root / "masks" / f"{rid}.png", None, "ph2", meta))
+    _check_files(records)
+    return records
+
+
+def load_dataset(name: str, root: Optional[PathLike] = None) -> List[Record]:
+    loaders = {"hc18": load_hc18, "ph2": load_ph2}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(loaders)}")
+    return loaders[name](root)
+
+
+def _check_files(records: Sequence[Record]) -> None:
+    missing = [str(p) for r in records for p in (r.image, r.mask) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} listed files are missing, e.g. {missing[:3]}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------------
+
+SPLIT_SEED = 2025
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def split_subjects(
+    subjects: Iterable[str],
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    seed: int = SPLIT_SEED,
+) -> Dict[str, List[str]]:
+    """Split subject ids into train / val / test, deterministically.
+
+    - The distinct ids are sorted, then shuffled once with ``random.Random(seed)`` (seed 2025).
+    - The first ``round(test_fraction * n)`` shuffled subjects are the test set (default 20 %).
+    - Of the remaining training pool, the next ``round(val_fraction * n_pool)`` subjects are held out
+      for validation (default 10 % of training, as the paper does); the rest is train.
+    - Rounding is half up. Each returned list is sorted.
+
+    Python's Mersenne Twister and ``Random.shuffle`` are specified and platform independent, so the
+    same input gives the same split on every call and machine (the tests pin a fingerprint)."""
+    if not (0.0 <= test_fraction < 1.0 and 0.0 <= val_fraction < 1.0):
+        raise ValueError("fractions must lie in [0, 1)")
+    order = sorted(set(subjects))
+    random.Random(seed).shuffle(order)
+    n_test = _round_half_up(test_fraction * len(order))
+    pool = order[n_test:]
+    n_val = _round_half_up(val_fraction * len(pool))
+    return {"train": sorted(pool[n_val:]), "val": sorted(pool[:n_val]), "test": sorted(order[:n_test])}
+
+
+def split_records(
+    records: Sequence[Record],
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    seed: int = SPLIT_SEED,
+) -> Dict[str, List[Record]]:
+    """Records grouped by `split_subjects` of their subjects (no subject in two splits)."""
+    parts = split_subjects((r.subject for r in records), test_fraction, val_fraction, seed)
+    where = {s: name for name, subjects in parts.items() for s in subjects}
+    out: Dict[str, List[Record]] = {name: [] for name in parts}
+    for r in records:
+        out[where[r.subject]].append(r)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Connected components and boxes
+# --------------------------------------------------------------------------------------------------
+
+
+def _row_runs(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal runs of foreground: (row, start col, end col exclusive), in row-major order."""
+    m = np.asarray(mask) != 0
+    padded = np.zeros((m.shape[0], m.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = m
+    d = np.diff(padded, axis=1)
+    starts = np.argwhere(d == 1)  # row-major, so starts and ends pair up in order
+    ends = np.argwhere(d == -1)
+    return starts[:, 0], starts[:, 1], ends[:, 1]
+
+
+def _find(parent: List[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _run_components(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Component id (0..K-1, in order of first appearance) of each run, 8-connected.
+
+    Run-based union-find: two runs on neighbouring rows touch (8-connectivity) when their column
+    intervals, each widened by one, overlap. Only runs are visited, which keeps a pure-Python
+    labelling fast enough for full-resolution masks."""
+    n = len(rows)
+    parent = list(range(n))
+    row_first = np.searchsorted(rows, np.arange(rows.max() + 2)) if n else np.zeros(1, int)
+    for r in range(int(rows.max()) if n else 0):
+        a0, a1 = row_first[r], row_first[r + 1]
+        b0, b1 = row_first[r + 1], row_first[r + 2]
+        i, j = a0, b0
+        while i < a1 and j < b1:  # two pointers over the sorted runs of rows r and r + 1
+            if starts[j] <= ends[i] and starts[i] <= ends[j]:  # 8-connected touch
+                ri, rj = _find(parent, i), _find(parent, j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+            if ends[i] < ends[j]:
+                i += 1
+            else:
+                j += 1
+    roots = np.array([_find(parent, i) for i in range(n)], dtype=np.int64)
+    _, labels = np.unique(roots, return_inverse=True)  # roots are the minimal run index: ordered
+    return labels
+
+
+def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
+    """8-connected labelling: (labels int32 with 0 = background and 1..K, K), components numbered
+    in row-major order of their first pixel."""
+    m = np.asarray(mask)
+    labels = np.zeros(m.shape, dtype=np.int32)
+    rows, starts, ends = _row_runs(m)
+    if len(rows) == 0:
+        return labels, 0
+    comp = _run_components(rows, starts, ends)
+    for r, s, e, c in zip(rows, starts, ends, comp):
+        labels[r, s:e] = c + 1
+    return labels, int(comp.max()) + 1
+
+
+def boxes_from_mask(mask: np.ndarray, min_pixels: int = 1) -> np.ndarray:
+    """Tight boxes (N, 4) float32 ``x1, y1, x2, y2`` around each 8-connected instance of `mask`
+    (pixel-edge convention: see the module docstring), in row-major order of the instances' first
+    pixels. Instances with fewer than `min_pixels` pixels are dropped (speckle after resizing)."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    rows, starts, ends = _row_runs(m)
+    if len(rows) == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    comp = _run_components(rows, starts, ends)
+    k = int(comp.max()) + 1
+    x1 = np.full(k, np.inf)
+    y1 = np.full(k, np.inf)
+    x2 = np.full(k, -np.inf)
+    y2 = np.full(k, -np.inf)
+    np.minimum.at(x1, comp, starts)
+    np.minimum.at(y1, comp, rows)
+    np.maximum.at(x2, comp, ends)
+    np.maximum.at(y2, comp, rows + 1)
+    pixels = np.bincount(comp, weights=ends - starts, minlength=k)
+    boxes = np.stack([x1, y1, x2, y2], axis=1)[pixels >= min_pixels]
+    return boxes.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentation and the torch Dataset
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Per-modality augmentation. Geometric ops move image and mask together (same sampling grid);
+    boxes are recomputed from the augmented mask, never transformed separately.
+
+    rotation: 'none', 'small' (uniform in +-max_degrees), 'right' (multiples of 90 degrees, exact),
+    'any' (uniform 0-360)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rotation: str = "none"
+    max_degrees: float = 0.0
+    brightness: float = 0.0  # additive offset, uniform in +-brightness (intensities in [0, 1])
+    contrast: float = 0.0  # gain around the image mean, uniform in 1 +- contrast
+    saturation: float = 0.0  # blend with the grey image, factor uniform in 1 +- saturation
+    channel_gain: float = 0.0  # per-channel gain, uniform in 1 +- channel_gain (colour cast)
+
+
+# Ultrasound: the probe can be mirrored, the head lies at any small tilt, gain/TGC settings vary;
+# no colour: B-mode is grey and the three channels stay equal.
+ULTRASOUND = AugmentConfig(hflip=True, rotation="small", max_degrees=15.0, brightness=0.1, contrast=0.2)
+# Dermoscopy: a lesion has no canonical orientation (flip both axes, any rotation), and cameras and
+# lighting change its colour. Right-angle rotations avoid interpolation and black corners; pass
+# `AugmentConfig(..., rotation='any')` for free rotation.
+DERMOSCOPY = AugmentConfig(
+    hflip=True, vflip=True, rotation="right", brightness=0.1, contrast=0.2, saturation=0.2, channel_gain=0.05
+)
+AUGMENTATIONS: Mapping[str, AugmentConfig] = {"ultrasound": ULTRASOUND, "dermoscopy": DERMOSCOPY}
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1]; grey images (8- or 16-bit) are replicated to three channels."""
+    with Image.open(path) as im:
+        if im.mode in ("L", "1"):
+            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        elif im.mode in ("I", "I;16"):
+            grey = np.asarray(im, dtype=np.float32) / 65535.0
+        else:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(grey).clamp(0, 1).expand(3, -1, -1).contiguous()
+
+
+def _read_mask(path: Path) -> torch.Tensor:
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("L"))
+    return torch.from_numpy((arr > 127).astype(np.float32))[None]
+
+
+def _resize(image: torch.Tensor, mask: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Bilinear (antialiased) resize of both; the mask is resized as a float and thresholded at 0.5,
+    which keeps its edge on the same sub-pixel line as the image's."""
+    img = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    m = F.interpolate(mask[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    return img.clamp(0, 1), (m >= 0.5).float()
+
+
+def _rotate(image: torch.Tensor, mask: torch.Tensor, degrees: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rotate both about the image centre through one sampling grid (zeros outside)."""
+    t = math.radians(degrees)
+    theta = torch.tensor([[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0]], dtype=torch.float32)
+    grid = F.affine_grid(theta[None], [1, *image.shape], align_corners=False)
+    img = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    m = F.grid_sample(mask[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return img, (m >= 0.5).float()
+
+
+def augment_pair(
+    image: torch.Tensor, mask: torch.Tensor, config: AugmentConfig, rng: np.random.Generator
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Apply `config` to a (3, S, S) image and (1, S, S) mask with parameters drawn from `rng`.
+
+    Every parameter is drawn whether or not it is used, so the random stream (and so the result for
+    a given seed) does not depend on earlier coin flips."""
+    u = rng.uniform(size=9)
+    if config.hflip and u[0] < 0.5:
+        image, mask = image.flip(-1), mask.flip(-1)
+    if config.vflip and u[1] < 0.5:
+        image, mask = image.flip(-2), mask.flip(-2)
+    if config.rotation == "right":
+        k = int(u[2] * 4) % 4
+        image, mask = torch.rot90(image, k, (-2, -1)), torch.rot90(mask, k, (-2, -1))
+    elif config.rotation in ("small", "any"):
+        degrees = (2 * u[2] - 1) * config.max_degrees if config.rotation == "small" else 360.0 * u[2]
+        if degrees != 0.0:
+            image, mask = _rotate(image, mask, degrees)
+    elif config.rotation != "none":
+        raise ValueError(f"unknown rotation {config.rotation!r}")
+    if config.channel_gain:
+        gains = 1 + (2 * u[3:6] - 1) * config.channel_gain
+        image = image * torch.tensor(gains, dtype=image.dtype).view(3, 1, 1)
+    if config.saturation:
+        grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+        s = 1 + (2 * u[6] - 1) * config.saturation
+        image = grey + s * (image - grey)
+    if config.contrast:
+        c = 1 + (2 * u[7] - 1) * config.contrast
+        image = image.mean() + c * (image - image.mean())
+    if config.brightness:
+        image = image + (2 * u[8] - 1) * config.brightness
+    return image.clamp(0, 1), mask
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Records as training samples at S x S.
+
+    Each item is a dict: ``image`` (3, S, S) float32 in [0, 1], ``mask`` (1, S, S) float32 in {0, 1},
+    ``boxes`` (N, 4) float32 in resized pixel coordinates (from the final, augmented mask), ``id``,
+    ``scale`` (sy, sx) = resized / original size, ``original_size`` (H, W), ``pixel_spacing_mm``
+    (row, col) of a RESIZED pixel (original spacing / scale) or None.
+
+    Plain bilinear resize (no letterbox): the aspect ratio changes, boxes and spacing follow the
+    per-axis scale. Augmentation (`augment`: None, 'ultrasound', 'dermoscopy' or an AugmentConfig)
+    is drawn from ``numpy.random.default_rng((seed, epoch, index))``: reproducible per item and
+    epoch, independent of worker order; call `set_epoch` to get new draws each epoch."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        size: int = 256,
+        augment: Union[None, str, AugmentConfig] = None,
+        seed: int = SPLIT_SEED,
+        min_box_pixels: int = 1,
+    ) -> None:
+        self.records = list(records)
+        self.size = size
+        self.augment = AUGMENTATIONS[augment] if isinstance(augment, str) else augment
+        self.seed = seed
+        self.epoch = 0
+        self.min_box_pixels = min_box_pixels
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        r = self.records[index]
+        image, mask = _read_image(r.image), _read_mask(r.mask)
+        h, w = image.shape[-2:]
+        if mask.shape[-2:] != (h, w):
+            raise ValueError(f"{r.id}: mask {tuple(mask.shape[-2:])} does not match image {(h, w)}")
+        image, mask = _resize(image, mask, self.size)
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            image, mask = augment_pair(image, mask, self.augment, rng)
+        scale = (self.size / h, self.size / w)
+        spacing = None
+        if r.pixel_spacing_mm is not None:
+            spacing = (r.pixel_spacing_mm[0] / scale[0], r.pixel_spacing_mm[1] / scale[1])
+        boxes = boxes_from_mask(mask[0].numpy(), self.min_box_pixels)
+        return {
+            "image": image.contiguous(),
+            "mask": mask.contiguous(),
+            "boxes": torch.from_numpy(boxes),
+            "id": r.id,
+            "scale": scale,
+            "original_size": (h, w),
+            "pixel_spacing_mm": spacing,
+        }
+
+
+def collate(batch: Sequence[dict]) -> dict:
+    """Stack images and masks; boxes (different counts per image) and metadata stay lists."""
+    out = {"image": torch.stack([b["image"] for b in batch]), "mask": torch.stack([b["mask"] for b in batch])}
+    for key in ("boxes", "id", "scale", "original_size", "pixel_spacing_mm"):
+        out[key] = [b[key] for b in batch]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# DICOM SEG + source images
+# --------------------------------------------------------------------------------------------------
+
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+@dataclass
+class SegSlice:
+    """One SEG frame of the chosen segment and the source slice it segments."""
+
+    image: np.ndarray  # source slice after the modality LUT (rescale), float32 (or RGB as stored)
+    mask: np.ndarray  # bool, rows x columns
+    sop_instance_uid: str  # the source instance
+    frame_number: Optional[int]  # 1-based frame of a multi-frame source, None for single-frame
+    seg_frame: int  # 1-based frame of the SEG
+    matched_by: str  # 'derivation' or 'position'
+
+
+@dataclass
+class _Source:
+    path: Path
+    sop_instance_uid: str
+    series_instance_uid: str
+    frames: int  # 1 for single-frame
+    positions: List[Optional[np.ndarray]]  # ImagePositionPatient per frame (index 0 = frame 1)
+    rows: int
+    columns: int
+
+
+def _frame_group(ds: DicomDataset, index: int, keyword: str):
+    """Item of a functional group for frame `index` (0-based): per-frame first, then shared."""
+    for seq_name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        seq = ds.get(seq_name)
+        if not seq:
+            continue
+        item = seq[index] if seq_name.startswith("PerFrame") else seq[0]
+        group = item.get(keyword)
+        if group:
+            return group[0]
+    return None
+
+
+def _position(ds: DicomDataset, index: int) -> Optional[np.ndarray]:
+    plane = _frame_group(ds, index, "PlanePositionSequence")
+    value = plane.get("ImagePositionPatient") if plane is not None else ds.get("ImagePositionPatient")
+    return np.asarray([float(v) for v in value]) if value is not None else None
+
+
+def decode_seg_frames(ds: DicomDataset) -> np.ndarray:
+    """All SEG frames as (frames, rows, columns) uint8: 0/1 for BINARY, stored values for FRACTIONAL.
+
+    Native (uncompressed) 1-bit data is unpacked here: frames are packed back to back, least
+    significant bit first, and a frame need not start on a byte boundary (rows x columns not a
+    multiple of 8), so the whole bit stream is unpacked before it is cut into frames. Anything else
+    is left to pydicom's decoders."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if int(ds.BitsAllocated) == 1 and ds.file_meta.TransferSyntaxUID in _NATIVE_SYNTAXES:
+        bits = np.unpackbits(np.frombuffer(ds.PixelData, dtype=np.uint8), bitorder="little")
+        need = frames * rows * cols
+        if bits.size < need:
+            raise ValueError(f"PixelData holds {bits.size} bits, {need} needed")
+        return bits[:need].reshape(frames, rows, cols)
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # pydicom names every plugin that failed
+        raise ValueError(f"cannot decode the SEG pixel data ({ds.file_meta.TransferSyntaxUID.name}): {e}") from e
+    return np.asarray(arr).reshape(frames, rows, cols)
+
+
+def seg_frame_masks(ds: DicomDataset, segment_number: int = 1) -> List[Tuple[int, np.ndarray]]:
+    """(0-based frame index, bool mask) of every SEG frame of `segment_number`.
+
+    BINARY frames are their bits. FRACTIONAL frames are thresholded at half the maximum:
+    value >= 0.5 * MaximumFractionalValue (so a 0-255 probability of 128 is in, 127 out)."""
+    numbers = [int(s.SegmentNumber) for s in ds.get("SegmentSequence", [])]
+    if segment_number not in numbers:
+        raise ValueError(f"segment {segment_number} not in this SEG (segments: {numbers})")
+    kind = str(ds.SegmentationType).upper()
+    if kind not in ("BINARY", "FRACTIONAL"):
+        raise ValueError(f"unsupported SegmentationType {kind!r}")
+    frames = decode_seg_frames(ds)
+    out = []
+    for i in range(frames.shape[0]):
+        ident = _frame_group(ds, i, "SegmentIdentificationSequence")
+        if ident is None or int(ident.ReferencedSegmentNumber) != segment_number:
+            continue
+        if kind == "BINARY":
+            mask = frames[i] != 0
+        else:
+            mask = frames[i].astype(np.float64) >= 0.5 * float(ds.MaximumFractionalValue)
+        out.append((i, mask))
+    return out
+
+
+def _source_files(sources: Union[PathLike, Sequence[PathLike]]) -> List[Path]:
+    if isinstance(sources, (str, os.PathLike)):
+        p = Path(sources)
+        return sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    return [Path(s) for s in sources]
+
+
+def _index_sources(sources: Union[PathLike, Sequence[PathLike]]) -> Dict[str, _Source]:
+    """Headers of every DICOM image under `sources` by SOP Instance UID. Non-DICOM files (a
+    screenshot, an NRRD) and other SEG objects next to the images are skipped."""
+    index: Dict[str, _Source] = {}
+    for path in _source_files(sources):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError):
+            continue
+        if "SOPInstanceUID" not in ds or ds.get("SOPClassUID") == SEG_STORAGE or "Rows" not in ds:
+            continue
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        index[str(ds.SOPInstanceUID)] = _Source(
+            path=path,
+            sop_instance_uid=str(ds.SOPInstanceUID),
+            series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
+            frames=frames,
+            positions=[_position(ds, i) for i in range(frames)],
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+        )
+    return index
+
+
+def _first_frame_number(src: DicomDataset) -> Optional[int]:
+    """Referenced Frame Number of a source item (the first, when several are listed), or None."""
+    value = src.get("ReferencedFrameNumber")
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return int(value[0]) if len(value) else None
+    return int(value)
+
+
+def _by_derivation(ds: DicomDataset, i: int, index: Mapping[str, _Source]) -> Optional[Tuple[str, Optional[int]]]:
+    """(SOP Instance UID, 1-based frame or None) from the frame's Derivation Image Sequence."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame:
+        return None
+    for deriv in per_frame[i].get("DerivationImageSequence", []):
+        for src in deriv.get("SourceImageSequence", []):
+            uid = str(src.get("ReferencedSOPInstanceUID", ""))
+            if uid not in index:
+                continue
+            frame = _first_frame_number(src)
+            if index[uid].frames == 1:
+                return uid, None
+            if frame is not None:
+                return uid, frame
+            # a multi-frame source without a frame number: leave it to position matching
+    return None
+
+
+def _referenced_instances(ds: DicomDataset) -> Tuple[set, set]:
+    series, instances = set(), set()
+    for s in ds.get("ReferencedSeriesSequence", []):
+        series.add(str(s.get("SeriesInstanceUID", "")))
+        for inst in s.get("ReferencedInstanceSequence", []):
+            instances.add(str(inst.ReferencedSOPInstanceUID))
+    return series, instances
+
+
+def _by_position(
+    ds: DicomDataset, i: int, index: Mapping[str, _Source], tolerance_mm: float
+) -> Optional[Tuple[str, Optional[int]]]:
+    """The referenced source frame whose ImagePositionPatient is nearest the SEG frame's (within
+    `tolerance_mm`), among the instances or series of the SEG's Referenced Series Sequence."""
+    pos = _position(ds, i)
+    if pos is None:
+        return None
+    series, instances = _referenced_instances(ds)
+    best, best_d = None, tolerance_mm
+    for src in index.values():
+        if src.sop_instance_uid not in instances and src.series_instance_uid not in series:
+            continue
+        for f, p in enumerate(src.positions):
+            if p is None:
+                continue
+            d = float(np.linalg.norm(p - pos))
+            if d <= best_d:
+                best, best_d = (src.sop_instance_uid, f + 1 if src.frames > 1 else None), d
+    return best
+
+
+def _modality(ds: DicomDataset, frame: Optional[int]) -> Tuple[float, float]:
+    """Rescale slope and intercept: top level, or the frame's Pixel Value Transformation."""
+    item = _frame_group(ds, (frame or 1) - 1, "PixelValueTransformationSequence") if frame else None
+    src = item if item is not None else ds
+    return float(src.get("RescaleSlope", 1.0) or 1.0), float(src.get("RescaleIntercept", 0.0) or 0.0)
+
+
+def load_seg_pairs(
+    seg: Union[PathLike, DicomDataset],
+    sources: Union[PathLike, Sequence[PathLike]],
+    segment_number: int = 1,
+    position_tolerance_mm: float = 0.01,
+) -> List[SegSlice]:
+    """(source slice, mask) pairs of one segment of a DICOM SEG, in SEG frame order.
+
+    Each SEG frame is matched to its source through the per-frame Derivation Image Sequence ->
+    Source Image Sequence -> Referenced SOP Instance UID (+ Referenced Frame Number for multi-frame
+    sources). Frames without such a reference fall back to geometry: the source frame, among the
+    instances (or series) of the Referenced Series Sequence, whose Image Position (Patient) lies
+    within `position_tolerance_mm` of the SEG frame's Plane Position. A frame that matches nothing,
+    or a source of another size than the SEG, is an error, never a silent skip."""
+    ds = seg if isinstance(seg, DicomDataset) else pydicom.dcmread(seg)
+    if ds.get("SOPClassUID") != SEG_STORAGE:
+        raise ValueError("not a DICOM SEG (Segmentation Storage) object")
+    index = _index_sources(sources)
+    cache: Dict[str, np.ndarray] = {}
+    out = []
+    for i, mask in seg_frame_masks(ds, segment_number):
+        match, how = _by_derivation(ds, i, index), "derivation"
+        if match is None:
+            match, how = _by_position(ds, i, index, position_tolerance_mm), "position"
+        if match is None:
+            raise ValueError(f"SEG frame {i + 1}: no source image found by derivation or position")
+        uid, frame = match
+        src = index[uid]
+        if (src.rows, src.columns) != mask.shape:
+            raise ValueError(f"SEG frame {i + 1}: mask {mask.shape} but source {uid} is {src.rows}x{src.columns}")
+        if uid not in cache:
+            cache[uid] = _source_pixels(src)
+        pixels = cache[uid][frame - 1] if frame else cache[uid]
+        out.append(SegSlice(pixels, mask, uid, frame, i + 1, how))
+    return out
+
+
+def _source_pixels(src: _Source) -> np.ndarray:
+    """Pixels of a source (frames first for multi-frame) with the modality rescale applied, float32
+    for grey images; colour images are returned as stored."""
+    ds = pydicom.dcmread(src.path)
+    arr = np.asarray(ds.pixel_array)
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        return arr
+    if src.frames > 1:
+        out = np.empty(arr.shape, dtype=np.float32)
+        for f in range(src.frames):
+            slope, intercept = _modality(ds, f + 1)
+            out[f] = arr[f].astype(np.float32) * slope + intercept
+        return out
+    slope, intercept = _modality(ds, None)
+    return arr.astype(np.float32) * slope + intercept

@@ -1,0 +1,178 @@
+/** `ldfsam segment`: one series (or every accepted series of a study) from the PACS, or a folder of files. */
+import { writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { readFileSeries, readFileSlices } from '../../dicom/file-series.js';
+import { uidPath } from '../../dicomweb/client.js';
+import { LdfsamError, toLdfsamError } from '../../errors.js';
+import { accepts, chooseExecutionProvider, ModelRegistry } from '../../models/registry.js';
+import { segmentPlan, segmentSeries, type SegmentResult } from '../../pipeline/segment.js';
+import { str, TAG } from '../../dicom/tags.js';
+import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
+
+interface SegmentFlags extends CommonFlags {
+  study?: string;
+  series?: string;
+  model?: string;
+  input?: string;
+  output?: string;
+  batchSize?: string;
+  minComponentVoxels?: string;
+  storeEmpty?: boolean;
+}
+
+export function registerSegment(program: Command): void {
+  withPacsOptions(program.command('segment'))
+    .description('segment a series with LDFSAM and store the DICOM SEG in the PACS (or write it to a file with --input/--output)')
+    .option('--study <uid>', 'Study Instance UID (PACS mode)')
+    .option('--series <uid>', 'Series Instance UID; without it every image series of the study that the model accepts')
+    .option(
+      '--model <name|folder>',
+      'a registered model name or a model folder (default: the first model accepting the modality)',
+    )
+    .option('--input <folder>', 'segment DICOM files from this folder instead of the PACS')
+    .option('--output <file>', 'with --input: where to write the SEG')
+    .option('--batch-size <n>', 'slices per inference call (env LDFSAM_BATCH_SIZE)')
+    .option('--min-component-voxels <n>', '3D clean-up: drop components smaller than this (env LDFSAM_MIN_COMPONENT_VOXELS)')
+    .option('--store-empty', 'store (or write) a SEG even when no voxel was segmented')
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (flags: SegmentFlags) => {
+        const config = configFrom(flags);
+        const batchSize = Number(flags.batchSize ?? config.batchSize);
+        const minComponentVoxels =
+          flags.minComponentVoxels !== undefined ? Number(flags.minComponentVoxels) : config.minComponentVoxels || undefined;
+        if (!Number.isInteger(batchSize) || batchSize < 1)
+          throw new LdfsamError('INVALID_INPUT', '--batch-size must be a positive integer');
+        const provider = chooseExecutionProvider(config.executionProvider);
+        const log = (m: string) => {
+          if (!flags.json) process.stderr.write(`${m}\n`);
+        };
+        log(`inference: onnxruntime ${provider.toUpperCase()} execution provider`);
+        const registry = await ModelRegistry.load(
+          config.modelDirs,
+          { executionProvider: provider },
+          { info: () => undefined, warn: log },
+        );
+        const options = {
+          batchSize,
+          minComponentVoxels,
+          storeEmpty: flags.storeEmpty === true,
+          onProgress: progressPrinter(flags.json === true),
+        };
+        try {
+          if (flags.input) {
+            if (!flags.output) throw new LdfsamError('INVALID_INPUT', '--input needs --output <seg.dcm>');
+            const series = await readFileSeries([flags.input], flags.series);
+            const model = flags.model ? await registry.resolve(flags.model) : registry.forModality(series.plan.modality);
+            if (!model)
+              throw new LdfsamError(
+                'NOT_FOUND',
+                `no registered model accepts modality ${series.plan.modality}; name one with --model`,
+              );
+            const result = await segmentPlan(series.plan, series.instances[0]!, readFileSlices(series), registry, model, options);
+            if (result.segBytes) await writeFile(flags.output, result.segBytes);
+            report([result], flags, flags.output);
+            return;
+          }
+          if (!flags.study)
+            throw new LdfsamError('INVALID_INPUT', 'give --study <uid> (PACS) or --input <folder> --output <file>');
+          uidPath(flags.study);
+          const client = clientFrom(config);
+          let seriesList: string[];
+          if (flags.series) seriesList = [uidPath(flags.series)];
+          else {
+            const found = await client.searchForSeries({ studyInstanceUID: flags.study });
+            if (found.length === 0) throw new LdfsamError('NOT_FOUND', `study ${flags.study} is not in the PACS`);
+            const named = flags.model ? await registry.resolve(flags.model) : undefined;
+            seriesList = found
+              .filter((s) => {
+                const modality = str(s, TAG.Modality) ?? '';
+                return (
+                  modality !== 'SEG' && (named ? accepts(named.manifest, modality) : registry.forModality(modality) !== undefined)
+                );
+              })
+              .map((s) => str(s, TAG.SeriesInstanceUID)!);
+            if (seriesList.length === 0)
+              throw new LdfsamError(
+                'NOT_FOUND',
+                `no series of study ${flags.study} is accepted by ${flags.model ?? 'any registered model'}`,
+              );
+          }
+          const results: (SegmentResult | { sourceSeriesInstanceUID: string; error: { code: string; message: string } })[] = [];
+          for (const seriesInstanceUID of seriesList) {
+            try {
+              results.push(
+                await segmentSeries(
+                  client,
+                  registry,
+                  { studyInstanceUID: flags.study, seriesInstanceUID, model: flags.model },
+                  options,
+                ),
+              );
+            } catch (err) {
+              const e = toLdfsamError(err);
+              if (seriesList.length === 1) throw e;
+              results.push({ sourceSeriesInstanceUID: seriesInstanceUID, error: { code: e.code, message: e.message } });
+            }
+          }
+          report(results, flags);
+          if (results.some((r) => 'error' in r)) process.exitCode = 1;
+        } finally {
+          await registry.close();
+        }
+      }),
+    );
+}
+
+function progressPrinter(json: boolean) {
+  return (p: { stage: string; done: number; total: number }) => {
+    if (!json && process.stderr.isTTY) process.stderr.write(`\r${p.stage.padEnd(10)} ${p.done}/${p.total}   `);
+  };
+}
+
+type Reported = SegmentResult | { sourceSeriesInstanceUID: string; error: { code: string; message: string } };
+
+function summary(r: SegmentResult, output?: string) {
+  return {
+    status: output ? 'written' : r.status,
+    segSeriesInstanceUID: r.segSeriesInstanceUID ?? null,
+    segSopInstanceUID: r.segSopInstanceUID ?? null,
+    sourceStudyInstanceUID: r.sourceStudyInstanceUID,
+    sourceSeriesInstanceUID: r.sourceSeriesInstanceUID,
+    modality: r.modality,
+    model: r.model,
+    slices: r.slices,
+    frames: r.frames,
+    segments: r.segments,
+    removedVoxels: r.removedVoxels,
+    timingsMs: Object.fromEntries(Object.entries(r.timingsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+    ...(output ? { output } : {}),
+  };
+}
+
+function report(results: Reported[], flags: SegmentFlags, output?: string): void {
+  if (!flags.json && process.stderr.isTTY) process.stderr.write('\n');
+  const out = results.map((r) => ('error' in r ? r : summary(r, output)));
+  if (flags.json) {
+    printJson(out.length === 1 ? out[0] : { results: out });
+    return;
+  }
+  for (const r of out) {
+    if ('error' in r) {
+      process.stdout.write(`series ${r.sourceSeriesInstanceUID}: FAILED [${r.error.code}] ${r.error.message}\n`);
+      continue;
+    }
+    const what =
+      r.frames === 0
+        ? 'nothing segmented: every frame is empty, no SEG stored (use --store-empty to store one)'
+        : output
+          ? `SEG written to ${output}`
+          : `SEG stored: series ${r.segSeriesInstanceUID}, instance ${r.segSopInstanceUID}`;
+    process.stdout.write(
+      `series ${r.sourceSeriesInstanceUID} (${r.modality}, ${r.slices} slices) with ${r.model.name} ${r.model.version}: ${r.frames} frame(s); ${what}\n`,
+    );
+    process.stdout.write(
+      `${table([Object.keys(r.timingsMs).map((k) => k.toUpperCase()), Object.values(r.timingsMs).map((v) => `${v} ms`)])}\n`,
+    );
+  }
+}

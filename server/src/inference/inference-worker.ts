@@ -1,0 +1,72 @@
+/** The main-thread side of an inference worker: start, run batches, close. */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { LdfsamError, type ErrorCode } from '../errors.js';
+import type { ModelManifest } from '../models/manifest.js';
+import type { SessionSettings } from '../models/session.js';
+import { projectPath } from '../util/paths.js';
+
+export type Outputs = Record<string, { data: Float32Array; dims: readonly number[] }>;
+
+/** The compiled worker: beside this file when running from dist/, else the built copy (tests run TS). */
+function workerScript(): string {
+  const sibling = fileURLToPath(new URL('./worker.js', import.meta.url));
+  if (existsSync(sibling)) return sibling;
+  const built = projectPath('dist', 'server', 'src', 'inference', 'worker.js');
+  if (!existsSync(built)) throw new LdfsamError('INTERNAL', `${built} is missing: run "npm run build"`);
+  return built;
+}
+
+export class InferenceWorker {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (o: Outputs) => void; reject: (e: Error) => void }>();
+  private exited: LdfsamError | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly manifest: ModelManifest,
+  ) {
+    worker.on('message', (m: { type: string; id: number; outputs?: Outputs; error?: { code: ErrorCode; message: string } }) => {
+      if (m.type !== 'result') return;
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.error) p?.reject(new LdfsamError(m.error.code, m.error.message));
+      else p?.resolve(m.outputs!);
+    });
+    worker.on('exit', (code) => {
+      this.exited = new LdfsamError('INFERENCE_FAILED', `the inference worker stopped (exit code ${code})`);
+      for (const p of this.pending.values()) p.reject(this.exited);
+      this.pending.clear();
+    });
+  }
+
+  static start(folder: string, settings: SessionSettings = {}): Promise<InferenceWorker> {
+    const worker = new Worker(workerScript(), { workerData: { folder, settings } });
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error) => {
+        void worker.terminate();
+        reject(err);
+      };
+      worker.once('error', (err) => fail(new LdfsamError('INFERENCE_FAILED', `the inference worker failed: ${err.message}`)));
+      worker.once('message', (m: { type: string; manifest?: ModelManifest; error?: { code: ErrorCode; message: string } }) => {
+        if (m.type === 'ready') resolve(new InferenceWorker(worker, m.manifest!));
+        else fail(new LdfsamError(m.error?.code ?? 'INFERENCE_FAILED', m.error?.message ?? 'the inference worker did not start'));
+      });
+    });
+  }
+
+  /** Runs one batch; `input` is transferred to the worker (do not use it afterwards). */
+  run(input: Float32Array, dims: number[]): Promise<Outputs> {
+    if (this.exited) return Promise.reject(this.exited);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, input, dims }, [input.buffer as ArrayBuffer]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The models the server can run: every folder with a model.json under models/ (the shipped
+ * defaults) and the folders named in config. Manifests and hashes are checked at load; a model that
+ * fails is refused with its reason and the others stay available. Inference workers (one session
+ * each) are started on first use and reused.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LdfsamError, toLdfsamError } from '../errors.js';
+import { InferenceWorker } from '../inference/inference-worker.js';
+import { projectPath } from '../util/paths.js';
+import { readManifest, type ModelManifest } from './manifest.js';
+import type { SessionSettings } from './session.js';
+
+export interface RegisteredModel {
+  folder: string;
+  manifest: ModelManifest;
+}
+
+export interface RegistryLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** Folders holding a model.json: `dir` itself, or its direct subfolders. */
+export function modelFolders(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  if (existsSync(join(dir, 'model.json'))) return [dir];
+  return readdirSync(dir)
+    .map((name) => join(dir, name))
+    .filter((p) => statSync(p).isDirectory() && existsSync(join(p, 'model.json')));
+}
+
+export class ModelRegistry {
+  private readonly models = new Map<string, RegisteredModel>();
+  private readonly workers = new Map<string, Promise<InferenceWorker>>();
+  readonly rejected: { folder: string; reason: string }[] = [];
+
+  constructor(
+    private readonly settings: SessionSettings,
+    private readonly log: RegistryLog = { info: () => undefined, warn: () => undefined },
+  ) {}
+
+  static async load(extraDirs: string[], settings: SessionSettings, log?: RegistryLog): Promise<ModelRegistry> {
+    const registry = new ModelRegistry(settings, log);
+    const folders = [...modelFolders(projectPath('models')), ...extraDirs.flatMap((d) => modelFolders(resolve(d)))];
+    for (const folder of folders) await registry.add(folder).catch(() => undefined);
+    return registry;
+  }
+
+  /** Validates and registers a model folder; throws MODEL_REJECTED with the reason. */
+  async add(folder: string): Promise<RegisteredModel> {
+    try {
+      const manifest = await readManifest(folder);
+      const model = { folder: resolve(folder), manifest };
+      this.models.set(manifest.name, model);
+      this.log.info(`model ${manifest.name} ${manifest.version} (${manifest.configuration.name}) from ${folder}`);
+      return model;
+    } catch (err) {
+      const e = toLdfsamError(err);
+      this.rejected.push({ folder, reason: e.message });
+      this.log.warn(`model folder ${folder} refused: ${e.message}`);
+      throw e;
+    }
+  }
+
+  list(): RegisteredModel[] {
+    return [...this.models.values()];
+  }
+
+  /** A registered name, or a model folder path (registered on the fly). */
+  async resolve(nameOrPath: string): Promise<RegisteredModel> {
+    const known = this.models.get(nameOrPath);
+    if (known) return known;
+    if (existsSync(join(nameOrPath, 'model.json'))) return this.add(nameOrPath);
+    const names = [...this.models.keys()];
+    throw new LdfsamError(
+      'NOT_FOUND',
+      `unknown model ${JSON.stringify(nameOrPath)}; available: ${names.length ? names.join(', ') : 'none'}`,
+    );
+  }
+
+  /** The first model accepting the modality (shipped order), for when none is named. */
+  forModality(modality: string): RegisteredModel | undefined {
+    return this.list().find((m) => accepts(m.manifest, modality));
+  }
+
+  worker(model: RegisteredModel): Promise<InferenceWorker> {
+    let w = this.workers.get(model.folder);
+    if (!w) {
+      w = InferenceWorker.start(model.folder, this.settings);
+      w.catch(() => this.workers.delete(model.folder));
+      this.workers.set(model.folder, w);
+    }
+    return w;
+  }
+
+  async close(): Promise<void> {
+    const workers = await Promise.allSettled([...this.workers.values()]);
+    this.workers.clear();
+    await Promise.all(workers.map((w) => (w.status === 'fulfilled' ? w.value.close() : undefined)));
+  }
+}
+
+export function accepts(manifest: ModelManifest, modality: string): boolean {
+  return manifest.modalities.includes('*') || manifest.modalities.includes(modality);
+}
+
+/** CUDA when asked for, or on auto when onnxruntime-node's CUDA provider library is installed. */
+export function chooseExecutionProvider(wanted: 'auto' | 'cpu' | 'cuda'): 'cpu' | 'cuda' {
+  if (wanted !== 'auto') return wanted;
+  const bin = projectPath('node_modules', 'onnxruntime-node', 'bin');
+  const found = existsSync(bin) && findFile(bin, 'libonnxruntime_providers_cuda.so', 4);
+  return found ? 'cuda' : 'cpu';
+}
+
+function findFile(dir: string, name: string, depth: number): boolean {
+  if (depth < 0) return false;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isFile() && entry.name === name) return true;
+    if (entry.isDirectory() && findFile(join(dir, entry.name), name, depth - 1)) return true;
+  }
+  return false;
+}

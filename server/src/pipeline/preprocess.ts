@@ -1,0 +1,124 @@
+/**
+ * Slice pixels to the model's input, as the manifest says: modality values to [0, 1] by the
+ * modality's intensity policy (MONOCHROME1 inverted so that bright means high), colour scaled by its
+ * maximum, bilinear resize to inputSize x inputSize, grey replicated to 3 planar channels.
+ * Pure function over typed arrays; writes into `out` (3 x S x S floats) when given.
+ */
+import type { SlicePixels } from '../dicom/pixels.js';
+import type { IntensityPolicy, ModelManifest } from '../models/manifest.js';
+
+export function intensityPolicy(manifest: ModelManifest, modality: string): IntensityPolicy {
+  return manifest.preprocessing.intensity[modality] ?? manifest.preprocessing.intensity.default;
+}
+
+/** [low, high] of the values that map to 0 and 1. */
+export function intensityRange(values: ArrayLike<number>, policy: IntensityPolicy): [number, number] {
+  switch (policy.kind) {
+    case 'window':
+      return [policy.center - policy.width / 2, policy.center + policy.width / 2];
+    case 'fixed':
+      return [0, policy.max];
+    case 'minmax': {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]!;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      return [lo, hi];
+    }
+    case 'percentile':
+      return percentiles(values, policy.low, policy.high);
+  }
+}
+
+function percentiles(values: ArrayLike<number>, low: number, high: number): [number, number] {
+  // A 4096-bin histogram between min and max: exact enough for intensity scaling, O(n).
+  const [lo, hi] = intensityRange(values, { kind: 'minmax' });
+  if (!(hi > lo)) return [lo, hi];
+  const bins = new Uint32Array(4096);
+  const scale = (bins.length - 1) / (hi - lo);
+  for (let i = 0; i < values.length; i++) bins[Math.floor((values[i]! - lo) * scale)]!++;
+  const at = (p: number) => {
+    const target = (p / 100) * values.length;
+    let sum = 0;
+    for (let b = 0; b < bins.length; b++) {
+      sum += bins[b]!;
+      if (sum >= target) return lo + b / scale;
+    }
+    return hi;
+  };
+  return [at(low), at(high)];
+}
+
+export function preprocessSlice(
+  pixels: SlicePixels,
+  rows: number,
+  columns: number,
+  manifest: ModelManifest,
+  modality: string,
+  out?: Float32Array,
+): Float32Array {
+  const size = manifest.preprocessing.inputSize;
+  const plane = size * size;
+  const result = out ?? new Float32Array(3 * plane);
+  const policy = intensityPolicy(manifest, modality);
+  if (pixels.kind === 'grey') {
+    const [lo, hi] = intensityRange(pixels.values, policy);
+    const span = hi > lo ? hi - lo : 1;
+    const scaled = new Float32Array(pixels.values.length);
+    for (let i = 0; i < scaled.length; i++) {
+      const v = Math.min(1, Math.max(0, (pixels.values[i]! - lo) / span));
+      scaled[i] = pixels.invert ? 1 - v : v;
+    }
+    resizeBilinear(scaled, rows, columns, 1, 0, result.subarray(0, plane), size);
+    result.copyWithin(plane, 0, plane);
+    result.copyWithin(2 * plane, 0, plane);
+  } else {
+    // Colour: one range for all channels keeps the hue; a percentile policy would distort it, so
+    // colour under that policy is scaled by its full range (0..maxValue).
+    const [lo, hi] = policy.kind === 'percentile' ? [0, pixels.maxValue] : intensityRange(pixels.data, policy);
+    const span = hi > lo ? hi - lo : 1;
+    const scaled = new Float32Array(pixels.data.length);
+    for (let i = 0; i < scaled.length; i++) scaled[i] = Math.min(1, Math.max(0, (pixels.data[i]! - lo) / span));
+    for (let c = 0; c < 3; c++) resizeBilinear(scaled, rows, columns, 3, c, result.subarray(c * plane, (c + 1) * plane), size);
+  }
+  return result;
+}
+
+/**
+ * Bilinear resize of one channel of an interleaved (stride `channels`) rows x columns image to
+ * size x size, with half-pixel centres (align_corners = false, as the exporter's interpolate).
+ */
+export function resizeBilinear(
+  src: ArrayLike<number>,
+  rows: number,
+  columns: number,
+  channels: number,
+  channel: number,
+  dst: Float32Array,
+  size: number,
+  dstRows = size,
+  dstColumns = size,
+): void {
+  const sy = rows / dstRows;
+  const sx = columns / dstColumns;
+  for (let y = 0; y < dstRows; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(rows - 1, Math.floor(fy));
+    const y1 = Math.min(rows - 1, y0 + 1);
+    const wy = fy - y0;
+    for (let x = 0; x < dstColumns; x++) {
+      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
+      const x0 = Math.min(columns - 1, Math.floor(fx));
+      const x1 = Math.min(columns - 1, x0 + 1);
+      const wx = fx - x0;
+      const a = src[(y0 * columns + x0) * channels + channel]!;
+      const b = src[(y0 * columns + x1) * channels + channel]!;
+      const c = src[(y1 * columns + x0) * channels + channel]!;
+      const d = src[(y1 * columns + x1) * channels + channel]!;
+      dst[y * dstColumns + x] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
+    }
+  }
+}

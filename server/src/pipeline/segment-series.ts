@@ -1,0 +1,112 @@
+/**
+ * The slice pipeline: slices stream in (fetched and decoded ahead by the reader), are preprocessed
+ * into a batch, inferred in the worker thread while the next slices are fetched and decoded, and
+ * post-processed to bit-packed masks on the source grid. Memory: the reader's lookahead, one batch,
+ * and the bit-packed masks (1 bit per voxel per segment).
+ */
+import type { Slice } from '../dicom/series-reader.js';
+import type { SeriesPlan } from '../dicom/series-plan.js';
+import { LdfsamError } from '../errors.js';
+import type { InferenceWorker } from '../inference/inference-worker.js';
+import type { ModelManifest } from '../models/manifest.js';
+import { logitsToMask, maskToBits } from './postprocess.js';
+import { preprocessSlice } from './preprocess.js';
+
+export type Stage = 'fetch' | 'preprocess' | 'infer' | 'postprocess';
+
+export interface Progress {
+  stage: Stage;
+  done: number;
+  total: number;
+}
+
+export interface SeriesMasks {
+  /** masks[segment - 1][sliceIndex]: rows x columns bits. */
+  masks: Uint8Array[][];
+  timingsMs: Record<Stage, number>;
+}
+
+export async function segmentSlices(
+  slices: AsyncIterable<Slice>,
+  plan: SeriesPlan,
+  manifest: ModelManifest,
+  worker: InferenceWorker,
+  options: { batchSize?: number; signal?: AbortSignal; onProgress?: (p: Progress) => void } = {},
+): Promise<SeriesMasks> {
+  const size = manifest.preprocessing.inputSize;
+  const plane = 3 * size * size;
+  const batchSize = Math.max(1, options.batchSize ?? 1);
+  const output = manifest.postprocessing.output;
+  const segments = manifest.segments.length;
+  const masks: Uint8Array[][] = manifest.segments.map(() => new Array<Uint8Array>(plan.slices.length));
+  const timingsMs: Record<Stage, number> = { fetch: 0, preprocess: 0, infer: 0, postprocess: 0 };
+  const total = plan.slices.length;
+  let done = 0;
+  let inflight: Promise<void> | undefined;
+
+  const runBatch = async (batch: Slice[], input: Float32Array) => {
+    const t0 = performance.now();
+    const outputs = await worker.run(input, [batch.length, 3, size, size]);
+    timingsMs.infer += performance.now() - t0;
+    const logits = outputs[output];
+    if (!logits) throw new LdfsamError('INFERENCE_FAILED', `the model gave no output named ${output}`);
+    const channels = logits.dims[1] ?? 1;
+    if (channels !== segments)
+      throw new LdfsamError('INFERENCE_FAILED', `the model gave ${channels} channel(s) for ${segments} segment(s)`);
+    const t1 = performance.now();
+    for (let b = 0; b < batch.length; b++) {
+      const slice = batch[b]!;
+      for (let s = 0; s < segments; s++) {
+        const offset = (b * channels + s) * size * size;
+        const mask = logitsToMask(
+          logits.data.subarray(offset, offset + size * size),
+          size,
+          plan.rows,
+          plan.columns,
+          manifest.postprocessing.threshold,
+        );
+        masks[s]![slice.plan.index] = maskToBits(mask);
+      }
+    }
+    timingsMs.postprocess += performance.now() - t1;
+    done += batch.length;
+    options.onProgress?.({ stage: 'infer', done, total });
+  };
+
+  let batch: Slice[] = [];
+  let input = new Float32Array(batchSize * plane);
+  const iterator = slices[Symbol.asyncIterator]();
+  for (;;) {
+    if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled');
+    const t0 = performance.now();
+    const next = await iterator.next();
+    timingsMs.fetch += performance.now() - t0;
+    if (!next.done) {
+      const slice = next.value;
+      const t1 = performance.now();
+      preprocessSlice(
+        slice.pixels,
+        plan.rows,
+        plan.columns,
+        manifest,
+        plan.modality,
+        input.subarray(batch.length * plane, (batch.length + 1) * plane),
+      );
+      timingsMs.preprocess += performance.now() - t1;
+      batch.push(slice);
+    }
+    if (batch.length === batchSize || (next.done && batch.length > 0)) {
+      // One batch in the worker at a time; the loop goes back to fetching the next ones meanwhile.
+      await inflight;
+      const full = batch;
+      const data = batch.length === batchSize ? input : input.slice(0, batch.length * plane);
+      inflight = runBatch(full, data);
+      inflight.catch(() => undefined);
+      batch = [];
+      input = new Float32Array(batchSize * plane);
+    }
+    if (next.done) break;
+  }
+  await inflight;
+  return { masks, timingsMs };
+}

@@ -1,0 +1,170 @@
+/**
+ * One segmentation job, end to end: plan the series, check the model accepts it, run the slice
+ * pipeline, optional 3D clean-up, write the SEG (empty frames left out), store it through STOW-RS,
+ * read it back and check it, and report per-stage times. Nothing is stored when any step fails.
+ */
+import { readFileSync } from 'node:fs';
+import type { DicomWebClient } from '../dicomweb/client.js';
+import type { DicomJson } from '../dicomweb/types.js';
+import { loadSeriesPlan } from '../dicom/inspect.js';
+import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
+import type { SeriesPlan } from '../dicom/series-plan.js';
+import { LdfsamError } from '../errors.js';
+import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { isEmpty } from '../seg/bits.js';
+import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
+import { projectPath } from '../util/paths.js';
+import { dropSmallComponents } from './postprocess.js';
+import { segmentSlices, type Progress } from './segment-series.js';
+
+export interface SegmentResult {
+  status: 'stored' | 'empty' | 'written';
+  sourceStudyInstanceUID: string;
+  sourceSeriesInstanceUID: string;
+  modality: string;
+  model: { name: string; version: string };
+  slices: number;
+  /** Non-empty frames written (0 when every frame was empty and nothing was stored). */
+  frames: number;
+  segments: { number: number; label: string; frames: number }[];
+  segSeriesInstanceUID?: string;
+  segSopInstanceUID?: string;
+  removedVoxels: number;
+  timingsMs: Record<string, number>;
+  segBytes?: Uint8Array;
+}
+
+export interface SegmentOptions {
+  batchSize?: number;
+  minComponentVoxels?: number;
+  /** Store (or write) a SEG even when every frame is empty (one empty frame). */
+  storeEmpty?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress | { stage: 'plan' | 'encode' | 'store' | 'verify'; done: number; total: number }) => void;
+}
+
+let softwareVersion: string | undefined;
+function version(): string {
+  softwareVersion ??= (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
+  return softwareVersion;
+}
+
+/** Runs the model over prepared slices and builds the SEG; shared by the PACS and the file paths. */
+export async function segmentPlan(
+  plan: SeriesPlan,
+  sourceInstance: DicomJson,
+  slices: AsyncIterable<Slice>,
+  registry: ModelRegistry,
+  model: RegisteredModel,
+  options: SegmentOptions,
+): Promise<SegmentResult> {
+  const { manifest } = model;
+  if (!accepts(manifest, plan.modality)) {
+    throw new LdfsamError(
+      'INVALID_INPUT',
+      `model ${manifest.name} does not accept modality ${plan.modality} (it accepts ${manifest.modalities.join(', ')})`,
+    );
+  }
+  const worker = await registry.worker(model);
+  const { masks, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
+  const timings: Record<string, number> = { ...timingsMs };
+  const t0 = performance.now();
+  let removedVoxels = 0;
+  const minVoxels = options.minComponentVoxels ?? manifest.postprocessing.minComponentVoxels ?? 0;
+  if (minVoxels > 1) for (const seg of masks) removedVoxels += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
+  timings.cleanup = performance.now() - t0;
+
+  const frames: SegFrame[] = [];
+  masks.forEach((perSlice, s) =>
+    perSlice.forEach((bits, sliceIndex) => {
+      if (!isEmpty(bits)) frames.push({ sliceIndex, segmentNumber: s + 1, bits });
+    }),
+  );
+  const result: SegmentResult = {
+    status: 'empty',
+    sourceStudyInstanceUID: plan.studyInstanceUID,
+    sourceSeriesInstanceUID: plan.seriesInstanceUID,
+    modality: plan.modality,
+    model: { name: manifest.name, version: manifest.version },
+    slices: plan.slices.length,
+    frames: frames.length,
+    segments: manifest.segments.map((s) => ({
+      number: s.number,
+      label: s.label,
+      frames: frames.filter((f) => f.segmentNumber === s.number).length,
+    })),
+    removedVoxels,
+    timingsMs: timings,
+  };
+  if (frames.length === 0 && !options.storeEmpty) return result;
+  if (frames.length === 0) {
+    frames.push({ sliceIndex: 0, segmentNumber: 1, bits: masks[0]![0]! });
+    result.frames = 1;
+  }
+  const t1 = performance.now();
+  options.onProgress?.({ stage: 'encode', done: 0, total: 1 });
+  const seg = buildSegmentation({ plan, sourceInstance, frames, model: manifest, softwareVersion: version() });
+  timings.encode = performance.now() - t1;
+  return {
+    ...result,
+    status: 'written',
+    segSeriesInstanceUID: seg.seriesInstanceUID,
+    segSopInstanceUID: seg.sopInstanceUID,
+    segBytes: seg.bytes,
+  };
+}
+
+/** Segments one series of the PACS and stores the SEG there. */
+export async function segmentSeries(
+  client: DicomWebClient,
+  registry: ModelRegistry,
+  request: { studyInstanceUID: string; seriesInstanceUID: string; model?: string },
+  options: SegmentOptions = {},
+): Promise<SegmentResult> {
+  const t0 = performance.now();
+  options.onProgress?.({ stage: 'plan', done: 0, total: 1 });
+  const metadata = await client.retrieveSeriesMetadata({ ...request, signal: options.signal });
+  const plan = await loadSeriesPlan(client, request, options.signal);
+  const model = request.model ? await registry.resolve(request.model) : registry.forModality(plan.modality);
+  if (!model) throw new LdfsamError('NOT_FOUND', `no registered model accepts modality ${plan.modality}; name one with --model`);
+  const sourceInstance = metadata.find((m) => m['00080018']?.Value?.[0] === plan.slices[0]!.sopInstanceUID) ?? metadata[0]!;
+  const planMs = performance.now() - t0;
+  const result = await segmentPlan(
+    plan,
+    sourceInstance,
+    readSeriesSlices(client, plan, { signal: options.signal }),
+    registry,
+    model,
+    options,
+  );
+  result.timingsMs = { plan: planMs, ...result.timingsMs };
+  if (result.status !== 'written') return result;
+  if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled before the SEG was stored');
+
+  const t1 = performance.now();
+  options.onProgress?.({ stage: 'store', done: 0, total: 1 });
+  const stored = await client.storeInstances({ datasets: [result.segBytes!], studyInstanceUID: plan.studyInstanceUID });
+  const failed = stored.failed.find((f) => f.sopInstanceUID === result.segSopInstanceUID);
+  if (failed) {
+    throw new LdfsamError(
+      'PACS_REJECTED',
+      `the PACS refused the SEG ${result.segSopInstanceUID} (failure reason 0x${failed.failureReason.toString(16)})`,
+    );
+  }
+  result.timingsMs.store = performance.now() - t1;
+
+  // Read back what the PACS holds and check it is ours, whole.
+  const t2 = performance.now();
+  options.onProgress?.({ stage: 'verify', done: 0, total: 1 });
+  const back = await client.retrieveSeriesMetadata({
+    studyInstanceUID: plan.studyInstanceUID,
+    seriesInstanceUID: result.segSeriesInstanceUID!,
+    signal: options.signal,
+  });
+  const mine = back.find((m) => m['00080018']?.Value?.[0] === result.segSopInstanceUID);
+  if (!mine || mine['00080016']?.Value?.[0] !== SEG_SOP_CLASS || Number(mine['00280008']?.Value?.[0]) !== result.frames) {
+    throw new LdfsamError('SEG_INVALID', `the SEG read back from the PACS is not the one stored (${result.segSopInstanceUID})`);
+  }
+  result.timingsMs.verify = performance.now() - t2;
+  return { ...result, status: 'stored', segBytes: undefined };
+}
