@@ -10,6 +10,7 @@ reruns are identical) and lands in its own folder under --out:
   mixed-sizes/     three slices, one cropped to 256x256
   mixed-orient/    three slices, one with a sagittal orientation
   no-geometry/     two CT slices without Image Position/Orientation (Patient)
+  blank/           two CT slices whose pixels are all equal (nothing to segment)
   truncated/       one slice whose Pixel Data lost its second half
   no-images/       a series holding only a non-image object (a Key Object Selection without pixels)
   ct-rle/, ct-j2k/, ct-jpegls/
@@ -239,6 +240,11 @@ def main():
         del ds.ImagePositionPatient
         del ds.ImageOrientationPatient
         save(ds, args.out, "no-geometry", i)
+
+    for i, s in enumerate(slices[:2]):
+        ds = renew(s, "blank", i)
+        ds.PixelData = np.full((s.Rows, s.Columns), 100, dtype=np.uint16).tobytes()
+        save(ds, args.out, "blank", i)
 
     ds = renew(slices[0], "truncated", 0)
     ds.PixelData = bytes(ds.PixelData)[: len(ds.PixelData) // 2]

@@ -3,6 +3,7 @@
  * will use, computed by the same planning code the pipeline runs.
  */
 import type { DicomWebClient } from '../dicomweb/client.js';
+import type { DicomJson } from '../dicomweb/types.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import { planSeries, type SeriesPlan } from './series-plan.js';
 import { fetchFrames } from './series-reader.js';
@@ -42,11 +43,12 @@ export interface SeriesFailure {
   error: { code: string; message: string };
 }
 
-export async function loadSeriesPlan(
+/** A series' metadata and its plan; unknown series are NOT_FOUND with a readable message. */
+export async function loadSeries(
   client: DicomWebClient,
   ids: { studyInstanceUID: string; seriesInstanceUID: string },
   signal?: AbortSignal,
-): Promise<SeriesPlan> {
+): Promise<{ plan: SeriesPlan; metadata: DicomJson[] }> {
   let metadata;
   try {
     metadata = await client.retrieveSeriesMetadata({ ...ids, signal });
@@ -63,7 +65,15 @@ export async function loadSeriesPlan(
   if (metadata.length === 0) {
     throw new LdfsamError('NOT_FOUND', `series ${ids.seriesInstanceUID} of study ${ids.studyInstanceUID} has no instances`);
   }
-  return planSeries(metadata, ids);
+  return { plan: planSeries(metadata, ids), metadata };
+}
+
+export async function loadSeriesPlan(
+  client: DicomWebClient,
+  ids: { studyInstanceUID: string; seriesInstanceUID: string },
+  signal?: AbortSignal,
+): Promise<SeriesPlan> {
+  return (await loadSeries(client, ids, signal)).plan;
 }
 
 export async function inspectStudy(

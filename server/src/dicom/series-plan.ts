@@ -90,6 +90,8 @@ export interface SeriesPlan {
   /** [row spacing, column spacing] in mm, or null when unknown. */
   pixelSpacing: [number, number] | null;
   pixelSpacingSource: 'PixelSpacing' | 'UltrasoundRegion' | null;
+  /** Slice Thickness (mm) of the first slice, when given. */
+  sliceThickness: number | undefined;
   /** The 6 direction cosines shared by every slice, or null for 2D images without geometry. */
   orientation: number[] | null;
   normal: Vec3 | null;
@@ -258,6 +260,7 @@ export function planSeries(instances: DicomJson[], ids?: { studyInstanceUID?: st
     photometricInterpretation: firstSlice.format.photometricInterpretation,
     pixelSpacing,
     pixelSpacingSource: spacingSource ?? (usSpacing ? 'UltrasoundRegion' : null),
+    sliceThickness: sliceThicknessOf(images[0]!),
     orientation,
     normal,
     orderedBy,
@@ -369,6 +372,13 @@ function enhancedGeometry(perFrame: DicomJson | undefined, shared: DicomJson | u
     orientation: isValidOrientation(iop) ? iop : fallback.orientation,
     pixelSpacing: validSpacing(ps) ?? fallback.pixelSpacing,
   };
+}
+
+function sliceThicknessOf(ds: DicomJson): number | undefined {
+  const shared = seq(ds, TAG.SharedFunctionalGroupsSequence)[0];
+  const perFrame = seq(ds, TAG.PerFrameFunctionalGroupsSequence)[0];
+  const v = num(functionalGroup(perFrame, shared, TAG.PixelMeasuresSequence), TAG.SliceThickness) ?? num(ds, TAG.SliceThickness);
+  return v !== undefined && v > 0 ? v : undefined;
 }
 
 function validSpacing(ps: number[] | undefined): number[] | undefined {

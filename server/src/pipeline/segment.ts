@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { DicomJson } from '../dicomweb/types.js';
-import { loadSeriesPlan } from '../dicom/inspect.js';
+import { loadSeries } from '../dicom/inspect.js';
 import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
@@ -123,9 +123,9 @@ export async function segmentSeries(
 ): Promise<SegmentResult> {
   const t0 = performance.now();
   options.onProgress?.({ stage: 'plan', done: 0, total: 1 });
-  const metadata = await client.retrieveSeriesMetadata({ ...request, signal: options.signal });
-  const plan = await loadSeriesPlan(client, request, options.signal);
-  const model = request.model ? await registry.resolve(request.model) : registry.forModality(plan.modality);
+  const named = request.model ? await registry.resolve(request.model) : undefined; // fail fast on an unknown model
+  const { plan, metadata } = await loadSeries(client, request, options.signal);
+  const model = named ?? registry.forModality(plan.modality);
   if (!model) throw new LdfsamError('NOT_FOUND', `no registered model accepts modality ${plan.modality}; name one with --model`);
   const sourceInstance = metadata.find((m) => m['00080018']?.Value?.[0] === plan.slices[0]!.sopInstanceUID) ?? metadata[0]!;
   const planMs = performance.now() - t0;

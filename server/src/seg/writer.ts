@@ -159,6 +159,11 @@ export function buildSegmentation(input: SegInput): SegOutput {
     '00700084': { vr: 'PN', Value: [] }, // ContentCreatorName (type 2)
     '00620001': el('CS', 'BINARY'),
   });
+  if (!geometry) {
+    // General Image: Patient Orientation is required (type 2C) when the image has no patient geometry.
+    const source = input.sourceInstance['00200020'];
+    ds['00200020'] = source?.Value?.length ? { vr: 'CS', Value: source.Value } : { vr: 'CS', Value: [] };
+  }
   if (plan.frameOfReferenceUID) {
     ds['00200052'] = el('UI', plan.frameOfReferenceUID);
     ds['00201040'] = { vr: 'LO', Value: [] }; // PositionReferenceIndicator (type 2)
@@ -209,14 +214,15 @@ export function buildSegmentation(input: SegInput): SegOutput {
   );
 
   const shared: DicomJson = {};
-  if (plan.pixelSpacing) {
+  // Pixel Measures only with patient geometry: a 2D image's calibration (e.g. ultrasound regions) is
+  // not a patient-space measure, and readers (highdicom) require a slice thickness with it.
+  if (geometry && plan.pixelSpacing) {
     const measures: DicomJson = { '00280030': el('DS', ...plan.pixelSpacing.map(dsNumber)) };
-    const thickness =
+    const even =
       plan.spacing.meanSpacing !== undefined && plan.spacing.evenlySpaced ? Math.abs(plan.spacing.meanSpacing) : undefined;
-    if (thickness) {
-      measures[TAG.SliceThickness] = el('DS', dsNumber(thickness));
-      measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(thickness));
-    }
+    const thickness = plan.sliceThickness ?? even;
+    if (thickness) measures[TAG.SliceThickness] = el('DS', dsNumber(thickness));
+    if (even) measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(even));
     shared[TAG.PixelMeasuresSequence] = seq(measures);
   }
   if (geometry)

@@ -1,0 +1,65 @@
+/**
+ * The repository's SEG reader on every SEG of ../shared/data/seg-corpus (written by dcmqi and
+ * highdicom; BINARY, non-byte-aligned, RLE, FRACTIONAL, overlapping segments): every frame lands on
+ * the source slice it references, masks match pydicom's decoding, and position-based placement
+ * agrees with reference-based placement.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readFileSeries } from '../../server/src/dicom/file-series.js';
+import { placeFrames, readSegmentation } from '../../server/src/seg/reader.js';
+import { SHARED_DATA } from '../setup/data.js';
+import { runPython } from '../setup/python.js';
+
+const corpus = join(SHARED_DATA, 'seg-corpus');
+const CASES: [string, string[]][] = [
+  ['dcmqi/23x38x3/seg/label.seg', ['dcmqi/23x38x3/image']],
+  ['dcmqi/24x38x3/seg/label.seg', ['dcmqi/24x38x3/image']],
+  ['dcmqi/ct-3slice-seg/liver.dcm', ['dcmqi/ct-3slice']],
+  ['dcmqi/ct-3slice-seg/partial_overlaps.dcm', ['dcmqi/ct-3slice']],
+  ['highdicom/seg_image_ct_binary.dcm', ['highdicom/source-ct']],
+  ['highdicom/seg_image_ct_binary_fractional.dcm', ['highdicom/source-ct']],
+  ['highdicom/seg_image_ct_binary_overlap.dcm', ['highdicom/source-ct']],
+  ['highdicom/seg_image_ct_binary_single_frame.dcm', ['highdicom/ct_image.dcm']],
+  ['highdicom/seg_image_ct_true_fractional.dcm', ['highdicom/source-ct']],
+  ['pydicom-data/liver.dcm', ['dcmqi/ct-3slice']],
+  ['pydicom-data/liver_nonbyte_aligned.dcm', ['dcmqi/ct-3slice']],
+  ['pydicom-data/liver_rle.dcm', ['dcmqi/ct-3slice']],
+];
+
+describe('SEG reader on the dcmqi and highdicom corpus', async () => {
+  const reference = JSON.parse(
+    await runPython(
+      'test/tools/seg_reference.py',
+      CASES.map(([seg]) => join(corpus, seg)),
+    ),
+  ) as Record<string, { sum: number; segment: number; source: string }[]>;
+
+  it.each(CASES)('%s', async (segPath, sources) => {
+    const seg = readSegmentation(readFileSync(join(corpus, segPath)));
+    const expected = reference[join(corpus, segPath)]!;
+    expect(seg.frames).toHaveLength(expected.length);
+    const series = await readFileSeries(sources.map((s) => join(corpus, s)));
+    const placed = placeFrames(seg, series.plan);
+    seg.frames.forEach((frame, i) => {
+      const ref = expected[i]!;
+      expect(frame.segmentNumber).toBe(ref.segment);
+      expect(frame.referencedSOPInstanceUID).toBe(ref.source);
+      expect(
+        frame.mask.reduce((a, b) => a + b, 0),
+        `frame ${i + 1} pixels`,
+      ).toBe(ref.sum);
+      // Placed on the slice it references...
+      expect(placed[i], `frame ${i + 1} placed`).toBeDefined();
+      expect(series.plan.slices[placed[i]!]!.sopInstanceUID).toBe(ref.source);
+      // ...which is also where its Plane Position puts it.
+      if (frame.position && series.plan.normal) {
+        const byPosition = placeFrames({ ...seg, frames: [{ ...frame, referencedSOPInstanceUID: undefined }] }, series.plan)[0];
+        expect(byPosition).toBe(placed[i]);
+      }
+    });
+    expect(seg.segments.map((s) => s.number)).toEqual(seg.segments.map((_, i) => i + 1));
+    for (const e of expected) expect(seg.segments.some((s) => s.number === e.segment)).toBe(true);
+  });
+});
