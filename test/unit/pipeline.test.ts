@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import type { ModelManifest } from '../../server/src/models/manifest.js';
+import { dropSmallComponents, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import { intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
+import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
+import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
+
+const manifest = (intensity: ModelManifest['preprocessing']['intensity'], inputSize = 4): ModelManifest =>
+  ({
+    preprocessing: { inputSize, resize: 'bilinear', channels: 'rgb', valueRange: [0, 1], inGraph: [], intensity },
+  }) as unknown as ModelManifest;
+
+describe('preprocessing', () => {
+  it('maps a CT window to [0, 1] and clamps outside it', () => {
+    const m = manifest({ default: { kind: 'minmax' }, CT: { kind: 'window', center: 40, width: 400 } });
+    const out = preprocessSlice(
+      { kind: 'grey', values: Float32Array.from([-1000, -160, 40, 240, 3000, 40, 40, 40]), invert: false },
+      2,
+      4,
+      m,
+      'CT',
+    );
+    // 2x4 -> 4x4 bilinear; the first row keeps the row's ordering, clamped to [0, 1].
+    expect(out.length).toBe(3 * 16);
+    expect(out[0]).toBe(0);
+    expect(Math.max(...out.subarray(0, 16))).toBe(1);
+    expect(out.subarray(0, 16)).toEqual(out.subarray(16, 32)); // grey replicated to 3 channels
+  });
+
+  it('inverts MONOCHROME1 so that bright means high', () => {
+    const m = manifest({ default: { kind: 'minmax' } }, 2);
+    const out = preprocessSlice({ kind: 'grey', values: Float32Array.from([0, 10, 0, 10]), invert: true }, 2, 2, m, 'CR');
+    expect(Array.from(out.subarray(0, 4))).toEqual([1, 0, 1, 0]);
+  });
+
+  it('percentiles ignore outliers', () => {
+    const values = Float32Array.from({ length: 1000 }, (_, i) => (i === 999 ? 1e6 : i));
+    const [lo, hi] = intensityRange(values, { kind: 'percentile', low: 0.5, high: 99 });
+    expect(lo).toBeLessThan(10);
+    expect(hi).toBeLessThan(1000);
+  });
+
+  it('scales colour by one range over all channels and keeps the channels apart', () => {
+    const m = manifest({ default: { kind: 'fixed', max: 255 } }, 1);
+    const out = preprocessSlice({ kind: 'rgb', data: Uint8Array.from([255, 0, 51]), maxValue: 255 }, 1, 1, m, 'XC');
+    expect(Array.from(out)).toEqual([1, 0, Math.fround(0.2)]);
+  });
+
+  it('resizes with half-pixel centres (no shift of the image)', () => {
+    const src = Float32Array.from([0, 1, 2, 3]); // 1 x 4 ramp
+    const dst = new Float32Array(8);
+    resizeBilinear(src, 1, 4, 1, 0, dst, 8, 1, 8);
+    expect(Array.from(dst)).toEqual([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]);
+  });
+});
+
+describe('postprocessing', () => {
+  it('resizes logits back to a non-square slice and thresholds them, unflipped', () => {
+    const logits = Float32Array.from([1, -1, 1, -1]); // 2x2: left column positive
+    const mask = logitsToMask(logits, 2, 2, 4, 0);
+    expect(Array.from(mask)).toEqual([1, 1, 0, 0, 1, 1, 0, 0]);
+  });
+
+  it('drops 3D components smaller than the limit and keeps the rest', () => {
+    const rows = 4;
+    const columns = 4;
+    const slice = (on: number[]) => packBits(Uint8Array.from({ length: 16 }, (_, i) => (on.includes(i) ? 1 : 0)));
+    // A 2x2x2 block (8 voxels) across slices 0-1, and a lone voxel on slice 2.
+    const slices = [slice([0, 1, 4, 5]), slice([0, 1, 4, 5]), slice([15])];
+    expect(dropSmallComponents(slices, rows, columns, 2)).toBe(1);
+    expect(Array.from(unpackBits(slices[2]!, 0, 16)).every((v) => v === 0)).toBe(true);
+    expect(Array.from(unpackBits(slices[0]!, 0, 16)).filter(Boolean)).toHaveLength(4);
+    expect(dropSmallComponents(slices, rows, columns, 9)).toBe(8);
+  });
+});
+
+describe('SEG bits and UIDs', () => {
+  it('packs frames contiguously when a frame is not a whole number of bytes', () => {
+    const a = packBits(Uint8Array.from([1, 0, 1])); // 3 pixels
+    const b = packBits(Uint8Array.from([0, 1, 1]));
+    const all = concatFrames([a, b], 3);
+    expect(all.length % 2).toBe(0);
+    expect(Array.from(unpackBits(all, 0, 6))).toEqual([1, 0, 1, 0, 1, 1]);
+  });
+
+  it('derives stable, valid UIDs that change with their inputs', () => {
+    const series = segSeriesUid('1.2.3', 'ldfsam-hc18', '1.0.0');
+    expect(series).toBe(segSeriesUid('1.2.3', 'ldfsam-hc18', '1.0.0'));
+    expect(series).not.toBe(segSeriesUid('1.2.3', 'ldfsam-hc18', '1.0.1'));
+    expect(segInstanceUid(series, 'a')).not.toBe(segInstanceUid(series, 'b'));
+    for (const uid of [series, uidFrom('x')]) expect(uid).toMatch(/^2\.25\.[1-9][0-9]{0,38}$/);
+  });
+});
