@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pydicom.dataset import Dataset as DicomDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.multival import MultiValue
 
 PathLike = Union[str, os.PathLike]
 
@@ -443,7 +443,7 @@ def collate(batch: Sequence[dict]) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+_NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # implicit and explicit VR little endian
 
 
 @dataclass
@@ -571,7 +571,7 @@ def _first_frame_number(src: DicomDataset) -> Optional[int]:
     value = src.get("ReferencedFrameNumber")
     if value is None or value == "":
         return None
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+    if isinstance(value, (list, tuple, MultiValue)):
         return int(value[0]) if len(value) else None
     return int(value)
 
@@ -608,14 +608,16 @@ def _by_position(
     ds: DicomDataset, i: int, index: Mapping[str, _Source], tolerance_mm: float
 ) -> Optional[Tuple[str, Optional[int]]]:
     """The referenced source frame whose ImagePositionPatient is nearest the SEG frame's (within
-    `tolerance_mm`), among the instances or series of the SEG's Referenced Series Sequence."""
+    `tolerance_mm`), among the instances or series of the SEG's Referenced Series Sequence (among
+    all given sources if a SEG lacks that sequence, which the standard requires)."""
     pos = _position(ds, i)
     if pos is None:
         return None
     series, instances = _referenced_instances(ds)
+    restrict = bool(series or instances)
     best, best_d = None, tolerance_mm
     for src in index.values():
-        if src.sop_instance_uid not in instances and src.series_instance_uid not in series:
+        if restrict and src.sop_instance_uid not in instances and src.series_instance_uid not in series:
             continue
         for f, p in enumerate(src.positions):
             if p is None:
@@ -627,8 +629,9 @@ def _by_position(
 
 
 def _modality(ds: DicomDataset, frame: Optional[int]) -> Tuple[float, float]:
-    """Rescale slope and intercept: top level, or the frame's Pixel Value Transformation."""
-    item = _frame_group(ds, (frame or 1) - 1, "PixelValueTransformationSequence") if frame else None
+    """Rescale slope and intercept: the frame's Pixel Value Transformation (enhanced objects, even
+    single-frame ones), else the top-level attributes."""
+    item = _frame_group(ds, (frame or 1) - 1, "PixelValueTransformationSequence")
     src = item if item is not None else ds
     return float(src.get("RescaleSlope", 1.0) or 1.0), float(src.get("RescaleIntercept", 0.0) or 0.0)
 
