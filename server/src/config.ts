@@ -21,7 +21,8 @@ export const configSchema = z
     orthancBin: z.string().min(1).default('/usr/sbin/Orthanc'),
     orthancPluginsDir: z.string().min(1).default('/usr/share/orthanc/plugins'),
     host: z.string().min(1).default('127.0.0.1'),
-    port: port.default(5080),
+    /** 0 = any free port (tests). */
+    port: z.coerce.number().int().min(0).max(65535).default(5080),
     /** Per-request time limit for PACS requests, in ms. */
     pacsTimeoutMs: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
     /** Retries on connection errors and 5xx answers (never on 4xx). */
@@ -44,6 +45,23 @@ export const configSchema = z
     batchSize: z.coerce.number().int().min(1).max(64).default(4),
     /** 3D clean-up: connected components smaller than this many voxels are dropped (0 = off). */
     minComponentVoxels: z.coerce.number().int().min(0).default(0),
+    /** Bearer tokens for the API: plain, or "sha256:<hex>" of the token. */
+    apiTokens: z
+      .union([
+        z.array(z.string()),
+        z.string().transform((s) =>
+          s
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean),
+        ),
+      ])
+      .default([]),
+    oidcIssuer: z.url().optional(),
+    oidcAudience: z.string().optional(),
+    oidcJwksUrl: z.url().optional(),
+    /** Jobs run at once by the embedded queue (one per inference worker by default). */
+    jobConcurrency: z.coerce.number().int().min(1).max(16).default(1),
   })
   .strict();
 
@@ -65,6 +83,11 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   executionProvider: 'LDFSAM_EXECUTION_PROVIDER',
   batchSize: 'LDFSAM_BATCH_SIZE',
   minComponentVoxels: 'LDFSAM_MIN_COMPONENT_VOXELS',
+  apiTokens: 'LDFSAM_API_TOKENS',
+  oidcIssuer: 'LDFSAM_OIDC_ISSUER',
+  oidcAudience: 'LDFSAM_OIDC_AUDIENCE',
+  oidcJwksUrl: 'LDFSAM_OIDC_JWKS_URL',
+  jobConcurrency: 'LDFSAM_JOB_CONCURRENCY',
 };
 
 export interface ConfigSources {

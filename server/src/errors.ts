@@ -4,6 +4,8 @@
  */
 export const ERROR_CODES = {
   INVALID_INPUT: { http: 400, retryable: false },
+  UNAUTHORIZED: { http: 401, retryable: false },
+  PAYLOAD_TOO_LARGE: { http: 413, retryable: false },
   NOT_FOUND: { http: 404, retryable: false },
   CONFIG_INVALID: { http: 500, retryable: false },
   PACS_UNAVAILABLE: { http: 503, retryable: true },

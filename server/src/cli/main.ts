@@ -6,6 +6,7 @@ import { projectPath } from '../util/paths.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
 import { registerSegment } from './commands/segment.js';
+import { registerServe } from './commands/serve.js';
 import { registerStart } from './commands/start.js';
 
 const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
@@ -24,5 +25,6 @@ registerStart(program);
 registerPacs(program);
 registerInspect(program);
 registerSegment(program);
+registerServe(program);
 
 await program.parseAsync(process.argv);

@@ -80,6 +80,17 @@ export class ModelRegistry {
     );
   }
 
+  /** A registered model by name only (the API never loads folders named in requests). */
+  async resolveName(name: string): Promise<RegisteredModel> {
+    const known = this.models.get(name);
+    if (known) return known;
+    const names = [...this.models.keys()];
+    throw new LdfsamError(
+      'NOT_FOUND',
+      `unknown model ${JSON.stringify(name)}; available: ${names.length ? names.join(', ') : 'none'}`,
+    );
+  }
+
   /** The first model accepting the modality (shipped order), for when none is named. */
   forModality(modality: string): RegisteredModel | undefined {
     return this.list().find((m) => accepts(m.manifest, modality));

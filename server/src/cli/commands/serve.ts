@@ -1,0 +1,175 @@
+/** `ldfsam serve`, `ldfsam jobs`, `ldfsam batch`: the API server and its command-line clients. */
+import type { Command } from 'commander';
+import { LdfsamError } from '../../errors.js';
+import { startServer } from '../../http/server.js';
+import { createLogger } from '../../log.js';
+import { action, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
+
+export function registerServe(program: Command): void {
+  withPacsOptions(program.command('serve'))
+    .description('run the HTTP API (jobs, batches, models) with the embedded job queue and inference worker')
+    .option('--host <address>', 'address to bind (env LDFSAM_HOST, default 127.0.0.1; others require authentication)')
+    .option('--port <port>', 'port (env LDFSAM_PORT, default 5080; 0 = any free port)')
+    .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
+    .action(
+      action(async (flags: CommonFlags & { host?: string; port?: string }) => {
+        const config = configFrom({ ...flags });
+        const resolved = {
+          ...config,
+          ...(flags.host ? { host: flags.host } : {}),
+          ...(flags.port !== undefined ? { port: Number(flags.port) } : {}),
+        };
+        const log = createLogger({ service: 'ldfsam' });
+        const server = await startServer(resolved, log);
+        process.stdout.write(`LDFSAM API at ${server.url}/api (PACS ${config.dicomwebUrl}); Ctrl-C stops\n`);
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await server.close();
+      }),
+    );
+
+  program
+    .command('jobs')
+    .description('list recent jobs of a running server')
+    .option('--server <url>', 'server URL (env LDFSAM_SERVER_URL, default http://127.0.0.1:5080)')
+    .option('--limit <n>', 'how many', '20')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (flags: { server?: string; limit: string; json?: boolean }) => {
+        const { jobs } = (await api(flags.server, `/api/jobs?limit=${Number(flags.limit) || 20}`)) as { jobs: JobView[] };
+        if (flags.json) return printJson({ jobs });
+        const rows = [['JOB', 'STATE', 'PROGRESS', 'SERIES', 'MODEL', 'RESULT']];
+        for (const j of jobs)
+          rows.push([
+            j.id,
+            j.state,
+            progressText(j),
+            j.request.seriesInstanceUID,
+            j.request.model,
+            j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+          ]);
+        process.stdout.write(`${table(rows)}\n`);
+      }),
+    );
+
+  program
+    .command('batch')
+    .description('submit a batch (studies or a QIDO-RS filter) to a running server and follow it to the end')
+    .option('--studies <uids...>', 'Study Instance UIDs')
+    .option(
+      '--query <key=value...>',
+      'QIDO-RS filter: ModalitiesInStudy, StudyDate (YYYYMMDD or range), PatientID, AccessionNumber',
+    )
+    .option('--model <name>', 'registered model (default: per modality)')
+    .option('--force', 're-run series that already have a result')
+    .option('--server <url>', 'server URL (env LDFSAM_SERVER_URL, default http://127.0.0.1:5080)')
+    .option('--json', 'print the final batch as JSON')
+    .action(
+      action(
+        async (flags: {
+          studies?: string[];
+          query?: string[];
+          model?: string;
+          force?: boolean;
+          server?: string;
+          json?: boolean;
+        }) => {
+          if (!flags.studies === !flags.query) throw new LdfsamError('INVALID_INPUT', 'give either --studies or --query');
+          const query = flags.query
+            ? Object.fromEntries(flags.query.map((kv) => kv.split('=', 2) as [string, string]))
+            : undefined;
+          const body = {
+            ...(flags.studies ? { studies: flags.studies } : { query }),
+            ...(flags.model ? { model: flags.model } : {}),
+            ...(flags.force ? { force: true } : {}),
+          };
+          const accepted = (await api(flags.server, '/api/batches', { method: 'POST', body })) as {
+            batchId: string;
+            jobs: number;
+            skippedAlreadyDone: number;
+          };
+          if (!flags.json)
+            process.stdout.write(
+              `batch ${accepted.batchId}: ${accepted.jobs} job(s), ${accepted.skippedAlreadyDone} series already done\n`,
+            );
+          let batch: BatchView;
+          for (;;) {
+            batch = (await api(flags.server, `/api/batches/${accepted.batchId}`)) as BatchView;
+            if (!flags.json && process.stdout.isTTY) {
+              process.stdout.write(
+                `\r${Object.entries(batch.counts)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join('  ')}   `,
+              );
+            }
+            if (batch.done) break;
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+          if (flags.json) return printJson(batch);
+          const rows = [['SERIES', 'STATE', 'FRAMES', 'SECONDS', 'SEG SERIES / ERROR']];
+          for (const j of batch.jobs) {
+            const seconds = j.result ? (Object.values(j.result.timingsMs).reduce((a, b) => a + b, 0) / 1000).toFixed(1) : '';
+            rows.push([
+              j.request.seriesInstanceUID,
+              j.state,
+              String(j.result?.frames ?? ''),
+              seconds,
+              j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+            ]);
+          }
+          process.stdout.write(
+            `\n${table(rows)}\n${Object.entries(batch.counts)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(', ')}\n`,
+          );
+          if ((batch.counts.failed ?? 0) > 0) process.exitCode = 1;
+        },
+      ),
+    );
+}
+
+interface JobView {
+  id: string;
+  state: string;
+  request: { seriesInstanceUID: string; model: string };
+  progress: { stage: string; done: number; total: number } | null;
+  result: { segSeriesInstanceUID: string | null; frames: number; timingsMs: Record<string, number> } | null;
+  error: { code: string; message: string } | null;
+}
+interface BatchView {
+  counts: Record<string, number>;
+  done: boolean;
+  jobs: JobView[];
+}
+
+function progressText(j: JobView): string {
+  if (!j.progress) return '';
+  const width = 20;
+  const filled = j.progress.total ? Math.round((j.progress.done / j.progress.total) * width) : 0;
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${j.progress.done}/${j.progress.total} ${j.progress.stage}`;
+}
+
+/** A call to a running server; errors come back as the server's coded errors. */
+async function api(server: string | undefined, path: string, init: { method?: string; body?: unknown } = {}): Promise<unknown> {
+  const base = (server ?? process.env.LDFSAM_SERVER_URL ?? 'http://127.0.0.1:5080').replace(/\/+$/, '');
+  const token = process.env.LDFSAM_API_TOKEN;
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, {
+      method: init.method ?? 'GET',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    });
+  } catch (err) {
+    throw new LdfsamError(
+      'PACS_UNAVAILABLE',
+      `cannot reach the LDFSAM server at ${base}: ${(err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message} (start it with ldfsam serve)`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  if (!res.ok)
+    throw new LdfsamError((body.error?.code as 'INTERNAL') ?? 'INTERNAL', body.error?.message ?? `server answered ${res.status}`);
+  return body;
+}

@@ -1,0 +1,270 @@
+/**
+ * The HTTP API (Express 5): routes -> job runner -> pipeline. `createApp` builds the app without
+ * listening; one error handler maps every error code to its HTTP status and a JSON body
+ * `{error: {code, message}}`.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { DicomWebClient } from '../dicomweb/client.js';
+import { str, TAG } from '../dicom/tags.js';
+import { LdfsamError, toLdfsamError } from '../errors.js';
+import type { JobRunner } from '../jobs/runner.js';
+import type { JobStore } from '../jobs/store.js';
+import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../jobs/types.js';
+import type { Logger } from '../log.js';
+import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { createAuth, type AuthConfig } from './auth.js';
+import { openapi } from './openapi.js';
+import { batchRequestSchema, idParam, jobRequestSchema, parse } from './schemas.js';
+
+export interface AppDeps {
+  auth: AuthConfig;
+  store: JobStore;
+  runner: JobRunner;
+  registry: ModelRegistry;
+  client: DicomWebClient;
+  log: Logger;
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+
+  const api = express.Router();
+  api.use(createAuth(deps.auth));
+  api.use(express.json({ limit: '256kb' }));
+
+  api.get('/ready', async (_req, res) => {
+    const problems: string[] = [];
+    try {
+      await deps.client.searchForStudies({ queryParams: { limit: 1 } });
+    } catch (err) {
+      problems.push(`PACS: ${toLdfsamError(err).message}`);
+    }
+    if (deps.registry.list().length === 0) problems.push('no model is loaded');
+    if (problems.length > 0) throw new LdfsamError('PACS_UNAVAILABLE', `not ready: ${problems.join('; ')}`);
+    res.json({ status: 'ready', models: deps.registry.list().length });
+  });
+
+  api.get('/metrics', (_req, res) => {
+    res.type('text/plain; version=0.0.4').send(metricsText(deps));
+  });
+
+  api.get('/openapi.json', (_req, res) => void res.json(openapi));
+
+  api.get('/models', (_req, res) => {
+    res.json({
+      models: deps.registry.list().map(({ manifest: m }) => ({
+        name: m.name,
+        version: m.version,
+        description: m.description ?? '',
+        configuration: m.configuration.name,
+        modalities: m.modalities,
+        segments: m.segments.map((s) => ({
+          number: s.number,
+          label: s.label,
+          category: s.category,
+          type: s.type,
+          color: s.color.rgb,
+        })),
+        metrics: m.metrics,
+      })),
+    });
+  });
+
+  api.post('/jobs', async (req, res) => {
+    const body = parse(jobRequestSchema, req.body, 'job request');
+    const named = body.model ? await deps.registry.resolveName(body.model) : undefined;
+    const series = await acceptedSeries(deps, body.studyInstanceUID, named, body.seriesInstanceUID);
+    const priority = body.priority === 'batch' ? 0 : 1;
+    const submitted = series.map((s) => deps.runner.submit(s, { force: body.force, priority }));
+    res.status(202).json({
+      jobId: submitted[0]!.job.id,
+      jobIds: submitted.map((s) => s.job.id),
+      state: submitted[0]!.job.state,
+      created: submitted.map((s) => s.created),
+    });
+  });
+
+  api.get('/jobs', (req, res) => {
+    const limit = Math.min(500, Math.max(1, Number(req.query.limit ?? 50) || 50));
+    res.json({ jobs: deps.store.recent(limit) });
+  });
+
+  api.get('/jobs/:id', (req, res) => void res.json(jobOrThrow(deps, req.params.id)));
+
+  api.delete('/jobs/:id', (req, res) => {
+    jobOrThrow(deps, req.params.id);
+    res.json(deps.runner.cancel(req.params.id));
+  });
+
+  api.get('/jobs/:id/events', (req, res) => {
+    const job = jobOrThrow(deps, req.params.id);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    let lastDone = -1;
+    const send = (j: Job) => {
+      const final = FINAL_STATES.includes(j.state);
+      // Monotonic progress: never send fewer slices done than before.
+      if (!final && j.progress && j.progress.done < lastDone) return;
+      lastDone = Math.max(lastDone, j.progress?.done ?? -1);
+      res.write(`event: ${final ? 'final' : 'progress'}\ndata: ${JSON.stringify(j)}\n\n`);
+      if (final) {
+        unsubscribe();
+        res.end();
+      }
+    };
+    const unsubscribe = deps.runner.subscribe(job.id, send);
+    req.on('close', unsubscribe);
+    send(deps.store.get(job.id)!);
+  });
+
+  api.post('/batches', async (req, res) => {
+    const body = parse(batchRequestSchema, req.body, 'batch request');
+    const named = body.model ? await deps.registry.resolveName(body.model) : undefined;
+    let studies = body.studies;
+    if (body.query) {
+      const found = await deps.client.searchForStudies({ queryParams: body.query as Record<string, string> });
+      studies = found.map((s) => str(s, TAG.StudyInstanceUID)).filter((u): u is string => Boolean(u));
+    }
+    const requests: JobRequest[] = [];
+    for (const study of studies ?? []) {
+      try {
+        requests.push(...(await acceptedSeries(deps, study, named)));
+      } catch (err) {
+        const e = toLdfsamError(err);
+        if (e.code !== 'NOT_FOUND') throw e;
+        deps.log.warn('batch: study skipped', { study, reason: e.message });
+      }
+    }
+    const fresh = requests.filter((r) => !deps.store.active(r) && (body.force || !deps.store.lastFinished(r)));
+    const { batchId, jobs } = deps.store.insertBatch(
+      body,
+      fresh.map((request) => ({ request })),
+      0,
+    );
+    deps.runner.notify(jobs);
+    deps.log.info('batch accepted', {
+      batchId,
+      studies: studies?.length ?? 0,
+      jobs: jobs.length,
+      alreadyDone: requests.length - fresh.length,
+    });
+    res
+      .status(202)
+      .json({ batchId, jobs: jobs.length, studies: studies?.length ?? 0, skippedAlreadyDone: requests.length - fresh.length });
+  });
+
+  api.get('/batches/:id', (req, res) => void res.json(batchView(deps, req.params.id)));
+
+  api.delete('/batches/:id', (req, res) => {
+    const view = batchView(deps, req.params.id);
+    for (const job of view.jobs) if (!FINAL_STATES.includes(job.state)) deps.runner.cancel(job.id);
+    res.json(batchView(deps, req.params.id));
+  });
+
+  app.use('/api', api);
+  app.use((_req, _res, next) => next(new LdfsamError('NOT_FOUND', 'no such route')));
+  app.use(errorHandler(deps.log));
+  return app;
+}
+
+function jobOrThrow(deps: AppDeps, id: string): Job {
+  parse(idParam, id, 'job id');
+  const job = deps.store.get(id);
+  if (!job) throw new LdfsamError('NOT_FOUND', `no job ${id}`);
+  return job;
+}
+
+function batchView(deps: AppDeps, id: string) {
+  parse(idParam, id, 'batch id');
+  const batch = deps.store.batch(id);
+  if (!batch) throw new LdfsamError('NOT_FOUND', `no batch ${id}`);
+  const jobs = deps.store.jobsOfBatch(id);
+  const counts: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+  for (const j of jobs) counts[j.state]++;
+  return {
+    id,
+    request: batch.request,
+    createdAt: batch.createdAt,
+    counts,
+    done: jobs.every((j) => FINAL_STATES.includes(j.state)),
+    jobs,
+  };
+}
+
+/** The series of a study to segment: the named one, or every image series a model accepts. */
+async function acceptedSeries(
+  deps: AppDeps,
+  study: string,
+  model: RegisteredModel | undefined,
+  seriesUid?: string,
+): Promise<JobRequest[]> {
+  const found = await deps.client.searchForSeries({ studyInstanceUID: study });
+  if (found.length === 0) throw new LdfsamError('NOT_FOUND', `study ${study} is not in the PACS`);
+  const candidates = found
+    .map((s) => ({ uid: str(s, TAG.SeriesInstanceUID) ?? '', modality: str(s, TAG.Modality) ?? '' }))
+    .filter((s) => (seriesUid ? s.uid === seriesUid : s.modality !== 'SEG'));
+  if (seriesUid && candidates.length === 0) throw new LdfsamError('NOT_FOUND', `series ${seriesUid} is not in study ${study}`);
+  const out: JobRequest[] = [];
+  for (const s of candidates) {
+    const m = model ?? deps.registry.forModality(s.modality);
+    if (!m || !accepts(m.manifest, s.modality)) {
+      if (seriesUid) {
+        throw new LdfsamError(
+          'INVALID_INPUT',
+          m
+            ? `model ${m.manifest.name} does not accept modality ${s.modality}`
+            : `no registered model accepts modality ${s.modality}`,
+        );
+      }
+      continue;
+    }
+    out.push({ studyInstanceUID: study, seriesInstanceUID: s.uid, model: m.manifest.name });
+  }
+  if (out.length === 0)
+    throw new LdfsamError(
+      'NOT_FOUND',
+      `no series of study ${study} is accepted by ${model?.manifest.name ?? 'any registered model'}`,
+    );
+  return out;
+}
+
+function metricsText(deps: AppDeps): string {
+  const lines = ['# HELP ldfsam_jobs Jobs by state.', '# TYPE ldfsam_jobs gauge'];
+  for (const [state, n] of Object.entries(deps.store.counts())) lines.push(`ldfsam_jobs{state="${state}"} ${n}`);
+  lines.push(
+    '# HELP ldfsam_slices_total Slices segmented.',
+    '# TYPE ldfsam_slices_total counter',
+    `ldfsam_slices_total ${deps.runner.stats.slices}`,
+  );
+  lines.push('# HELP ldfsam_stage_seconds Time spent per pipeline stage.', '# TYPE ldfsam_stage_seconds summary');
+  for (const [stage, s] of Object.entries(deps.runner.stats.stageSeconds)) {
+    lines.push(
+      `ldfsam_stage_seconds_sum{stage="${stage}"} ${s.sum.toFixed(6)}`,
+      `ldfsam_stage_seconds_count{stage="${stage}"} ${s.count}`,
+    );
+  }
+  lines.push(
+    '# HELP ldfsam_models Registered models.',
+    '# TYPE ldfsam_models gauge',
+    `ldfsam_models ${deps.registry.list().length}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let e: LdfsamError;
+    const status = (err as { status?: number; type?: string }).status;
+    if ((err as { type?: string }).type === 'entity.too.large')
+      e = new LdfsamError('PAYLOAD_TOO_LARGE', 'request body too large');
+    else if ((err as { type?: string }).type === 'entity.parse.failed' || (status === 400 && !(err instanceof LdfsamError))) {
+      e = new LdfsamError('INVALID_INPUT', 'request body is not valid JSON');
+    } else e = toLdfsamError(err);
+    if (e.httpStatus >= 500)
+      log.error('request failed', { method: req.method, path: req.path, code: e.code, message: e.message });
+    res.status(e.httpStatus).json({ error: { code: e.code, message: e.message } });
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Who may call the API. Bearer tokens are configured as SHA-256 hashes ("sha256:<hex>") or plain
+ * (hashed at start, never kept in clear); OIDC access tokens are verified against the issuer's
+ * JWKS with jose. With neither configured the API is open, which the server allows only on loopback.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, Response } from 'express';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { LdfsamError } from '../errors.js';
+
+export interface AuthConfig {
+  apiTokens: string[];
+  oidcIssuer?: string;
+  oidcAudience?: string;
+  oidcJwksUrl?: string;
+}
+
+export function tokenHash(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+export function authEnabled(config: AuthConfig): boolean {
+  return config.apiTokens.length > 0 || Boolean(config.oidcIssuer);
+}
+
+export function createAuth(config: AuthConfig) {
+  const hashes = config.apiTokens.map((t) => (t.startsWith('sha256:') ? Buffer.from(t.slice(7), 'hex') : tokenHash(t)));
+  const jwks = config.oidcIssuer
+    ? createRemoteJWKSet(new URL(config.oidcJwksUrl ?? `${config.oidcIssuer.replace(/\/$/, '')}/protocol/openid-connect/certs`))
+    : undefined;
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    if (!authEnabled(config)) return next();
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) return next(new LdfsamError('UNAUTHORIZED', 'authentication required: send Authorization: Bearer <token>'));
+    const token = match[1]!;
+    const hash = tokenHash(token);
+    if (hashes.some((h) => h.length === hash.length && timingSafeEqual(h, hash))) return next();
+    if (jwks) {
+      try {
+        await jwtVerify(token, jwks, {
+          issuer: config.oidcIssuer,
+          ...(config.oidcAudience ? { audience: config.oidcAudience } : {}),
+        });
+        return next();
+      } catch {
+        // fall through: not a valid JWT either
+      }
+    }
+    next(new LdfsamError('UNAUTHORIZED', 'the token is not valid'));
+  };
+}

