@@ -8,9 +8,9 @@ import { projectPath } from '../../server/src/util/paths.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
 
-it('starts Orthanc, stores and reads the sample data, and stops cleanly on Ctrl-C', async () => {
+it('starts Orthanc and the API, stores the sample data, segments a sample series, and stops cleanly on Ctrl-C', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-'));
-  const [http, dicom] = await freePorts(2);
+  const [http, dicom, api] = await freePorts(3);
   const child = spawn(
     process.execPath,
     [projectPath('dist/server/src/cli/main.js'), 'start', '--sample-data', CT_DIR, SINGLE_DIR],
@@ -21,6 +21,8 @@ it('starts Orthanc, stores and reads the sample data, and stops cleanly on Ctrl-
         LDFSAM_DATA_DIR: dataDir,
         LDFSAM_PACS_HTTP_PORT: String(http),
         LDFSAM_PACS_DICOM_PORT: String(dicom),
+        LDFSAM_PORT: String(api),
+        LDFSAM_MODEL_DIRS: projectPath('test', 'fixtures'),
       },
     },
   );
@@ -36,6 +38,10 @@ it('starts Orthanc, stores and reads the sample data, and stops cleanly on Ctrl-
     expect(out).toMatch(/CT\s+28\s+512x512\s+position, even\s+ready/);
     expect(out).toMatch(/US\s+2\s+480x640\s+2D images\s+ready/);
     expect((await fetch(`http://127.0.0.1:${http}/system`)).ok).toBe(true);
+    // The API runs, and the demonstration job stored a SEG.
+    expect(out).toMatch(new RegExp(`API: http://127\\.0\\.0\\.1:${api}/api`));
+    expect(out).toMatch(/Demo: segmented series [0-9.]+ with [a-z0-9.-]+: SEG series 2\.25\.\d+ \(\d+ frames\) is in the PACS\./);
+    expect((await fetch(`http://127.0.0.1:${api}/api/models`)).ok).toBe(true);
     child.kill('SIGINT');
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(0);

