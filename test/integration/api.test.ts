@@ -67,9 +67,10 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-api-'));
   // A slower model than the fixture (random weights, ~25 ms/slice) so that a job can be caught running.
   await runPython('test/tools/export_with_reference.py', ['--config', 'tiny', '--out', join(work, 'models', 'random-tiny')]);
+  await runPython('test/tools/make_failing_model.py', ['--out', join(work, 'models', 'fails-on-batches')]);
   const config = loadConfig({
     env: {},
-    flags: { dicomwebUrl, dataDir: join(work, 'data'), port: 0, modelDirs: [FIXTURE_DIR, join(work, 'models')], batchSize: 1 },
+    flags: { dicomwebUrl, dataDir: join(work, 'data'), port: 0, modelDirs: [FIXTURE_DIR, join(work, 'models')], batchSize: 2 },
   });
   server = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 100 });
   base = server.url;
@@ -177,6 +178,22 @@ describe('jobs', () => {
     expect(metrics.body).toMatch(/ldfsam_stage_seconds_count\{stage="infer"\} [1-9]/);
   });
 
+  it('an ONNX failure fails the job with INFERENCE_FAILED, stores nothing, and the server keeps serving', async () => {
+    const s = await ids('ct-mono1');
+    const failing = await waitFinal(
+      (await call('/api/jobs', { method: 'POST', body: { ...s, model: 'fails-on-batches' } })).body.jobId,
+    );
+    expect(failing.state).toBe('failed');
+    expect(failing.error.code).toBe('INFERENCE_FAILED');
+    expect(failing.error.message).toMatch(/Reshape/);
+    expect(failing.attempts).toBe(1); // not a retryable fault
+    expect(await segCount(s.studyInstanceUID)).toBe(0);
+    const ok = await waitFinal(
+      (await call('/api/jobs', { method: 'POST', body: { ...s, model: 'threshold-fixture' } })).body.jobId,
+    );
+    expect(ok.state).toBe('succeeded');
+  });
+
   it('refuses bad input with coded errors', async () => {
     const cases: [string, unknown, string][] = [
       ['a malformed UID', { studyInstanceUID: '1.2.abc' }, 'INVALID_INPUT'],
@@ -244,6 +261,84 @@ function listRoutes(app: any): string[] {
   return out;
 }
 
+describe('command line clients', () => {
+  it("ldfsam jobs lists the server's recent jobs; ldfsam batch --local runs a batch without a server", async () => {
+    const listed = await runCli(['jobs', '--server', base, '--json']);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout).jobs.length).toBeGreaterThan(0);
+    const table = await runCli(['jobs', '--server', base]);
+    expect(table.stdout).toMatch(/^JOB\s+STATE\s+PROGRESS/);
+    const s = await ids('us-ybr-full');
+    const r = await runCli(
+      [
+        'batch',
+        '--local',
+        '--json',
+        '--studies',
+        s.studyInstanceUID,
+        '--model',
+        'threshold-fixture',
+        '--dicomweb',
+        dicomwebUrl,
+        '--data-dir',
+        join(work, 'local'),
+      ],
+      {
+        LDFSAM_MODEL_DIRS: FIXTURE_DIR,
+      },
+    );
+    expect(r.code).toBe(0);
+    const batch = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')));
+    expect(batch.counts.succeeded).toBe(1);
+    expect(batch.jobs[0].result.status).toBe('stored');
+  });
+});
+
+describe('retries', () => {
+  it('a PACS fault at store time re-queues the job, which then succeeds on its second attempt', async () => {
+    const { createServer, request } = await import('node:http');
+    const target = new URL(dicomwebUrl);
+    let stores = 0;
+    const proxy = createServer((req, res) => {
+      if (req.method === 'POST' && stores++ === 0) {
+        res.writeHead(503);
+        return void res.end('injected fault');
+      }
+      const up = request(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxied = `http://127.0.0.1:${(proxy.address() as import('node:net').AddressInfo).port}${target.pathname}`;
+    const config = loadConfig({
+      env: {},
+      flags: { dicomwebUrl: proxied, dataDir: join(work, 'retry'), modelDirs: [FIXTURE_DIR], pacsRetries: 0 },
+    });
+    const retrying = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 50 });
+    try {
+      const s = await ids('us-planar');
+      const accepted = await call('/api/jobs', { url: retrying.url, method: 'POST', body: s });
+      let job: any;
+      for (let i = 0; i < 200; i++) {
+        job = (await call(`/api/jobs/${accepted.body.jobId}`, { url: retrying.url })).body;
+        if (['succeeded', 'failed'].includes(job.state)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(job).toMatchObject({ state: 'succeeded', attempts: 2, result: { status: 'stored' } });
+      expect(stores).toBe(2);
+      expect(await segCount(s.studyInstanceUID)).toBe(1);
+    } finally {
+      await retrying.close();
+      await new Promise((r) => proxy.close(r));
+    }
+  });
+});
+
 describe('security', () => {
   it('with tokens configured, every route but /health needs one', async () => {
     const config = loadConfig({
@@ -274,6 +369,57 @@ describe('security', () => {
       expect((await call('/api/models', { url: secure.url, token: 'wrong' })).status).toBe(401);
     } finally {
       await secure.close();
+    }
+  });
+
+  it('accepts OIDC access tokens verified against the issuer keys, and nothing else', async () => {
+    const { generateKeyPair, exportJWK, SignJWT } = await import('jose');
+    const { createServer } = await import('node:http');
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const other = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+    const idp = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+    const issuer = `http://127.0.0.1:${(idp.address() as import('node:net').AddressInfo).port}/realms/ldfsam`;
+    const config = loadConfig({
+      env: {},
+      flags: {
+        dicomwebUrl,
+        dataDir: join(work, 'oidc'),
+        modelDirs: [FIXTURE_DIR],
+        oidcIssuer: issuer,
+        oidcAudience: 'ldfsam',
+        oidcJwksUrl: `${issuer}/jwks`,
+      },
+    });
+    const secured = await startServer({ ...config, port: 0 }, silentLogger);
+    const token = (
+      key: Parameters<InstanceType<typeof SignJWT>['sign']>[0],
+      claims: { iss?: string; aud?: string; exp?: number } = {},
+    ) =>
+      new SignJWT({ sub: 'radiologist' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+        .setIssuer(claims.iss ?? issuer)
+        .setAudience(claims.aud ?? 'ldfsam')
+        .setIssuedAt()
+        .setExpirationTime(claims.exp ?? Math.floor(Date.now() / 1000) + 300)
+        .sign(key);
+    try {
+      expect((await call('/api/models', { url: secured.url, token: await token(privateKey) })).status).toBe(200);
+      for (const [what, bad] of [
+        ['another key', await token(other.privateKey)],
+        ['another issuer', await token(privateKey, { iss: 'http://evil/realms/x' })],
+        ['another audience', await token(privateKey, { aud: 'someone-else' })],
+        ['an expired token', await token(privateKey, { exp: Math.floor(Date.now() / 1000) - 60 })],
+      ] as const) {
+        expect((await call('/api/models', { url: secured.url, token: bad })).status, what).toBe(401);
+      }
+    } finally {
+      await secured.close();
+      await new Promise((r) => idp.close(r));
     }
   });
 

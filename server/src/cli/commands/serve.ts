@@ -54,9 +54,10 @@ export function registerServe(program: Command): void {
       }),
     );
 
-  program
-    .command('batch')
-    .description('submit a batch (studies or a QIDO-RS filter) to a running server and follow it to the end')
+  withPacsOptions(program.command('batch'))
+    .description(
+      'submit a batch (studies or a QIDO-RS filter) to a running server, or run it here with --local, and follow it to the end',
+    )
     .option('--studies <uids...>', 'Study Instance UIDs')
     .option(
       '--query <key=value...>',
@@ -65,69 +66,98 @@ export function registerServe(program: Command): void {
     .option('--model <name>', 'registered model (default: per modality)')
     .option('--force', 're-run series that already have a result')
     .option('--server <url>', 'server URL (env LDFSAM_SERVER_URL, default http://127.0.0.1:5080)')
+    .option('--local', 'run the batch in this process (job store in the data folder), no server needed')
+    .option('--data-dir <dir>', 'with --local: data folder (env LDFSAM_DATA_DIR)')
     .option('--json', 'print the final batch as JSON')
     .action(
-      action(
-        async (flags: {
-          studies?: string[];
-          query?: string[];
-          model?: string;
-          force?: boolean;
-          server?: string;
-          json?: boolean;
-        }) => {
-          if (!flags.studies === !flags.query) throw new LdfsamError('INVALID_INPUT', 'give either --studies or --query');
-          const query = flags.query
-            ? Object.fromEntries(flags.query.map((kv) => kv.split('=', 2) as [string, string]))
-            : undefined;
-          const body = {
-            ...(flags.studies ? { studies: flags.studies } : { query }),
-            ...(flags.model ? { model: flags.model } : {}),
-            ...(flags.force ? { force: true } : {}),
-          };
-          const accepted = (await api(flags.server, '/api/batches', { method: 'POST', body })) as {
-            batchId: string;
-            jobs: number;
-            skippedAlreadyDone: number;
-          };
-          if (!flags.json)
-            process.stdout.write(
-              `batch ${accepted.batchId}: ${accepted.jobs} job(s), ${accepted.skippedAlreadyDone} series already done\n`,
-            );
-          let batch: BatchView;
-          for (;;) {
-            batch = (await api(flags.server, `/api/batches/${accepted.batchId}`)) as BatchView;
-            if (!flags.json && process.stdout.isTTY) {
-              process.stdout.write(
-                `\r${Object.entries(batch.counts)
-                  .map(([k, v]) => `${k} ${v}`)
-                  .join('  ')}   `,
-              );
-            }
-            if (batch.done) break;
-            await new Promise((r) => setTimeout(r, 1000));
-          }
-          if (flags.json) return printJson(batch);
-          const rows = [['SERIES', 'STATE', 'FRAMES', 'SECONDS', 'SEG SERIES / ERROR']];
-          for (const j of batch.jobs) {
-            const seconds = j.result ? (Object.values(j.result.timingsMs).reduce((a, b) => a + b, 0) / 1000).toFixed(1) : '';
-            rows.push([
-              j.request.seriesInstanceUID,
-              j.state,
-              String(j.result?.frames ?? ''),
-              seconds,
-              j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
-            ]);
-          }
-          process.stdout.write(
-            `\n${table(rows)}\n${Object.entries(batch.counts)
-              .map(([k, v]) => `${k}: ${v}`)
-              .join(', ')}\n`,
+      action(async (flags: BatchFlags) => {
+        if (!flags.studies === !flags.query) throw new LdfsamError('INVALID_INPUT', 'give either --studies or --query');
+        let local: Awaited<ReturnType<typeof startServer>> | undefined;
+        if (flags.local) {
+          const config = configFrom(flags);
+          local = await startServer(
+            { ...config, host: '127.0.0.1', port: 0 },
+            createLogger({ service: 'ldfsam' }, () => undefined),
           );
-          if ((batch.counts.failed ?? 0) > 0) process.exitCode = 1;
-        },
-      ),
+        }
+        try {
+          await followBatch({ ...flags, server: local?.url ?? flags.server });
+        } finally {
+          await local?.close();
+        }
+      }),
     );
+}
+
+interface BatchFlags extends CommonFlags {
+  studies?: string[];
+  query?: string[];
+  model?: string;
+  force?: boolean;
+  server?: string;
+  local?: boolean;
+}
+
+async function followBatch(flags: BatchFlags): Promise<void> {
+  const query = flags.query ? Object.fromEntries(flags.query.map((kv) => kv.split('=', 2) as [string, string])) : undefined;
+  const body = {
+    ...(flags.studies ? { studies: flags.studies } : { query }),
+    ...(flags.model ? { model: flags.model } : {}),
+    ...(flags.force ? { force: true } : {}),
+  };
+  const accepted = (await api(flags.server, '/api/batches', { method: 'POST', body })) as {
+    batchId: string;
+    jobs: number;
+    skippedAlreadyDone: number;
+  };
+  if (!flags.json)
+    process.stdout.write(
+      `batch ${accepted.batchId}: ${accepted.jobs} job(s), ${accepted.skippedAlreadyDone} series already done\n`,
+    );
+  let batch: BatchView;
+  let drawn = 0;
+  const seen = new Map<string, string>();
+  for (;;) {
+    batch = (await api(flags.server, `/api/batches/${accepted.batchId}`)) as BatchView;
+    if (!flags.json && process.stdout.isTTY) {
+      // One live line per job, redrawn in place, and the counts.
+      const lines = batch.jobs.map(
+        (j) => `${j.request.seriesInstanceUID.slice(-24).padStart(24)}  ${j.state.padEnd(9)} ${progressText(j)}`,
+      );
+      lines.push(
+        Object.entries(batch.counts)
+          .map(([k, v]) => `${k} ${v}`)
+          .join('  '),
+      );
+      process.stdout.write(`${drawn ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\x1b[2K${l}`).join('\n')}\n`);
+      drawn = lines.length;
+    } else if (!flags.json) {
+      for (const j of batch.jobs) {
+        if (seen.get(j.id) !== j.state) process.stdout.write(`${j.request.seriesInstanceUID}: ${j.state}\n`);
+        seen.set(j.id, j.state);
+      }
+    }
+    if (batch.done) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  if (flags.json) return printJson(batch);
+  const rows = [['SERIES', 'STATE', 'FRAMES', 'SECONDS', 'SEG SERIES / ERROR']];
+  for (const j of batch.jobs) {
+    const seconds = j.result ? (Object.values(j.result.timingsMs).reduce((a, b) => a + b, 0) / 1000).toFixed(1) : '';
+    rows.push([
+      j.request.seriesInstanceUID,
+      j.state,
+      String(j.result?.frames ?? ''),
+      seconds,
+      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+    ]);
+  }
+  process.stdout.write(
+    `\n${table(rows)}\n${Object.entries(batch.counts)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')}\n`,
+  );
+  if ((batch.counts.failed ?? 0) > 0) process.exitCode = 1;
 }
 
 interface JobView {
