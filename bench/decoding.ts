@@ -16,6 +16,7 @@ import { readSeriesSlices } from '../server/src/dicom/series-reader.js';
 import { loadFiles } from '../server/src/pacs/load.js';
 import { startOrthanc } from '../server/src/pacs/orthanc.js';
 import { projectPath } from '../server/src/util/paths.js';
+import { freePorts } from '../server/src/util/ports.js';
 
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1] || 5) || 5;
 
@@ -33,6 +34,7 @@ async function timeRead(
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-'));
+const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
 const orthanc = await startOrthanc(
   {
     orthancBin: '/usr/sbin/Orthanc',

@@ -114,7 +114,20 @@ describe('ldfsam pacs', () => {
   });
 
   it('every command has --help', async () => {
-    for (const cmd of [[], ['pacs'], ['pacs', 'start'], ['pacs', 'stop'], ['pacs', 'status'], ['pacs', 'load'], ['inspect']]) {
+    for (const cmd of [
+      [],
+      ['start'],
+      ['pacs'],
+      ['pacs', 'start'],
+      ['pacs', 'stop'],
+      ['pacs', 'status'],
+      ['pacs', 'load'],
+      ['inspect'],
+      ['segment'],
+      ['serve'],
+      ['jobs'],
+      ['batch'],
+    ]) {
       const r = await runCli([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/^Usage: ldfsam/);

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { projectPath } from '../util/paths.js';
+import { registerBench } from './commands/bench.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
 import { registerSegment } from './commands/segment.js';
@@ -26,5 +27,6 @@ registerPacs(program);
 registerInspect(program);
 registerSegment(program);
 registerServe(program);
+registerBench(program);
 
 await program.parseAsync(process.argv);

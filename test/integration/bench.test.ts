@@ -1,0 +1,23 @@
+/** The benchmark in its quick mode, so that it cannot rot: it runs and reports every figure. */
+import { expect, it } from 'vitest';
+import { runCli } from '../setup/cli.js';
+
+it('ldfsam bench --quick --json reports every figure', async () => {
+  const r = await runCli(['bench', '--quick', '--json'], {}, 600_000);
+  expect(r.code, r.stderr).toBe(0);
+  const result = JSON.parse(r.stdout) as Record<string, unknown>;
+  for (const key of [
+    'floorMsPerSlice',
+    'ortMsPerSlice',
+    'torchMsPerSlice',
+    'ortVsTorch',
+    'fractionOfFloor',
+    'endToEndMsPerSlice',
+    'pipelineOverhead',
+    'peakRssMb',
+  ]) {
+    expect(typeof result[key], key).toBe('number');
+    expect(result[key] as number, key).toBeGreaterThan(key === 'pipelineOverhead' ? -1 : 0);
+  }
+  expect(Object.keys(result.ortByBatch as object)).toEqual(['1', '4', '8']);
+}, 600_000);
