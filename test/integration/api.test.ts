@@ -16,6 +16,7 @@ import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { freePorts } from '../setup/ports.js';
 import { provided } from '../setup/provided.js';
+import { startFaultProxy } from '../setup/proxy.js';
 import { runPython } from '../setup/python.js';
 
 const { dicomwebUrl, derivedDir } = provided();
@@ -296,25 +297,9 @@ describe('command line clients', () => {
 
 describe('retries', () => {
   it('a PACS fault at store time re-queues the job, which then succeeds on its second attempt', async () => {
-    const { createServer, request } = await import('node:http');
-    const target = new URL(dicomwebUrl);
     let stores = 0;
-    const proxy = createServer((req, res) => {
-      if (req.method === 'POST' && stores++ === 0) {
-        res.writeHead(503);
-        return void res.end('injected fault');
-      }
-      const up = request(
-        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
-        (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          r.pipe(res);
-        },
-      );
-      req.pipe(up);
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const proxied = `http://127.0.0.1:${(proxy.address() as import('node:net').AddressInfo).port}${target.pathname}`;
+    const proxy = await startFaultProxy(dicomwebUrl, (method) => (method === 'POST' && stores++ === 0 ? 503 : undefined));
+    const proxied = proxy.dicomwebUrl;
     const config = loadConfig({
       env: {},
       flags: { dicomwebUrl: proxied, dataDir: join(work, 'retry'), modelDirs: [FIXTURE_DIR], pacsRetries: 0 },
@@ -334,7 +319,7 @@ describe('retries', () => {
       expect(await segCount(s.studyInstanceUID)).toBe(1);
     } finally {
       await retrying.close();
-      await new Promise((r) => proxy.close(r));
+      await proxy.close();
     }
   });
 });

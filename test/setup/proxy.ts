@@ -1,0 +1,34 @@
+/** A real HTTP proxy in front of the test PACS that can inject faults (a reset connection or a status). */
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Fault = (method: string, url: string, n: number) => 'reset' | number | undefined;
+
+export async function startFaultProxy(
+  dicomwebUrl: string,
+  fault: Fault,
+): Promise<{ dicomwebUrl: string; close(): Promise<void> }> {
+  const target = new URL(dicomwebUrl);
+  let n = 0;
+  const server: Server = createServer((req, res) => {
+    const verdict = fault(req.method ?? 'GET', req.url ?? '', n++);
+    if (verdict === 'reset') return void req.socket.destroy();
+    if (typeof verdict === 'number') {
+      res.writeHead(verdict, { 'content-type': 'text/plain' });
+      return void res.end('injected fault');
+    }
+    const upstream = request(
+      { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    req.pipe(upstream);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    dicomwebUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target.pathname}`,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
