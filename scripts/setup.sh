@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up of a fresh Debian 12 machine with Node 20:
 #   1. Debian packages: Orthanc + DICOMweb + GDCM plugins (the embedded PACS), dicom3tools (dciodvfy,
-#      validates SEG), dcmtk (dcmcjpeg writes the JPEG Lossless test series), python3-venv; installed
-#      only when missing (needs root or sudo).
+#      validates SEG), dcmtk (dcmcjpeg writes the JPEG Lossless test series), python3-venv,
+#      python3-torch + python3-onnx (the models' PyTorch, CPU), libopenblas0-pthread (without it
+#      Debian's torch runs its matrix products on the reference BLAS, 8-15x slower); installed only
+#      when missing (needs root or sudo).
 #   2. npm dependencies (npm ci; builds dist/ through the prepare script). onnxruntime-node's
 #      postinstall would download CUDA libraries, which fails offline: ONNXRUNTIME_NODE_INSTALL=skip.
 #   3. models/.venv with the pinned Python packages (scripts/setup-python.sh).
@@ -10,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip)
+packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip python3-torch python3-onnx libopenblas0-pthread)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

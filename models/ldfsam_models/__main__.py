@@ -1,4 +1,4 @@
-"""python -m ldfsam_models <command>: info | export | verify (each with --help)."""
+"""python -m ldfsam_models <command>: info | export | verify | train | eval | publish (each with --help)."""
 import argparse
 import json
 import pathlib
@@ -88,6 +88,53 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def _phase_values(text, cast):
+    """'encoder=30,segment=8' or one value for every phase."""
+    from .train import PHASES
+
+    if text is None:
+        return {}
+    if "=" not in text:
+        return {p: cast(text) for p in PHASES}
+    out = {}
+    for part in text.split(","):
+        k, v = part.split("=")
+        if k not in PHASES:
+            raise SystemExit(f"unknown phase {k!r}; known: {', '.join(PHASES)}")
+        out[k] = cast(v)
+    return out
+
+
+def cmd_train(args) -> int:
+    from .train import PHASES, TrainOptions, train
+
+    opts = TrainOptions(dataset=args.dataset, data_root=args.data, run=args.run or args.dataset, config=args.config, seed=args.seed,
+                        batch_size=args.batch_size, teacher_scale=args.teacher_scale, distill=args.distill, resume=args.resume,
+                        use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp,
+                        limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else "auto")
+    if args.runs_dir:
+        opts.runs_dir = args.runs_dir
+    opts.phases = tuple(PHASES) if args.phase == "all" else tuple(args.phase.split(","))
+    opts.epochs.update(_phase_values(args.epochs, int))
+    opts.steps_per_epoch.update(_phase_values(args.steps_per_epoch, int))
+    opts.lr.update(_phase_values(args.lr, float))
+    train(opts)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import main_eval
+
+    return main_eval(args)
+
+
+def cmd_publish(args) -> int:
+    from .publish import publish
+
+    publish(args)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ldfsam_models", description="LDFSAM model definition, export and checks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +166,53 @@ def main(argv=None) -> int:
     p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("train", help="train LDFSAM: teacher, student (distillation), encoder, segment phases")
+    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
+    p.add_argument("--data", help="data set folder (default: ../shared/data/<dataset>; required for 'folder': images/ + masks/)")
+    p.add_argument("--phase", default="all", help="'all' or comma-separated phases of teacher,student,encoder,segment")
+    p.add_argument("--epochs", help="epochs: one number for every phase or 'teacher=4,student=4,encoder=30,segment=8'")
+    p.add_argument("--steps-per-epoch", help="subset epochs: batches per epoch (one number or per phase as --epochs)")
+    p.add_argument("--lr", help="learning rate (one number or per phase as --epochs)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--run", help="run name under models/runs/ or a path (default: the data set's name)")
+    p.add_argument("--runs-dir", help="folder of runs (default models/runs)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints; completed phases are skipped")
+    p.add_argument("--config", default="tiny", choices=list(CONFIGS))
+    p.add_argument("--seed", type=int, default=2025)
+    p.add_argument("--teacher-scale", default="s", choices=["n", "s", "m", "l", "x"])
+    p.add_argument("--distill", default="ld-main-vlr", choices=["none", "kd", "ld-main", "ld-main-vlr"], help="distillation of the student (ablation)")
+    p.add_argument("--no-dfp", action="store_true", help="ablation: train without the Dense Feature Prompt")
+    p.add_argument("--no-sfp", action="store_true", help="ablation: train without the Sparse Feature Prompt tokens")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
+    p.add_argument("--limit-val", type=int, help="use only the first N validation images")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="evaluate a checkpoint or an exported model folder on a split (Dice, IoU, HD95, ASSD, bootstrap CI)")
+    p.add_argument("--model", required=True, help="model folder (model.json + model.onnx, run through onnxruntime) or a .pt checkpoint")
+    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
+    p.add_argument("--data", help="data set folder (see train)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, help="only the first N cases of the split")
+    p.add_argument("--json", action="store_true", help="print the summary (and per-case rows) as JSON")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--overlays", help="folder for overlay PNGs (default: <run or model folder>/overlays when --num-overlays > 0)")
+    p.add_argument("--num-overlays", type=int, default=6)
+    p.add_argument("--ablate", action="append", choices=["embedding", "dfp", "sfp"], help="checkpoints only: zero the ViT embedding, zero the DFP, or drop the SFP tokens (repeatable)")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("publish", help="export a run's best checkpoint, compress it (fp16 weights), evaluate both and write model.json with the metrics")
+    p.add_argument("--run", required=True, help="run folder (or name under models/runs)")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
+    p.add_argument("--data")
+    p.add_argument("--segments", required=True)
+    p.add_argument("--modalities", required=True)
+    p.add_argument("--intensity", default='{"default": {"kind": "fixed", "max": 255}}')
+    p.add_argument("--compress", default="fp16", choices=["none", "fp16", "int8"])
+    p.add_argument("--description", default="")
+    p.add_argument("--limit", type=int, help="evaluate only the first N test cases (tests)")
+    p.set_defaults(func=cmd_publish)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     try:

@@ -17,6 +17,20 @@ SEGMENT_PRESETS: Dict[str, dict] = {
         "type": {"scheme": "SCT", "code": "85756007", "meaning": "Tissue"},
         "color": {"rgb": [230, 159, 0]},
     },
+    # HC18: the fetal head (SCT 69536005 Head, an anatomical structure).
+    "fetal-head": {
+        "label": "Fetal head",
+        "category": {"scheme": "SCT", "code": "91723000", "meaning": "Anatomical Structure"},
+        "type": {"scheme": "SCT", "code": "69536005", "meaning": "Head"},
+        "color": {"rgb": [230, 159, 0]},
+    },
+    # PH2: the pigmented skin lesion (SCT 95324001 Skin lesion, a morphologically abnormal structure).
+    "skin-lesion": {
+        "label": "Skin lesion",
+        "category": {"scheme": "SCT", "code": "49755003", "meaning": "Morphologically Abnormal Structure"},
+        "type": {"scheme": "SCT", "code": "95324001", "meaning": "Skin lesion"},
+        "color": {"rgb": [86, 180, 233]},
+    },
 }
 
 

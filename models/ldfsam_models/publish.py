@@ -1,0 +1,135 @@
+"""Ship a trained run: export its best checkpoint (fp32, parity-checked), evaluate the fp32 ONNX on
+the test split, compress the weights (fp16 initializers + Cast nodes, or int8 dynamic quantisation)
+keeping the graph's float32 input and outputs, evaluate again, and write model.json with the
+provenance, the test metrics of the shipped file and both Dice values."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configs import build_ldfsam, get_config
+from .evaluate import OnnxPredictor, evaluate, format_summary
+from .export import export_model
+from .manifest import git_commit, segments_from, sha256_of, validate_manifest, verify_folder
+from .train import DEFAULT_RUNS, SPLIT_DESCRIPTION, dataset_splits, final_checkpoint
+
+# Initializers smaller than this stay float32 (biases, norms, scales; Resize constants must stay static).
+MIN_FP16_ELEMENTS = 1024
+
+
+def compress_fp16(src: Path, dst: Path, min_elements: int = MIN_FP16_ELEMENTS) -> int:
+    """Store every float32 initializer of at least `min_elements` values as float16 and cast it back
+    to float32 at load (onnxruntime folds the Casts), so inputs, outputs and all arithmetic stay
+    float32 and only the weights are rounded. Returns the number of converted tensors."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    casts, converted = [], 0
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < min_elements:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "__fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast"))
+        converted += 1
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return converted
+
+
+def compress_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def metrics_entry(result: dict, dataset: str) -> dict:
+    s = result["summary"]
+    return {
+        "dataset": dataset,
+        "split": "test",
+        "cases": s["cases"],
+        "dice": {k: s["dice"][k] for k in ("mean", "ci95", "median")},
+        "iou": {k: s["iou"][k] for k in ("mean", "ci95", "median")},
+        "hd95": {k: s["hd95"][k] for k in ("mean", "ci95", "median", "unit", "infiniteCases")},
+        "assd": {k: s["assd"][k] for k in ("mean", "ci95", "median", "unit", "infiniteCases")},
+        "bootstrap": "percentile, 2000 resamples, seed 2025; distance means over cases with finite values",
+    }
+
+
+def publish(args) -> dict:
+    run = Path(args.run)
+    run_dir = run if (run.is_absolute() or len(run.parts) > 1) else DEFAULT_RUNS / args.run
+    checkpoint_path = final_checkpoint(run_dir)
+    checkpoint = torch.load(checkpoint_path, map_location="cpu")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    config = get_config(checkpoint.get("config", "tiny"))
+    model = build_ldfsam(config)
+    model.load_state_dict(checkpoint["model"])
+    phases = summary.get("phases", {})
+    training = {
+        "dataset": args.dataset,
+        "split": summary.get("split", SPLIT_DESCRIPTION) + f" ({summary.get('train_images')} train / {summary.get('val_images')} val / {summary.get('test_images')} test images)",
+        "seed": int(summary.get("seed", 2025)),
+        "epochs": {k: v["epochs"] for k, v in phases.items()},
+        "stepsPerEpoch": {k: v.get("steps_per_epoch") for k, v in phases.items()},
+        "batchSize": next((v.get("batch_size") for v in phases.values()), None),
+        "secondsPerPhase": {k: v["seconds"] for k, v in phases.items()},
+        "bestValidation": {k: {v["metric"]: v["best"], "epoch": v["best_epoch"]} for k, v in phases.items()},
+        "distillation": phases.get("student", {}).get("distill"),
+        "teacher": f"YOLOv8{phases.get('teacher', {}).get('scale', '?')}",
+        "checkpoint": f"{checkpoint_path.name} (epoch {checkpoint.get('epoch')})",
+        "machine": "2 CPU cores (torch 1.13 CPU, OpenBLAS)",
+        "gitCommit": git_commit(),
+        "date": "",
+    }
+    segments = segments_from(args.segments.split(","))
+    modalities = args.modalities.split(",")
+    intensity = json.loads(args.intensity)
+    fp32_dir = run_dir / "export-fp32"
+    export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments, modalities=modalities,
+                 intensity=intensity, training=training, metrics=None, description=args.description)
+    records = dataset_splits(args.dataset, args.data)["test"]
+    if args.limit:
+        records = records[: args.limit]
+    res32 = evaluate(OnnxPredictor(fp32_dir), records)
+    print(format_summary(res32), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((fp32_dir / "model.json").read_text())
+    fp32_bytes = (fp32_dir / "model.onnx").stat().st_size
+    if args.compress == "none":
+        shutil.copyfile(fp32_dir / "model.onnx", out / "model.onnx")
+        compression = {"weights": "float32"}
+    elif args.compress == "fp16":
+        n = compress_fp16(fp32_dir / "model.onnx", out / "model.onnx")
+        compression = {"weights": "float16", "method": f"{n} float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16, Cast to float32 in the graph; inputs, outputs and arithmetic float32"}
+    else:
+        compress_int8(fp32_dir / "model.onnx", out / "model.onnx")
+        compression = {"weights": "int8", "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights)"}
+    (out / "model.json").write_text(json.dumps({**manifest, "files": [{**manifest["files"][0], "sha256": sha256_of(out / "model.onnx"), "bytes": (out / "model.onnx").stat().st_size}]}, indent=2) + "\n")
+    res = res32 if args.compress == "none" else evaluate(OnnxPredictor(out), records)
+    print(format_summary(res), flush=True)
+    metrics = metrics_entry(res, args.dataset)
+    metrics["measuredWith"] = "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: value/255, bilinear to 256, logits bilinear back to native size, threshold 0)"
+    metrics["fp32"] = {"dice": res32["summary"]["dice"]["mean"], "iou": res32["summary"]["iou"]["mean"], "hd95": res32["summary"]["hd95"]["mean"], "bytes": fp32_bytes}
+    metrics["diceChangeFromCompression"] = res["summary"]["dice"]["mean"] - res32["summary"]["dice"]["mean"]
+    manifest["files"] = [{**manifest["files"][0], "sha256": sha256_of(out / "model.onnx"), "bytes": (out / "model.onnx").stat().st_size}]
+    manifest["metrics"] = metrics
+    manifest["export"]["compression"] = {**compression, "fp32Bytes": fp32_bytes, "maxAbsDiffNote": "maxAbsDiff is the fp32 export's parity with PyTorch; the compressed file's test Dice is in metrics"}
+    validate_manifest(manifest)
+    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    verify_folder(out)
+    (run_dir / f"publish-{args.name}.json").write_text(json.dumps({"fp32": res32, "shipped": res}, indent=2) + "\n")
+    print(f"published {out}: {manifest['files'][0]['bytes'] / 1e6:.1f} MB ({compression['weights']}), test Dice {res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})", flush=True)
+    return manifest

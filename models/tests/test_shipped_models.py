@@ -1,0 +1,30 @@
+"""The default models shipped in models/: manifests valid, hashes and graph IO matching, under the
+repository's size limit, and the evaluation reproducing the recorded test Dice within 0.005."""
+import json
+import pathlib
+
+import pytest
+
+from ldfsam_models.evaluate import evaluate, load_predictor
+from ldfsam_models.manifest import verify_folder
+from ldfsam_models.train import dataset_splits
+
+MODELS = pathlib.Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in MODELS.iterdir() if (p / "model.json").is_file())
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_manifest_hashes_and_size(folder):
+    manifest = verify_folder(folder)
+    assert manifest["metrics"] is not None, "a shipped model carries its held-out metrics"
+    assert manifest["segments"][0]["category"]["scheme"] == "SCT"
+    assert all(f["bytes"] < 20 * 1024 * 1024 for f in manifest["files"])
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_evaluation_reproduces_the_recorded_dice(folder):
+    manifest = json.loads((folder / "model.json").read_text())
+    metrics = manifest["metrics"]
+    records = dataset_splits(metrics["dataset"], None)[metrics["split"]]
+    result = evaluate(load_predictor(str(folder)), records)
+    assert abs(result["summary"]["dice"]["mean"] - metrics["dice"]["mean"]) <= 0.005
