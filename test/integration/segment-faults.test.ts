@@ -1,7 +1,8 @@
 /**
  * PACS faults during a job, injected by a real HTTP proxy in front of the real Orthanc: a connection
  * that breaks while frames are fetched, and a PACS that answers 503 to the store. Each ends in a
- * coded error, and nothing is stored.
+ * coded error, and nothing is stored. Each uses a study that no other test file segments, since the
+ * test PACS is shared by all files.
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -44,7 +45,7 @@ describe('PACS faults during segmentation', () => {
   });
 
   it('a store answered 503 (after retries): PACS_UNAVAILABLE, nothing stored', async () => {
-    const ids = await idsOf('ct-mono1');
+    const ids = await idsOf('us-ybr-422'); // a study no other test segments
     let stores = 0;
     proxy = await startFaultProxy(dicomwebUrl, (method) => (method === 'POST' ? (stores++, 503) : undefined));
     const r = await runCli(['segment', '--model', FIXTURE, '--study', ids.studyInstanceUID, '--series', ids.seriesInstanceUID], {
