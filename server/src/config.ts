@@ -39,6 +39,8 @@ export const configSchema = z
     pacsTimeoutMs: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
     /** Retries on connection errors and 5xx answers (never on 4xx). */
     pacsRetries: z.coerce.number().int().min(0).max(10).default(3),
+    /** Authorization header value for the PACS (e.g. "Basic dXNlcjpwYXNz" or "Bearer …"); server-side only. */
+    dicomwebAuthorization: z.string().min(1).optional(),
     /** Extra model folders (each with model.json), beside the shipped ones in models/. */
     modelDirs: commaList,
     /** onnxruntime execution provider: auto = CUDA when its provider library is present, else CPU. */
@@ -71,6 +73,7 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   port: 'LDFSAM_PORT',
   pacsTimeoutMs: 'LDFSAM_PACS_TIMEOUT_MS',
   pacsRetries: 'LDFSAM_PACS_RETRIES',
+  dicomwebAuthorization: 'LDFSAM_DICOMWEB_AUTHORIZATION',
   modelDirs: 'LDFSAM_MODEL_DIRS',
   executionProvider: 'LDFSAM_EXECUTION_PROVIDER',
   batchSize: 'LDFSAM_BATCH_SIZE',

@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DicomWebClient, isValidUid } from '../../server/src/dicomweb/client.js';
 import { buildMultipart, mediaTypeParam, parseMultipart } from '../../server/src/dicomweb/multipart.js';
 import { LdfsamError } from '../../server/src/errors.js';
+import { loadConfig } from '../../server/src/config.js';
+import { clientFrom } from '../../server/src/dicomweb/from-config.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 const servers: import('node:http').Server[] = [];
@@ -136,6 +138,17 @@ describe('DicomWebClient', () => {
     const result = await new DicomWebClient({ url: pacs.url }).storeInstances({ datasets: [new Uint8Array(4)] });
     expect(result.stored.map((s) => s.sopInstanceUID)).toEqual(['1.2.3']);
     expect(result.failed).toEqual([{ sopClassUID: '1.2', sopInstanceUID: '1.2.4', failureReason: 0xc000 }]);
+  });
+
+  it('adds the configured PACS credentials to every request, server-side', async () => {
+    let seen = '';
+    const pacs = await serve((req, res) => {
+      seen = req.headers.authorization ?? '';
+      json(200, [])(req, res);
+    });
+    const config = loadConfig({ env: { LDFSAM_DICOMWEB_URL: pacs.url, LDFSAM_DICOMWEB_AUTHORIZATION: 'Basic dXNlcjpwYXNz' } });
+    await clientFrom(config).searchForStudies();
+    expect(seen).toBe('Basic dXNlcjpwYXNz');
   });
 
   it('accepts only dotted-numeric UIDs of at most 64 characters in paths', () => {

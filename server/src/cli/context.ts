@@ -1,7 +1,7 @@
 /** What every CLI command shares: the config read once from flags + env + file, and output helpers. */
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config.js';
-import { DicomWebClient } from '../dicomweb/client.js';
+export { clientFrom } from '../dicomweb/from-config.js';
 import { toLdfsamError } from '../errors.js';
 
 export interface CommonFlags {
@@ -38,10 +38,6 @@ export function configFrom(flags: CommonFlags): Config {
       pacsDicomPort: flags.dicomPort,
     },
   });
-}
-
-export function clientFrom(config: Config): DicomWebClient {
-  return new DicomWebClient({ url: config.dicomwebUrl, timeoutMs: config.pacsTimeoutMs, retries: config.pacsRetries });
 }
 
 export function printJson(value: unknown): void {

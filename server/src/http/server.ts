@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
-import { DicomWebClient } from '../dicomweb/client.js';
+import { clientFrom } from '../dicomweb/from-config.js';
 import { LdfsamError } from '../errors.js';
 import { JobRunner } from '../jobs/runner.js';
 import { JobStore } from '../jobs/store.js';
@@ -39,7 +39,7 @@ export async function startServer(config: Config, log: Logger, options: { retryD
     { info: (m) => log.info(m), warn: (m) => log.warn(m) },
   );
   const store = new JobStore(join(config.dataDir, 'jobs.sqlite'));
-  const client = new DicomWebClient({ url: config.dicomwebUrl, timeoutMs: config.pacsTimeoutMs, retries: config.pacsRetries });
+  const client = clientFrom(config);
   const runner = new JobRunner({
     store,
     client,
