@@ -101,24 +101,26 @@ def _empty_case(p: np.ndarray, t: np.ndarray) -> Optional[float]:
     return None
 
 
-def hd95(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
-    """95th percentile (numpy's linear interpolation) of the pooled symmetric surface distances."""
+def _pooled_distances(pred: np.ndarray, target: np.ndarray, spacing: Spacing):
+    """Both directions' surface distances pooled, or the empty-mask convention's value."""
     p, t = _pair(pred, target)
     special = _empty_case(p, t)
     if special is not None:
         return special
     d_pt, d_tp = surface_distances(p, t, spacing)
-    return float(np.percentile(np.concatenate([d_pt, d_tp]), 95))
+    return np.concatenate([d_pt, d_tp])
+
+
+def hd95(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
+    """95th percentile (numpy's linear interpolation) of the pooled symmetric surface distances."""
+    d = _pooled_distances(pred, target, spacing)
+    return d if isinstance(d, float) else float(np.percentile(d, 95))
 
 
 def assd(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> float:
     """Average symmetric surface distance: mean of the pooled distances of both directions."""
-    p, t = _pair(pred, target)
-    special = _empty_case(p, t)
-    if special is not None:
-        return special
-    d_pt, d_tp = surface_distances(p, t, spacing)
-    return float(np.concatenate([d_pt, d_tp]).mean())
+    d = _pooled_distances(pred, target, spacing)
+    return d if isinstance(d, float) else float(d.mean())
 
 
 def segmentation_metrics(pred: np.ndarray, target: np.ndarray, spacing: Spacing = None) -> Dict[str, float]:

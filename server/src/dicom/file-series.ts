@@ -27,9 +27,10 @@ export async function readFileSeries(paths: string[], seriesInstanceUID?: string
     if (!isPart10(bytes)) continue;
     let dict: DicomJson;
     try {
-      // Pixel data is dropped here and read again per slice: memory stays one slice.
+      // The header only: pixel data is read per slice later, so memory stays one slice.
       const file = dcmjs.data.DicomMessage.readFile(
         bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
+        { untilTag: '7FE00010', includeUntilTagValue: false },
       );
       dict = file.dict as DicomJson;
       const ts = (file.meta as DicomJson)['00020010'];
@@ -37,7 +38,7 @@ export async function readFileSeries(paths: string[], seriesInstanceUID?: string
     } catch (err) {
       throw new LdfsamError('UNSUPPORTED_DICOM', `${path} is not readable DICOM: ${(err as Error).message}`);
     }
-    if (dict[TAG.PixelData]) dict[TAG.PixelData] = { vr: 'OB', BulkDataURI: `file://${path}` };
+    if (dict[TAG.Rows]) dict[TAG.PixelData] = { vr: 'OB', BulkDataURI: `file://${path}` };
     const series = str(dict, TAG.SeriesInstanceUID);
     const sop = str(dict, TAG.SOPInstanceUID);
     if (!series || !sop) continue;
