@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { projectPath } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
+import { registerImportImages } from './commands/import-images.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
 import { registerSegment } from './commands/segment.js';
@@ -28,5 +29,6 @@ registerInspect(program);
 registerSegment(program);
 registerServe(program);
 registerBench(program);
+registerImportImages(program);
 
 await program.parseAsync(process.argv);
