@@ -56,6 +56,17 @@ export const configSchema = z
     oidcJwksUrl: z.url().optional(),
     /** Jobs run at once by the embedded queue (one per inference worker by default). */
     jobConcurrency: z.coerce.number().int().min(1).max(16).default(1),
+    /** The prebuilt OHIF viewer's dist folder; default: vendor/ohif-app/dist (put there by npm run setup). */
+    viewerDir: z.string().min(1).optional(),
+    /**
+     * An API token handed to the served viewer in its app-config.js, for deployments with static
+     * tokens: whoever can load the viewer page can read it, so use it only where the page itself is
+     * protected (a signing-in reverse proxy, a trusted network). It is accepted by the API like
+     * LDFSAM_API_TOKENS.
+     */
+    viewerToken: z.string().min(16).optional(),
+    /** OIDC client id of the viewer: when set with LDFSAM_OIDC_ISSUER, OHIF signs users in and sends their token. */
+    oidcClientId: z.string().min(1).optional(),
   })
   .strict();
 
@@ -83,6 +94,9 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   oidcAudience: 'LDFSAM_OIDC_AUDIENCE',
   oidcJwksUrl: 'LDFSAM_OIDC_JWKS_URL',
   jobConcurrency: 'LDFSAM_JOB_CONCURRENCY',
+  viewerDir: 'LDFSAM_VIEWER_DIR',
+  viewerToken: 'LDFSAM_VIEWER_TOKEN',
+  oidcClientId: 'LDFSAM_OIDC_CLIENT_ID',
 };
 
 export interface ConfigSources {

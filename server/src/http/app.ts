@@ -12,6 +12,9 @@ import type { JobStore } from '../jobs/store.js';
 import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../jobs/types.js';
 import type { Logger } from '../log.js';
 import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
+import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js';
+import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
 import { createAuth, type AuthConfig } from './auth.js';
 import { openapi } from './openapi.js';
 import { batchRequestSchema, idParam, jobRequestSchema, parse } from './schemas.js';
@@ -23,6 +26,10 @@ export interface AppDeps {
   registry: ModelRegistry;
   client: DicomWebClient;
   log: Logger;
+  /** The PACS behind the viewer's same-origin DICOMweb proxy; no proxy when absent. */
+  proxy?: ProxyOptions;
+  /** The OHIF viewer with our extension; the API alone when absent. */
+  viewer?: { files: ViewerFiles; options: ViewerOptions };
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -165,6 +172,8 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use('/api', api);
+  if (deps.proxy) app.use(DICOMWEB_PROXY_PATH, createAuth(deps.auth), dicomwebProxy(deps.proxy));
+  if (deps.viewer) app.use(viewerRouter(deps.viewer.files, deps.viewer.options));
   app.use((_req, _res, next) => next(new LdfsamError('NOT_FOUND', 'no such route')));
   app.use(errorHandler(deps.log));
   return app;

@@ -9,10 +9,14 @@ import { JobStore } from '../jobs/store.js';
 import type { Logger } from '../log.js';
 import { chooseExecutionProvider, ModelRegistry } from '../models/registry.js';
 import { createApp } from './app.js';
+import { locateViewer } from '../viewer/viewer-routes.js';
+import { packageVersion } from '../util/paths.js';
 import { authEnabled } from './auth.js';
 
 export interface RunningServer {
   url: string;
+  /** Where the viewer is served, or why it is not. */
+  viewer: { url: string } | { missing: string };
   close(): Promise<void>;
 }
 
@@ -20,7 +24,7 @@ const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
 export async function startServer(config: Config, log: Logger, options: { retryDelayMs?: number } = {}): Promise<RunningServer> {
   const auth = {
-    apiTokens: config.apiTokens,
+    apiTokens: [...config.apiTokens, ...(config.viewerToken ? [config.viewerToken] : [])],
     oidcIssuer: config.oidcIssuer,
     oidcAudience: config.oidcAudience,
     oidcJwksUrl: config.oidcJwksUrl,
@@ -49,7 +53,23 @@ export async function startServer(config: Config, log: Logger, options: { retryD
     concurrency: config.jobConcurrency,
     retryDelayMs: options.retryDelayMs,
   });
-  const app = createApp({ auth, store, runner, registry, client, log });
+  const located = locateViewer(config.viewerDir);
+  if ('missing' in located) log.warn('viewer not served', { reason: located.missing });
+  const viewer =
+    'files' in located
+      ? {
+          files: located.files,
+          options: {
+            version: packageVersion(),
+            ...(config.viewerToken ? { viewerToken: config.viewerToken } : {}),
+            ...(config.oidcIssuer && config.oidcClientId
+              ? { oidc: { issuer: config.oidcIssuer, clientId: config.oidcClientId } }
+              : {}),
+          },
+        }
+      : undefined;
+  const proxy = { dicomwebUrl: config.dicomwebUrl, authorization: config.dicomwebAuthorization, timeoutMs: config.pacsTimeoutMs };
+  const app = createApp({ auth, store, runner, registry, client, log, proxy, ...(viewer ? { viewer } : {}) });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', (err) =>
@@ -68,6 +88,7 @@ export async function startServer(config: Config, log: Logger, options: { retryD
   });
   return {
     url,
+    viewer: viewer ? { url: `${url}/` } : (located as { missing: string }),
     async close() {
       await new Promise((r) => server.close(r));
       server.closeAllConnections();

@@ -227,6 +227,13 @@ export function buildSegmentation(input: SegInput): SegOutput {
   }
   if (geometry)
     shared[TAG.PlaneOrientationSequence] = seq({ [TAG.ImageOrientationPatient]: el('DS', ...plan.orientation!.map(dsNumber)) });
+  else {
+    // A 2D image without patient geometry (ultrasound, photograph): the SEG has no Frame of
+    // Reference, so this orientation places nothing in patient space; it says only that the mask's
+    // rows and columns are the image's. It is written because OHIF (cornerstone's SEG adapter,
+    // checkOrientation) refuses to load a SEG without a Plane Orientation; dciodvfy accepts it.
+    shared[TAG.PlaneOrientationSequence] = seq({ [TAG.ImageOrientationPatient]: el('DS', 1, 0, 0, 0, 1, 0) });
+  }
   ds[TAG.SharedFunctionalGroupsSequence] = seq(shared);
 
   ds[TAG.PerFrameFunctionalGroupsSequence] = seq(

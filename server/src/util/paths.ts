@@ -21,3 +21,8 @@ export function projectRoot(): string {
 export function projectPath(...parts: string[]): string {
   return join(projectRoot(), ...parts);
 }
+
+/** ldfsam's own version, from its package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
+}

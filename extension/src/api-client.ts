@@ -1,0 +1,188 @@
+/**
+ * The panel's client of the LDFSAM API (server/src/http). Every call carries the user's
+ * Authorization header when there is one (OIDC access token from OHIF's user authentication
+ * service, or the server-configured viewer token). Job progress comes from the server-sent events
+ * stream, read with fetch (EventSource cannot send an Authorization header), with reconnection.
+ */
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface Job {
+  id: string;
+  state: JobState;
+  request: { studyInstanceUID: string; seriesInstanceUID: string; model: string };
+  progress: { stage: string; done: number; total: number } | null;
+  result: { segSeriesInstanceUID: string | null; segSopInstanceUID: string | null; frames: number; slices: number } | null;
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  description: string;
+  modalities: string[];
+  segments: { number: number; label: string; color: number[] }[];
+  metrics?: { dataset?: string; split?: string; dice?: { mean?: number; ci95?: number[] } } & Record<string, unknown>;
+}
+
+export interface Submitted {
+  jobId: string;
+  jobIds: string[];
+  created: boolean[];
+}
+
+/** An error the panel can show: the server's code and message, or a network failure. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export interface ApiClientOptions {
+  apiBase: string;
+  /** The Authorization header value to send, if any (looked up per request: tokens are renewed). */
+  authorization?: () => string | undefined;
+  fetch?: typeof fetch;
+}
+
+export class LdfsamApi {
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly options: ApiClientOptions) {
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  async models(): Promise<ModelInfo[]> {
+    return ((await this.request('GET', '/models')) as { models: ModelInfo[] }).models;
+  }
+
+  /** One series, or every series of the study a model accepts when seriesInstanceUID is absent. */
+  async submit(body: {
+    studyInstanceUID: string;
+    seriesInstanceUID?: string;
+    model?: string;
+    force?: boolean;
+  }): Promise<Submitted> {
+    return (await this.request('POST', '/jobs', { ...body, priority: 'interactive' })) as Submitted;
+  }
+
+  async job(id: string): Promise<Job> {
+    return (await this.request('GET', `/jobs/${encodeURIComponent(id)}`)) as Job;
+  }
+
+  async cancel(id: string): Promise<Job> {
+    return (await this.request('DELETE', `/jobs/${encodeURIComponent(id)}`)) as Job;
+  }
+
+  /**
+   * Follows a job until it ends: calls onJob with every state the server sends and resolves with
+   * the final one. A dropped stream is reopened (after a growing pause); `signal` stops following
+   * (the job itself keeps running on the server).
+   */
+  async follow(id: string, onJob: (job: Job) => void, signal?: AbortSignal): Promise<Job> {
+    let pause = 250;
+    for (;;) {
+      try {
+        const res = await this.fetchImpl(this.url(`/jobs/${encodeURIComponent(id)}/events`), {
+          headers: this.headers({ accept: 'text/event-stream' }),
+          signal,
+        });
+        if (!res.ok || !res.body) throw await toApiError(res);
+        const final = await readEvents(res.body, onJob);
+        if (final) return final;
+      } catch (err) {
+        if (signal?.aborted) throw new ApiError('ABORTED', 'stopped following the job');
+        if (err instanceof ApiError && err.status !== undefined && err.status < 500) throw err;
+      }
+      // The stream ended without a final state (server restart, proxy time-out): ask again.
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(pause * 2, 5000);
+    }
+  }
+
+  private url(path: string): string {
+    return `${this.options.apiBase.replace(/\/$/, '')}${path}`;
+  }
+
+  private headers(extra: Record<string, string>): Record<string, string> {
+    const auth = this.options.authorization?.();
+    return auth ? { ...extra, authorization: auth } : extra;
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.url(path), {
+        method,
+        headers: this.headers(
+          body === undefined
+            ? { accept: 'application/json' }
+            : { accept: 'application/json', 'content-type': 'application/json' },
+        ),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      throw new ApiError('NETWORK', `the LDFSAM server cannot be reached (${(err as Error).message})`);
+    }
+    if (!res.ok) throw await toApiError(res);
+    return res.json();
+  }
+}
+
+async function toApiError(res: Response): Promise<ApiError> {
+  try {
+    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) return new ApiError(body.error.code, body.error.message ?? '', res.status);
+  } catch {
+    // not our JSON: a proxy's error page
+  }
+  return new ApiError(res.status === 401 ? 'UNAUTHORIZED' : 'HTTP_ERROR', `the server answered ${res.status}`, res.status);
+}
+
+/** Parses a text/event-stream body; returns the job of a `final` event, or undefined if the stream ended first. */
+export async function readEvents(body: ReadableStream<Uint8Array>, onJob: (job: Job) => void): Promise<Job | undefined> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return undefined;
+    buffer += decoder.decode(value, { stream: true });
+    let end: number;
+    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, '');
+      const event = parseEvent(block);
+      if (!event) continue;
+      onJob(event.job);
+      if (event.name === 'final') {
+        await reader.cancel().catch(() => undefined);
+        return event.job;
+      }
+    }
+  }
+}
+
+export function parseEvent(block: string): { name: string; job: Job } | undefined {
+  let name = 'message';
+  const data: string[] = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') name = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (data.length === 0) return undefined;
+  return { name, job: JSON.parse(data.join('\n')) as Job };
+}

@@ -1,0 +1,21 @@
+/** Server error codes in words a radiologist understands; the code itself is always shown for support. */
+
+const WORDS: Record<string, string> = {
+  INVALID_INPUT: 'This series cannot be segmented with the chosen model.',
+  UNAUTHORIZED: 'You are not signed in to the segmentation service, or your session has expired. Sign in again.',
+  NOT_FOUND: 'The series was not found in the PACS. It may have been deleted or moved.',
+  PACS_UNAVAILABLE: 'The PACS is not reachable at the moment. Try again in a few minutes.',
+  PACS_REJECTED: 'The PACS refused the request. Ask your PACS administrator.',
+  UNSUPPORTED_DICOM: 'The images of this series cannot be read for segmentation (see the details).',
+  MODEL_REJECTED: 'The segmentation model failed its integrity check and was not used.',
+  INFERENCE_FAILED: 'The segmentation model failed on this series. Nothing was stored.',
+  SEG_INVALID: 'The segmentation result failed its checks and was not stored.',
+  CANCELLED: 'The segmentation was cancelled. Nothing was stored.',
+  NETWORK: 'The segmentation service cannot be reached. Check your network or ask IT.',
+  CONFIG_INVALID: 'The segmentation service is misconfigured. Ask IT.',
+  INTERNAL: 'The segmentation service had an unexpected problem. Nothing was stored.',
+};
+
+export function describeError(code: string): string {
+  return WORDS[code] ?? 'The segmentation failed.';
+}

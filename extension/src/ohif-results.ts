@@ -1,0 +1,89 @@
+/**
+ * Showing a SEG that the server stored in the PACS while the viewer is open on its study: make
+ * OHIF fetch the new series (so it appears in the study browser), load it, and draw it over the
+ * images in the viewport, without the "open this segmentation?" prompt.
+ */
+import type { CommandsManager, DataSource, DisplaySet, ExtensionManager, Services } from './ohif-types.js';
+
+export interface OhifContext {
+  services: Services;
+  commandsManager: CommandsManager;
+  extensionManager: ExtensionManager;
+}
+
+interface WadoDataSource extends DataSource {
+  getConfig?: () => { name?: string };
+  deleteStudyMetadataPromise?: (key: string) => void;
+}
+
+/** Fetches one series' metadata into OHIF through its own data source (so OHIF makes the display sets). */
+export async function fetchSeriesIntoViewer(
+  ctx: OhifContext,
+  studyInstanceUID: string,
+  seriesInstanceUID: string,
+): Promise<DisplaySet> {
+  const existing = ctx.services.displaySetService.getDisplaySetsForSeries(seriesInstanceUID);
+  if (existing.length > 0) return existing[0]!;
+  const dataSource = ctx.extensionManager.getActiveDataSource()[0] as WadoDataSource;
+  // OHIF 3.13 caches study metadata under "<data source name>:<study UID>" but its
+  // deleteStudyMetadataPromise(study) deletes the key "<study UID>", so a second retrieve would
+  // return the cached study without the new series. Delete the key it really uses, before and after.
+  const cacheKey = `${dataSource.getConfig?.().name}:${studyInstanceUID}`;
+  dataSource.deleteStudyMetadataPromise?.(cacheKey);
+  const added = waitForDisplaySet(ctx, seriesInstanceUID, 30_000);
+  try {
+    await dataSource.retrieve.series.metadata({
+      StudyInstanceUID: studyInstanceUID,
+      filters: { seriesInstanceUID: [seriesInstanceUID] },
+    });
+  } finally {
+    dataSource.deleteStudyMetadataPromise?.(cacheKey);
+  }
+  return added;
+}
+
+function waitForDisplaySet(ctx: OhifContext, seriesInstanceUID: string, timeoutMs: number): Promise<DisplaySet> {
+  const service = ctx.services.displaySetService;
+  return new Promise((resolve, reject) => {
+    const check = () => service.getDisplaySetsForSeries(seriesInstanceUID)[0];
+    const found = check();
+    if (found) return resolve(found);
+    const timer = setTimeout(() => {
+      sub.unsubscribe();
+      reject(new Error(`the viewer did not receive series ${seriesInstanceUID} within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    const sub = service.subscribe(service.EVENTS.DISPLAY_SETS_ADDED!, () => {
+      const ds = check();
+      if (!ds) return;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      resolve(ds);
+    });
+  });
+}
+
+/** The viewport showing a series (the active one first), if any. */
+export function viewportShowing(ctx: OhifContext, seriesInstanceUID: string): string | undefined {
+  const grid = ctx.services.viewportGridService;
+  const active = grid.getActiveViewportId();
+  const shows = (viewportId: string) =>
+    grid
+      .getDisplaySetsUIDsForViewport(viewportId)
+      .some((uid) => ctx.services.displaySetService.getDisplaySetByUID(uid)?.SeriesInstanceUID === seriesInstanceUID);
+  if (active && shows(active)) return active;
+  const state = (grid as unknown as { getState?: () => { viewports?: Map<string, unknown> } }).getState?.();
+  for (const id of state?.viewports?.keys() ?? []) if (shows(id)) return id;
+  return undefined;
+}
+
+/** Loads a SEG display set and draws it in the viewport showing its source series. */
+export async function showSegmentation(ctx: OhifContext, seg: DisplaySet, sourceSeriesInstanceUID: string): Promise<boolean> {
+  const viewportId = viewportShowing(ctx, sourceSeriesInstanceUID) ?? ctx.services.viewportGridService.getActiveViewportId();
+  if (!viewportId) return false;
+  if (!seg.isLoaded && seg.load) {
+    const auth = ctx.services.userAuthenticationService.getAuthorizationHeader()?.Authorization;
+    await seg.load({ headers: auth ? { Authorization: auth } : {} });
+  }
+  await ctx.commandsManager.runCommand('hydrateSecondaryDisplaySet', { displaySet: seg, viewportId });
+  return true;
+}

@@ -1,0 +1,150 @@
+/**
+ * The panel's state, kept outside any component: OHIF unmounts panels on every tab switch, and a
+ * running job must still be shown when the panel comes back. Reducer-style pure functions over a
+ * plain object, plus a tiny store that notifies the mounted view.
+ */
+import { FINAL_STATES, type Job, type JobState, type ModelInfo } from './api-client.js';
+
+export interface ActiveSeries {
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  modality: string;
+  description: string;
+  sliceCount: number;
+}
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** One series' segmentation as the panel knows it. */
+export interface SeriesRun {
+  jobId?: string;
+  model: string;
+  state: JobState | 'submitting';
+  stage?: string;
+  done: number;
+  total: number;
+  /** When the job started running (ms since epoch, browser clock), for elapsed and estimated time. */
+  startedAt?: number;
+  /** When `done` was first above zero: the rate is measured from there (model loading excluded). */
+  firstSliceAt?: number;
+  finishedAt?: number;
+  error?: ErrorInfo;
+  segSeriesInstanceUID?: string;
+  /** The result existed before this click (the server answered with an earlier job). */
+  earlier?: boolean;
+}
+
+export interface PanelState {
+  models?: ModelInfo[];
+  modelsError?: ErrorInfo;
+  active?: ActiveSeries;
+  /** The user's model choice per modality; the best default otherwise. */
+  chosenModel: Record<string, string>;
+  runs: Record<string, SeriesRun>;
+  /** "Segment every series of this study": the study and its series keys. */
+  batch?: { studyInstanceUID: string; keys: string[]; error?: ErrorInfo };
+  /** The series whose existing result the user is asked about (re-run?). */
+  confirmRerun?: string;
+}
+
+export const initialState: PanelState = { chosenModel: {}, runs: {} };
+
+export function seriesKey(studyInstanceUID: string, seriesInstanceUID: string): string {
+  return `${studyInstanceUID}|${seriesInstanceUID}`;
+}
+
+/** Models that accept a modality: exact matches first, then wildcards, each by held-out Dice. */
+export function acceptingModels(models: ModelInfo[], modality: string): ModelInfo[] {
+  const dice = (m: ModelInfo) => m.metrics?.dice?.mean ?? 0;
+  return models
+    .filter((m) => m.modalities.includes(modality) || m.modalities.includes('*'))
+    .sort((a, b) => Number(b.modalities.includes(modality)) - Number(a.modalities.includes(modality)) || dice(b) - dice(a));
+}
+
+export function selectedModel(state: PanelState): ModelInfo | undefined {
+  if (!state.active || !state.models) return undefined;
+  const accepting = acceptingModels(state.models, state.active.modality);
+  const chosen = state.chosenModel[state.active.modality];
+  return accepting.find((m) => m.name === chosen) ?? accepting[0];
+}
+
+export function isFinal(run: SeriesRun): boolean {
+  return (FINAL_STATES as readonly string[]).includes(run.state);
+}
+
+/** A run updated by a job state from the server. Progress never goes backwards. */
+export function applyJob(run: SeriesRun | undefined, job: Job, now: number): SeriesRun {
+  const prev: SeriesRun = run ?? { model: job.request.model, state: 'queued', done: 0, total: 0 };
+  const done = Math.max(job.progress?.done ?? 0, prev.jobId === job.id ? prev.done : 0);
+  const next: SeriesRun = {
+    ...prev,
+    jobId: job.id,
+    model: job.request.model,
+    state: job.state,
+    stage: job.progress?.stage ?? prev.stage,
+    done,
+    total: job.progress?.total ?? prev.total,
+  };
+  if (job.state === 'running' && next.startedAt === undefined) next.startedAt = job.startedAt ? Date.parse(job.startedAt) : now;
+  if (done > 0 && next.firstSliceAt === undefined) next.firstSliceAt = now;
+  if ((FINAL_STATES as readonly string[]).includes(job.state)) {
+    next.finishedAt = job.finishedAt ? Date.parse(job.finishedAt) : now;
+    if (job.state === 'succeeded') {
+      next.done = next.total = Math.max(next.total, job.result?.slices ?? next.total);
+      next.segSeriesInstanceUID = job.result?.segSeriesInstanceUID ?? undefined;
+    }
+    if (job.error) next.error = { code: job.error.code, message: job.error.message };
+  }
+  return next;
+}
+
+/** Fraction done in [0, 1]; 1 when succeeded. */
+export function fractionDone(run: SeriesRun): number {
+  if (run.state === 'succeeded') return 1;
+  return run.total > 0 ? Math.min(1, run.done / run.total) : 0;
+}
+
+/** Milliseconds since the job started (or its whole duration once finished). */
+export function elapsedMs(run: SeriesRun, now: number): number | undefined {
+  if (run.startedAt === undefined) return undefined;
+  return Math.max(0, (run.finishedAt ?? now) - run.startedAt);
+}
+
+/** Estimated milliseconds left, from the slice rate since the first slice; undefined until known. */
+export function remainingMs(run: SeriesRun, now: number): number | undefined {
+  if (isFinal(run) || run.firstSliceAt === undefined || run.total === 0 || run.done === 0) return undefined;
+  const sinceFirst = now - run.firstSliceAt;
+  // The first slice's own time is unknown (it includes loading); extrapolate from the later ones.
+  const counted = run.done - 1;
+  if (counted <= 0 || sinceFirst <= 0) return undefined;
+  return ((run.total - run.done) * sinceFirst) / counted;
+}
+
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms)) return '–';
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+}
+
+/** A minimal observable store. */
+export class Store<S> {
+  private listeners = new Set<(s: S) => void>();
+  constructor(private state: S) {}
+
+  get(): S {
+    return this.state;
+  }
+
+  update(change: (s: S) => S): void {
+    this.state = change(this.state);
+    for (const l of this.listeners) l(this.state);
+  }
+
+  subscribe(listener: (s: S) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * The panel's DOM, rendered from the state on every change while mounted. Plain DOM, no React of
+ * our own: OHIF's bundle exposes no React, and a second copy would be 130 kB for a few buttons.
+ * Colours and fonts come from OHIF's theme variables (hsl(var(--primary)) …), so the panel follows
+ * OHIF's look and its theme; every control is a native button/select, so keyboard use works.
+ */
+import type { ModelInfo } from './api-client.js';
+import {
+  acceptingModels,
+  elapsedMs,
+  formatDuration,
+  fractionDone,
+  isFinal,
+  remainingMs,
+  selectedModel,
+  seriesKey,
+  type PanelState,
+  type SeriesRun,
+} from './panel-state.js';
+import { describeError } from './messages.js';
+
+export interface PanelActions {
+  segment(force: boolean): void;
+  cancel(jobId: string): void;
+  chooseModel(modality: string, name: string): void;
+  segmentStudy(): void;
+  dismissRerun(): void;
+  showResult(key: string): void;
+}
+
+const STYLE = `
+.ldfsam-panel { font-family: Inter, system-ui, sans-serif; font-size: 13px; color: hsl(var(--foreground, 0 0% 96%)); padding: 8px 10px; display: flex; flex-direction: column; gap: 10px; }
+.ldfsam-panel h3 { font-size: 12px; font-weight: 600; text-transform: uppercase; letter-spacing: .04em; color: hsl(var(--muted-foreground, 215 18% 60%)); margin: 0 0 4px; }
+.ldfsam-panel .ldfsam-section { background: hsl(var(--card, 218 25% 5%)); border: 1px solid hsl(var(--border, 218 22% 10%)); border-radius: 6px; padding: 8px; }
+.ldfsam-panel .ldfsam-row { display: flex; justify-content: space-between; gap: 8px; line-height: 20px; }
+.ldfsam-panel .ldfsam-muted { color: hsl(var(--muted-foreground, 215 18% 60%)); }
+.ldfsam-panel button { font: inherit; border-radius: 4px; padding: 5px 12px; cursor: pointer; border: 1px solid transparent; }
+.ldfsam-panel button:focus-visible, .ldfsam-panel select:focus-visible { outline: 2px solid hsl(var(--ring, var(--primary, 214 98% 60%))); outline-offset: 1px; }
+.ldfsam-panel button.ldfsam-primary { background: hsl(var(--primary, 214 98% 60%)); color: hsl(var(--primary-foreground, 0 0% 98%)); font-weight: 600; }
+.ldfsam-panel button.ldfsam-secondary { background: transparent; color: hsl(var(--foreground, 0 0% 96%)); border-color: hsl(var(--input, 216 28% 15%)); }
+.ldfsam-panel button:disabled { opacity: .5; cursor: default; }
+.ldfsam-panel select { font: inherit; width: 100%; background: hsl(var(--background, 240 15% 3%)); color: inherit; border: 1px solid hsl(var(--input, 216 28% 15%)); border-radius: 4px; padding: 4px; }
+.ldfsam-panel progress { width: 100%; height: 8px; accent-color: hsl(var(--primary, 214 98% 60%)); }
+.ldfsam-panel .ldfsam-error { border-color: hsl(var(--destructive, 0 62.8% 30.6%)); color: hsl(var(--destructive-foreground, 0 0% 98%)); background: hsl(var(--destructive, 0 62.8% 30.6%) / .25); }
+.ldfsam-panel .ldfsam-actions { display: flex; gap: 8px; margin-top: 6px; flex-wrap: wrap; }
+.ldfsam-panel code { font-family: Menlo, Consolas, monospace; font-size: 11px; }
+`;
+
+type Child = Node | string | false | undefined | null;
+
+function h(tag: string, attrs: Record<string, string | boolean | ((e: Event) => void)> = {}, ...children: Child[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (typeof v === 'function') el.addEventListener(k.slice(2).toLowerCase(), v);
+    else if (v === true) el.setAttribute(k, '');
+    else if (v !== false) el.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== false && c !== undefined && c !== null) el.append(c);
+  return el;
+}
+
+function diceText(m: ModelInfo): string {
+  const d = m.metrics?.dice;
+  if (d?.mean === undefined) return 'no held-out metrics';
+  const ci = d.ci95 && d.ci95.length === 2 ? ` [${d.ci95[0]!.toFixed(3)}, ${d.ci95[1]!.toFixed(3)}]` : '';
+  return `Dice ${d.mean.toFixed(3)}${ci} on ${m.metrics?.dataset ?? '?'} ${m.metrics?.split ?? ''}`.trim();
+}
+
+function progressBlock(run: SeriesRun, now: number, actions: PanelActions, label?: string): HTMLElement {
+  const pct = Math.round(fractionDone(run) * 100);
+  const running = !isFinal(run);
+  const stateText =
+    run.state === 'submitting'
+      ? 'Submitting…'
+      : run.state === 'queued'
+        ? 'Waiting in the queue…'
+        : run.state === 'running'
+          ? `${run.stage ?? 'working'}: ${run.done} / ${run.total || '?'} slices`
+          : run.state === 'succeeded'
+            ? `Done: ${run.total} slices${run.earlier ? ' (earlier result)' : ''}`
+            : run.state === 'cancelled'
+              ? 'Cancelled; nothing stored'
+              : 'Failed';
+  return h(
+    'div',
+    { 'data-cy': 'ldfsam-progress', 'data-state': run.state, 'data-percent': String(pct) },
+    label ? h('div', { class: 'ldfsam-row' }, h('span', {}, label)) : null,
+    h('progress', { max: '100', value: String(pct), 'aria-label': `segmentation progress ${pct}%` }),
+    h(
+      'div',
+      { class: 'ldfsam-row' },
+      h('span', { 'data-cy': 'ldfsam-stage', role: 'status' }, stateText),
+      h('span', {}, `${pct}%`),
+    ),
+    h(
+      'div',
+      { class: 'ldfsam-row ldfsam-muted' },
+      h('span', {}, `elapsed ${formatDuration(elapsedMs(run, now))}`),
+      running ? h('span', {}, `about ${formatDuration(remainingMs(run, now))} left`) : null,
+    ),
+    run.error
+      ? h(
+          'div',
+          { class: 'ldfsam-section ldfsam-error', role: 'alert', 'data-cy': 'ldfsam-error' },
+          h('div', {}, describeError(run.error.code)),
+          h('div', { class: 'ldfsam-muted' }, run.error.message),
+          h('code', {}, `error code ${run.error.code}`),
+        )
+      : null,
+    running && run.jobId
+      ? h(
+          'div',
+          { class: 'ldfsam-actions' },
+          h(
+            'button',
+            { class: 'ldfsam-secondary', 'data-cy': 'ldfsam-cancel', onclick: () => actions.cancel(run.jobId!) },
+            'Cancel',
+          ),
+        )
+      : null,
+  );
+}
+
+export function renderPanel(root: HTMLElement, state: PanelState, actions: PanelActions, now: number): void {
+  const nodes: Child[] = [h('style', {}, STYLE)];
+  const active = state.active;
+  nodes.push(
+    h(
+      'div',
+      { class: 'ldfsam-section', 'data-cy': 'ldfsam-series' },
+      h('h3', {}, 'Active series'),
+      active
+        ? h(
+            'div',
+            {},
+            h(
+              'div',
+              { class: 'ldfsam-row' },
+              h('span', {}, active.description || '(no description)'),
+              h('span', {}, active.modality),
+            ),
+            h(
+              'div',
+              { class: 'ldfsam-row ldfsam-muted' },
+              h('span', {}, `${active.sliceCount} slice${active.sliceCount === 1 ? '' : 's'}`),
+            ),
+          )
+        : h('div', { class: 'ldfsam-muted' }, 'Select a viewport showing an image series.'),
+    ),
+  );
+
+  if (state.modelsError) {
+    nodes.push(
+      h(
+        'div',
+        { class: 'ldfsam-section ldfsam-error', role: 'alert', 'data-cy': 'ldfsam-error' },
+        h('div', {}, describeError(state.modelsError.code)),
+        h('code', {}, `error code ${state.modelsError.code}`),
+      ),
+    );
+  }
+
+  const accepting = active && state.models ? acceptingModels(state.models, active.modality) : [];
+  const model = selectedModel(state);
+  const key = active ? seriesKey(active.studyInstanceUID, active.seriesInstanceUID) : undefined;
+  const run = key ? state.runs[key] : undefined;
+  if (active && state.models) {
+    const section = h('div', { class: 'ldfsam-section', 'data-cy': 'ldfsam-models' }, h('h3', {}, 'Model'));
+    if (accepting.length === 0) {
+      section.append(h('div', { class: 'ldfsam-muted' }, `No installed model accepts ${active.modality} images.`));
+    } else {
+      const select = h(
+        'select',
+        {
+          'aria-label': 'segmentation model',
+          'data-cy': 'ldfsam-model',
+          onchange: (e: Event) => actions.chooseModel(active.modality, (e.target as HTMLSelectElement).value),
+        },
+        ...accepting.map((m) => {
+          const o = h('option', { value: m.name }, `${m.name} ${m.version}`) as HTMLOptionElement;
+          o.selected = m.name === model?.name;
+          return o;
+        }),
+      );
+      section.append(select);
+      if (model) {
+        section.append(
+          h(
+            'div',
+            { class: 'ldfsam-muted', 'data-cy': 'ldfsam-model-info' },
+            `${model.segments.map((s) => s.label).join(', ')} · ${diceText(model)}`,
+          ),
+        );
+      }
+      const busy = run !== undefined && !isFinal(run);
+      section.append(
+        h(
+          'div',
+          { class: 'ldfsam-actions' },
+          h(
+            'button',
+            {
+              class: 'ldfsam-primary',
+              'data-cy': 'ldfsam-segment',
+              disabled: busy || !model,
+              onclick: () => actions.segment(false),
+            },
+            'Auto-segment',
+          ),
+        ),
+      );
+    }
+    nodes.push(section);
+  } else if (active && !state.modelsError) {
+    nodes.push(h('div', { class: 'ldfsam-muted' }, 'Loading models…'));
+  }
+
+  if (key && state.confirmRerun === key && run?.state === 'succeeded') {
+    nodes.push(
+      h(
+        'div',
+        { class: 'ldfsam-section', role: 'alertdialog', 'aria-label': 'result exists', 'data-cy': 'ldfsam-rerun' },
+        h('div', {}, `This series already has a ${run.model} result.`),
+        h(
+          'div',
+          { class: 'ldfsam-actions' },
+          h('button', { class: 'ldfsam-secondary', onclick: () => actions.showResult(key) }, 'Show it'),
+          h(
+            'button',
+            { class: 'ldfsam-primary', 'data-cy': 'ldfsam-rerun-confirm', onclick: () => actions.segment(true) },
+            'Run again',
+          ),
+          h('button', { class: 'ldfsam-secondary', onclick: () => actions.dismissRerun() }, 'Close'),
+        ),
+      ),
+    );
+  }
+
+  if (run) nodes.push(h('div', { class: 'ldfsam-section' }, h('h3', {}, 'Progress'), progressBlock(run, now, actions)));
+
+  if (active) {
+    const batch = state.batch?.studyInstanceUID === active.studyInstanceUID ? state.batch : undefined;
+    const batchRuns = batch ? batch.keys.map((k) => [k, state.runs[k]] as const) : [];
+    const batchBusy = batchRuns.some(([, r]) => r && !isFinal(r));
+    const section = h(
+      'div',
+      { class: 'ldfsam-section', 'data-cy': 'ldfsam-batch' },
+      h('h3', {}, 'Whole study'),
+      h(
+        'div',
+        { class: 'ldfsam-actions' },
+        h(
+          'button',
+          {
+            class: 'ldfsam-secondary',
+            'data-cy': 'ldfsam-segment-study',
+            disabled: batchBusy,
+            onclick: () => actions.segmentStudy(),
+          },
+          'Segment every series of this study',
+        ),
+      ),
+    );
+    if (batch?.error) {
+      section.append(
+        h(
+          'div',
+          { class: 'ldfsam-section ldfsam-error', role: 'alert' },
+          h('div', {}, describeError(batch.error.code)),
+          h('code', {}, `error code ${batch.error.code}`),
+        ),
+      );
+    }
+    for (const [k, r] of batchRuns) {
+      if (r) section.append(progressBlock(r, now, actions, `series …${k.split('|')[1]!.slice(-12)} (${r.model})`));
+    }
+    nodes.push(section);
+  }
+  // Re-rendering replaces the nodes: keep keyboard focus on the control that had it.
+  const focused = root.contains(document.activeElement) ? document.activeElement?.getAttribute('data-cy') : null;
+  root.replaceChildren(...nodes.filter((n): n is Node | string => Boolean(n)));
+  if (focused) (root.querySelector(`[data-cy="${focused}"]`) as HTMLElement | null)?.focus();
+}
