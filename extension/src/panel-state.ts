@@ -30,6 +30,8 @@ export interface SeriesRun {
   startedAt?: number;
   /** When `done` was first above zero: the rate is measured from there (model loading excluded). */
   firstSliceAt?: number;
+  /** `done` at firstSliceAt (a whole batch of slices, or more when the panel joined a running job). */
+  firstSliceDone?: number;
   finishedAt?: number;
   error?: ErrorInfo;
   segSeriesInstanceUID?: string;
@@ -78,7 +80,10 @@ export function isFinal(run: SeriesRun): boolean {
 /** A run updated by a job state from the server. Progress never goes backwards. */
 export function applyJob(run: SeriesRun | undefined, job: Job, now: number): SeriesRun {
   const prev: SeriesRun = run ?? { model: job.request.model, state: 'queued', done: 0, total: 0 };
-  const done = Math.max(job.progress?.done ?? 0, prev.jobId === job.id ? prev.done : 0);
+  // Slices done and their total go together: a state with fewer done (a stale read, or a later
+  // stage's {0/1} resent after a reconnection) keeps both, so done never exceeds total.
+  const forward = (job.progress?.done ?? 0) >= (prev.jobId === job.id ? prev.done : 0);
+  const done = forward ? (job.progress?.done ?? 0) : prev.done;
   const next: SeriesRun = {
     ...prev,
     jobId: job.id,
@@ -86,10 +91,13 @@ export function applyJob(run: SeriesRun | undefined, job: Job, now: number): Ser
     state: job.state,
     stage: job.progress?.stage ?? prev.stage,
     done,
-    total: job.progress?.total ?? prev.total,
+    total: forward ? (job.progress?.total ?? prev.total) : prev.total,
   };
   if (job.state === 'running' && next.startedAt === undefined) next.startedAt = job.startedAt ? Date.parse(job.startedAt) : now;
-  if (done > 0 && next.firstSliceAt === undefined) next.firstSliceAt = now;
+  if (done > 0 && next.firstSliceAt === undefined) {
+    next.firstSliceAt = now;
+    next.firstSliceDone = done;
+  }
   if ((FINAL_STATES as readonly string[]).includes(job.state)) {
     next.finishedAt = job.finishedAt ? Date.parse(job.finishedAt) : now;
     if (job.state === 'succeeded') {
@@ -117,8 +125,9 @@ export function elapsedMs(run: SeriesRun, now: number): number | undefined {
 export function remainingMs(run: SeriesRun, now: number): number | undefined {
   if (isFinal(run) || run.firstSliceAt === undefined || run.total === 0 || run.done === 0) return undefined;
   const sinceFirst = now - run.firstSliceAt;
-  // The first slice's own time is unknown (it includes loading); extrapolate from the later ones.
-  const counted = run.done - 1;
+  // The time of the slices seen first is unknown (it includes loading; with batches it is a whole
+  // batch); extrapolate from the later ones.
+  const counted = run.done - (run.firstSliceDone ?? 1);
   if (counted <= 0 || sinceFirst <= 0) return undefined;
   return ((run.total - run.done) * sinceFirst) / counted;
 }
