@@ -175,8 +175,8 @@ export class AutoSegmentController {
           this.ctx.services.uiNotificationService.show({
             title: 'Auto-segmentation done',
             message: final.result?.segSeriesInstanceUID
-              ? `${run.model}: ${final.result.slices} slices segmented; the result is stored in the PACS.`
-              : `${run.model}: nothing was found on ${final.result?.slices ?? 0} slices; no segmentation was stored.`,
+              ? `${run.model}: ${plural(final.result.slices, 'slice')} segmented; the result is stored in the PACS.`
+              : `${run.model}: nothing was found on ${plural(final.result?.slices ?? 0, 'slice')}; no segmentation was stored.`,
             type: 'success',
             duration: 5000,
           });
@@ -231,6 +231,10 @@ export class AutoSegmentController {
       duration: 10000,
     });
   }
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
 }
 
 function toErrorInfo(err: unknown): { code: string; message: string } {

@@ -6,7 +6,7 @@
 import { LdfsamApi } from './api-client.js';
 import { AutoSegmentController } from './controller.js';
 import type { PreRegistrationArgs, LdfsamSettings } from './ohif-types.js';
-import { renderPanel } from './panel-view.js';
+import { bindActions, renderPanel } from './panel-view.js';
 import { domComponent } from './react-host.js';
 import { EXTENSION_ID, PANEL_NAME } from './ids.js';
 
@@ -56,7 +56,8 @@ const extension = {
             dismissRerun: () => c.dismissRerun(),
             showResult: (key: string) => void c.showResult(key),
           };
-          const draw = () => renderPanel(root, c.store.get(), actions, Date.now());
+          const unbind = bindActions(root, actions);
+          const draw = () => renderPanel(root, c.store.get(), Date.now());
           const unsubscribe = c.store.subscribe(draw);
           // Elapsed and remaining times move between server events.
           const clock = setInterval(draw, 1000);
@@ -64,6 +65,7 @@ const extension = {
           return () => {
             clearInterval(clock);
             unsubscribe();
+            unbind();
             root.remove();
           };
         }, 'LdfsamAutoSegmentPanel'),

@@ -84,6 +84,16 @@ export async function showSegmentation(ctx: OhifContext, seg: DisplaySet, source
     const auth = ctx.services.userAuthenticationService.getAuthorizationHeader()?.Authorization;
     await seg.load({ headers: auth ? { Authorization: auth } : {} });
   }
+  // OHIF's own "load this SEG" (what its viewport badge runs): remembers the presentation for the
+  // source series, so the overlay comes back when the user returns to it.
   await ctx.commandsManager.runCommand('hydrateSecondaryDisplaySet', { displaySet: seg, viewportId });
+  // When the viewport already shows the source series, OHIF 3.13 does not re-render it with the
+  // stored presentation; add the labelmap representation to it directly. The segmentation's id
+  // is the SEG display set's UID (segmentationService.createSegmentationForSEGDisplaySet).
+  const segmentationId = seg.displaySetInstanceUID;
+  const service = ctx.services.segmentationService;
+  if (service.getSegmentationRepresentations(viewportId, { segmentationId }).length === 0) {
+    await service.addSegmentationRepresentation(viewportId, { segmentationId, type: 'Labelmap' });
+  }
   return true;
 }

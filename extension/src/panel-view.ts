@@ -40,7 +40,10 @@ const STYLE = `
 .ldfsam-panel button.ldfsam-secondary { background: transparent; color: hsl(var(--foreground, 0 0% 96%)); border-color: hsl(var(--input, 216 28% 15%)); }
 .ldfsam-panel button:disabled { opacity: .5; cursor: default; }
 .ldfsam-panel select { font: inherit; width: 100%; background: hsl(var(--background, 240 15% 3%)); color: inherit; border: 1px solid hsl(var(--input, 216 28% 15%)); border-radius: 4px; padding: 4px; }
-.ldfsam-panel progress { width: 100%; height: 8px; accent-color: hsl(var(--primary, 214 98% 60%)); }
+.ldfsam-panel progress { width: 100%; height: 8px; accent-color: hsl(var(--primary, 214 98% 60%)); appearance: none; border: none; border-radius: 4px; background: hsl(var(--muted, 214 28% 12%)); }
+.ldfsam-panel progress::-webkit-progress-bar { background: hsl(var(--muted, 214 28% 12%)); border-radius: 4px; }
+.ldfsam-panel progress::-webkit-progress-value { background: hsl(var(--primary, 214 98% 60%)); border-radius: 4px; }
+.ldfsam-panel progress::-moz-progress-bar { background: hsl(var(--primary, 214 98% 60%)); border-radius: 4px; }
 .ldfsam-panel .ldfsam-error { border-color: hsl(var(--destructive, 0 62.8% 30.6%)); color: hsl(var(--destructive-foreground, 0 0% 98%)); background: hsl(var(--destructive, 0 62.8% 30.6%) / .25); }
 .ldfsam-panel .ldfsam-actions { display: flex; gap: 8px; margin-top: 6px; flex-wrap: wrap; }
 .ldfsam-panel code { font-family: Menlo, Consolas, monospace; font-size: 11px; }
@@ -48,11 +51,10 @@ const STYLE = `
 
 type Child = Node | string | false | undefined | null;
 
-function h(tag: string, attrs: Record<string, string | boolean | ((e: Event) => void)> = {}, ...children: Child[]): HTMLElement {
+function h(tag: string, attrs: Record<string, string | boolean> = {}, ...children: Child[]): HTMLElement {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (typeof v === 'function') el.addEventListener(k.slice(2).toLowerCase(), v);
-    else if (v === true) el.setAttribute(k, '');
+    if (v === true) el.setAttribute(k, '');
     else if (v !== false) el.setAttribute(k, v);
   }
   for (const c of children) if (c !== false && c !== undefined && c !== null) el.append(c);
@@ -66,7 +68,7 @@ function diceText(m: ModelInfo): string {
   return `Dice ${d.mean.toFixed(3)}${ci} on ${m.metrics?.dataset ?? '?'} ${m.metrics?.split ?? ''}`.trim();
 }
 
-function progressBlock(run: SeriesRun, now: number, actions: PanelActions, label?: string): HTMLElement {
+function progressBlock(run: SeriesRun, now: number, label?: string): HTMLElement {
   const pct = Math.round(fractionDone(run) * 100);
   const running = !isFinal(run);
   const stateText =
@@ -77,7 +79,7 @@ function progressBlock(run: SeriesRun, now: number, actions: PanelActions, label
         : run.state === 'running'
           ? `${run.stage ?? 'working'}: ${run.done} / ${run.total || '?'} slices`
           : run.state === 'succeeded'
-            ? `Done: ${run.total} slices${run.earlier ? ' (earlier result)' : ''}`
+            ? `Done: ${run.total} slice${run.total === 1 ? '' : 's'}${run.earlier ? ' (earlier result)' : ''}`
             : run.state === 'cancelled'
               ? 'Cancelled; nothing stored'
               : 'Failed';
@@ -113,7 +115,7 @@ function progressBlock(run: SeriesRun, now: number, actions: PanelActions, label
           { class: 'ldfsam-actions' },
           h(
             'button',
-            { class: 'ldfsam-secondary', 'data-cy': 'ldfsam-cancel', onclick: () => actions.cancel(run.jobId!) },
+            { class: 'ldfsam-secondary', 'data-cy': 'ldfsam-cancel', 'data-action': 'cancel', 'data-job-id': run.jobId },
             'Cancel',
           ),
         )
@@ -121,7 +123,84 @@ function progressBlock(run: SeriesRun, now: number, actions: PanelActions, label
   );
 }
 
-export function renderPanel(root: HTMLElement, state: PanelState, actions: PanelActions, now: number): void {
+/**
+ * Attaches the panel's behaviour to its root once: one click and one change listener dispatching on
+ * data-action, so that re-rendering never has to move listeners (and a click whose mousedown and
+ * mouseup straddle a progress update still lands).
+ */
+export function bindActions(root: HTMLElement, actions: PanelActions): () => void {
+  const onClick = (e: Event) => {
+    const el = (e.target as Element | null)?.closest<HTMLElement>('[data-action]');
+    if (!el || !root.contains(el) || (el as HTMLButtonElement).disabled) return;
+    switch (el.dataset.action) {
+      case 'segment':
+        return actions.segment(false);
+      case 'rerun':
+        return actions.segment(true);
+      case 'cancel':
+        return el.dataset.jobId ? actions.cancel(el.dataset.jobId) : undefined;
+      case 'segment-study':
+        return actions.segmentStudy();
+      case 'dismiss-rerun':
+        return actions.dismissRerun();
+      case 'show-result':
+        return el.dataset.key ? actions.showResult(el.dataset.key) : undefined;
+    }
+  };
+  // OHIF's hotkeys cancel the default action of Enter on the way up, so a focused button would
+  // never be activated by the keyboard: activate ours here, before the event leaves the panel.
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key !== 'Enter' && e.key !== ' ') return;
+    const el = e.target as HTMLElement;
+    if (el.tagName !== 'BUTTON' || !el.dataset.action) return;
+    e.preventDefault();
+    e.stopPropagation();
+    onClick(e);
+  };
+  const onChange = (e: Event) => {
+    const el = e.target as HTMLSelectElement;
+    if (el.dataset.action === 'choose-model' && el.dataset.modality) actions.chooseModel(el.dataset.modality, el.value);
+  };
+  root.addEventListener('click', onClick);
+  root.addEventListener('keydown', onKey);
+  root.addEventListener('change', onChange);
+  return () => {
+    root.removeEventListener('click', onClick);
+    root.removeEventListener('keydown', onKey);
+    root.removeEventListener('change', onChange);
+  };
+}
+
+/**
+ * Brings `target` to look like `source` while keeping every node that can stay: focus, hover and a
+ * pressed mouse button survive the progress updates that arrive many times a second.
+ */
+export function morph(target: Element, source: Element): void {
+  for (const a of [...target.attributes]) if (!source.hasAttribute(a.name)) target.removeAttribute(a.name);
+  for (const a of [...source.attributes]) if (target.getAttribute(a.name) !== a.value) target.setAttribute(a.name, a.value);
+  const from = [...target.childNodes];
+  const to = [...source.childNodes];
+  to.forEach((next, i) => {
+    const current = from[i];
+    if (!current) target.append(next);
+    else if (
+      current.nodeType !== next.nodeType ||
+      (current instanceof Element &&
+        next instanceof Element &&
+        (current.tagName !== next.tagName || current.getAttribute('data-cy') !== next.getAttribute('data-cy')))
+    )
+      target.replaceChild(next, current);
+    else if (current instanceof Element) morph(current, next as Element);
+    else if (current.textContent !== next.textContent) current.textContent = next.textContent;
+  });
+  for (const extra of from.slice(to.length)) extra.remove();
+  // Properties that attributes do not drive once the user has touched the control.
+  if (target instanceof HTMLSelectElement && target.dataset.value && target.value !== target.dataset.value)
+    target.value = target.dataset.value;
+  if (target instanceof HTMLProgressElement) target.value = Number(source.getAttribute('value') ?? 0);
+}
+
+export function renderPanel(root: HTMLElement, state: PanelState, now: number): void {
   const nodes: Child[] = [h('style', {}, STYLE)];
   const active = state.active;
   nodes.push(
@@ -174,13 +253,11 @@ export function renderPanel(root: HTMLElement, state: PanelState, actions: Panel
         {
           'aria-label': 'segmentation model',
           'data-cy': 'ldfsam-model',
-          onchange: (e: Event) => actions.chooseModel(active.modality, (e.target as HTMLSelectElement).value),
+          'data-action': 'choose-model',
+          'data-modality': active.modality,
+          'data-value': model?.name ?? '',
         },
-        ...accepting.map((m) => {
-          const o = h('option', { value: m.name }, `${m.name} ${m.version}`) as HTMLOptionElement;
-          o.selected = m.name === model?.name;
-          return o;
-        }),
+        ...accepting.map((m) => h('option', { value: m.name }, `${m.name} ${m.version}`)),
       );
       section.append(select);
       if (model) {
@@ -203,7 +280,7 @@ export function renderPanel(root: HTMLElement, state: PanelState, actions: Panel
               class: 'ldfsam-primary',
               'data-cy': 'ldfsam-segment',
               disabled: busy || !model,
-              onclick: () => actions.segment(false),
+              'data-action': 'segment',
             },
             'Auto-segment',
           ),
@@ -224,19 +301,15 @@ export function renderPanel(root: HTMLElement, state: PanelState, actions: Panel
         h(
           'div',
           { class: 'ldfsam-actions' },
-          h('button', { class: 'ldfsam-secondary', onclick: () => actions.showResult(key) }, 'Show it'),
-          h(
-            'button',
-            { class: 'ldfsam-primary', 'data-cy': 'ldfsam-rerun-confirm', onclick: () => actions.segment(true) },
-            'Run again',
-          ),
-          h('button', { class: 'ldfsam-secondary', onclick: () => actions.dismissRerun() }, 'Close'),
+          h('button', { class: 'ldfsam-secondary', 'data-action': 'show-result', 'data-key': key }, 'Show it'),
+          h('button', { class: 'ldfsam-primary', 'data-cy': 'ldfsam-rerun-confirm', 'data-action': 'rerun' }, 'Run again'),
+          h('button', { class: 'ldfsam-secondary', 'data-action': 'dismiss-rerun' }, 'Close'),
         ),
       ),
     );
   }
 
-  if (run) nodes.push(h('div', { class: 'ldfsam-section' }, h('h3', {}, 'Progress'), progressBlock(run, now, actions)));
+  if (run) nodes.push(h('div', { class: 'ldfsam-section' }, h('h3', {}, 'Progress'), progressBlock(run, now)));
 
   if (active) {
     const batch = state.batch?.studyInstanceUID === active.studyInstanceUID ? state.batch : undefined;
@@ -255,7 +328,7 @@ export function renderPanel(root: HTMLElement, state: PanelState, actions: Panel
             class: 'ldfsam-secondary',
             'data-cy': 'ldfsam-segment-study',
             disabled: batchBusy,
-            onclick: () => actions.segmentStudy(),
+            'data-action': 'segment-study',
           },
           'Segment every series of this study',
         ),
@@ -272,12 +345,12 @@ export function renderPanel(root: HTMLElement, state: PanelState, actions: Panel
       );
     }
     for (const [k, r] of batchRuns) {
-      if (r) section.append(progressBlock(r, now, actions, `series …${k.split('|')[1]!.slice(-12)} (${r.model})`));
+      if (r) section.append(progressBlock(r, now, `series …${k.split('|')[1]!.slice(-12)} (${r.model})`));
     }
     nodes.push(section);
   }
-  // Re-rendering replaces the nodes: keep keyboard focus on the control that had it.
-  const focused = root.contains(document.activeElement) ? document.activeElement?.getAttribute('data-cy') : null;
-  root.replaceChildren(...nodes.filter((n): n is Node | string => Boolean(n)));
-  if (focused) (root.querySelector(`[data-cy="${focused}"]`) as HTMLElement | null)?.focus();
+  const next = document.createElement(root.tagName);
+  for (const a of [...root.attributes]) next.setAttribute(a.name, a.value);
+  next.append(...nodes.filter((n): n is Node | string => Boolean(n)));
+  morph(root, next);
 }

@@ -1,0 +1,110 @@
+/**
+ * The real stack for the browser tests, started the way `npm start` does it: Orthanc (the
+ * project's own start code, free ports, a temp folder), ultrasound images wrapped as DICOM by
+ * `ldfsam import-images` and stored, a multi-frame cine for long jobs, and the server with the
+ * viewer, the shipped models and a model that fails on batches (the induced server error).
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../server/src/config.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { startServer, type RunningServer } from '../../server/src/http/server.js';
+import { silentLogger } from '../../server/src/log.js';
+import { loadFiles } from '../../server/src/pacs/load.js';
+import { startOrthanc } from '../../server/src/pacs/orthanc.js';
+import { projectPath } from '../../server/src/util/paths.js';
+import { runCli } from '../setup/cli.js';
+import { freePorts } from '../setup/ports.js';
+import { runPython } from '../setup/python.js';
+
+export const HC18 = projectPath('..', 'shared', 'data', 'hc18', 'images');
+
+export interface Stack {
+  url: string;
+  pacs: DicomWebClient;
+  /** The study of one HC18 image (patient HC18-010). */
+  usStudy: string;
+  /** A 300-frame cine of one HC18 image at half size: long enough to cancel (about 10 s of work). */
+  cineStudy: string;
+  stop(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  for (const [path, fix] of [
+    [projectPath('vendor', 'ohif-app', 'dist', 'index.html'), 'npm run setup (scripts/fetch-viewer.sh)'],
+    [projectPath('dist', 'extension', 'ldfsam-extension.js'), 'npm run build'],
+    ['/usr/bin/chromium', 'npm run setup (Debian package chromium)'],
+  ] as const) {
+    if (!existsSync(path)) throw new Error(`${path} is missing: run ${fix}`);
+  }
+  const work = await mkdtemp(join(tmpdir(), 'ldfsam-e2e-'));
+  const [httpPort, dicomPort] = await freePorts(2);
+  const orthanc = await startOrthanc(
+    {
+      orthancBin: '/usr/sbin/Orthanc',
+      orthancPluginsDir: '/usr/share/orthanc/plugins',
+      dataDir: join(work, 'pacs'),
+      pacsHttpPort: httpPort!,
+      pacsDicomPort: dicomPort!,
+    },
+    { detached: false },
+  );
+  let server: RunningServer | undefined;
+  const stop = async () => {
+    await server?.close();
+    orthanc.child?.kill('SIGTERM');
+    await rm(work, { recursive: true, force: true });
+  };
+  try {
+    const imported = await runCli([
+      'import-images',
+      '--preset',
+      'hc18',
+      '--out',
+      join(work, 'imported'),
+      '--store',
+      '--json',
+      '--dicomweb',
+      orthanc.dicomwebUrl,
+      join(HC18, '010_HC.png'),
+    ]);
+    if (imported.code !== 0) throw new Error(`import-images failed: ${imported.stderr}`);
+    const cineStudy = (
+      await runPython('test/tools/make_us_cine.py', [
+        '--images',
+        join(HC18, '012_HC.png'),
+        '--frames',
+        '300',
+        '--scale',
+        '0.5',
+        '--out',
+        join(work, 'cine', 'cine.dcm'),
+      ])
+    ).trim();
+    const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const loaded = await loadFiles(pacs, [join(work, 'cine')]);
+    if (loaded.failed.length > 0) throw new Error(`cine not stored: ${JSON.stringify(loaded.failed)}`);
+    const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-010' } }))[0]?.['0020000D']
+      ?.Value?.[0] as string;
+    if (!usStudy) throw new Error('the imported HC18 study is not in the PACS');
+    await runPython('test/tools/make_failing_model.py', ['--out', join(work, 'models', 'fails-on-batches')]);
+    const config = loadConfig({
+      env: {},
+      flags: {
+        dicomwebUrl: orthanc.dicomwebUrl,
+        dataDir: join(work, 'data'),
+        port: 0,
+        modelDirs: [join(work, 'models')],
+        batchSize: 2,
+      },
+    });
+    server = await startServer({ ...config, port: 0 }, silentLogger);
+    if ('missing' in server.viewer) throw new Error(`the server serves no viewer: ${server.viewer.missing}`);
+    return { url: server.url, pacs, usStudy, cineStudy, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
