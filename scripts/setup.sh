@@ -3,16 +3,18 @@
 #   1. Debian packages: Orthanc + DICOMweb + GDCM plugins (the embedded PACS), dicom3tools (dciodvfy,
 #      validates SEG), dcmtk (dcmcjpeg writes the JPEG Lossless test series), python3-venv,
 #      python3-torch + python3-onnx (the models' PyTorch, CPU), libopenblas0-pthread (without it
-#      Debian's torch runs its matrix products on the reference BLAS, 8-15x slower); installed only
-#      when missing (needs root or sudo).
-#   2. npm dependencies (npm ci; builds dist/ through the prepare script). onnxruntime-node's
-#      postinstall would download CUDA libraries, which fails offline: ONNXRUNTIME_NODE_INSTALL=skip.
-#   3. models/.venv with the pinned Python packages (scripts/setup-python.sh).
+#      Debian's torch runs its matrix products on the reference BLAS, 8-15x slower), chromium (the
+#      browser tests drive it with playwright-core); installed only when missing (needs root or sudo).
+#   2. npm dependencies (npm ci; builds dist/ and the OHIF extension through the prepare script).
+#      onnxruntime-node's postinstall would download CUDA libraries, which fails offline:
+#      ONNXRUNTIME_NODE_INSTALL=skip.
+#   3. The prebuilt OHIF viewer, @ohif/app pinned in package.json (scripts/fetch-viewer.sh).
+#   4. models/.venv with the pinned Python packages (scripts/setup-python.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip python3-torch python3-onnx libopenblas0-pthread)
+packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip python3-torch python3-onnx libopenblas0-pthread chromium fonts-liberation)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,5 +35,6 @@ else
   npm run --silent build
 fi
 
+bash scripts/fetch-viewer.sh
 bash scripts/setup-python.sh
 echo "setup: done"

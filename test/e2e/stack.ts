@@ -24,14 +24,21 @@ export const HC18 = projectPath('..', 'shared', 'data', 'hc18', 'images');
 export interface Stack {
   url: string;
   pacs: DicomWebClient;
-  /** The study of one HC18 image (patient HC18-010). */
+  /** The study of one HC18 image of the model's held-out test split (patient HC18-006). */
   usStudy: string;
   /** A 300-frame cine of one HC18 image at half size: long enough to cancel (about 10 s of work). */
   cineStudy: string;
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+export interface StackOptions {
+  /** LDFSAM_API_TOKENS of the server (authentication on). */
+  apiTokens?: string[];
+  /** LDFSAM_VIEWER_TOKEN: the token the served viewer carries. */
+  viewerToken?: string;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
   for (const [path, fix] of [
     [projectPath('vendor', 'ohif-app', 'dist', 'index.html'), 'npm run setup (scripts/fetch-viewer.sh)'],
     [projectPath('dist', 'extension', 'ldfsam-extension.js'), 'npm run build'],
@@ -68,7 +75,7 @@ export async function startStack(): Promise<Stack> {
       '--json',
       '--dicomweb',
       orthanc.dicomwebUrl,
-      join(HC18, '010_HC.png'),
+      join(HC18, '006_HC.png'),
     ]);
     if (imported.code !== 0) throw new Error(`import-images failed: ${imported.stderr}`);
     const cineStudy = (
@@ -86,7 +93,7 @@ export async function startStack(): Promise<Stack> {
     const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
     const loaded = await loadFiles(pacs, [join(work, 'cine')]);
     if (loaded.failed.length > 0) throw new Error(`cine not stored: ${JSON.stringify(loaded.failed)}`);
-    const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-010' } }))[0]?.['0020000D']
+    const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-006' } }))[0]?.['0020000D']
       ?.Value?.[0] as string;
     if (!usStudy) throw new Error('the imported HC18 study is not in the PACS');
     await runPython('test/tools/make_failing_model.py', ['--out', join(work, 'models', 'fails-on-batches')]);
@@ -98,6 +105,8 @@ export async function startStack(): Promise<Stack> {
         port: 0,
         modelDirs: [join(work, 'models')],
         batchSize: 2,
+        apiTokens: options.apiTokens,
+        viewerToken: options.viewerToken,
       },
     });
     server = await startServer({ ...config, port: 0 }, silentLogger);

