@@ -192,6 +192,23 @@ describe('LDFSAM auto-segment in OHIF', () => {
     expect(await segSeries(stack.cineStudy)).toHaveLength(0);
   });
 
+  it('segments every series of a study, each with its own progress', async () => {
+    await page.goto(`${stack.url}/ldfsam?StudyInstanceUIDs=${stack.twoSeriesStudy}`);
+    await openPanel();
+    const button = page.locator('[data-cy="ldfsam-segment-study"]');
+    await button.waitFor({ timeout: 60_000 });
+    await button.click();
+    const blocks = page.locator('[data-cy="ldfsam-batch"] [data-cy="ldfsam-progress"]');
+    await expect.poll(() => blocks.count(), { timeout: 60_000 }).toBe(2);
+    await expect
+      .poll(async () => (await blocks.evaluateAll((els) => els.map((e) => e.getAttribute('data-state')))).join(','), {
+        timeout: 90_000,
+      })
+      .toBe('succeeded,succeeded');
+    expect(await blocks.evaluateAll((els) => els.map((e) => e.getAttribute('data-percent')))).toEqual(['100', '100']);
+    expect(await segSeries(stack.twoSeriesStudy)).toHaveLength(2);
+  });
+
   it('printed no errors in the browser console', () => {
     const ours = browser.errors.filter((e) => !KNOWN_NOISE.some((re) => re.test(e)));
     expect(ours).toEqual([]);

@@ -26,6 +26,8 @@ export interface Stack {
   pacs: DicomWebClient;
   /** The study of one HC18 image of the model's held-out test split (patient HC18-006). */
   usStudy: string;
+  /** Subject 022's study: two images, two series (the whole-study batch). */
+  twoSeriesStudy: string;
   /** A 300-frame cine of one HC18 image at half size: long enough to cancel (about 10 s of work). */
   cineStudy: string;
   stop(): Promise<void>;
@@ -76,6 +78,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       '--dicomweb',
       orthanc.dicomwebUrl,
       join(HC18, '006_HC.png'),
+      join(HC18, '022_HC.png'),
+      join(HC18, '022_2HC.png'),
     ]);
     if (imported.code !== 0) throw new Error(`import-images failed: ${imported.stderr}`);
     const cineStudy = (
@@ -111,7 +115,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     });
     server = await startServer({ ...config, port: 0 }, silentLogger);
     if ('missing' in server.viewer) throw new Error(`the server serves no viewer: ${server.viewer.missing}`);
-    return { url: server.url, pacs, usStudy, cineStudy, stop };
+    const twoSeriesStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-022' } }))[0]?.['0020000D']
+      ?.Value?.[0] as string;
+    if (!twoSeriesStudy) throw new Error('the imported HC18-022 study is not in the PACS');
+    return { url: server.url, pacs, usStudy, twoSeriesStudy, cineStudy, stop };
   } catch (err) {
     await stop();
     throw err;
