@@ -38,6 +38,8 @@ export interface StackOptions {
   apiTokens?: string[];
   /** LDFSAM_VIEWER_TOKEN: the token the served viewer carries. */
   viewerToken?: string;
+  /** OIDC: the provider, the access tokens' audience, and the viewer's client id. */
+  oidc?: { issuer: string; audience: string; jwksUrl: string; clientId: string };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -111,6 +113,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         batchSize: 2,
         apiTokens: options.apiTokens,
         viewerToken: options.viewerToken,
+        oidcIssuer: options.oidc?.issuer,
+        oidcAudience: options.oidc?.audience,
+        oidcJwksUrl: options.oidc?.jwksUrl,
+        oidcClientId: options.oidc?.clientId,
       },
     });
     server = await startServer({ ...config, port: 0 }, silentLogger);
