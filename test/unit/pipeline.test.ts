@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
-import { dropSmallComponents, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import { dropSmallComponents, fillHoles, keepLargestComponent, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
@@ -71,6 +71,31 @@ describe('postprocessing', () => {
     expect(Array.from(unpackBits(slices[2]!, 0, 16)).every((v) => v === 0)).toBe(true);
     expect(Array.from(unpackBits(slices[0]!, 0, 16)).filter(Boolean)).toHaveLength(4);
     expect(dropSmallComponents(slices, rows, columns, 9)).toBe(8);
+  });
+
+  const grid = (rows: number, columns: number, picture: string[]) =>
+    packBits(Uint8Array.from(picture.join('').split(''), (c) => (c === '#' ? 1 : 0)).subarray(0, rows * columns));
+  const draw = (bits: Uint8Array, rows: number, columns: number) =>
+    Array.from({ length: rows }, (_, y) => Array.from(unpackBits(bits, y * columns, columns), (v) => (v ? '#' : '.')).join(''));
+
+  it('fills holes inside a slice but not background that reaches the border', () => {
+    const picture = ['......', '.####.', '.#..#.', '.####.', '.#....', '.#....'];
+    const slices = [grid(6, 6, picture)];
+    expect(fillHoles(slices, 6, 6)).toBe(2);
+    expect(draw(slices[0]!, 6, 6)).toEqual(['......', '.####.', '.####.', '.####.', '.#....', '.#....']);
+    // A hole touching the border through a 4-connected gap is not a hole.
+    const open = [grid(5, 5, ['#####', '#...#', '#...#', '#.###', '#.#..'])];
+    expect(fillHoles(open, 5, 5)).toBe(0);
+  });
+
+  it('keeps only the largest 3D component, across slices', () => {
+    const a = grid(4, 4, ['##..', '##..', '....', '...#']);
+    const b = grid(4, 4, ['##..', '....', '....', '...#']);
+    // Component 1: 4 + 2 voxels over two slices; component 2: 1 + 1 voxels in the corner.
+    expect(keepLargestComponent([a, b], 4, 4)).toBe(2);
+    expect(draw(a, 4, 4)).toEqual(['##..', '##..', '....', '....']);
+    expect(draw(b, 4, 4)).toEqual(['##..', '....', '....', '....']);
+    expect(keepLargestComponent([grid(2, 2, ['..', '..'])], 2, 2)).toBe(0);
   });
 });
 

@@ -47,7 +47,15 @@ export interface ModelManifest {
     inGraph: string[];
     intensity: { default: IntensityPolicy; [modality: string]: IntensityPolicy };
   };
-  postprocessing: { output: string; threshold: number; minComponentVoxels?: number };
+  postprocessing: {
+    output: string;
+    threshold: number;
+    minComponentVoxels?: number;
+    /** Keep only the largest 6-connected 3D component. */
+    largestComponentOnly?: boolean;
+    /** Fill each slice's holes (background not connected to the border). */
+    fillHoles?: boolean;
+  };
   segments: {
     number: number;
     label: string;

@@ -1,7 +1,8 @@
 /**
  * Model output to masks on the source grid: logits resized back to the slice's rows x columns
- * (bilinear, the inverse of the forward resize), thresholded, packed to bits; and an optional 3D
- * clean-up that drops connected components smaller than a number of voxels.
+ * (bilinear, the inverse of the forward resize), thresholded, packed to bits; and the optional
+ * clean-ups a manifest may ask for: drop 3D components smaller than a number of voxels, keep only
+ * the largest 3D component, fill holes in each slice.
  */
 import { packBits } from '../seg/bits.js';
 import { resizeBilinear } from './preprocess.js';
@@ -18,14 +19,24 @@ export function maskToBits(mask: Uint8Array): Uint8Array {
   return packBits(mask);
 }
 
+interface Run {
+  z: number;
+  y: number;
+  x0: number;
+  x1: number;
+  id: number;
+}
+
 /**
- * Removes 6-connected 3D components of fewer than `minVoxels` voxels from bit-packed slices (in
- * processing order, so neighbours in the list are neighbours in space). Works on runs of set bits,
- * so memory follows the mask's outline, not the volume. Returns the voxels removed.
+ * 6-connected 3D components of bit-packed slices (in processing order, so neighbours in the list
+ * are neighbours in space), as runs of set bits with a component id and each component's size.
+ * Works on runs, so memory follows the mask's outline, not the volume.
  */
-export function dropSmallComponents(slices: Uint8Array[], rows: number, columns: number, minVoxels: number): number {
-  if (minVoxels <= 1 || slices.length === 0) return 0;
-  type Run = { z: number; y: number; x0: number; x1: number; id: number };
+function components(
+  slices: Uint8Array[],
+  rows: number,
+  columns: number,
+): { runs: Run[]; root: (r: Run) => number; size: Map<number, number> } {
   const parent: number[] = [];
   const find = (i: number): number => {
     while (parent[i] !== i) {
@@ -39,6 +50,7 @@ export function dropSmallComponents(slices: Uint8Array[], rows: number, columns:
     const rb = find(b);
     if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
   };
+  const bit = (bits: Uint8Array, i: number) => (bits[i >> 3]! >> (i & 7)) & 1;
   const runsBySlice: Run[][][] = [];
   const all: Run[] = [];
   for (let z = 0; z < slices.length; z++) {
@@ -48,10 +60,9 @@ export function dropSmallComponents(slices: Uint8Array[], rows: number, columns:
       const runs: Run[] = [];
       let x = 0;
       while (x < columns) {
-        const i = y * columns + x;
-        if ((bits[i >> 3]! >> (i & 7)) & 1) {
+        if (bit(bits, y * columns + x)) {
           const x0 = x;
-          while (x < columns && (bits[(y * columns + x) >> 3]! >> ((y * columns + x) & 7)) & 1) x++;
+          while (x < columns && bit(bits, y * columns + x)) x++;
           const run = { z, y, x0, x1: x - 1, id: all.length };
           parent.push(run.id);
           all.push(run);
@@ -67,15 +78,82 @@ export function dropSmallComponents(slices: Uint8Array[], rows: number, columns:
   }
   const size = new Map<number, number>();
   for (const r of all) size.set(find(r.id), (size.get(find(r.id)) ?? 0) + r.x1 - r.x0 + 1);
+  return { runs: all, root: (r) => find(r.id), size };
+}
+
+function clearRun(slices: Uint8Array[], columns: number, r: Run): number {
+  const bits = slices[r.z]!;
+  for (let x = r.x0; x <= r.x1; x++) {
+    const i = r.y * columns + x;
+    bits[i >> 3]! &= ~(1 << (i & 7));
+  }
+  return r.x1 - r.x0 + 1;
+}
+
+/** Removes 6-connected 3D components of fewer than `minVoxels` voxels. Returns the voxels removed. */
+export function dropSmallComponents(slices: Uint8Array[], rows: number, columns: number, minVoxels: number): number {
+  if (minVoxels <= 1 || slices.length === 0) return 0;
+  const { runs, root, size } = components(slices, rows, columns);
   let removed = 0;
-  for (const r of all) {
-    if (size.get(find(r.id))! >= minVoxels) continue;
-    const bits = slices[r.z]!;
-    for (let x = r.x0; x <= r.x1; x++) {
-      const i = r.y * columns + x;
-      bits[i >> 3]! &= ~(1 << (i & 7));
-      removed++;
+  for (const r of runs) if (size.get(root(r))! < minVoxels) removed += clearRun(slices, columns, r);
+  return removed;
+}
+
+/**
+ * Keeps only the largest 6-connected 3D component (a structure there is one of, such as a fetal
+ * head; ties go to the component met first). Returns the voxels removed.
+ */
+export function keepLargestComponent(slices: Uint8Array[], rows: number, columns: number): number {
+  const { runs, root, size } = components(slices, rows, columns);
+  let best = -1;
+  let bestSize = 0;
+  for (const [id, n] of size) if (n > bestSize || (n === bestSize && id < best)) [best, bestSize] = [id, n];
+  let removed = 0;
+  for (const r of runs) if (root(r) !== best) removed += clearRun(slices, columns, r);
+  return removed;
+}
+
+/**
+ * Fills the holes of each slice: background not 4-connected to the slice's border becomes
+ * foreground (a filled structure such as a head or a lesion has no holes). In place on the packed
+ * bits; one byte per pixel of scratch for the slice being filled. Returns the voxels added.
+ */
+export function fillHoles(slices: Uint8Array[], rows: number, columns: number): number {
+  let added = 0;
+  const outside = new Uint8Array(rows * columns);
+  const stack = new Int32Array(rows * columns);
+  for (const bits of slices) {
+    outside.fill(0);
+    const set = (i: number) => (bits[i >> 3]! >> (i & 7)) & 1;
+    let top = 0;
+    const seed = (i: number) => {
+      if (!outside[i] && !set(i)) {
+        outside[i] = 1;
+        stack[top++] = i;
+      }
+    };
+    for (let x = 0; x < columns; x++) {
+      seed(x);
+      seed((rows - 1) * columns + x);
+    }
+    for (let y = 0; y < rows; y++) {
+      seed(y * columns);
+      seed(y * columns + columns - 1);
+    }
+    while (top > 0) {
+      const i = stack[--top]!;
+      const x = i % columns;
+      if (x > 0) seed(i - 1);
+      if (x < columns - 1) seed(i + 1);
+      if (i >= columns) seed(i - columns);
+      if (i + columns < rows * columns) seed(i + columns);
+    }
+    for (let i = 0; i < rows * columns; i++) {
+      if (!outside[i] && !set(i)) {
+        bits[i >> 3]! |= 1 << (i & 7);
+        added++;
+      }
     }
   }
-  return removed;
+  return added;
 }

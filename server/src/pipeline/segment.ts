@@ -14,7 +14,7 @@ import { accepts, type ModelRegistry, type RegisteredModel } from '../models/reg
 import { isEmpty } from '../seg/bits.js';
 import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
 import { projectPath } from '../util/paths.js';
-import { dropSmallComponents } from './postprocess.js';
+import { dropSmallComponents, fillHoles, keepLargestComponent } from './postprocess.js';
 import { segmentSlices, type Progress } from './segment-series.js';
 
 export interface SegmentResult {
@@ -71,7 +71,13 @@ export async function segmentPlan(
   const t0 = performance.now();
   let removedVoxels = 0;
   const minVoxels = options.minComponentVoxels ?? manifest.postprocessing.minComponentVoxels ?? 0;
-  if (minVoxels > 1) for (const seg of masks) removedVoxels += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
+  const post = manifest.postprocessing;
+  for (const seg of masks) {
+    // The manifest's order: component clean-up first (a stray blob must not win "largest"), then holes.
+    if (minVoxels > 1) removedVoxels += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
+    if (post.largestComponentOnly) removedVoxels += keepLargestComponent(seg, plan.rows, plan.columns);
+    if (post.fillHoles) fillHoles(seg, plan.rows, plan.columns);
+  }
   timings.cleanup = performance.now() - t0;
 
   const frames: SegFrame[] = [];
