@@ -54,8 +54,22 @@ export const configSchema = z
     oidcIssuer: z.url().optional(),
     oidcAudience: z.string().optional(),
     oidcJwksUrl: z.url().optional(),
-    /** Jobs run at once by the embedded queue (one per inference worker by default). */
+    /** Jobs run at once by the embedded queue, or by one `ldfsam worker` (one per inference worker by default). */
     jobConcurrency: z.coerce.number().int().min(1).max(16).default(1),
+    /**
+     * The job queue: `sqlite` = the embedded one (SQLite store + runner in the server), or a Redis URL
+     * (redis://host:port/db) = BullMQ, with `ldfsam worker` processes doing the inference.
+     */
+    queue: z.union([z.literal('sqlite'), z.url({ protocol: /^rediss?$/ })]).default('sqlite'),
+    /** Jobs talking to the PACS at once, over all workers (0 = no limit); a Redis semaphore with the Redis queue. */
+    pacsMaxJobs: z.coerce.number().int().min(0).max(1000).default(0),
+    /**
+     * Redis queue: how long a worker's lock on a running job lasts without renewal (renewed every half of it).
+     * A worker that dies loses its job to another after at most this plus half of it (the stalled-job check).
+     */
+    queueLockMs: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    /** `ldfsam worker` with CUDA: the GPU this worker uses (one worker per GPU); sets CUDA_VISIBLE_DEVICES. */
+    cudaDevice: z.coerce.number().int().min(0).max(63).optional(),
     /** The prebuilt OHIF viewer's dist folder; default: vendor/ohif-app/dist (put there by npm run setup). */
     viewerDir: z.string().min(1).optional(),
     /**
@@ -94,6 +108,10 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   oidcAudience: 'LDFSAM_OIDC_AUDIENCE',
   oidcJwksUrl: 'LDFSAM_OIDC_JWKS_URL',
   jobConcurrency: 'LDFSAM_JOB_CONCURRENCY',
+  queue: 'LDFSAM_QUEUE',
+  pacsMaxJobs: 'LDFSAM_PACS_MAX_JOBS',
+  queueLockMs: 'LDFSAM_QUEUE_LOCK_MS',
+  cudaDevice: 'LDFSAM_CUDA_DEVICE',
   viewerDir: 'LDFSAM_VIEWER_DIR',
   viewerToken: 'LDFSAM_VIEWER_TOKEN',
   oidcClientId: 'LDFSAM_OIDC_CLIENT_ID',

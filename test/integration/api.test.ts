@@ -1,6 +1,8 @@
 /**
  * The jobs API over real HTTP against the real Orthanc: job lifecycle, SSE, idempotency, cancel,
- * batches over a QIDO filter, OpenAPI coverage, security, and a server killed mid-batch.
+ * batches over a QIDO filter, OpenAPI coverage, security, and a server killed mid-batch. The job
+ * tests (lifecycle to retries) run on both queue backends: the embedded SQLite one and BullMQ on a
+ * redis-server of the test's own, with the worker in the server process (`serve --with-worker`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -18,6 +20,7 @@ import { freePorts } from '../setup/ports.js';
 import { provided } from '../setup/provided.js';
 import { startFaultProxy } from '../setup/proxy.js';
 import { runPython } from '../setup/python.js';
+import { startTestRedis, type TestRedis } from './queue-redis-server.js';
 
 const { dicomwebUrl, derivedDir } = provided();
 const pacs = new DicomWebClient({ url: dicomwebUrl });
@@ -25,6 +28,10 @@ const FIXTURE_DIR = projectPath('test', 'fixtures');
 let work: string;
 let server: RunningServer;
 let base: string;
+let redis: TestRedis;
+type Backend = 'sqlite' | 'redis';
+/** The queue setting of a backend; each Redis server gets a database of its own (its own queue). */
+const queueOf = (backend: Backend, db: number) => (backend === 'sqlite' ? 'sqlite' : redis.url(db));
 
 async function ids(name: string) {
   const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)]);
@@ -69,20 +76,33 @@ beforeAll(async () => {
   // A slower model than the fixture (random weights, ~25 ms/slice) so that a job can be caught running.
   await runPython('test/tools/export_with_reference.py', ['--config', 'tiny', '--out', join(work, 'models', 'random-tiny')]);
   await runPython('test/tools/make_failing_model.py', ['--out', join(work, 'models', 'fails-on-batches')]);
-  const config = loadConfig({
-    env: {},
-    flags: { dicomwebUrl, dataDir: join(work, 'data'), port: 0, modelDirs: [FIXTURE_DIR, join(work, 'models')], batchSize: 2 },
-  });
-  server = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 100 });
+  redis = await startTestRedis();
+  server = await startApiServer('sqlite');
   base = server.url;
 }, 180_000);
 
 afterAll(async () => {
   await server?.close();
+  await redis?.stop();
   await rm(work, { recursive: true, force: true });
 });
 
-describe('jobs', () => {
+function startApiServer(backend: Backend): Promise<RunningServer> {
+  const config = loadConfig({
+    env: {},
+    flags: {
+      dicomwebUrl,
+      dataDir: join(work, `data-${backend}`),
+      port: 0,
+      modelDirs: [FIXTURE_DIR, join(work, 'models')],
+      batchSize: 2,
+      queue: queueOf(backend, 0),
+    },
+  });
+  return startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 100, withWorker: true });
+}
+
+describe('models and input', () => {
   it('lists the registered models with segments and metrics', async () => {
     const { status, body } = await call('/api/models');
     expect(status).toBe(200);
@@ -95,6 +115,86 @@ describe('jobs', () => {
       segments: [{ number: 1, label: 'Tissue' }],
       metrics: null,
     });
+  });
+
+  it('refuses bad input with coded errors', async () => {
+    const cases: [string, unknown, string][] = [
+      ['a malformed UID', { studyInstanceUID: '1.2.abc' }, 'INVALID_INPUT'],
+      ['an unknown field', { studyInstanceUID: '1.2.3', pacs: 'http://evil' }, 'INVALID_INPUT'],
+      ['a model path instead of a name', { studyInstanceUID: '1.2.3', model: '/etc' }, 'INVALID_INPUT'],
+      ['an unknown study', { studyInstanceUID: '1.2.3.4.5' }, 'NOT_FOUND'],
+    ];
+    for (const [what, body, code] of cases) {
+      const r = await call('/api/jobs', { method: 'POST', body });
+      expect(r.body.error?.code, what).toBe(code);
+      expect(r.status, what).toBe(code === 'NOT_FOUND' ? 404 : 400);
+    }
+    expect((await call('/api/jobs', { method: 'POST', raw: '{not json' })).body.error.code).toBe('INVALID_INPUT');
+    const big = await call('/api/batches', {
+      method: 'POST',
+      body: { studies: Array.from({ length: 9000 }, (_, i) => `1.2.3.${i}.${'9'.repeat(30)}`) },
+    });
+    expect(big).toMatchObject({ status: 413, body: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
+    expect((await call('/api/jobs/not-a-uuid')).body.error.code).toBe('INVALID_INPUT');
+    expect((await call('/api/jobs/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+  });
+
+  it('documents every route in OpenAPI and no route it does not have', async () => {
+    const { body } = await call('/api/openapi.json');
+    expect(body.openapi).toBe('3.0.3');
+    const documented = new Set(
+      Object.entries(openapi.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)),
+    );
+    // Every documented route answers something other than "no such route".
+    for (const route of documented) {
+      const [method, path] = route.split(' ') as [string, string];
+      const concrete = path.replace('{id}', '00000000-0000-4000-8000-000000000000');
+      const r = await call(concrete, { method, body: method === 'POST' ? {} : undefined });
+      expect(r.body?.error?.message, route).not.toBe('no such route');
+    }
+    // And every route the app has is documented.
+    const { createApp } = await import('../../server/src/http/app.js');
+    const app = createApp({
+      auth: { apiTokens: [] },
+      queue: {} as never,
+      registry: {} as never,
+      client: {} as never,
+      log: silentLogger,
+    });
+    const routes = listRoutes(app);
+    for (const r of routes) expect(documented.has(r), r).toBe(true);
+    expect(routes.length).toBe(documented.size);
+  });
+});
+
+function listRoutes(app: any): string[] {
+  const out: string[] = [];
+  const walk = (stack: any[], prefix: string) => {
+    for (const layer of stack) {
+      if (layer.route) {
+        for (const m of Object.keys(layer.route.methods))
+          out.push(`${m.toUpperCase()} ${(prefix + layer.route.path).replace(/:(\w+)/g, '{$1}')}`);
+      } else if (layer.handle?.stack) {
+        walk(layer.handle.stack, prefix + (layer.matchers?.length ? '/api' : ''));
+      }
+    }
+  };
+  walk(app.router.stack, '');
+  return out;
+}
+
+describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) => {
+  let own: RunningServer | undefined;
+  beforeAll(async () => {
+    // The file's server is the SQLite one; the Redis run gets a server (and in-process worker) of its own.
+    if (backend === 'redis') {
+      own = await startApiServer('redis');
+      base = own.url;
+    }
+  });
+  afterAll(async () => {
+    await own?.close();
+    base = server.url;
   });
 
   it('a job goes queued -> running -> succeeded, with the SEG in the PACS', async () => {
@@ -181,6 +281,7 @@ describe('jobs', () => {
 
   it('an ONNX failure fails the job with INFERENCE_FAILED, stores nothing, and the server keeps serving', async () => {
     const s = await ids('ct-mono1');
+    const before = await segCount(s.studyInstanceUID); // 1 after the other backend's run
     const failing = await waitFinal(
       (await call('/api/jobs', { method: 'POST', body: { ...s, model: 'fails-on-batches' } })).body.jobId,
     );
@@ -188,79 +289,25 @@ describe('jobs', () => {
     expect(failing.error.code).toBe('INFERENCE_FAILED');
     expect(failing.error.message).toMatch(/Reshape/);
     expect(failing.attempts).toBe(1); // not a retryable fault
-    expect(await segCount(s.studyInstanceUID)).toBe(0);
+    expect(await segCount(s.studyInstanceUID)).toBe(before);
     const ok = await waitFinal(
       (await call('/api/jobs', { method: 'POST', body: { ...s, model: 'threshold-fixture' } })).body.jobId,
     );
     expect(ok.state).toBe('succeeded');
   });
 
-  it('refuses bad input with coded errors', async () => {
-    const cases: [string, unknown, string][] = [
-      ['a malformed UID', { studyInstanceUID: '1.2.abc' }, 'INVALID_INPUT'],
-      ['an unknown field', { studyInstanceUID: '1.2.3', pacs: 'http://evil' }, 'INVALID_INPUT'],
-      ['a model path instead of a name', { studyInstanceUID: '1.2.3', model: '/etc' }, 'INVALID_INPUT'],
-      ['an unknown study', { studyInstanceUID: '1.2.3.4.5' }, 'NOT_FOUND'],
-    ];
-    for (const [what, body, code] of cases) {
-      const r = await call('/api/jobs', { method: 'POST', body });
-      expect(r.body.error?.code, what).toBe(code);
-      expect(r.status, what).toBe(code === 'NOT_FOUND' ? 404 : 400);
-    }
-    expect((await call('/api/jobs', { method: 'POST', raw: '{not json' })).body.error.code).toBe('INVALID_INPUT');
-    const big = await call('/api/batches', {
-      method: 'POST',
-      body: { studies: Array.from({ length: 9000 }, (_, i) => `1.2.3.${i}.${'9'.repeat(30)}`) },
-    });
-    expect(big).toMatchObject({ status: 413, body: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
-    expect((await call('/api/jobs/not-a-uuid')).body.error.code).toBe('INVALID_INPUT');
-    expect((await call('/api/jobs/00000000-0000-4000-8000-000000000000')).status).toBe(404);
-  });
-
-  it('documents every route in OpenAPI and no route it does not have', async () => {
-    const { body } = await call('/api/openapi.json');
-    expect(body.openapi).toBe('3.0.3');
-    const documented = new Set(
-      Object.entries(openapi.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)),
-    );
-    // Every documented route answers something other than "no such route".
-    for (const route of documented) {
-      const [method, path] = route.split(' ') as [string, string];
-      const concrete = path.replace('{id}', '00000000-0000-4000-8000-000000000000');
-      const r = await call(concrete, { method, body: method === 'POST' ? {} : undefined });
-      expect(r.body?.error?.message, route).not.toBe('no such route');
-    }
-    // And every route the app has is documented.
-    const { createApp } = await import('../../server/src/http/app.js');
-    const app = createApp({
-      auth: { apiTokens: [] },
-      store: {} as never,
-      runner: {} as never,
-      registry: {} as never,
-      client: {} as never,
-      log: silentLogger,
-    });
-    const routes = listRoutes(app);
-    for (const r of routes) expect(documented.has(r), r).toBe(true);
-    expect(routes.length).toBe(documented.size);
+  it('GET /api/queue and /api/metrics show the queue counts and the worker', async () => {
+    const q = await call('/api/queue');
+    expect(q.status).toBe(200);
+    expect(q.body).toMatchObject({ backend, pacs: { maxJobs: 0, inUse: 0 } });
+    expect(q.body.counts.completed).toBeGreaterThan(0);
+    expect(q.body.workers).toHaveLength(1);
+    expect(q.body.workers[0]).toMatchObject({ pid: process.pid, concurrency: 1, active: [] });
+    const metrics = (await call('/api/metrics')).body;
+    expect(metrics).toMatch(new RegExp(`ldfsam_queue_jobs\\{backend="${backend}",state="completed"\\} [1-9]`));
+    expect(metrics).toMatch(/ldfsam_queue_workers\{worker="[^"]+",provider="(cpu|cuda)",device=""\} 1/);
   });
 });
-
-function listRoutes(app: any): string[] {
-  const out: string[] = [];
-  const walk = (stack: any[], prefix: string) => {
-    for (const layer of stack) {
-      if (layer.route) {
-        for (const m of Object.keys(layer.route.methods))
-          out.push(`${m.toUpperCase()} ${(prefix + layer.route.path).replace(/:(\w+)/g, '{$1}')}`);
-      } else if (layer.handle?.stack) {
-        walk(layer.handle.stack, prefix + (layer.matchers?.length ? '/api' : ''));
-      }
-    }
-  };
-  walk(app.router.stack, '');
-  return out;
-}
 
 describe('command line clients', () => {
   it("ldfsam jobs lists the server's recent jobs; ldfsam batch --local runs a batch without a server", async () => {
@@ -295,16 +342,22 @@ describe('command line clients', () => {
   });
 });
 
-describe('retries', () => {
+describe.each(['sqlite', 'redis'] as const)('retries on the %s queue', (backend) => {
   it('a PACS fault at store time re-queues the job, which then succeeds on its second attempt', async () => {
     let stores = 0;
     const proxy = await startFaultProxy(dicomwebUrl, (method) => (method === 'POST' && stores++ === 0 ? 503 : undefined));
     const proxied = proxy.dicomwebUrl;
     const config = loadConfig({
       env: {},
-      flags: { dicomwebUrl: proxied, dataDir: join(work, 'retry'), modelDirs: [FIXTURE_DIR], pacsRetries: 0 },
+      flags: {
+        dicomwebUrl: proxied,
+        dataDir: join(work, `retry-${backend}`),
+        modelDirs: [FIXTURE_DIR],
+        pacsRetries: 0,
+        queue: queueOf(backend, 1),
+      },
     });
-    const retrying = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 50 });
+    const retrying = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 50, withWorker: true });
     try {
       const s = await ids('us-planar');
       const accepted = await call('/api/jobs', { url: retrying.url, method: 'POST', body: s });

@@ -7,9 +7,8 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { str, TAG } from '../dicom/tags.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
-import type { JobRunner } from '../jobs/runner.js';
-import type { JobStore } from '../jobs/store.js';
-import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../jobs/types.js';
+import { emptyCounts, PRIORITY, type JobQueue } from '../jobs/queue.js';
+import { FINAL_STATES, type Job, type JobRequest } from '../jobs/types.js';
 import type { Logger } from '../log.js';
 import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
 import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
@@ -21,8 +20,8 @@ import { batchRequestSchema, idParam, jobRequestSchema, parse } from './schemas.
 
 export interface AppDeps {
   auth: AuthConfig;
-  store: JobStore;
-  runner: JobRunner;
+  /** The embedded queue or the Redis one; the routes behave the same on both. */
+  queue: JobQueue;
   registry: ModelRegistry;
   client: DicomWebClient;
   log: Logger;
@@ -55,9 +54,11 @@ export function createApp(deps: AppDeps): express.Express {
     res.json({ status: 'ready', models: deps.registry.list().length });
   });
 
-  api.get('/metrics', (_req, res) => {
-    res.type('text/plain; version=0.0.4').send(metricsText(deps));
+  api.get('/metrics', async (_req, res) => {
+    res.type('text/plain; version=0.0.4').send(await metricsText(deps));
   });
+
+  api.get('/queue', async (_req, res) => void res.json(await deps.queue.info()));
 
   api.get('/openapi.json', (_req, res) => void res.json(openapi));
 
@@ -85,8 +86,9 @@ export function createApp(deps: AppDeps): express.Express {
     const body = parse(jobRequestSchema, req.body, 'job request');
     const named = body.model ? await deps.registry.resolveName(body.model) : undefined;
     const series = await acceptedSeries(deps, body.studyInstanceUID, named, body.seriesInstanceUID);
-    const priority = body.priority === 'batch' ? 0 : 1;
-    const submitted = series.map((s) => deps.runner.submit(s, { force: body.force, priority }));
+    const priority = body.priority === 'batch' ? PRIORITY.batch : PRIORITY.interactive;
+    const submitted = [];
+    for (const s of series) submitted.push(await deps.queue.submit(s, { force: body.force, priority }));
     res.status(202).json({
       jobId: submitted[0]!.job.id,
       jobIds: submitted.map((s) => s.job.id),
@@ -95,20 +97,20 @@ export function createApp(deps: AppDeps): express.Express {
     });
   });
 
-  api.get('/jobs', (req, res) => {
+  api.get('/jobs', async (req, res) => {
     const limit = Math.min(500, Math.max(1, Number(req.query.limit ?? 50) || 50));
-    res.json({ jobs: deps.store.recent(limit) });
+    res.json({ jobs: await deps.queue.recent(limit) });
   });
 
-  api.get('/jobs/:id', (req, res) => void res.json(jobOrThrow(deps, req.params.id)));
+  api.get('/jobs/:id', async (req, res) => void res.json(await jobOrThrow(deps, req.params.id)));
 
-  api.delete('/jobs/:id', (req, res) => {
-    jobOrThrow(deps, req.params.id);
-    res.json(deps.runner.cancel(req.params.id));
+  api.delete('/jobs/:id', async (req, res) => {
+    await jobOrThrow(deps, req.params.id);
+    res.json(await deps.queue.cancel(req.params.id));
   });
 
-  api.get('/jobs/:id/events', (req, res) => {
-    const job = jobOrThrow(deps, req.params.id);
+  api.get('/jobs/:id/events', async (req, res) => {
+    const job = await jobOrThrow(deps, req.params.id);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     let lastDone = -1;
     const send = (j: Job) => {
@@ -122,9 +124,9 @@ export function createApp(deps: AppDeps): express.Express {
         res.end();
       }
     };
-    const unsubscribe = deps.runner.subscribe(job.id, send);
+    const unsubscribe = deps.queue.subscribe(job.id, send);
     req.on('close', unsubscribe);
-    send(deps.store.get(job.id)!);
+    send((await deps.queue.get(job.id))!);
   });
 
   api.post('/batches', async (req, res) => {
@@ -145,30 +147,24 @@ export function createApp(deps: AppDeps): express.Express {
         deps.log.warn('batch: study skipped', { study, reason: e.message });
       }
     }
-    const fresh = requests.filter((r) => !deps.store.active(r) && (body.force || !deps.store.lastFinished(r)));
-    const { batchId, jobs } = deps.store.insertBatch(
-      body,
-      fresh.map((request) => ({ request })),
-      0,
-    );
-    deps.runner.notify(jobs);
+    const { batchId, jobs } = await deps.queue.submitBatch(body, requests, { force: body.force });
     deps.log.info('batch accepted', {
       batchId,
       studies: studies?.length ?? 0,
       jobs: jobs.length,
-      alreadyDone: requests.length - fresh.length,
+      alreadyDone: requests.length - jobs.length,
     });
     res
       .status(202)
-      .json({ batchId, jobs: jobs.length, studies: studies?.length ?? 0, skippedAlreadyDone: requests.length - fresh.length });
+      .json({ batchId, jobs: jobs.length, studies: studies?.length ?? 0, skippedAlreadyDone: requests.length - jobs.length });
   });
 
-  api.get('/batches/:id', (req, res) => void res.json(batchView(deps, req.params.id)));
+  api.get('/batches/:id', async (req, res) => void res.json(await batchView(deps, req.params.id)));
 
-  api.delete('/batches/:id', (req, res) => {
-    const view = batchView(deps, req.params.id);
-    for (const job of view.jobs) if (!FINAL_STATES.includes(job.state)) deps.runner.cancel(job.id);
-    res.json(batchView(deps, req.params.id));
+  api.delete('/batches/:id', async (req, res) => {
+    const view = await batchView(deps, req.params.id);
+    for (const job of view.jobs) if (!FINAL_STATES.includes(job.state)) await deps.queue.cancel(job.id);
+    res.json(await batchView(deps, req.params.id));
   });
 
   app.use('/api', api);
@@ -179,27 +175,26 @@ export function createApp(deps: AppDeps): express.Express {
   return app;
 }
 
-function jobOrThrow(deps: AppDeps, id: string): Job {
+async function jobOrThrow(deps: AppDeps, id: string): Promise<Job> {
   parse(idParam, id, 'job id');
-  const job = deps.store.get(id);
+  const job = await deps.queue.get(id);
   if (!job) throw new LdfsamError('NOT_FOUND', `no job ${id}`);
   return job;
 }
 
-function batchView(deps: AppDeps, id: string) {
+async function batchView(deps: AppDeps, id: string) {
   parse(idParam, id, 'batch id');
-  const batch = deps.store.batch(id);
+  const batch = await deps.queue.batch(id);
   if (!batch) throw new LdfsamError('NOT_FOUND', `no batch ${id}`);
-  const jobs = deps.store.jobsOfBatch(id);
-  const counts: Record<JobState, number> = { queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
-  for (const j of jobs) counts[j.state]++;
+  const counts = emptyCounts();
+  for (const j of batch.jobs) counts[j.state]++;
   return {
     id,
     request: batch.request,
     createdAt: batch.createdAt,
     counts,
-    done: jobs.every((j) => FINAL_STATES.includes(j.state)),
-    jobs,
+    done: batch.jobs.every((j) => FINAL_STATES.includes(j.state)),
+    jobs: batch.jobs,
   };
 }
 
@@ -240,16 +235,31 @@ async function acceptedSeries(
   return out;
 }
 
-function metricsText(deps: AppDeps): string {
+async function metricsText(deps: AppDeps): Promise<string> {
+  const [counts, stats, queue] = await Promise.all([deps.queue.counts(), deps.queue.stats(), deps.queue.info()]);
   const lines = ['# HELP ldfsam_jobs Jobs by state.', '# TYPE ldfsam_jobs gauge'];
-  for (const [state, n] of Object.entries(deps.store.counts())) lines.push(`ldfsam_jobs{state="${state}"} ${n}`);
+  for (const [state, n] of Object.entries(counts)) lines.push(`ldfsam_jobs{state="${state}"} ${n}`);
   lines.push(
     '# HELP ldfsam_slices_total Slices segmented.',
     '# TYPE ldfsam_slices_total counter',
-    `ldfsam_slices_total ${deps.runner.stats.slices}`,
+    `ldfsam_slices_total ${stats.slices}`,
+  );
+  // The numbers of GET /api/queue.
+  lines.push("# HELP ldfsam_queue_jobs Queue entries by queue state (BullMQ's counts).", '# TYPE ldfsam_queue_jobs gauge');
+  for (const [state, n] of Object.entries(queue.counts))
+    lines.push(`ldfsam_queue_jobs{backend="${queue.backend}",state="${state}"} ${n}`);
+  lines.push('# HELP ldfsam_queue_workers Inference workers seen (heartbeat).', '# TYPE ldfsam_queue_workers gauge');
+  for (const w of queue.workers)
+    lines.push(`ldfsam_queue_workers{worker="${w.id}",provider="${w.provider}",device="${w.device ?? ''}"} ${w.concurrency}`);
+  lines.push(
+    '# HELP ldfsam_queue_pacs_jobs Jobs talking to the PACS now, and the limit (0 = none).',
+    '# TYPE ldfsam_queue_pacs_jobs gauge',
+    `ldfsam_queue_pacs_jobs ${queue.pacs.inUse}`,
+    '# TYPE ldfsam_queue_pacs_max_jobs gauge',
+    `ldfsam_queue_pacs_max_jobs ${queue.pacs.maxJobs}`,
   );
   lines.push('# HELP ldfsam_stage_seconds Time spent per pipeline stage.', '# TYPE ldfsam_stage_seconds summary');
-  for (const [stage, s] of Object.entries(deps.runner.stats.stageSeconds)) {
+  for (const [stage, s] of Object.entries(stats.stageSeconds)) {
     lines.push(
       `ldfsam_stage_seconds_sum{stage="${stage}"} ${s.sum.toFixed(6)}`,
       `ldfsam_stage_seconds_count{stage="${stage}"} ${s.count}`,

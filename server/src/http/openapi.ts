@@ -57,6 +57,38 @@ export const openapi = {
           result: { type: 'object', nullable: true },
           error: { type: 'object', nullable: true },
           attempts: { type: 'integer' },
+          worker: { type: 'string', nullable: true, description: 'the worker that ran it last (Redis queue)' },
+        },
+      },
+      Queue: {
+        type: 'object',
+        properties: {
+          backend: { enum: ['sqlite', 'redis'] },
+          counts: {
+            type: 'object',
+            properties: Object.fromEntries(
+              ['waiting', 'delayed', 'active', 'completed', 'failed'].map((k) => [k, { type: 'integer' }]),
+            ),
+          },
+          workers: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                id: { type: 'string' },
+                host: { type: 'string' },
+                pid: { type: 'integer' },
+                provider: { type: 'string' },
+                device: { type: 'integer', nullable: true },
+                concurrency: { type: 'integer' },
+                active: { type: 'array', items: { type: 'string' } },
+                processed: { type: 'integer' },
+                startedAt: { type: 'string' },
+                seenAt: { type: 'string' },
+              },
+            },
+          },
+          pacs: { type: 'object', properties: { maxJobs: { type: 'integer' }, inUse: { type: 'integer' } } },
         },
       },
       BatchRequest: {
@@ -91,6 +123,13 @@ export const openapi = {
     },
     '/api/metrics': {
       get: { summary: 'Prometheus metrics', responses: { '200': { description: 'text/plain; version=0.0.4' } } },
+    },
+    '/api/queue': {
+      get: {
+        summary:
+          'the job queue: backend, counts (waiting, delayed, active, completed, failed), workers seen and their devices, PACS slots',
+        responses: { '200': { description: 'queue', ...json({ $ref: '#/components/schemas/Queue' }) } },
+      },
     },
     '/api/openapi.json': { get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3' } } } },
     '/api/models': {

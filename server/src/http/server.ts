@@ -4,8 +4,12 @@ import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { clientFrom } from '../dicomweb/from-config.js';
 import { LdfsamError } from '../errors.js';
+import { EmbeddedQueue } from '../jobs/embedded.js';
+import type { JobQueue } from '../jobs/queue.js';
 import { JobRunner } from '../jobs/runner.js';
 import { JobStore } from '../jobs/store.js';
+import { RedisJobQueue } from '../queue/redis-queue.js';
+import { startQueueWorker, type QueueWorker } from '../queue/worker.js';
 import type { Logger } from '../log.js';
 import { chooseExecutionProvider, ModelRegistry } from '../models/registry.js';
 import { createApp } from './app.js';
@@ -22,7 +26,13 @@ export interface RunningServer {
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
-export async function startServer(config: Config, log: Logger, options: { retryDelayMs?: number } = {}): Promise<RunningServer> {
+export interface ServerOptions {
+  retryDelayMs?: number;
+  /** With the Redis queue: also run an inference worker in this process (`serve --with-worker`). */
+  withWorker?: boolean;
+}
+
+export async function startServer(config: Config, log: Logger, options: ServerOptions = {}): Promise<RunningServer> {
   const auth = {
     apiTokens: [...config.apiTokens, ...(config.viewerToken ? [config.viewerToken] : [])],
     oidcIssuer: config.oidcIssuer,
@@ -42,17 +52,10 @@ export async function startServer(config: Config, log: Logger, options: { retryD
     { executionProvider: provider },
     { info: (m) => log.info(m), warn: (m) => log.warn(m) },
   );
-  const store = new JobStore(join(config.dataDir, 'jobs.sqlite'));
   const client = clientFrom(config);
-  const runner = new JobRunner({
-    store,
-    client,
-    registry,
-    config,
-    log,
-    concurrency: config.jobConcurrency,
-    retryDelayMs: options.retryDelayMs,
-  });
+  const queue = openQueue(config, { client, registry, log, provider, retryDelayMs: options.retryDelayMs });
+  await queue.start();
+  let worker: QueueWorker | undefined;
   const located = locateViewer(config.viewerDir);
   if ('missing' in located) log.warn('viewer not served', { reason: located.missing });
   const viewer =
@@ -69,14 +72,24 @@ export async function startServer(config: Config, log: Logger, options: { retryD
         }
       : undefined;
   const proxy = { dicomwebUrl: config.dicomwebUrl, authorization: config.dicomwebAuthorization, timeoutMs: config.pacsTimeoutMs };
-  const app = createApp({ auth, store, runner, registry, client, log, proxy, ...(viewer ? { viewer } : {}) });
+  const app = createApp({ auth, queue, registry, client, log, proxy, ...(viewer ? { viewer } : {}) });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', (err) =>
       reject(new LdfsamError('CONFIG_INVALID', `cannot listen on ${config.host}:${config.port}: ${err.message}`)),
     );
   });
-  runner.start();
+  if (queue.backend === 'redis' && options.withWorker) {
+    worker = await startQueueWorker({
+      config,
+      client,
+      registry,
+      log,
+      provider,
+      device: null,
+      concurrency: config.jobConcurrency,
+    });
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
@@ -85,6 +98,8 @@ export async function startServer(config: Config, log: Logger, options: { retryD
     dicomweb: config.dicomwebUrl,
     models: registry.list().map((m) => m.manifest.name),
     auth: authEnabled(auth),
+    queue: queue.backend,
+    inference: queue.backend === 'sqlite' || worker ? 'in this process' : 'ldfsam worker processes',
   });
   return {
     url,
@@ -92,9 +107,32 @@ export async function startServer(config: Config, log: Logger, options: { retryD
     async close() {
       await new Promise((r) => server.close(r));
       server.closeAllConnections();
-      await runner.stop();
+      await worker?.close();
+      await queue.close();
       await registry.close();
-      store.close();
     },
   };
+}
+
+/**
+ * The embedded queue (runner in this process) unless LDFSAM_QUEUE names Redis. LDFSAM_PACS_MAX_JOBS
+ * caps the embedded runner's concurrency too: it is the only one talking to the PACS.
+ */
+function openQueue(
+  config: Config,
+  deps: { client: ReturnType<typeof clientFrom>; registry: ModelRegistry; log: Logger; provider: string; retryDelayMs?: number },
+): JobQueue {
+  if (config.queue !== 'sqlite') {
+    return new RedisJobQueue({
+      url: config.queue,
+      log: deps.log,
+      pacsMaxJobs: config.pacsMaxJobs,
+      lockMs: config.queueLockMs,
+      retryDelayMs: deps.retryDelayMs,
+    });
+  }
+  const store = new JobStore(join(config.dataDir, 'jobs.sqlite'));
+  const concurrency = config.pacsMaxJobs > 0 ? Math.min(config.jobConcurrency, config.pacsMaxJobs) : config.jobConcurrency;
+  const runner = new JobRunner({ ...deps, store, config, concurrency });
+  return new EmbeddedQueue(store, runner, { provider: deps.provider, concurrency, pacsMaxJobs: config.pacsMaxJobs });
 }

@@ -38,4 +38,6 @@ export interface Job {
   updatedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** The worker that ran it last (Redis queue). */
+  worker?: string | null;
 }

@@ -1,0 +1,31 @@
+/** A redis-server of the test's own (free port, temp folder, append-only file on), restartable in place. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedisServer, type RedisServer } from '../../server/src/queue/redis-server.js';
+import { freePorts } from '../setup/ports.js';
+
+export interface TestRedis {
+  /** redis://127.0.0.1:<port>/<db>; separate databases keep separate queues apart. */
+  url(db?: number): string;
+  /** Stops Redis (SIGTERM: it writes its append-only file) and starts it again on the same port and folder. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startTestRedis(): Promise<TestRedis> {
+  const dir = await mkdtemp(join(tmpdir(), 'ldfsam-redis-'));
+  const [port] = await freePorts(1);
+  let server: RedisServer = await startRedisServer({ dir, port: port! });
+  return {
+    url: (db = 0) => `redis://127.0.0.1:${port}/${db}`,
+    async restart() {
+      await server.stop();
+      server = await startRedisServer({ dir, port: port! });
+    },
+    async stop() {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
