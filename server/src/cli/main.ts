@@ -10,6 +10,7 @@ import { registerPacs } from './commands/pacs.js';
 import { registerSegment } from './commands/segment.js';
 import { registerServe } from './commands/serve.js';
 import { registerStart } from './commands/start.js';
+import { registerWorker } from './commands/worker.js';
 
 const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
 
@@ -20,7 +21,7 @@ const program = new Command('ldfsam')
   .addHelpText(
     'after',
     '\nEnvironment: LDFSAM_DICOMWEB_URL, LDFSAM_PACS_HTTP_PORT, LDFSAM_PACS_DICOM_PORT, LDFSAM_DATA_DIR, ' +
-      'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_CONFIG (see README.md).',
+      'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_QUEUE, LDFSAM_CONFIG (see README.md).',
   );
 
 registerStart(program);
@@ -28,6 +29,7 @@ registerPacs(program);
 registerInspect(program);
 registerSegment(program);
 registerServe(program);
+registerWorker(program);
 registerBench(program);
 registerImportImages(program);
 

@@ -1,5 +1,6 @@
 /** `ldfsam serve`, `ldfsam jobs`, `ldfsam batch`: the API server and its command-line clients. */
 import type { Command } from 'commander';
+import { loadConfig } from '../../config.js';
 import { LdfsamError } from '../../errors.js';
 import { startServer } from '../../http/server.js';
 import { createLogger } from '../../log.js';
@@ -7,21 +8,31 @@ import { action, configFrom, printJson, table, withPacsOptions, type CommonFlags
 
 export function registerServe(program: Command): void {
   withPacsOptions(program.command('serve'))
-    .description('run the HTTP API (jobs, batches, models) with the embedded job queue and inference worker')
+    .description(
+      'run the HTTP API (jobs, batches, models); with the embedded job queue it runs the inference too, ' +
+        'with the Redis queue (LDFSAM_QUEUE) `ldfsam worker` processes do (or this one, with --with-worker)',
+    )
     .option('--host <address>', 'address to bind (env LDFSAM_HOST, default 127.0.0.1; others require authentication)')
     .option('--port <port>', 'port (env LDFSAM_PORT, default 5080; 0 = any free port)')
     .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
+    .option('--queue <url>', 'sqlite (embedded, default) or redis://host:port/db (env LDFSAM_QUEUE)')
+    .option('--with-worker', 'with the Redis queue: also run an inference worker in this process')
     .action(
-      action(async (flags: CommonFlags & { host?: string; port?: string }) => {
+      action(async (flags: CommonFlags & { host?: string; port?: string; queue?: string; withWorker?: boolean }) => {
         const config = configFrom({ ...flags });
         const resolved = {
           ...config,
           ...(flags.host ? { host: flags.host } : {}),
           ...(flags.port !== undefined ? { port: Number(flags.port) } : {}),
+          ...(flags.queue ? { queue: loadConfig({ flags: { queue: flags.queue } }).queue } : {}),
         };
         const log = createLogger({ service: 'ldfsam' });
-        const server = await startServer(resolved, log);
-        process.stdout.write(`LDFSAM API at ${server.url}/api (PACS ${config.dicomwebUrl}); Ctrl-C stops\n`);
+        const server = await startServer(resolved, log, { withWorker: flags.withWorker });
+        const inference =
+          resolved.queue === 'sqlite'
+            ? 'embedded queue'
+            : `Redis queue, ${flags.withWorker ? 'a worker here too' : 'inference in ldfsam worker'}`;
+        process.stdout.write(`LDFSAM API at ${server.url}/api (PACS ${config.dicomwebUrl}; ${inference}); Ctrl-C stops\n`);
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
@@ -35,22 +46,30 @@ export function registerServe(program: Command): void {
     .description('list recent jobs of a running server')
     .option('--server <url>', 'server URL (env LDFSAM_SERVER_URL, default http://127.0.0.1:5080)')
     .option('--limit <n>', 'how many', '20')
+    .option('--watch [seconds]', 'redraw every few seconds (default 2) with the queue counts and workers; Ctrl-C stops')
     .option('--json', 'print JSON')
     .action(
-      action(async (flags: { server?: string; limit: string; json?: boolean }) => {
-        const { jobs } = (await api(flags.server, `/api/jobs?limit=${Number(flags.limit) || 20}`)) as { jobs: JobView[] };
-        if (flags.json) return printJson({ jobs });
-        const rows = [['JOB', 'STATE', 'PROGRESS', 'SERIES', 'MODEL', 'RESULT']];
-        for (const j of jobs)
-          rows.push([
-            j.id,
-            j.state,
-            progressText(j),
-            j.request.seriesInstanceUID,
-            j.request.model,
-            j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
-          ]);
-        process.stdout.write(`${table(rows)}\n`);
+      action(async (flags: { server?: string; limit: string; watch?: string | boolean; json?: boolean }) => {
+        const path = `/api/jobs?limit=${Number(flags.limit) || 20}`;
+        if (!flags.watch) {
+          const { jobs } = (await api(flags.server, path)) as { jobs: JobView[] };
+          if (flags.json) return printJson({ jobs });
+          process.stdout.write(`${jobsTable(jobs)}\n`);
+          return;
+        }
+        const every = (typeof flags.watch === 'string' ? Number(flags.watch) : 2) || 2;
+        let stopped = false;
+        process.once('SIGINT', () => (stopped = true));
+        while (!stopped) {
+          const [queue, { jobs }] = (await Promise.all([api(flags.server, '/api/queue'), api(flags.server, path)])) as [
+            QueueView,
+            { jobs: JobView[] },
+          ];
+          const frame = flags.json ? JSON.stringify({ queue, jobs }) : `${queueText(queue)}\n\n${jobsTable(jobs)}`;
+          // On a terminal the view is redrawn in place; piped, frames follow each other.
+          process.stdout.write(process.stdout.isTTY && !flags.json ? `\x1b[H\x1b[2J${frame}\n` : `${frame}\n\n`);
+          for (let t = 0; t < every * 10 && !stopped; t++) await new Promise((r) => setTimeout(r, 100));
+        }
       }),
     );
 
@@ -172,6 +191,45 @@ interface BatchView {
   counts: Record<string, number>;
   done: boolean;
   jobs: JobView[];
+}
+
+interface QueueView {
+  backend: string;
+  counts: Record<string, number>;
+  workers: { id: string; provider: string; device: number | null; concurrency: number; active: string[]; processed: number }[];
+  pacs: { maxJobs: number; inUse: number };
+}
+
+function jobsTable(jobs: JobView[]): string {
+  const rows = [['JOB', 'STATE', 'PROGRESS', 'SERIES', 'MODEL', 'RESULT']];
+  for (const j of jobs)
+    rows.push([
+      j.id,
+      j.state,
+      progressText(j),
+      j.request.seriesInstanceUID,
+      j.request.model,
+      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+    ]);
+  return table(rows);
+}
+
+function queueText(q: QueueView): string {
+  const counts = Object.entries(q.counts)
+    .map(([k, v]) => `${k} ${v}`)
+    .join('  ');
+  const pacs = `PACS jobs ${q.pacs.inUse}${q.pacs.maxJobs ? `/${q.pacs.maxJobs}` : ''}`;
+  const rows = [['WORKER', 'PROVIDER', 'DEVICE', 'CONCURRENCY', 'ACTIVE', 'PROCESSED']];
+  for (const w of q.workers)
+    rows.push([
+      w.id,
+      w.provider,
+      w.device === null ? '' : String(w.device),
+      String(w.concurrency),
+      String(w.active.length),
+      String(w.processed),
+    ]);
+  return `queue (${q.backend}): ${counts}  ${pacs}  [${new Date().toISOString().slice(11, 19)}]\n${table(rows)}`;
 }
 
 function progressText(j: JobView): string {
