@@ -4,7 +4,8 @@
 #      validates SEG), dcmtk (dcmcjpeg writes the JPEG Lossless test series), python3-venv,
 #      python3-torch + python3-onnx (the models' PyTorch, CPU), libopenblas0-pthread (without it
 #      Debian's torch runs its matrix products on the reference BLAS, 8-15x slower), chromium (the
-#      browser tests drive it with playwright-core); installed only when missing (needs root or sudo).
+#      browser tests drive it with playwright-core), redis-server (the Redis job queue and its tests);
+#      installed only when missing (needs root or sudo).
 #   2. npm dependencies (npm ci; builds dist/ and the OHIF extension through the prepare script).
 #      onnxruntime-node's postinstall would download CUDA libraries, which fails offline:
 #      ONNXRUNTIME_NODE_INSTALL=skip.
@@ -14,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip python3-torch python3-onnx libopenblas0-pthread chromium fonts-liberation)
+packages=(orthanc orthanc-dicomweb orthanc-gdcm dicom3tools dcmtk python3-venv python3-pip python3-torch python3-onnx libopenblas0-pthread chromium fonts-liberation redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
