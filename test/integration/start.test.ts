@@ -52,3 +52,50 @@ it('starts Orthanc and the API, stores the sample data, segments a sample series
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+it('with the default sample data (the README main command): images wrapped as DICOM, the viewer served, the demo shown there', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-default-'));
+  const [http, dicom, api] = await freePorts(3);
+  const child = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'start'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: dataDir,
+      LDFSAM_DATA_DIR: dataDir,
+      LDFSAM_PACS_HTTP_PORT: String(http),
+      LDFSAM_PACS_DICOM_PORT: String(dicom),
+      LDFSAM_PORT: String(api),
+    },
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no prompt; output:\n${out}`)), 110_000);
+      child.stdout.on('data', () => out.includes('Press Ctrl-C to stop.') && (clearTimeout(timer), resolve()));
+      child.once('exit', () => reject(new Error(`exited early:\n${out}`)));
+    });
+    expect(out).toMatch(/Stored 6 sample image\(s\) wrapped as DICOM/);
+    expect(out).toMatch(/US\s+1\s+540x800\s+2D images\s+ready/); // an HC18 image
+    expect(out).toMatch(/XC\s+1\s+57\dx76\d\s+2D images\s+ready/); // a PH2 image
+    expect(out).toContain(`Viewer: http://127.0.0.1:${api}/ (OHIF with the "LDFSAM auto-segment" mode)`);
+    const index = await fetch(`http://127.0.0.1:${api}/`);
+    expect(await index.text()).toContain('<div id="root">');
+    // The demo segments an HC18 image with the fetal-head model and links the viewer to it.
+    const demo =
+      /Demo: segmented series [0-9.]+ with ldfsam-hc18: SEG series (2\.25\.\d+) \(1 frame\) is in the PACS\.\n\s+See it in the viewer: (\S+)/.exec(
+        out,
+      );
+    expect(demo, out).not.toBeNull();
+    const study = new URL(demo![2]!).searchParams.get('StudyInstanceUIDs');
+    const series = (await (
+      await fetch(`http://127.0.0.1:${api}/dicom-web/studies/${study}/series`, { headers: { accept: 'application/dicom+json' } })
+    ).json()) as Record<string, { Value?: string[] }>[];
+    expect(series.map((s) => s['0020000E']?.Value?.[0])).toContain(demo![1]);
+    child.kill('SIGINT');
+    expect(await new Promise((r) => child.once('exit', r))).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}, 180_000);
