@@ -3,12 +3,11 @@
  * same planning and decoding, with the files' data sets in the role of the WADO-RS metadata.
  */
 import { readFile } from 'node:fs/promises';
-import dcmjs from 'dcmjs';
 import type { DicomJson } from '../dicomweb/types.js';
 import { LdfsamError } from '../errors.js';
 import { listFiles } from '../pacs/load.js';
 import { nativeFrameLength } from './pixels.js';
-import { isPart10 } from './part10.js';
+import { isPart10, readDicomFile } from './part10.js';
 import { planSeries, type SeriesPlan } from './series-plan.js';
 import { decodeSlice, framesFromPart10, loadPalette, type Slice } from './series-reader.js';
 import { str, TAG } from './tags.js';
@@ -28,10 +27,7 @@ export async function readFileSeries(paths: string[], seriesInstanceUID?: string
     let dict: DicomJson;
     try {
       // The header only: pixel data is read per slice later, so memory stays one slice.
-      const file = dcmjs.data.DicomMessage.readFile(
-        bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
-        { untilTag: '7FE00010', includeUntilTagValue: false },
-      );
+      const file = readDicomFile(bytes, { header: true });
       dict = file.dict as DicomJson;
       const ts = (file.meta as DicomJson)['00020010'];
       if (ts) dict[TAG.TransferSyntaxUID] = ts;

@@ -1,6 +1,7 @@
 /** Reading DICOM Part 10 files (the header, not the pixels) with dcmjs. */
 import dcmjs from 'dcmjs';
 import { LdfsamError } from '../errors.js';
+import { checkElementBounds } from './element-bounds.js';
 
 // dcmjs reports recoverable oddities (e.g. "Invalid vr type xs") on its validation logger; the
 // callers check what they need themselves and keep CLI output clean.
@@ -20,10 +21,21 @@ export interface Part10Header {
   dataset: Record<string, unknown>;
 }
 
+/**
+ * dcmjs' readFile after checking every length in the file (element-bounds.ts: dcmjs zero-fills and
+ * allocates by a length that runs past the data). `header`: up to, not including, the pixel data.
+ */
+export function readDicomFile(bytes: Uint8Array, options: { header?: boolean } = {}) {
+  checkElementBounds(bytes, { untilPixelData: options.header });
+  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  return options.header
+    ? dcmjs.data.DicomMessage.readFile(buffer, { untilTag: '7FE00010', includeUntilTagValue: false })
+    : dcmjs.data.DicomMessage.readFile(buffer);
+}
+
 /** Parses everything before the pixel data. Throws on a file dcmjs cannot read. */
 export function readPart10Header(bytes: Uint8Array): Part10Header {
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const file = dcmjs.data.DicomMessage.readFile(buffer, { untilTag: '7FE00010', includeUntilTagValue: false });
+  const file = readDicomFile(bytes, { header: true });
   const meta = file.meta as Record<string, { Value?: unknown[] }>;
   return {
     transferSyntaxUID: meta['00020010']?.Value?.[0] as string | undefined,
@@ -38,11 +50,11 @@ export function readPart10Pixels(bytes: Uint8Array): {
   numberOfFrames: number;
   pixelData: Uint8Array[];
 } {
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let file;
   try {
-    file = dcmjs.data.DicomMessage.readFile(buffer);
+    file = readDicomFile(bytes);
   } catch (err) {
+    if (err instanceof LdfsamError) throw err;
     throw new LdfsamError('UNSUPPORTED_DICOM', `unreadable DICOM file: ${(err as Error).message}`);
   }
   const meta = file.meta as Record<string, { Value?: unknown[] }>;

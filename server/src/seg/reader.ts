@@ -3,10 +3,10 @@
  * slice: by the frame's Derivation Image -> Source Image reference (SOP instance and frame), else by
  * its Plane Position projected on the source's slice normal. Used by tests and the evaluation.
  */
-import dcmjs from 'dcmjs';
 import type { DicomJson } from '../dicomweb/types.js';
 import { dot, type Vec3 } from '../dicom/geometry.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
+import { readDicomFile } from '../dicom/part10.js';
 import { functionalGroup, num, nums, seq, str, TAG } from '../dicom/tags.js';
 import { LdfsamError } from '../errors.js';
 import { concatFrames, unpackBits } from './bits.js';
@@ -52,9 +52,7 @@ export function readSegmentation(bytes: Uint8Array): SegRead {
   let ds: DicomJson;
   let transferSyntaxUID: string | undefined;
   try {
-    const file = dcmjs.data.DicomMessage.readFile(
-      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer,
-    );
+    const file = readDicomFile(bytes);
     ds = file.dict as DicomJson;
     transferSyntaxUID = str(file.meta as DicomJson, TAG.TransferSyntaxUID);
   } catch (err) {
