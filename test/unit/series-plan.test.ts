@@ -117,6 +117,13 @@ describe('enhanced multi-frame', () => {
 });
 
 describe('refusals', () => {
+  it('a Number of Frames that is not a number (it is not taken as 1: a 2-frame file lost a frame so; fuzzer finding)', () => {
+    for (const frames of [['many'], [null], [], ['-1'], ['2.5'], ['']]) {
+      const ds = instance(1, { '00080060': ['US'], '00200032': undefined, '00200037': undefined, '00280008': frames });
+      expect(refused(() => planSeries([ds])).message, JSON.stringify(frames)).toMatch(/Number of Frames .* is not valid/);
+    }
+  });
+
   it('two slices at the same position', () => {
     const e = refused(() => planSeries([instance(1), instance(2, { '00200032': [0, 0, 2.5] })]));
     expect(e.code).toBe('UNSUPPORTED_DICOM');

@@ -137,7 +137,10 @@ export function planSeries(instances: DicomJson[], ids?: { studyInstanceUID?: st
     }
     seenSop.add(sopInstanceUID);
     const format = pixelFormatOf(ds, sopInstanceUID);
-    const numberOfFrames = num(ds, TAG.NumberOfFrames) ?? 1;
+    // Absent or empty: one frame. A value that is not a number (dcmjs reads it as null, Orthanc sends an
+    // empty Value) is damage, not "1": a 2-frame file read so lost its second frame (fuzzer finding).
+    const framesElement = ds[TAG.NumberOfFrames];
+    const numberOfFrames = framesElement?.Value === undefined ? 1 : Number(framesElement.Value[0] ?? NaN);
     if (!Number.isInteger(numberOfFrames) || numberOfFrames < 1 || numberOfFrames > 100_000) {
       throw new LdfsamError('UNSUPPORTED_DICOM', `instance ${sopInstanceUID}: Number of Frames ${numberOfFrames} is not valid`);
     }
