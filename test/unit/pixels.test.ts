@@ -158,6 +158,13 @@ describe('RLE lossless', () => {
     expect(() => decodeRle(data, 1, 4, 1, 1)).toThrow(/RLE (literal run runs past|segment holds)/);
   });
 
+  it('refuses a header size the frame cannot hold before allocating for it (fuzzer finding)', () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const data = new Uint8Array([...header([64]), 0xff, 0]);
+    expect(() => decodeRle(data, 16384, 16384, 1, 1)).toThrow(/66 bytes cannot hold 16384 x 16384 x 1 bytes/);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2 ** 20);
+  });
+
   it('refuses a segment count that does not fit the format', () => {
     expect(() => decodeRle(new Uint8Array([...header([64, 65]), 0, 0]), 1, 1, 1, 1)).toThrow(/2 segments, expected 1/);
   });

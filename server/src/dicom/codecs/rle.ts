@@ -10,6 +10,12 @@ export function decodeRle(input: Uint8Array, rows: number, columns: number, samp
   const expected = samples * bytesPerSample;
   if (segments !== expected) throw new Error(`RLE frame has ${segments} segments, expected ${expected}`);
   const pixels = rows * columns;
+  // PackBits turns 2 bytes into at most 128: refuse a header size the data cannot hold before
+  // allocating for it (a damaged Rows/Columns would otherwise cost up to 1 GB for a tiny frame).
+  const minimum = 64 + segments * 2 * Math.ceil(pixels / 128);
+  if (input.length < minimum) {
+    throw new Error(`RLE frame of ${input.length} bytes cannot hold ${rows} x ${columns} x ${expected} bytes (truncated)`);
+  }
   const out = new Uint8Array(pixels * expected);
   for (let s = 0; s < segments; s++) {
     const start = view.getUint32(4 + 4 * s, true);
