@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   INFERENCE_FAILED: { http: 500, retryable: false },
   SEG_INVALID: { http: 500, retryable: false },
   CANCELLED: { http: 409, retryable: false },
+  STORAGE_FULL: { http: 507, retryable: false },
   INTERNAL: { http: 500, retryable: false },
 } as const;
 
@@ -59,6 +60,16 @@ export class LdfsamError extends Error {
 export function toLdfsamError(err: unknown): LdfsamError {
   if (err instanceof LdfsamError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  // A full disk under the job store or the data folder says so, rather than INTERNAL.
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+    return new LdfsamError(
+      'STORAGE_FULL',
+      `the server's disk is full (${message}): free space in its data folder`,
+      {},
+      { cause: err },
+    );
+  }
   return new LdfsamError('INTERNAL', message, {}, { cause: err });
 }
 

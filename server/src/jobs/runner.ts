@@ -107,11 +107,18 @@ export class JobRunner {
       const controller = new AbortController();
       this.running.set(job.id, controller);
       this.publish(job);
-      void this.run(job, controller).finally(() => {
-        this.running.delete(job.id);
-        this.cancelRequested.delete(job.id);
-        this.pump();
-      });
+      void this.run(job, controller)
+        // The store could not record the outcome (e.g. SQLITE_FULL on a full disk): an unhandled
+        // rejection here stopped the server (found by test/reliability/faults.test.ts). The job stays
+        // "running" on disk, and a restart re-queues it.
+        .catch((err: unknown) =>
+          this.deps.log.error('job outcome not recorded', { jobId: job.id, message: toLdfsamError(err).message }),
+        )
+        .finally(() => {
+          this.running.delete(job.id);
+          this.cancelRequested.delete(job.id);
+          this.pump();
+        });
     }
   }
 
