@@ -310,12 +310,33 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
 });
 
 describe('command line clients', () => {
-  it("ldfsam jobs lists the server's recent jobs; ldfsam batch --local runs a batch without a server", async () => {
+  it("ldfsam jobs lists the server's recent jobs (and --watch redraws them with the queue); ldfsam batch --local runs a batch without a server", async () => {
     const listed = await runCli(['jobs', '--server', base, '--json']);
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout).jobs.length).toBeGreaterThan(0);
     const table = await runCli(['jobs', '--server', base]);
     expect(table.stdout).toMatch(/^JOB\s+STATE\s+PROGRESS/);
+    // --watch redraws the queue view until Ctrl-C.
+    const watch = spawn(
+      process.execPath,
+      [projectPath('dist/server/src/cli/main.js'), 'jobs', '--watch', '1', '--server', base],
+      {
+        env: { PATH: process.env.PATH ?? '', HOME: work },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let frames = '';
+    await new Promise<void>((resolve) =>
+      watch.stdout!.on('data', (d: Buffer) => {
+        frames += d.toString();
+        if ((frames.match(/queue \(sqlite\)/g) ?? []).length >= 2) resolve();
+      }),
+    );
+    watch.kill('SIGINT');
+    expect(await new Promise((r) => watch.once('exit', r))).toBe(0);
+    expect(frames).toMatch(/queue \(sqlite\): waiting \d+ {2}delayed \d+ {2}active \d+ {2}completed [1-9]\d* {2}failed \d+/);
+    expect(frames).toMatch(/WORKER\s+PROVIDER\s+DEVICE\s+CONCURRENCY\s+ACTIVE\s+PROCESSED\nembedded@/);
+    expect(frames).toMatch(/JOB\s+STATE\s+PROGRESS/);
     const s = await ids('us-ybr-full');
     const r = await runCli(
       [

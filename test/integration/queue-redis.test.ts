@@ -251,4 +251,32 @@ describe('the Redis queue with ldfsam worker processes', () => {
     }
     expect(most).toBe(1);
   }, 300_000);
+
+  // The README's figures: LDFSAM_QUEUE_BENCH=1 npx vitest run --project integration test/integration/queue-redis.test.ts
+  it.runIf(process.env.LDFSAM_QUEUE_BENCH)(
+    'measures jobs per minute with 1 and 2 workers',
+    async () => {
+      await Promise.all(workers.map((w) => stopWorker(w)));
+      const run = async (studies: typeof series) => {
+        const t0 = Date.now();
+        const { batchId } = await call('/api/batches', {
+          method: 'POST',
+          body: { studies: studies.map((s) => s.studyInstanceUID), model: 'random-tiny', force: true },
+        });
+        const b = await batchDone(batchId, 600_000);
+        expect(b.counts.succeeded).toBe(studies.length);
+        return (Date.now() - t0) / 1000;
+      };
+      for (const n of [1, 2]) {
+        while (workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length < n)
+          await spawnWorker({ LDFSAM_BATCH_SIZE: '4' });
+        await run(series.slice(0, n)); // warm-up: every worker opens its session
+        const seconds = await run(series);
+        console.log(
+          `queue-redis bench: ${n} worker(s): ${SERIES} jobs (8 slices of 512x512, random-tiny, batch 4) in ${seconds.toFixed(1)} s = ${((SERIES / seconds) * 60).toFixed(1)} jobs/min`,
+        );
+      }
+    },
+    1_200_000,
+  );
 });

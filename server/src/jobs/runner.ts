@@ -11,13 +11,11 @@ import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelRegistry } from '../models/registry.js';
 import { segmentSeries } from '../pipeline/segment.js';
+import type { RunnerStats } from './queue.js';
 import type { JobStore } from './store.js';
 import { FINAL_STATES, type Job, type JobRequest } from './types.js';
 
-export interface RunnerStats {
-  slices: number;
-  stageSeconds: Record<string, { sum: number; count: number }>;
-}
+export type { RunnerStats };
 
 export class JobRunner {
   private readonly events = new EventEmitter();

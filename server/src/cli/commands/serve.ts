@@ -94,8 +94,9 @@ export function registerServe(program: Command): void {
         let local: Awaited<ReturnType<typeof startServer>> | undefined;
         if (flags.local) {
           const config = configFrom(flags);
+          // "In this process": the embedded queue, whatever LDFSAM_QUEUE says.
           local = await startServer(
-            { ...config, host: '127.0.0.1', port: 0 },
+            { ...config, host: '127.0.0.1', port: 0, queue: 'sqlite' },
             createLogger({ service: 'ldfsam' }, () => undefined),
           );
         }

@@ -85,9 +85,11 @@ export function registerStart(program: Command): void {
           out(table(rows));
         }
         out(`Orthanc Explorer: ${orthanc.httpUrl}/app/explorer.html`);
+        // With LDFSAM_QUEUE set, the demo still needs a worker: one in this process.
         const server = await startServer(
           { ...config, dicomwebUrl: orthanc.dicomwebUrl },
           createLogger({ service: 'ldfsam' }, () => undefined),
+          { withWorker: true },
         );
         out(`API: ${server.url}/api (models: ${server.url}/api/models)`);
         if ('missing' in server.viewer) out(`Viewer: not served: ${server.viewer.missing}`);
