@@ -20,6 +20,19 @@ export default defineConfig({
       },
       {
         test: {
+          // Fuzzing, security, PACS faults and load (test/RELIABILITY.md). Short by default; LDFSAM_RELIABILITY=full
+          // (npm run test:reliability) runs the long version. Files start their own Orthanc when they need one.
+          name: 'reliability',
+          include: ['test/reliability/**/*.test.ts'],
+          environment: 'node',
+          globalSetup: ['test/reliability/setup.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           environment: 'node',

@@ -1,0 +1,208 @@
+/**
+ * Load on loopback: concurrent job submissions, then 50 status requests a second while inference
+ * runs (60 s in the full mode, a few seconds in `npm test`). No request may fail, the status p99
+ * must stay under 100 ms, memory must stay bounded, and every job must succeed. The server runs in
+ * this process (so its memory is this process's), against an Orthanc of its own.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../server/src/config.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { startServer, type RunningServer } from '../../server/src/http/server.js';
+import { silentLogger } from '../../server/src/log.js';
+import { loadFiles } from '../../server/src/pacs/load.js';
+import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
+import { projectPath } from '../../server/src/util/paths.js';
+import { SINGLE_DIR } from '../setup/data.js';
+import { freePorts } from '../setup/ports.js';
+import { uniquified } from './fuzz/run-case.js';
+import { FULL, record } from './summary.js';
+
+const SUBMISSIONS = FULL ? 100 : 20;
+const STATUS_SECONDS = FULL ? 60 : 4;
+const STATUS_PER_SECOND = 50;
+const MODEL = 'threshold-fixture';
+
+let work: string;
+let orthanc: OrthancHandle;
+let server: RunningServer;
+const series: { studyInstanceUID: string; seriesInstanceUID: string }[] = [];
+
+async function api(path: string, init: { method?: string; body?: unknown } = {}) {
+  const res = await fetch(`${server.url}${path}`, {
+    method: init.method ?? 'GET',
+    headers: { 'content-type': 'application/json' },
+    body: init.body === undefined ? undefined : JSON.stringify(init.body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mb = (n: number) => Math.round(n / 2 ** 20);
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ldfsam-load-'));
+  const [http, dicom] = await freePorts(2);
+  orthanc = await startOrthanc(
+    {
+      orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
+      orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
+      dataDir: join(work, 'pacs'),
+      pacsHttpPort: http!,
+      pacsDicomPort: dicom!,
+    },
+    { detached: false },
+  );
+  // One series per submission (a request for a series already queued returns that job): copies of
+  // the JPEG 2000 CT image (107 kB, one 512 x 512 slice) with UIDs of their own.
+  const source = readFileSync(join(SINGLE_DIR, '693_J2KR.dcm'));
+  const dir = join(work, 'copies');
+  await mkdir(dir, { recursive: true });
+  for (let i = 0; i < SUBMISSIONS; i++) {
+    const copy = uniquified({
+      id: `load-${i}`,
+      category: 'byte-flip',
+      base: '',
+      what: '',
+      files: [{ name: 'x', bytes: source }],
+      mustFail: false,
+    });
+    await writeFile(join(dir, `${i}.dcm`), copy.files[0]!.bytes);
+  }
+  const report = await loadFiles(new DicomWebClient({ url: orthanc.dicomwebUrl }), [dir]);
+  for (const s of report.series) series.push({ studyInstanceUID: s.studyInstanceUID, seriesInstanceUID: s.seriesInstanceUID });
+  expect(series).toHaveLength(SUBMISSIONS);
+  const config = loadConfig({
+    env: {},
+    flags: {
+      dicomwebUrl: orthanc.dicomwebUrl,
+      dataDir: join(work, 'server'),
+      modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],
+    },
+  });
+  server = await startServer({ ...config, port: 0 }, silentLogger);
+}, 180_000);
+
+afterAll(async () => {
+  await server?.close();
+  orthanc?.child?.kill('SIGTERM');
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('load', () => {
+  it(`${SUBMISSIONS} concurrent submissions, then ${STATUS_PER_SECOND} status requests/s for ${STATUS_SECONDS} s while inference runs`, async () => {
+    const rssBefore = process.memoryUsage().rss;
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 200);
+    try {
+      const t0 = performance.now();
+      const submitted = await Promise.all(series.map((s) => api('/api/jobs', { method: 'POST', body: { ...s, model: MODEL } })));
+      const submitMs = performance.now() - t0;
+      expect(submitted.map((r) => r.status)).toEqual(series.map(() => 202));
+      const ids = submitted.map((r) => r.body.jobId as string);
+      expect(new Set(ids).size).toBe(SUBMISSIONS);
+
+      // Inference must run for the whole window: a job that succeeds is submitted again (force).
+      let stop = false;
+      let resubmitted = 0;
+      const current = [...ids];
+      const keepBusy = (async () => {
+        while (!stop) {
+          await sleep(250);
+          const states = await api('/api/jobs?limit=500');
+          const running = states.body.jobs.filter((j: any) => j.state === 'running' || j.state === 'queued').length;
+          if (running > 2) continue;
+          for (let i = 0; i < 4 && !stop; i++) {
+            const s = series[(resubmitted + i) % series.length]!;
+            const r = await api('/api/jobs', { method: 'POST', body: { ...s, model: MODEL, force: true } });
+            expect(r.status).toBe(202);
+            current.push(r.body.jobId);
+          }
+          resubmitted += 4;
+        }
+      })();
+
+      // Open-loop status requests: one every 20 ms whatever the answers take.
+      const latencies: number[] = [];
+      const failures: string[] = [];
+      let running = 0;
+      let busyWhileMeasuring = 0;
+      const pending: Promise<void>[] = [];
+      const total = STATUS_SECONDS * STATUS_PER_SECOND;
+      const start = performance.now();
+      for (let n = 0; n < total; n++) {
+        const due = start + (n * 1000) / STATUS_PER_SECOND;
+        const wait = due - performance.now();
+        if (wait > 0) await sleep(wait);
+        const id = current[n % current.length]!;
+        pending.push(
+          (async () => {
+            const t = performance.now();
+            try {
+              const r = await api(`/api/jobs/${id}`);
+              latencies.push(performance.now() - t);
+              if (r.status !== 200) failures.push(`${r.status} ${JSON.stringify(r.body)}`);
+              else if (r.body.state === 'running') running++;
+            } catch (err) {
+              failures.push((err as Error).message);
+            }
+          })(),
+        );
+        if (n % STATUS_PER_SECOND === 0) {
+          const states = await api('/api/jobs?limit=500');
+          if (states.body.jobs.some((j: any) => j.state === 'running')) busyWhileMeasuring++;
+        }
+      }
+      await Promise.all(pending);
+      const window = (performance.now() - start) / 1000;
+      stop = true;
+      await keepBusy;
+
+      // Every job ends succeeded.
+      const deadline = Date.now() + 300_000;
+      for (;;) {
+        const jobs = (await api('/api/jobs?limit=500')).body.jobs as any[];
+        const mine = jobs.filter((j) => current.includes(j.id));
+        if (mine.every((j) => j.state === 'succeeded' || j.state === 'failed') || Date.now() > deadline) {
+          const failed = mine.filter((j) => j.state !== 'succeeded');
+          expect(failed.map((j) => `${j.id} ${j.state} ${JSON.stringify(j.error)}`)).toEqual([]);
+          break;
+        }
+        await sleep(250);
+      }
+      const sorted = [...latencies].sort((a, b) => a - b);
+      const p50 = percentile(sorted, 50);
+      const p99 = percentile(sorted, 99);
+      const max = sorted.at(-1)!;
+      const rssAfter = process.memoryUsage().rss;
+      const note =
+        `${latencies.length} status requests in ${window.toFixed(1)} s (${(latencies.length / window).toFixed(1)}/s), ` +
+        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${max.toFixed(1)} ms; ${SUBMISSIONS} submissions in ${Math.round(submitMs)} ms; ` +
+        `${current.length} jobs succeeded (${running} answers said running); RSS ${mb(rssBefore)} -> ${mb(rssAfter)} MB, peak ${mb(rssPeak)} MB`;
+      process.stdout.write(`load: ${note}\n`);
+      record([
+        {
+          suite: 'load',
+          category: 'concurrent submissions -> 202',
+          tried: SUBMISSIONS,
+          passed: submitted.filter((r) => r.status === 202).length,
+        },
+        { suite: 'load', category: 'status requests while inference runs', tried: total, passed: total - failures.length, note },
+      ]);
+      expect(failures).toEqual([]);
+      expect(busyWhileMeasuring, 'inference ran during the measurement').toBeGreaterThan(0);
+      expect(p99, note).toBeLessThan(100);
+      expect(mb(rssPeak - rssBefore), note).toBeLessThan(500);
+    } finally {
+      clearInterval(sampler);
+    }
+  }, 600_000);
+});

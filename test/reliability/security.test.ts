@@ -1,0 +1,426 @@
+/**
+ * Security checks over real HTTP, in addition to test/integration/api.test.ts (401 on every OpenAPI
+ * route with tokens on) and viewer.test.ts (proxy traversal, PUT/DELETE, app-config.js): every route
+ * and /dicom-web/* refuse requests without a valid token however it is presented; injection and
+ * traversal attempts in every parameter are 400 and reach no PACS; no request can steer the server
+ * to another host (no field takes a URL; Host, X-Forwarded-Host and absolute-form targets on the
+ * proxy change nothing); the served app-config.js never holds the PACS credentials.
+ *
+ * The PACS here is a stub that records every request (answers: no studies); a second stub stands
+ * for "another server" and must never be reached.
+ */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../server/src/config.js';
+import { openapi } from '../../server/src/http/openapi.js';
+import { startServer, type RunningServer } from '../../server/src/http/server.js';
+import { silentLogger } from '../../server/src/log.js';
+import { projectPath } from '../../server/src/util/paths.js';
+import { record, type Row } from './summary.js';
+
+const TOKEN = 'reliability-api-token-0123456789';
+const PACS_AUTH = 'Basic cGFjcy11c2VyOnBhY3Mtc2VjcmV0LXBhc3N3b3Jk'; // pacs-user:pacs-secret-password
+const JOB = '00000000-0000-4000-8000-000000000000';
+
+interface Stub {
+  url: string;
+  seen: { method: string; url: string; headers: IncomingHttpHeaders }[];
+  close(): Promise<void>;
+}
+
+/** An HTTP server that records requests and answers an empty DICOM JSON list. */
+async function startStub(): Promise<Stub> {
+  const seen: Stub['seen'] = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/dicom+json' });
+      res.end('[]');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** A raw request: the path is sent exactly as given (no client normalisation), headers as given. */
+function raw(
+  base: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; text: string; json(): any }> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, path, method: init.method ?? 'GET', headers: init.headers, setHost: !init.headers?.host },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, text, json: () => JSON.parse(text) });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+let work: string;
+let pacs: Stub;
+let other: Stub;
+let server: RunningServer;
+const rows: Row[] = [];
+const auth = { authorization: `Bearer ${TOKEN}` };
+const json = { ...auth, 'content-type': 'application/json' };
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ldfsam-security-'));
+  pacs = await startStub();
+  other = await startStub();
+  const config = loadConfig({
+    env: { LDFSAM_DICOMWEB_AUTHORIZATION: PACS_AUTH },
+    flags: {
+      dicomwebUrl: `${pacs.url}/dicom-web`,
+      dataDir: join(work, 'data'),
+      modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],
+      apiTokens: [TOKEN],
+    },
+  });
+  server = await startServer({ ...config, port: 0 }, silentLogger);
+});
+
+afterAll(async () => {
+  await server?.close();
+  await pacs?.close();
+  await other?.close();
+  await rm(work, { recursive: true, force: true });
+  record(rows);
+});
+
+/** Every route: the OpenAPI operations and the DICOMweb proxy. */
+function routes(): { method: string; path: string }[] {
+  const out: { method: string; path: string }[] = [];
+  for (const [path, ops] of Object.entries(openapi.paths)) {
+    for (const method of Object.keys(ops as object)) out.push({ method: method.toUpperCase(), path: path.replace('{id}', JOB) });
+  }
+  for (const method of ['GET', 'HEAD', 'POST']) out.push({ method, path: '/dicom-web/studies' });
+  out.push({ method: 'GET', path: '/dicom-web/studies/1.2.3/series/1.2.3.4/metadata' });
+  return out;
+}
+
+describe('authentication', () => {
+  it('every route but /health refuses a request without a valid token, however it is presented', async () => {
+    const attempts: [string, Record<string, string>, string?][] = [
+      ['no token', {}],
+      ['wrong token', { authorization: 'Bearer not-the-token-000000000000' }],
+      ['empty bearer', { authorization: 'Bearer ' }],
+      ['token with another scheme', { authorization: `Basic ${TOKEN}` }],
+      ['the PACS credentials', { authorization: PACS_AUTH }],
+      ['token as a cookie', { cookie: `token=${TOKEN}; access_token=${TOKEN}` }],
+      ['token in the query', {}, `access_token=${TOKEN}&token=${TOKEN}`],
+      ['token prefix', { authorization: `Bearer ${TOKEN.slice(0, -1)}` }],
+      ['token with a suffix', { authorization: `Bearer ${TOKEN}x` }],
+      ['X-Forwarded-User', { 'x-forwarded-user': 'admin', 'x-remote-user': 'admin' }],
+    ];
+    const before = pacs.seen.length;
+    let tried = 0;
+    let passed = 0;
+    for (const { method, path } of routes()) {
+      if (path === '/health') continue;
+      for (const [what, headers, query] of attempts) {
+        tried++;
+        const r = await raw(server.url, query ? `${path}${path.includes('?') ? '&' : '?'}${query}` : path, {
+          method,
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: method === 'POST' ? '{}' : undefined,
+        });
+        expect(r.status, `${what}: ${method} ${path}`).toBe(401);
+        if (method !== 'HEAD') expect(r.json().error.code, `${what}: ${method} ${path}`).toBe('UNAUTHORIZED');
+        passed++;
+      }
+    }
+    // Nothing reached the PACS (the readiness probe aside, which the server makes on its own).
+    expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    expect((await raw(server.url, '/health')).status).toBe(200);
+    rows.push({ suite: 'security', category: 'no valid token -> 401 (every route)', tried, passed });
+  });
+});
+
+describe('injection and traversal', () => {
+  const badUids = [
+    '../../tools',
+    '1.2.3/../../system',
+    '1.2.3?expand=1',
+    '1.2.3#x',
+    '1.2.3\r\nHost: evil',
+    '1.2.3%2F..',
+    ' 1.2.3',
+    '1.2.3 ',
+    '01.2.3',
+    '1..2',
+    '1.2.',
+    `1.2.${'3'.repeat(70)}`,
+    '',
+    "1.2.3' OR '1'='1",
+    '1.2.3;DROP TABLE jobs',
+    '1.2.3\u0000',
+    '１.２.３',
+  ];
+  const badModels = [
+    '../models/x',
+    '/etc/passwd',
+    'http://127.0.0.1:1/model',
+    'ldfsam-hc18/../../x',
+    '..',
+    'A',
+    ' ',
+    'x'.repeat(65),
+    'a b',
+    'a\nb',
+  ];
+  const badIds = [
+    '..',
+    '..%2F..%2Fetc%2Fpasswd',
+    '%2e%2e',
+    "1'%20OR%20'1'='1",
+    '1%3BDROP%20TABLE%20jobs',
+    'a'.repeat(1000),
+    '%00',
+    `${JOB}%0D%0AX:%20y`,
+    `${JOB}.json`,
+    '*',
+  ];
+
+  it('job and batch ids, UIDs, model names and query fields: 400 INVALID_INPUT, nothing reaches the PACS', async () => {
+    const before = pacs.seen.length;
+    const cases: { what: string; method: string; path: string; body?: unknown }[] = [];
+    for (const id of badIds) {
+      for (const path of [`/api/jobs/${id}`, `/api/jobs/${id}/events`, `/api/batches/${id}`])
+        cases.push({ what: `id ${id}`, method: 'GET', path });
+      for (const path of [`/api/jobs/${id}`, `/api/batches/${id}`]) cases.push({ what: `id ${id}`, method: 'DELETE', path });
+    }
+    for (const uid of badUids) {
+      cases.push({ what: `study ${JSON.stringify(uid)}`, method: 'POST', path: '/api/jobs', body: { studyInstanceUID: uid } });
+      cases.push({
+        what: `series ${JSON.stringify(uid)}`,
+        method: 'POST',
+        path: '/api/jobs',
+        body: { studyInstanceUID: '1.2.3', seriesInstanceUID: uid },
+      });
+      cases.push({
+        what: `batch study ${JSON.stringify(uid)}`,
+        method: 'POST',
+        path: '/api/batches',
+        body: { studies: ['1.2.3', uid] },
+      });
+    }
+    for (const v of [123, ['1.2.3'], { $gt: '' }, null, true]) {
+      cases.push({
+        what: `study of type ${JSON.stringify(v)}`,
+        method: 'POST',
+        path: '/api/jobs',
+        body: { studyInstanceUID: v },
+      });
+    }
+    for (const model of badModels) {
+      cases.push({
+        what: `model ${JSON.stringify(model)}`,
+        method: 'POST',
+        path: '/api/jobs',
+        body: { studyInstanceUID: '1.2.3', model },
+      });
+      cases.push({
+        what: `batch model ${JSON.stringify(model)}`,
+        method: 'POST',
+        path: '/api/batches',
+        body: { studies: ['1.2.3'], model },
+      });
+    }
+    const badQueries: Record<string, unknown>[] = [
+      { ModalitiesInStudy: 'CT\\MR' },
+      { ModalitiesInStudy: 'CT&PatientID=*' },
+      { ModalitiesInStudy: 'ct' },
+      { StudyDate: '2020*' },
+      { StudyDate: '20200101&limit=100000' },
+      { StudyDate: '../../..' },
+      { PatientID: '*' },
+      { PatientID: 'a?b' },
+      { PatientID: 'a\\b' },
+      { PatientID: 'x'.repeat(65) },
+      { PatientID: '' },
+      { AccessionNumber: '*' },
+      { AccessionNumber: 'x'.repeat(17) },
+      { StudyInstanceUID: '1.2.3' },
+      { includefield: 'all' },
+      { limit: 100000 },
+      { PatientID: ['a', 'b'] },
+      { PatientID: { $ne: '' } },
+    ];
+    for (const query of badQueries)
+      cases.push({ what: `query ${JSON.stringify(query)}`, method: 'POST', path: '/api/batches', body: { query } });
+    let passed = 0;
+    for (const c of cases) {
+      const r = await raw(server.url, c.path, {
+        method: c.method,
+        headers: json,
+        body: c.body === undefined ? undefined : JSON.stringify(c.body),
+      });
+      expect(r.status, `${c.what}: ${c.method} ${c.path}`).toBe(400);
+      expect(r.json().error.code, c.what).toBe('INVALID_INPUT');
+      passed++;
+    }
+    expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    rows.push({
+      suite: 'security',
+      category: 'injection/traversal in ids, UIDs, models, query -> 400',
+      tried: cases.length,
+      passed,
+    });
+  });
+
+  it('a raw traversal in the route path is never served: 400 or 404 with a JSON error', async () => {
+    const paths = [
+      '/api/jobs/../../../../etc/passwd',
+      '/api/../package.json',
+      '/api/jobs/%2e%2e/%2e%2e/package.json',
+      '/api/models/../../models/ldfsam-hc18/model.json',
+      '/ldfsam/../../package.json',
+      '/ldfsam/%2e%2e/%2e%2e/server/src/config.ts',
+      '/..%2f..%2fpackage.json',
+    ];
+    let passed = 0;
+    for (const path of paths) {
+      const r = await raw(server.url, path, { headers: auth });
+      expect([400, 404], path).toContain(r.status);
+      expect(r.text, path).not.toMatch(/"name":\s*"ldfsam"|"sha256"|LDFSAM_/);
+      passed++;
+    }
+    rows.push({ suite: 'security', category: 'raw path traversal -> 400/404, nothing served', tried: paths.length, passed });
+  });
+
+  it('GET /api/jobs?limit= takes only a number, clamped to 1..500 (anything else is the default)', async () => {
+    for (const limit of ['-1', 'abc', '1e9', '../..', "1' OR 1=1", '%00']) {
+      const r = await raw(server.url, `/api/jobs?limit=${encodeURIComponent(limit)}`, { headers: auth });
+      expect(r.status, limit).toBe(200);
+      expect(Array.isArray(r.json().jobs)).toBe(true);
+    }
+  });
+
+  it('QIDO filter values reach the PACS as one encoded parameter each, never as extra parameters', async () => {
+    const before = pacs.seen.length;
+    const r = await raw(server.url, '/api/batches', {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ query: { PatientID: 'P1&StudyInstanceUID=1.2.3&includefield=all', AccessionNumber: 'A#1 %41' } }),
+    });
+    expect(r.status).toBe(202);
+    const qido = pacs.seen.slice(before).filter((s) => s.url.startsWith('/dicom-web/studies?'));
+    expect(qido.length).toBeGreaterThan(0);
+    const params = new URL(qido[0]!.url, 'http://x').searchParams;
+    expect(params.getAll('PatientID')).toEqual(['P1&StudyInstanceUID=1.2.3&includefield=all']);
+    expect(params.getAll('AccessionNumber')).toEqual(['A#1 %41']);
+    expect(params.getAll('StudyInstanceUID')).toEqual([]);
+    rows.push({ suite: 'security', category: 'QIDO values encoded, no parameter smuggling', tried: 1, passed: 1 });
+  });
+});
+
+describe('the server talks only to the configured PACS', () => {
+  it('no request field takes a URL: 400, and the other server is never reached', async () => {
+    const target = `${other.url}/dicom-web`;
+    const bodies: [string, unknown][] = [
+      ['/api/jobs', { studyInstanceUID: '1.2.3', dicomwebUrl: target }],
+      ['/api/jobs', { studyInstanceUID: '1.2.3', pacs: target }],
+      ['/api/jobs', { studyInstanceUID: '1.2.3', url: target }],
+      ['/api/jobs', { studyInstanceUID: '1.2.3', model: target }],
+      ['/api/jobs', { studyInstanceUID: target }],
+      ['/api/jobs', JSON.parse(`{"studyInstanceUID":"1.2.3","__proto__":{"dicomwebUrl":"${target}"}}`)],
+      ['/api/jobs', JSON.parse(`{"studyInstanceUID":"1.2.3","constructor":{"prototype":{"dicomwebUrl":"${target}"}}}`)],
+      ['/api/batches', { studies: ['1.2.3'], dicomwebUrl: target }],
+      ['/api/batches', { query: { PatientID: 'x' }, dicomweb: target }],
+      ['/api/batches', { query: { PatientID: 'x', url: target } }],
+    ];
+    let passed = 0;
+    for (const [path, body] of bodies) {
+      const r = await raw(server.url, path, { method: 'POST', headers: json, body: JSON.stringify(body) });
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      passed++;
+    }
+    // Query strings and headers naming another server are ignored.
+    for (const path of [
+      `/api/ready?dicomwebUrl=${encodeURIComponent(target)}`,
+      `/api/models?pacs=${encodeURIComponent(target)}`,
+    ]) {
+      expect((await raw(server.url, path, { headers: auth })).status).toBeLessThan(500);
+      passed++;
+    }
+    expect(other.seen).toEqual([]);
+    rows.push({ suite: 'security', category: 'no field/query names another PACS', tried: bodies.length + 2, passed });
+  });
+
+  it('Host, X-Forwarded-Host and absolute-form targets on the proxy do not change where it goes', async () => {
+    const otherHost = new URL(other.url).host;
+    const before = pacs.seen.length;
+    const attempts: [string, string, Record<string, string>][] = [
+      ['Host of the other server', '/dicom-web/studies', { ...auth, host: otherHost }],
+      ['X-Forwarded-Host', '/dicom-web/studies', { ...auth, 'x-forwarded-host': otherHost, forwarded: `host=${otherHost}` }],
+      ['Host with a path', '/dicom-web/studies', { ...auth, host: `${otherHost}/dicom-web` }],
+      ['Host with credentials', '/dicom-web/studies', { ...auth, host: `user@${otherHost}` }],
+      ['absolute-form target', `${other.url}/dicom-web/studies`, auth],
+      ['absolute-form to the proxy path', `http://${otherHost}/dicom-web/studies`, { ...auth, host: new URL(server.url).host }],
+      ['userinfo in the path', `/dicom-web/@${otherHost}/studies`, auth],
+      ['scheme-relative path', `/dicom-web//${otherHost}/studies`, auth],
+      ['encoded scheme', `/dicom-web/http:%2F%2F${otherHost}/studies`, auth],
+    ];
+    let passed = 0;
+    for (const [what, path, headers] of attempts) {
+      const r = await raw(server.url, path, { headers });
+      expect(r.status, what).toBeLessThan(500);
+      passed++;
+    }
+    expect(other.seen, 'the other server was reached').toEqual([]);
+    // What did reach the PACS went to the configured PACS, with its credentials, below /dicom-web.
+    for (const s of pacs.seen.slice(before)) {
+      expect(s.url.startsWith('/dicom-web/'), s.url).toBe(true);
+      expect(s.headers.authorization).toBe(PACS_AUTH);
+    }
+    rows.push({ suite: 'security', category: 'Host/absolute-form tricks on the proxy', tried: attempts.length, passed });
+  });
+});
+
+describe('app-config.js', () => {
+  it('never holds the PACS credentials, whatever the request says', async (ctx) => {
+    const probe = await raw(server.url, '/app-config.js');
+    if (probe.status === 404) ctx.skip(); // no OHIF dist here (scripts/fetch-viewer.sh not run): nothing to serve
+    const secrets = [PACS_AUTH, PACS_AUTH.slice(6), 'pacs-secret-password', pacs.url, new URL(pacs.url).host];
+    let tried = 0;
+    const variants: Record<string, string>[] = [
+      {},
+      auth,
+      { host: 'evil.example' },
+      { 'x-forwarded-host': 'evil.example' },
+      { authorization: PACS_AUTH },
+    ];
+    for (const headers of variants) {
+      for (const path of ['/app-config.js', '/app-config.js?debug=1', '/app-config.js?token=1']) {
+        const r = await raw(server.url, path, { headers });
+        expect(r.status).toBe(200);
+        for (const s of secrets) expect(r.text, `${path} ${JSON.stringify(headers)}`).not.toContain(s);
+        tried++;
+      }
+    }
+    rows.push({ suite: 'security', category: 'app-config.js without PACS credentials', tried, passed: tried });
+  });
+});

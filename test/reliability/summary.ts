@@ -1,0 +1,47 @@
+/**
+ * Reliability results: every test file records what it tried per category, and the global
+ * teardown (setup.ts) prints one table of them all. `LDFSAM_RELIABILITY=full` is the long mode
+ * (`npm run test:reliability`); the default is the short one that `npm test` runs.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+
+export const FULL = process.env.LDFSAM_RELIABILITY === 'full';
+
+export interface Row {
+  suite: string;
+  category: string;
+  tried: number;
+  passed: number;
+  note?: string;
+}
+
+/** Appends rows (JSON lines) to the run's results folder. */
+export function record(rows: Row[]): void {
+  const dir = (inject as unknown as (k: string) => string)('reliabilityDir');
+  mkdirSync(dir, { recursive: true });
+  appendFileSync(join(dir, 'rows.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
+
+/** Counts outcomes per category into rows. */
+export function tally(suite: string, outcomes: { category: string; ok: boolean }[]): Row[] {
+  const by = new Map<string, Row>();
+  for (const o of outcomes) {
+    const row = by.get(o.category) ?? { suite, category: o.category, tried: 0, passed: 0 };
+    row.tried++;
+    if (o.ok) row.passed++;
+    by.set(o.category, row);
+  }
+  return [...by.values()];
+}
+
+export function formatTable(rows: Row[]): string {
+  const head = ['suite', 'category', 'tried', 'passed', 'note'];
+  const body = rows.map((r) => [r.suite, r.category, String(r.tried), String(r.passed), r.note ?? '']);
+  const total = rows.reduce((a, r) => [a[0]! + r.tried, a[1]! + r.passed], [0, 0]);
+  body.push(['total', '', String(total[0]), String(total[1]), '']);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}
