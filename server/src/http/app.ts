@@ -113,20 +113,28 @@ export function createApp(deps: AppDeps): express.Express {
     const job = await jobOrThrow(deps, req.params.id);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     let lastDone = -1;
+    let sent = 0;
+    let ended = false;
     const send = (j: Job) => {
+      if (ended) return;
       const final = FINAL_STATES.includes(j.state);
       // Monotonic progress: never send fewer slices done than before.
       if (!final && j.progress && j.progress.done < lastDone) return;
       lastDone = Math.max(lastDone, j.progress?.done ?? -1);
       res.write(`event: ${final ? 'final' : 'progress'}\ndata: ${JSON.stringify(j)}\n\n`);
+      sent++;
       if (final) {
+        ended = true;
         unsubscribe();
         res.end();
       }
     };
     const unsubscribe = deps.queue.subscribe(job.id, send);
     req.on('close', unsubscribe);
-    send((await deps.queue.get(job.id))!);
+    // The snapshot is read after subscribing (the Redis queue reads it asynchronously): updates that
+    // came in meanwhile are newer, so it goes out only first, or when it is final.
+    const snapshot = (await deps.queue.get(job.id))!;
+    if (sent === 0 || FINAL_STATES.includes(snapshot.state)) send(snapshot);
   });
 
   api.post('/batches', async (req, res) => {

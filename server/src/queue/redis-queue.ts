@@ -79,15 +79,23 @@ export class RedisJobQueue implements JobQueue {
   async submitBatch(body: unknown, requests: JobRequest[], options: { force?: boolean } = {}) {
     const batchId = await this.records.createBatch(body);
     const jobs: Job[] = [];
+    let pending: Job[] = [];
     for (const request of requests) {
       const job = await this.records.withRequestLock(request, async () => {
         if (await this.records.active(request)) return undefined;
         if (!options.force && (await this.records.lastSucceeded(request))) return undefined;
         return this.records.insert(request, { batchId, priority: 0 });
       });
-      if (job) jobs.push(job);
+      if (job) pending.push(job);
+      // Dispatched in chunks, so that workers start on a large batch while the rest is recorded.
+      if (pending.length >= 100) {
+        await this.dispatch(pending);
+        jobs.push(...pending);
+        pending = [];
+      }
     }
-    await this.dispatch(jobs);
+    await this.dispatch(pending);
+    jobs.push(...pending);
     return { batchId, jobs };
   }
 
@@ -134,7 +142,8 @@ export class RedisJobQueue implements JobQueue {
     if (FINAL_STATES.includes(job.state) || Date.now() - Date.parse(job.updatedAt) < this.opts.lockMs) return job;
     const bj = await this.bull.getJob(job.id);
     const state = bj ? await bj.getState() : 'missing';
-    if (state !== 'failed' && state !== 'missing') return job;
+    // (A queued record may not be in BullMQ yet: a large batch is dispatched in chunks.)
+    if (state !== 'failed' && !(state === 'missing' && job.state === 'running')) return job;
     const message = bj?.failedReason || 'the job left the queue without a result';
     await this.records.transition(job.id, 'failed', ['queued', 'running'], {
       error: JSON.stringify({ code: 'INTERNAL', message }),
