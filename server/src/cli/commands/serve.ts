@@ -33,6 +33,9 @@ export function registerServe(program: Command): void {
             ? 'embedded queue'
             : `Redis queue, ${flags.withWorker ? 'a worker here too' : 'inference in ldfsam worker'}`;
         process.stdout.write(`LDFSAM API at ${server.url}/api (PACS ${config.dicomwebUrl}; ${inference}); Ctrl-C stops\n`);
+        process.stdout.write(
+          'missing' in server.viewer ? `Viewer not served: ${server.viewer.missing}\n` : `Viewer at ${server.viewer.url}\n`,
+        );
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
