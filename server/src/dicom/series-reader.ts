@@ -7,7 +7,8 @@
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { DicomJsonElement, RetrievedFrame } from '../dicomweb/types.js';
 import { LdfsamError } from '../errors.js';
-import { decompress, NATIVE_SYNTAXES, TS } from './codecs/index.js';
+import { decompressOffThread } from './codecs/decode-pool.js';
+import { NATIVE_SYNTAXES, TS } from './codecs/index.js';
 import { readPart10Header, readPart10Pixels } from './part10.js';
 import { buildPalette, nativeFrameLength, toSlicePixels, type FrameBytes, type Palette, type SlicePixels } from './pixels.js';
 import type { PaletteSource, SeriesPlan, SlicePlan } from './series-plan.js';
@@ -200,7 +201,8 @@ export async function decodeSlice(frame: RetrievedFrame, slice: SlicePlan, palet
   } else {
     let decoded;
     try {
-      decoded = await decompress(ts, frame.bytes, {
+      // Off the main thread: a JPEG 2000 slice is 30 ms and more of synchronous wasm.
+      decoded = await decompressOffThread(ts, frame.bytes, {
         rows: format.rows,
         columns: format.columns,
         samples: format.samplesPerPixel,
