@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
 
     opts = TrainOptions(dataset=args.dataset, data_root=args.data, run=args.run or args.dataset, config=args.config, seed=args.seed,
                         batch_size=args.batch_size, teacher_scale=args.teacher_scale, distill=args.distill, resume=args.resume,
-                        use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp,
+                        use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp, use_box_prompt=args.box_prompt,
                         limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else "auto")
     if args.runs_dir:
         opts.runs_dir = args.runs_dir
@@ -118,6 +118,10 @@ def cmd_train(args) -> int:
     opts.epochs.update(_phase_values(args.epochs, int))
     opts.steps_per_epoch.update(_phase_values(args.steps_per_epoch, int))
     opts.lr.update(_phase_values(args.lr, float))
+    opts.init.update(_phase_values(args.init, str))
+    opts.detector_from = args.detector_from
+    if args.warmup is not None:
+        opts.warmup_fraction = args.warmup
     train(opts)
     return 0
 
@@ -177,12 +181,16 @@ def main(argv=None) -> int:
     p.add_argument("--run", help="run name under models/runs/ or a path (default: the data set's name)")
     p.add_argument("--runs-dir", help="folder of runs (default models/runs)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints; completed phases are skipped")
+    p.add_argument("--init", help="start a phase from a checkpoint instead of the run's previous phase: 'encoder=runs/hc18/encoder-best.pt'")
+    p.add_argument("--detector-from", help="encoder/segment: take the detector from this checkpoint (e.g. a student of a distillation ablation)")
+    p.add_argument("--warmup", type=float, help="fraction of a phase's steps of linear warm-up (default 0.05)")
     p.add_argument("--config", default="tiny", choices=list(CONFIGS))
     p.add_argument("--seed", type=int, default=2025)
     p.add_argument("--teacher-scale", default="s", choices=["n", "s", "m", "l", "x"])
     p.add_argument("--distill", default="ld-main-vlr", choices=["none", "kd", "ld-main", "ld-main-vlr"], help="distillation of the student (ablation)")
     p.add_argument("--no-dfp", action="store_true", help="ablation: train without the Dense Feature Prompt")
     p.add_argument("--no-sfp", action="store_true", help="ablation: train without the Sparse Feature Prompt tokens")
+    p.add_argument("--box-prompt", action="store_true", help="ablation baseline: feed the detector's top box through SAM's prompt encoder (use with --no-dfp --no-sfp)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     p.add_argument("--limit-val", type=int, help="use only the first N validation images")

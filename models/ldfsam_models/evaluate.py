@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .postprocess import apply_postprocessing
 from .data import Record
 from .metrics import bootstrap_ci, segmentation_metrics, surface
 
@@ -48,6 +49,7 @@ class OnnxPredictor:
         self.size = int(self.manifest["preprocessing"]["inputSize"])
         self.intensity = self.manifest["preprocessing"]["intensity"]
         self.threshold = float(self.manifest["postprocessing"]["threshold"])
+        self.postprocessing = self.manifest["postprocessing"]  # clean-ups, applied as the server does
         self.output = self.manifest["postprocessing"]["output"]
         self.description = f"onnxruntime {self.folder / 'model.onnx'}"
 
@@ -70,12 +72,15 @@ class TorchPredictor:
         model.load_state_dict(ck["model"])
         if "embedding" in ablate:
             model.image_encoder.register_forward_hook(lambda module, inputs, output: torch.zeros_like(output))
-        model.use_dense_prompt = "dfp" not in ablate
-        model.use_sparse_prompt = "sfp" not in ablate
+        prompts = ck.get("prompts", {})  # how the checkpoint was trained (prompt ablations)
+        model.use_dense_prompt = prompts.get("dense", True) and "dfp" not in ablate
+        model.use_sparse_prompt = prompts.get("sparse", True) and "sfp" not in ablate
+        model.use_box_prompt = prompts.get("box", False)
         self.graph = SegmentationGraph(model, self.config).eval()
         self.size = self.config.image_size
         self.intensity = {"default": {"kind": "fixed", "max": 255}}
         self.threshold = 0.0
+        self.postprocessing = {}
         self.description = f"PyTorch checkpoint {checkpoint}" + (f" (ablated: {', '.join(ablate)})" if ablate else "")
 
     @torch.no_grad()
@@ -190,7 +195,7 @@ def evaluate(predictor, records: Sequence[Record], overlays: Optional[Path] = No
         raw = read_raw(r.image)
         x = to_input(apply_intensity(raw, predictor.intensity), predictor.size)
         logits = predictor(x[None])[0]
-        pred = to_native(logits, raw.shape[:2]) > predictor.threshold
+        pred = apply_postprocessing(to_native(logits, raw.shape[:2]) > predictor.threshold, predictor.postprocessing)
         ref = read_reference(r.mask)
         m = segmentation_metrics(pred, ref, r.pixel_spacing_mm)
         rows.append({"id": r.id, **m})

@@ -93,6 +93,9 @@ def publish(args) -> dict:
         "gitCommit": git_commit(),
         "date": "",
     }
+    started = {k: v["init"] for k, v in phases.items() if v.get("init")}
+    if started:  # a phase continued from another run's checkpoint (train --init): its epochs add to that run's
+        training["phaseStartedFrom"] = started
     segments = segments_from(args.segments.split(","))
     modalities = args.modalities.split(",")
     intensity = json.loads(args.intensity)

@@ -66,11 +66,18 @@ class TrainOptions:
     distill: str = "ld-main-vlr"  # none | kd | ld-main | ld-main-vlr
     use_dense_prompt: bool = True  # prompt ablation (DFP only / SFP only / both) for encoder + segment
     use_sparse_prompt: bool = True
+    use_box_prompt: bool = False  # baseline: the detector's top box through SAM's prompt encoder
     augment: Optional[str] = "auto"  # 'auto' = per data set, None = off, or a data.AUGMENTATIONS name
     limit_train: Optional[int] = None  # use only the first N training (and validation) images: smoke tests
     limit_val: Optional[int] = None
     resume: bool = False
     warmup_fraction: float = 0.05
+    # phase -> checkpoint to start that phase from instead of the run's previous phase (e.g. continue
+    # another run's encoder with a new schedule: {"encoder": "runs/hc18/encoder-best.pt"})
+    init: Dict[str, str] = field(default_factory=dict)
+    # encoder/segment: take the detector from this checkpoint (e.g. another student, for measuring a
+    # distillation mode through the segmentation) after loading the phase's starting weights
+    detector_from: Optional[str] = None
 
     @property
     def run_dir(self) -> Path:
@@ -317,7 +324,10 @@ def run_phase(
         improved = metric > best
         if improved:
             best, best_epoch = metric, done
-            torch.save({"model": module.state_dict(), "phase": phase, "epoch": done, "metric": {metric_name: metric}, "config": opts.config}, best_path)
+            best_ck = {"model": module.state_dict(), "phase": phase, "epoch": done, "metric": {metric_name: metric}, "config": opts.config}
+            if phase in ("encoder", "segment"):
+                best_ck["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": opts.use_box_prompt}
+            torch.save(best_ck, best_path)
         torch.save(
             {"model": module.state_dict(), "optimizer": optim.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "elapsed": elapsed, "options": asdict(opts)},
             last_path,
@@ -415,13 +425,26 @@ def train(opts: TrainOptions) -> dict:
         else:  # encoder, segment
             model = build_ldfsam(cfg)
             previous = "student" if phase == "encoder" else "encoder"
-            model.load_state_dict(_load_best(run_dir, previous)["model"])
+            if phase in opts.init:
+                model.load_state_dict(torch.load(opts.init[phase])["model"])
+                log(f"[{phase}] starts from {opts.init[phase]}")
+            else:
+                model.load_state_dict(_load_best(run_dir, previous)["model"])
+            if opts.detector_from:
+                state = torch.load(opts.detector_from)["model"]
+                detector_state = {k[len("detector."):]: v for k, v in state.items() if k.startswith("detector.")}
+                if not detector_state:
+                    raise ValueError(f"{opts.detector_from} holds no LDFSAM detector (detector.* weights)")
+                model.detector.load_state_dict(detector_state)
+                log(f"[{phase}] detector from {opts.detector_from}")
             model.use_dense_prompt = opts.use_dense_prompt
             model.use_sparse_prompt = opts.use_sparse_prompt
+            model.use_box_prompt = opts.use_box_prompt
             _freeze(model.detector)
             if phase == "segment":
                 _freeze(model.image_encoder)
-                _freeze(model.prompt_encoder)
+                if not opts.use_box_prompt:  # a box prompt needs its (never trained) corner embeddings
+                    _freeze(model.prompt_encoder)
                 for block in model.image_encoder.blocks:
                     for p in block.adapter.parameters():
                         p.requires_grad_(True)
@@ -432,7 +455,8 @@ def train(opts: TrainOptions) -> dict:
                 model.detector.eval()
                 if phase == "segment":
                     model.image_encoder.eval()  # no dropout or BN there; adapters still train
-                    model.prompt_encoder.eval()
+                    if not opts.use_box_prompt:
+                        model.prompt_encoder.eval()
 
             def step_fn(images, masks, boxes, model=model):
                 with torch.no_grad():
@@ -440,7 +464,8 @@ def train(opts: TrainOptions) -> dict:
                 z_img = model.image_encoder(sam_input(images))
                 fused = model.fusion(p3, p4, p5)
                 z = model.dense_prompt(z_img, fused) if model.use_dense_prompt else z_img
-                sparse, dense = model.prompt_encoder(images.shape[0])
+                box_prompt = model.detector_box(p3, p4, p5, det_size) if model.use_box_prompt else None
+                sparse, dense = model.prompt_encoder(images.shape[0], boxes=box_prompt)
                 if model.use_sparse_prompt:
                     sparse = torch.cat([sparse, model.sparse_prompt(fused)], dim=1)
                 low, _ = model.mask_decoder(z, model.prompt_encoder.get_dense_pe(), sparse, dense, False)
@@ -448,7 +473,11 @@ def train(opts: TrainOptions) -> dict:
 
             result = run_phase(phase, opts, model, params, step_fn, lambda m=model: val_dice(m, va_img, va_mask, det_size), "dice", batches, train_mode)
             result["trainable_params"] = sum(p.numel() for p in params)
-            result["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt}
+            if phase in opts.init:
+                result["init"] = str(opts.init[phase])
+            if opts.detector_from:
+                result["detector_from"] = str(opts.detector_from)
+            result["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": opts.use_box_prompt}
             if phase == "segment":
                 result["alpha"] = float(model.dense_prompt.alpha)
 

@@ -83,6 +83,36 @@ def test_ablation_switches(tiny):
         tiny.use_sparse_prompt = True
 
 
+def test_box_prompt_from_the_detector(tiny):
+    """Ablation baseline: the detector's top-scoring box, in SAM's input pixels, through the prompt
+    encoder (two corner tokens), with both feature prompts off."""
+    from ldfsam_models.losses import decode_distances, distances_to_boxes, make_anchors
+
+    config = get_config("tiny")
+    tiny.use_box_prompt, tiny.use_dense_prompt, tiny.use_sparse_prompt = True, False, False
+    try:
+        masks, _, aux = run(tiny, config)
+    finally:
+        tiny.use_box_prompt, tiny.use_dense_prompt, tiny.use_sparse_prompt = False, True, True
+    assert masks.shape == (2, 1, 64, 64)
+    assert aux["sparse_tokens"].shape == (2, 2, 256)  # the box's two corners only
+    assert torch.equal(aux["z_cond"], aux["z_img"])  # no DFP
+    points, strides = make_anchors(config.detector_size)
+    boxes = distances_to_boxes(decode_distances(aux["box_logits"]), points, strides)
+    best = aux["cls_logits"].sigmoid().amax(1).argmax(1)
+    expected = torch.stack([boxes[i, best[i]] for i in range(2)]) * (config.image_size / config.detector_size)
+    assert torch.allclose(aux["boxes"], expected.clamp(0, config.image_size), atol=1e-5)
+    assert (aux["boxes"] >= 0).all() and (aux["boxes"] <= config.image_size).all()
+    # the box changes the decoder's output against no prompt at all
+    with torch.no_grad():
+        sam = torch.rand(1, 3, 256, 256)
+        tiny.use_dense_prompt = tiny.use_sparse_prompt = False
+        plain, _, _ = tiny(sam, sam)
+        boxed, _, _ = tiny(sam, sam, boxes=torch.tensor([[30.0, 40.0, 200.0, 210.0]]))
+        tiny.use_dense_prompt = tiny.use_sparse_prompt = True
+    assert not torch.allclose(plain, boxed)
+
+
 def test_full_parameter_count_matches_the_published_parts():
     # Published: SAM ViT-B image encoder 89.67 M (at 1024 input), mask decoder 4.06 M, YOLOv8n 3.16 M (80 classes).
     params = count_params(build_ldfsam(get_config("full")))

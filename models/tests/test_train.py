@@ -62,6 +62,31 @@ def test_distillation_modes_train(tmp_path, smoke_run):
         assert json.loads((run / "summary.json").read_text())["phases"]["student"]["distill"] == mode
 
 
+def test_prompt_ablations_and_init(smoke_run, tmp_path, capsys):
+    """Phase 2 retrained per prompt setting from another run's encoder (--init), including the
+    'box prompt from the detector' baseline; the checkpoint remembers its prompts for eval."""
+    for name, flags in (("box", ["--box-prompt", "--no-dfp", "--no-sfp"]), ("dfp", ["--no-sfp"])):
+        assert main(["train", *SMALL, "--runs-dir", str(tmp_path), "--run", name, "--phase", "segment", "--epochs", "1",
+                     "--init", f"segment={smoke_run / 'encoder-best.pt'}", *flags]) == 0
+        result = json.loads((tmp_path / name / "summary.json").read_text())["phases"]["segment"]
+        assert result["init"].endswith("encoder-best.pt")
+        best = torch.load(tmp_path / name / "segment-best.pt")
+        assert result["prompts"] == best["prompts"] == {"dense": name == "dfp", "sparse": False, "box": name == "box"}
+    # a segment phase with another run's detector (distillation modes measured through segmentation)
+    student = torch.load(smoke_run / "student-best.pt")["model"]
+    assert main(["train", *SMALL, "--runs-dir", str(tmp_path), "--run", "det2", "--phase", "segment", "--epochs", "1",
+                 "--init", f"segment={smoke_run / 'encoder-best.pt'}", "--detector-from", str(smoke_run / "student-best.pt")]) == 0
+    trained = torch.load(tmp_path / "det2" / "segment-best.pt")["model"]
+    assert all(torch.equal(trained[k], v) for k, v in student.items() if k.startswith("detector."))
+    # the box baseline trains the prompt encoder's (never used) box-corner embeddings in phase 2
+    box = json.loads((tmp_path / "box" / "summary.json").read_text())["phases"]["segment"]
+    dfp = json.loads((tmp_path / "dfp" / "summary.json").read_text())["phases"]["segment"]
+    assert box["trainable_params"] > dfp["trainable_params"]
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tmp_path / "box" / "segment-best.pt"), "--dataset", "hc18", "--split", "test", "--limit", "1", "--num-overlays", "0"]) == 0
+    assert "dice" in capsys.readouterr().out
+
+
 def test_eval_checkpoint_with_ablation(smoke_run, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["eval", "--model", str(smoke_run / "segment-best.pt"), "--dataset", "hc18", "--split", "test", "--limit", "2",
