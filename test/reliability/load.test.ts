@@ -24,6 +24,8 @@ const SUBMISSIONS = FULL ? 100 : 20;
 const STATUS_SECONDS = FULL ? 60 : 4;
 const STATUS_PER_SECOND = 50;
 const MODEL = 'threshold-fixture';
+/** The target (full mode). The short run's p99 over 200 samples is its 2nd-worst answer: a smoke check only. */
+const P99_LIMIT_MS = FULL ? 100 : 250;
 
 let work: string;
 let orthanc: OrthancHandle;
@@ -217,10 +219,11 @@ describe('load', () => {
           passed: submitted.filter((r) => r.status === 202).length,
         },
         { suite: 'load', category: 'status requests while inference runs', tried: total, passed: total - failures.length, note },
+        { suite: 'load', category: `status p99 < ${P99_LIMIT_MS} ms`, tried: 1, passed: p99 < P99_LIMIT_MS ? 1 : 0 },
       ]);
       expect(failures).toEqual([]);
       expect(busyWhileMeasuring, 'inference ran during the measurement').toBeGreaterThan(0);
-      expect(p99, note).toBeLessThan(FULL ? 100 : 250);
+      expect(p99, note).toBeLessThan(P99_LIMIT_MS);
       expect(mb(rssPeak - rssBefore), note).toBeLessThan(500);
     } finally {
       clearInterval(sampler);
