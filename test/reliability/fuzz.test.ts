@@ -4,6 +4,7 @@
  * is stored into a real Orthanc of its own and segmented through the PACS path. Each must end, in
  * time, in a success or a coded error; no SEG may be stored for a failed series; memory stays bounded.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,8 +16,10 @@ import { ModelRegistry, type RegisteredModel } from '../../server/src/models/reg
 import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
+import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
 import { CATEGORIES, makeCases, type FuzzCase } from './fuzz/cases.js';
+import { parseDicom, remove, serialize, setString } from './fuzz/elements.js';
 import { runFileCase, runPacsCase, writeCase, type Outcome } from './fuzz/run-case.js';
 import { FULL, record, tally, type Row } from './summary.js';
 
@@ -131,6 +134,28 @@ describe(`DICOM fuzzing (seed ${SEED})`, () => {
     afterAll(() => {
       orthanc?.child?.kill('SIGTERM');
     });
+
+    it('instances Orthanc cannot cut frames from (500 "Not implemented yet") are damaged input, not an unavailable PACS', async () => {
+      const j2k = parseDicom(readFileSync(join(SINGLE_DIR, 'US1_J2KR.dcm')));
+      remove(j2k, '00280004');
+      const ct = parseDicom(readFileSync(join(CT_DIR, 'I10')));
+      setString(ct, '00020010', '1.2.840.10008.1.2.4.999', 'UI');
+      for (const [id, bytes, expected] of [
+        ['901', serialize(j2k), 'success'], // no Photometric Interpretation: 3 samples read as RGB, as from files
+        ['902', serialize(ct), 'UNSUPPORTED_DICOM'],
+      ] as const) {
+        const c = {
+          id: `regression-${id}`,
+          category: 'transfer-syntax' as const,
+          base: '',
+          what: id,
+          files: [{ name: 'a.dcm', bytes }],
+          mustFail: false,
+        };
+        const o = await runPacsCase(c, workDir, client, registry, model, CASE_TIMEOUT_MS);
+        expect(o.result, o.detail).toBe(expected);
+      }
+    }, 120_000);
 
     it(`${PACS_CASES} damaged inputs stored and segmented through the PACS path: no SEG for a failed series`, async () => {
       const cases = makeCases(SEED + 2, PACS_CASES);

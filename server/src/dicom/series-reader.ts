@@ -122,8 +122,10 @@ async function fetchBatch(
 
 /**
  * Frames of one instance. When a PACS refuses to cut frames out of an instance it lists (Orthanc
- * answers 400 "Bad file format" for native YBR_FULL_422 and for truncated pixel data), the whole
- * instance is fetched and its frames are cut here; checks downstream then say what is wrong.
+ * answers 400 "Bad file format" for native YBR_FULL_422 and for truncated pixel data, and 500 "Not
+ * implemented yet" for an unknown transfer syntax or a missing Photometric Interpretation), the whole
+ * instance is fetched and its frames are cut here; checks downstream then say what is wrong. A 500
+ * used to end as PACS_UNAVAILABLE, retried as if the PACS were down (found by test/reliability).
  */
 export async function fetchFrames(
   client: DicomWebClient,
@@ -136,7 +138,8 @@ export async function fetchFrames(
   try {
     return await client.retrieveInstanceFrames({ ...ids, frameNumbers, signal, transferSyntaxUID });
   } catch (err) {
-    if (!(err instanceof LdfsamError && err.code === 'PACS_REJECTED')) throw err;
+    const refused = err instanceof LdfsamError && (err.code === 'PACS_REJECTED' || err.details.status === 500);
+    if (!refused) throw err;
     try {
       return framesFromPart10(await client.retrieveInstance({ ...ids, signal }), frameNumbers, nativeFrameBytes);
     } catch (fallback) {

@@ -142,6 +142,11 @@ export async function runPacsCase(
         segsAfterFailure += (await client.searchForSeries({ studyInstanceUID: study, queryParams: { Modality: 'SEG' } })).length;
       }
     }
+    // The PACS is up all along: a damaged instance must not read as an unavailable PACS (that is
+    // retried as if it were down).
+    if (outcome.result === 'PACS_UNAVAILABLE') {
+      return { ...outcome, ok: false, segsAfterFailure, detail: `PACS_UNAVAILABLE while the PACS is up: ${outcome.detail}` };
+    }
     return { ...outcome, ok: outcome.ok && segsAfterFailure === 0, segsAfterFailure };
   } finally {
     await rm(folder, { recursive: true, force: true });
