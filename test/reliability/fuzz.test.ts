@@ -13,6 +13,7 @@ import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { ModelRegistry, type RegisteredModel } from '../../server/src/models/registry.js';
+import { loadFiles } from '../../server/src/pacs/load.js';
 import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
@@ -20,7 +21,7 @@ import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
 import { CATEGORIES, makeCases, type FuzzCase } from './fuzz/cases.js';
 import { parseDicom, remove, serialize, setString } from './fuzz/elements.js';
-import { runFileCase, runPacsCase, writeCase, type Outcome } from './fuzz/run-case.js';
+import { runFileCase, runPacsCase, uniquified, writeCase, type Outcome } from './fuzz/run-case.js';
 import { FULL, record, tally, type Row } from './summary.js';
 
 const SEED = Number(process.env.LDFSAM_FUZZ_SEED ?? 20261130);
@@ -155,6 +156,23 @@ describe(`DICOM fuzzing (seed ${SEED})`, () => {
         const o = await runPacsCase(c, workDir, client, registry, model, CASE_TIMEOUT_MS);
         expect(o.result, o.detail).toBe(expected);
       }
+    }, 120_000);
+
+    it('pacs load of a folder with one file Orthanc cannot parse (400 for the whole request) stores the rest and names it', async () => {
+      const good = ['I10', 'I20'].map((f) => readFileSync(join(CT_DIR, f)));
+      const cut = readFileSync(join(CT_DIR, 'I30')).subarray(0, 300_000);
+      const c = uniquified({
+        id: 'regression-903',
+        category: 'truncated-file',
+        base: '',
+        what: '',
+        files: [...good, cut].map((bytes, i) => ({ name: `${i}.dcm`, bytes })),
+        mustFail: false,
+      });
+      const folder = await writeCase(c, workDir);
+      const report = await loadFiles(client, [folder]);
+      expect(report.stored.map((f) => f.path.slice(-5))).toEqual(['0.dcm', '1.dcm']);
+      expect(report.failed.map((f) => [f.path.slice(-5), f.reason.slice(0, 20)])).toEqual([['2.dcm', 'PACS refused it: 400']]);
     }, 120_000);
 
     it(`${PACS_CASES} damaged inputs stored and segmented through the PACS path: no SEG for a failed series`, async () => {

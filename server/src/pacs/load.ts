@@ -67,7 +67,29 @@ export async function loadFiles(
     const current = batch;
     batch = [];
     batchBytes = 0;
-    const result = await client.storeInstances({ datasets: current.map((b) => b.bytes) });
+    let result: Awaited<ReturnType<DicomWebClient['storeInstances']>>;
+    try {
+      result = await client.storeInstances({ datasets: current.map((b) => b.bytes) });
+    } catch (err) {
+      // Orthanc answers 400 to a whole request when one file in it cannot be parsed, naming none (the
+      // others are stored): the load stopped there (found by test/reliability). Each file of such a
+      // request is stored alone, so that the refused one is named and the load goes on.
+      if (!(err instanceof LdfsamError && err.details.status === 400)) throw err;
+      if (current.length > 1) {
+        for (const one of current) {
+          batch = [one];
+          await flush();
+        }
+        return;
+      }
+      report.failed.push({
+        ...current[0]!.file,
+        reason: `PACS refused it: ${err.message.replace(/^PACS answered /, '').slice(0, 200)}`,
+      });
+      done++;
+      options.onProgress?.(done, files.length);
+      return;
+    }
     const stored = new Set(result.stored.map((s) => s.sopInstanceUID));
     const failed = new Map(result.failed.map((f) => [f.sopInstanceUID, f.failureReason]));
     for (const { file } of current) {
