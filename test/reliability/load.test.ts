@@ -24,8 +24,12 @@ const SUBMISSIONS = FULL ? 100 : 20;
 const STATUS_SECONDS = FULL ? 60 : 4;
 const STATUS_PER_SECOND = 50;
 const MODEL = 'threshold-fixture';
-/** The target (full mode). The short run's p99 over 200 samples is its 2nd-worst answer: a smoke check only. */
-const P99_LIMIT_MS = FULL ? 100 : 250;
+/**
+ * The issue's latency target, checked by `npm run test:reliability` (the full run, a measurement
+ * command). Inside `npm test` the short run only reports its p99 (over 200 samples it is the
+ * 2nd-worst answer, and a shared machine moves it by 3x): no timing assertion in the regular tests.
+ */
+const P99_LIMIT_MS = 100;
 
 let work: string;
 let orthanc: OrthancHandle;
@@ -219,11 +223,13 @@ describe('load', () => {
           passed: submitted.filter((r) => r.status === 202).length,
         },
         { suite: 'load', category: 'status requests while inference runs', tried: total, passed: total - failures.length, note },
-        { suite: 'load', category: `status p99 < ${P99_LIMIT_MS} ms`, tried: 1, passed: p99 < P99_LIMIT_MS ? 1 : 0 },
+        ...(FULL
+          ? [{ suite: 'load', category: `status p99 < ${P99_LIMIT_MS} ms`, tried: 1, passed: p99 < P99_LIMIT_MS ? 1 : 0 }]
+          : []),
       ]);
       expect(failures).toEqual([]);
       expect(busyWhileMeasuring, 'inference ran during the measurement').toBeGreaterThan(0);
-      expect(p99, note).toBeLessThan(P99_LIMIT_MS);
+      if (FULL) expect(p99, note).toBeLessThan(P99_LIMIT_MS);
       expect(mb(rssPeak - rssBefore), note).toBeLessThan(500);
     } finally {
       clearInterval(sampler);

@@ -151,6 +151,23 @@ describe('DicomWebClient', () => {
     expect(seen).toBe('Basic dXNlcjpwYXNz');
   });
 
+  it('sends the PACS credentials to the PACS only, not to a BulkDataURI on another host', async () => {
+    const seen: string[] = [];
+    const record: Handler = (req, res) => {
+      seen.push(req.headers.authorization ?? '(none)');
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(Buffer.from([1, 2, 3]));
+    };
+    const pacs = await serve(record);
+    const elsewhere = await serve(record);
+    const client = clientFrom(
+      loadConfig({ env: { LDFSAM_DICOMWEB_URL: pacs.url, LDFSAM_DICOMWEB_AUTHORIZATION: 'Basic c2VjcmV0' } }),
+    );
+    await client.retrieveBulkData({ BulkDataURI: `${pacs.url}/studies/1/series/2/instances/3/bulk/00281201` });
+    await client.retrieveBulkData({ BulkDataURI: `${elsewhere.url}/studies/1/series/2/instances/3/bulk/00281201` });
+    expect(seen).toEqual(['Basic c2VjcmV0', '(none)']);
+  });
+
   it('accepts only dotted-numeric UIDs of at most 64 characters in paths', () => {
     expect(isValidUid('1.2.840.10008.1.2')).toBe(true);
     for (const bad of ['', '1..2', '01.2', '1.2/../3', '1.2?x=1', `1.${'2'.repeat(63)}`])

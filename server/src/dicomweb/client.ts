@@ -193,7 +193,10 @@ export class DicomWebClient {
       const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
       let failure: LdfsamError;
       try {
-        const headers: Record<string, string> = { ...this.headers, accept: opts.accept };
+        // The configured headers (PACS credentials) go only to the PACS's own origin: a BulkDataURI
+        // from the PACS's metadata may name another host, which must not receive them.
+        const ownOrigin = new URL(url).origin === new URL(this.baseUrl).origin;
+        const headers: Record<string, string> = { ...(ownOrigin ? this.headers : {}), accept: opts.accept };
         if (opts.contentType) headers['content-type'] = opts.contentType;
         const res = await this.fetchImpl(url, { method, headers, body: opts.body, signal });
         const body = Buffer.from(await res.arrayBuffer());
