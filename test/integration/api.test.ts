@@ -137,6 +137,10 @@ describe('models and input', () => {
     expect(big).toMatchObject({ status: 413, body: { error: { code: 'PAYLOAD_TOO_LARGE' } } });
     expect((await call('/api/jobs/not-a-uuid')).body.error.code).toBe('INVALID_INPUT');
     expect((await call('/api/jobs/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    // A listing limit that is not an integer 1..500 is refused, not replaced by a default.
+    for (const limit of ['abc', '0', '501', '-1', '2.5', '10&limit=20'])
+      expect((await call(`/api/jobs?limit=${limit}`)).body.error?.code, `limit=${limit}`).toBe('INVALID_INPUT');
+    expect((await call('/api/jobs?limit=3')).status).toBe(200);
   });
 
   it('documents every route in OpenAPI and no route it does not have', async () => {

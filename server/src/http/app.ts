@@ -16,7 +16,7 @@ import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js
 import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
 import { createAuth, type AuthConfig } from './auth.js';
 import { openapi } from './openapi.js';
-import { batchRequestSchema, idParam, jobRequestSchema, parse } from './schemas.js';
+import { batchRequestSchema, idParam, jobRequestSchema, limitParam, parse } from './schemas.js';
 
 export interface AppDeps {
   auth: AuthConfig;
@@ -98,7 +98,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   api.get('/jobs', async (req, res) => {
-    const limit = Math.min(500, Math.max(1, Number(req.query.limit ?? 50) || 50));
+    const limit = parse(limitParam, req.query.limit, 'limit') ?? 50;
     res.json({ jobs: await deps.queue.recent(limit) });
   });
 

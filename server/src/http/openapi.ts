@@ -139,7 +139,19 @@ export const openapi = {
       },
     },
     '/api/jobs': {
-      get: { summary: 'recent jobs', responses: { '200': { description: 'jobs' } } },
+      get: {
+        summary: 'recent jobs, newest first',
+        parameters: [
+          {
+            name: 'limit',
+            in: 'query',
+            required: false,
+            description: 'how many (default 50); anything but an integer 1..500 is 400',
+            schema: { type: 'integer', minimum: 1, maximum: 500 },
+          },
+        ],
+        responses: { '200': { description: 'jobs' }, ...errors },
+      },
       post: {
         summary: 'segment a series (or every accepted series of a study); idempotent while queued or running',
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/JobRequest' }) },

@@ -51,6 +51,14 @@ export const batchRequestSchema = z
 
 export const idParam = z.string().uuid('must be a job or batch id (UUID)');
 
+/** `?limit=` of listings: absent = 50; anything but an integer 1..500 is refused, not guessed. */
+export const limitParam = z
+  .string()
+  .regex(/^[1-9][0-9]{0,2}$/, 'must be an integer from 1 to 500')
+  .transform(Number)
+  .refine((n) => n <= 500, 'must be an integer from 1 to 500')
+  .optional();
+
 export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value);
   if (!result.success) {
