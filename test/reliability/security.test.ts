@@ -311,12 +311,15 @@ describe('injection and traversal', () => {
     rows.push({ suite: 'security', category: 'raw path traversal -> 400/404, nothing served', tried: paths.length, passed });
   });
 
-  it('GET /api/jobs?limit= takes only a number, clamped to 1..500 (anything else is the default)', async () => {
-    for (const limit of ['-1', 'abc', '1e9', '../..', "1' OR 1=1", '%00']) {
+  it('GET /api/jobs?limit= takes only an integer 1..500; anything else is INVALID_INPUT', async () => {
+    for (const limit of ['-1', '0', '501', 'abc', '1e9', '../..', "1' OR 1=1", '%00']) {
       const r = await raw(server.url, `/api/jobs?limit=${encodeURIComponent(limit)}`, { headers: auth });
-      expect(r.status, limit).toBe(200);
-      expect(Array.isArray(r.json().jobs)).toBe(true);
+      expect(r.status, limit).toBe(400);
+      expect(r.json().error.code, limit).toBe('INVALID_INPUT');
     }
+    const ok = await raw(server.url, '/api/jobs?limit=500', { headers: auth });
+    expect(ok.status).toBe(200);
+    expect(Array.isArray(ok.json().jobs)).toBe(true);
   });
 
   it('QIDO filter values reach the PACS as one encoded parameter each, never as extra parameters', async () => {
