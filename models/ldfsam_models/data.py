@@ -196,12 +196,13 @@ def _find(parent: List[int], i: int) -> int:
     return i
 
 
-def _run_components(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Component id (0..K-1, in order of first appearance) of each run, 8-connected.
+def _run_components(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, connectivity: int = 8) -> np.ndarray:
+    """Component id (0..K-1, in order of first appearance) of each run, 8- or 4-connected.
 
-    Run-based union-find: two runs on neighbouring rows touch (8-connectivity) when their column
-    intervals, each widened by one, overlap. Only runs are visited, which keeps a pure-Python
-    labelling fast enough for full-resolution masks."""
+    Run-based union-find: two runs on neighbouring rows touch when their column intervals overlap
+    (4-connectivity) or would overlap with each widened by one (8-connectivity). Only runs are
+    visited, which keeps a pure-Python labelling fast enough for full-resolution masks."""
+    reach = 1 if connectivity == 8 else 0
     n = len(rows)
     parent = list(range(n))
     row_first = np.searchsorted(rows, np.arange(rows.max() + 2)) if n else np.zeros(1, int)
@@ -210,7 +211,7 @@ def _run_components(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> n
         b0, b1 = row_first[r + 1], row_first[r + 2]
         i, j = a0, b0
         while i < a1 and j < b1:  # two pointers over the sorted runs of rows r and r + 1
-            if starts[j] <= ends[i] and starts[i] <= ends[j]:  # 8-connected touch
+            if starts[j] < ends[i] + reach and starts[i] < ends[j] + reach:  # ends are exclusive
                 ri, rj = _find(parent, i), _find(parent, j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)
@@ -223,15 +224,15 @@ def _run_components(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> n
     return labels
 
 
-def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
-    """8-connected labelling: (labels int32 with 0 = background and 1..K, K), components numbered
-    in row-major order of their first pixel."""
+def label_components(mask: np.ndarray, connectivity: int = 8) -> Tuple[np.ndarray, int]:
+    """8- (default) or 4-connected labelling: (labels int32 with 0 = background and 1..K, K),
+    components numbered in row-major order of their first pixel."""
     m = np.asarray(mask)
     labels = np.zeros(m.shape, dtype=np.int32)
     rows, starts, ends = _row_runs(m)
     if len(rows) == 0:
         return labels, 0
-    comp = _run_components(rows, starts, ends)
+    comp = _run_components(rows, starts, ends, connectivity)
     for r, s, e, c in zip(rows, starts, ends, comp):
         labels[r, s:e] = c + 1
     return labels, int(comp.max()) + 1

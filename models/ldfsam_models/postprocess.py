@@ -7,38 +7,12 @@ from typing import Mapping
 
 import numpy as np
 
-from .data import _find, _row_runs
+from .data import label_components
 
 
 def _components4(mask: np.ndarray):
-    """4-connected components of a boolean mask: (labels int32, count), 0 = background, 1..K in
-    raster order of their first pixel. Run-based union-find, like data.label_components (which is
-    8-connected: the server's clean-ups use 6-connectivity in 3D, i.e. 4-connectivity in a slice)."""
-    rows, starts, ends = _row_runs(mask)
-    labels = np.zeros(mask.shape, dtype=np.int32)
-    n = len(rows)
-    if n == 0:
-        return labels, 0
-    parent = list(range(n))
-    row_first = np.searchsorted(rows, np.arange(rows.max() + 2))
-    for r in range(int(rows.max())):
-        a0, a1 = row_first[r], row_first[r + 1]
-        b0, b1 = row_first[r + 1], row_first[r + 2]
-        i, j = a0, b0
-        while i < a1 and j < b1:
-            if starts[j] < ends[i] and starts[i] < ends[j]:  # share at least one column (ends exclusive)
-                ri, rj = _find(parent, i), _find(parent, j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
-            if ends[i] < ends[j]:
-                i += 1
-            else:
-                j += 1
-    roots = np.array([_find(parent, i) for i in range(n)])
-    _, comp = np.unique(roots, return_inverse=True)
-    for r, s0, e, c in zip(rows, starts, ends, comp):
-        labels[r, s0:e] = c + 1
-    return labels, int(comp.max()) + 1
+    """4-connected components (the server's clean-ups use 6-connectivity in 3D, i.e. 4 in a slice)."""
+    return label_components(mask, connectivity=4)
 
 
 def drop_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
