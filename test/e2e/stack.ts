@@ -13,10 +13,9 @@ import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
-import { startOrthanc } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
-import { freePorts } from '../setup/ports.js';
+import { startTestOrthanc } from '../setup/orthanc.js';
 import { runPython } from '../setup/python.js';
 
 export const HC18 = projectPath('..', 'shared', 'data', 'hc18', 'images');
@@ -51,17 +50,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (!existsSync(path)) throw new Error(`${path} is missing: run ${fix}`);
   }
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-e2e-'));
-  const [httpPort, dicomPort] = await freePorts(2);
-  const orthanc = await startOrthanc(
-    {
-      orthancBin: '/usr/sbin/Orthanc',
-      orthancPluginsDir: '/usr/share/orthanc/plugins',
-      dataDir: join(work, 'pacs'),
-      pacsHttpPort: httpPort!,
-      pacsDicomPort: dicomPort!,
-    },
-    { detached: false },
-  );
+  const orthanc = await startTestOrthanc(join(work, 'pacs'));
   let server: RunningServer | undefined;
   const stop = async () => {
     await server?.close();

@@ -21,7 +21,7 @@ import { loadFiles } from '../../server/src/pacs/load.js';
 import { startOrthanc, type OrthancHandle, type OrthancSettings } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { CT_DIR } from '../setup/data.js';
-import { freePorts } from '../setup/ports.js';
+import { testOrthancSettings } from '../setup/orthanc.js';
 import { rng } from './fuzz/cases.js';
 import { uniquified } from './fuzz/run-case.js';
 import { FULL, record, type Row } from './summary.js';
@@ -88,14 +88,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-faults-'));
-  const [http, dicom] = await freePorts(2);
-  settings = {
-    orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
-    orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
-    dataDir: join(work, 'pacs'),
-    pacsHttpPort: http!,
-    pacsDicomPort: dicom!,
-  };
+  settings = await testOrthancSettings(join(work, 'pacs'));
   await startPacs();
   pacs = new DicomWebClient({ url: orthanc!.dicomwebUrl });
 }, 120_000);

@@ -14,11 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { ModelRegistry, type RegisteredModel } from '../../server/src/models/registry.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
-import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
+import type { OrthancHandle } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
-import { freePorts } from '../setup/ports.js';
+import { startTestOrthanc } from '../setup/orthanc.js';
 import { CATEGORIES, makeCases, type FuzzCase } from './fuzz/cases.js';
 import { parseDicom, remove, serialize, setString } from './fuzz/elements.js';
 import { runFileCase, runPacsCase, uniquified, writeCase, type Outcome } from './fuzz/run-case.js';
@@ -119,17 +119,7 @@ describe(`DICOM fuzzing (seed ${SEED})`, () => {
     let orthanc: OrthancHandle;
     let client: DicomWebClient;
     beforeAll(async () => {
-      const [http, dicom] = await freePorts(2);
-      orthanc = await startOrthanc(
-        {
-          orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
-          orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
-          dataDir: join(workDir, 'pacs'),
-          pacsHttpPort: http!,
-          pacsDicomPort: dicom!,
-        },
-        { detached: false },
-      );
+      orthanc = await startTestOrthanc(join(workDir, 'pacs'));
       client = new DicomWebClient({ url: orthanc.dicomwebUrl, retries: 1 });
     }, 120_000);
     afterAll(() => {

@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
-import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
+import type { OrthancHandle } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { SINGLE_DIR } from '../setup/data.js';
+import { startTestOrthanc } from '../setup/orthanc.js';
 import { freePorts } from '../setup/ports.js';
 import { uniquified } from './fuzz/run-case.js';
 import { FULL, record } from './summary.js';
@@ -61,17 +62,7 @@ function percentile(sorted: number[], p: number): number {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-load-'));
-  const [http, dicom] = await freePorts(2);
-  orthanc = await startOrthanc(
-    {
-      orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
-      orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
-      dataDir: join(work, 'pacs'),
-      pacsHttpPort: http!,
-      pacsDicomPort: dicom!,
-    },
-    { detached: false },
-  );
+  orthanc = await startTestOrthanc(join(work, 'pacs'));
   // One series per submission (a request for a series already queued returns that job): copies of
   // the JPEG 2000 CT image (107 kB, one 512 x 512 slice) with UIDs of their own.
   const source = readFileSync(join(SINGLE_DIR, '693_J2KR.dcm'));

@@ -11,7 +11,6 @@ import type { TestProject } from 'vitest/node';
 import type { Provided } from './provided.js';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
-import { startOrthanc } from '../../server/src/pacs/orthanc.js';
 import { CT_DIR, MR_DIR, ctFiles, mrFiles, RLE_TWIN, SINGLE_DIR, singleImages } from './data.js';
 
 /** Derived series whose every frame is compared with pydicom's decoding. */
@@ -27,22 +26,12 @@ const DECODE_SERIES = [
   'us-planar',
   'us-jpeg-422',
 ];
-import { freePorts } from './ports.js';
+import { startTestOrthanc } from './orthanc.js';
 import { runPython } from './python.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const workDir = await mkdtemp(join(tmpdir(), 'ldfsam-test-'));
-  const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-  const orthanc = await startOrthanc(
-    {
-      orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
-      orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
-      dataDir: join(workDir, 'pacs'),
-      pacsHttpPort: pacsHttpPort!,
-      pacsDicomPort: pacsDicomPort!,
-    },
-    { detached: false },
-  );
+  const orthanc = await startTestOrthanc(join(workDir, 'pacs'));
   const stop = async () => {
     orthanc.child?.kill('SIGTERM');
     await rm(workDir, { recursive: true, force: true });
