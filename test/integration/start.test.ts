@@ -8,44 +8,53 @@ import { projectPath } from '../../server/src/util/paths.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
 
-it('starts Orthanc and the API, stores the sample data, segments a sample series, and stops cleanly on Ctrl-C', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-'));
-  const [http, dicom, api] = await freePorts(3);
-  const child = spawn(
-    process.execPath,
-    [projectPath('dist/server/src/cli/main.js'), 'start', '--sample-data', CT_DIR, SINGLE_DIR],
-    {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: dataDir,
-        LDFSAM_DATA_DIR: dataDir,
-        LDFSAM_PACS_HTTP_PORT: String(http),
-        LDFSAM_PACS_DICOM_PORT: String(dicom),
-        LDFSAM_PORT: String(api),
-        LDFSAM_MODEL_DIRS: projectPath('test', 'fixtures'),
-      },
+/** `ldfsam start` as the user runs it, on free ports and in a temp data folder; output collected. */
+function spawnStart(args: string[], ports: number[], dataDir: string, env: Record<string, string> = {}) {
+  const [http, dicom, api] = ports;
+  const child = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'start', ...args], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: dataDir,
+      LDFSAM_DATA_DIR: dataDir,
+      LDFSAM_PACS_HTTP_PORT: String(http),
+      LDFSAM_PACS_DICOM_PORT: String(dicom),
+      LDFSAM_PORT: String(api),
+      ...env,
     },
-  );
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no prompt; output:\n${out}`)), 60_000);
+  const prompt = (timeoutMs: number) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no prompt; output:\n${out}`)), timeoutMs);
       child.stdout.on('data', () => out.includes('Press Ctrl-C to stop.') && (clearTimeout(timer), resolve()));
       child.once('exit', () => reject(new Error(`exited early:\n${out}`)));
     });
-    expect(out).toMatch(/CT\s+28\s+512x512\s+position, even\s+ready/);
-    expect(out).toMatch(/US\s+2\s+480x640\s+2D images\s+ready/);
+  return { child, output: () => out, prompt };
+}
+
+it('starts Orthanc and the API, stores the sample data, segments a sample series, and stops cleanly on Ctrl-C', async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-'));
+  const [http, dicom, api] = await freePorts(3);
+  const { child, output, prompt } = spawnStart(['--sample-data', CT_DIR, SINGLE_DIR], [http!, dicom!, api!], dataDir, {
+    LDFSAM_MODEL_DIRS: projectPath('test', 'fixtures'),
+  });
+  try {
+    await prompt(60_000);
+    expect(output()).toMatch(/CT\s+28\s+512x512\s+position, even\s+ready/);
+    expect(output()).toMatch(/US\s+2\s+480x640\s+2D images\s+ready/);
     expect((await fetch(`http://127.0.0.1:${http}/system`)).ok).toBe(true);
     // The API runs, and the demonstration job stored a SEG.
-    expect(out).toMatch(new RegExp(`API: http://127\\.0\\.0\\.1:${api}/api`));
-    expect(out).toMatch(/Demo: segmented series [0-9.]+ with [a-z0-9.-]+: SEG series 2\.25\.\d+ \(\d+ frames\) is in the PACS\./);
+    expect(output()).toMatch(new RegExp(`API: http://127\\.0\\.0\\.1:${api}/api`));
+    expect(output()).toMatch(
+      /Demo: segmented series [0-9.]+ with [a-z0-9.-]+: SEG series 2\.25\.\d+ \(\d+ frames\) is in the PACS\./,
+    );
     expect((await fetch(`http://127.0.0.1:${api}/api/models`)).ok).toBe(true);
     child.kill('SIGINT');
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(0);
-    expect(out).toMatch(/Stopped\.\n$/);
+    expect(output()).toMatch(/Stopped\.\n$/);
     await expect(fetch(`http://127.0.0.1:${http}/system`)).rejects.toThrow();
   } finally {
     child.kill('SIGKILL');
@@ -56,37 +65,21 @@ it('starts Orthanc and the API, stores the sample data, segments a sample series
 it('with the default sample data (the README main command): images wrapped as DICOM, the viewer served, the demo shown there', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-start-default-'));
   const [http, dicom, api] = await freePorts(3);
-  const child = spawn(process.execPath, [projectPath('dist/server/src/cli/main.js'), 'start'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: dataDir,
-      LDFSAM_DATA_DIR: dataDir,
-      LDFSAM_PACS_HTTP_PORT: String(http),
-      LDFSAM_PACS_DICOM_PORT: String(dicom),
-      LDFSAM_PORT: String(api),
-    },
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const { child, output, prompt } = spawnStart([], [http!, dicom!, api!], dataDir);
   try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no prompt; output:\n${out}`)), 110_000);
-      child.stdout.on('data', () => out.includes('Press Ctrl-C to stop.') && (clearTimeout(timer), resolve()));
-      child.once('exit', () => reject(new Error(`exited early:\n${out}`)));
-    });
-    expect(out).toMatch(/Stored 6 sample image\(s\) wrapped as DICOM/);
-    expect(out).toMatch(/US\s+1\s+540x800\s+2D images\s+ready/); // an HC18 image
-    expect(out).toMatch(/XC\s+1\s+57\dx76\d\s+2D images\s+ready/); // a PH2 image
-    expect(out).toContain(`Viewer: http://127.0.0.1:${api}/ (OHIF with the "LDFSAM auto-segment" mode)`);
+    await prompt(110_000);
+    expect(output()).toMatch(/Stored 6 sample image\(s\) wrapped as DICOM/);
+    expect(output()).toMatch(/US\s+1\s+540x800\s+2D images\s+ready/); // an HC18 image
+    expect(output()).toMatch(/XC\s+1\s+57\dx76\d\s+2D images\s+ready/); // a PH2 image
+    expect(output()).toContain(`Viewer: http://127.0.0.1:${api}/ (OHIF with the "LDFSAM auto-segment" mode)`);
     const index = await fetch(`http://127.0.0.1:${api}/`);
     expect(await index.text()).toContain('<div id="root">');
     // The demo segments an HC18 image with the fetal-head model and links the viewer to it.
     const demo =
       /Demo: segmented series [0-9.]+ with ldfsam-hc18: SEG series (2\.25\.\d+) \(1 frame\) is in the PACS\.\n\s+See it in the viewer: (\S+)/.exec(
-        out,
+        output(),
       );
-    expect(demo, out).not.toBeNull();
+    expect(demo, output()).not.toBeNull();
     const study = new URL(demo![2]!).searchParams.get('StudyInstanceUIDs');
     const series = (await (
       await fetch(`http://127.0.0.1:${api}/dicom-web/studies/${study}/series`, { headers: { accept: 'application/dicom+json' } })
