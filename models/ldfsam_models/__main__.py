@@ -218,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--modalities", required=True)
     p.add_argument("--intensity", default='{"default": {"kind": "fixed", "max": 255}}')
     p.add_argument("--compress", default="fp16", choices=["none", "fp16", "int8"])
+    p.add_argument("--tta", default="", help="test-time flips inside the graph, comma-separated: hflip,vflip (the server then runs 1 + n views per slice)")
+    p.add_argument("--postprocessing", default="{}", help='manifest clean-ups as JSON, e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}')
     p.add_argument("--description", default="")
     p.add_argument("--limit", type=int, help="evaluate only the first N test cases (tests)")
     p.set_defaults(func=cmd_publish)

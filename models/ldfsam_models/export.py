@@ -9,7 +9,7 @@ it pays only when prompts change on a fixed image (interactive SAM), which autom
 import datetime
 import json
 import pathlib
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,21 +23,40 @@ from .manifest import ManifestError, git_commit, sha256_of, validate_manifest
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 OPSET = 17
+# Test-time augmentation the graph can carry: the image flipped along one axis (dims of (B, C, H, W)).
+FLIPS = {"hflip": 3, "vflip": 2}
 GRAPHS_NOTE = __doc__.split("\n\n")[1].replace("\n", " ")
 
 
 class SegmentationGraph(nn.Module):
     """What model.onnx computes: `image` (B, 3, S, S) float32 in [0, 1] -> `mask_logits` (B, 1, S, S)
-    and `iou` (B, 1). Normalisation and the resize to the detector's input happen inside."""
+    and `iou` (B, 1). Normalisation and the resize to the detector's input happen inside. With `flips`
+    (test-time augmentation) the graph also runs the flipped images in the same batch, flips their
+    logits back and returns the mean of all views, so callers see one model with the same contract."""
 
-    def __init__(self, model: nn.Module, config: LDFSAMConfig) -> None:
+    def __init__(self, model: nn.Module, config: LDFSAMConfig, flips: Sequence[str] = ()) -> None:
         super().__init__()
         self.model = model
         self.config = config
+        unknown = [f for f in flips if f not in FLIPS]
+        if unknown:
+            raise ValueError(f"unknown test-time flips {unknown}; known: {sorted(FLIPS)}")
+        self.flip_dims = [FLIPS[f] for f in flips]
         self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1))
 
     def forward(self, image: torch.Tensor):
+        if not self.flip_dims:
+            return self.views(image)
+        views = 1 + len(self.flip_dims)
+        logits, iou = self.views(torch.cat([image] + [torch.flip(image, [d]) for d in self.flip_dims]))
+        logits = logits.view(views, -1, *logits.shape[1:])
+        iou = iou.view(views, -1, *iou.shape[1:])
+        # One flip undoes itself: view k + 1 was flipped along flip_dims[k] (one dim later in the stack).
+        logits = torch.stack([logits[0]] + [torch.flip(logits[k + 1], [d]) for k, d in enumerate(self.flip_dims)])
+        return logits.mean(0), iou.mean(0)
+
+    def views(self, image: torch.Tensor):
         s = self.config.image_size
         sam = (image * 255.0 - self.mean) / self.std
         # Static scale factors keep every shape static in the graph (size= made them symbolic).
@@ -48,8 +67,8 @@ class SegmentationGraph(nn.Module):
         return logits, iou
 
 
-def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path) -> SegmentationGraph:
-    graph = SegmentationGraph(model, config).eval()  # eval: export restores training flags afterwards
+def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path, flips: Sequence[str] = ()) -> SegmentationGraph:
+    graph = SegmentationGraph(model, config, flips).eval()  # eval: export restores training flags afterwards
     example = torch.rand(1, 3, config.image_size, config.image_size)
     with torch.no_grad():
         torch.onnx.export(
@@ -120,6 +139,8 @@ def export_model(
     metrics: Optional[dict],
     description: str = "",
     tolerance: float = 1e-4,
+    flips: Sequence[str] = (),
+    postprocessing: Optional[dict] = None,
 ) -> dict:
     """Exports, verifies and writes model.json. Refuses (ManifestError) when the parity check fails."""
     import onnxruntime as ort
@@ -127,7 +148,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
     model = model.eval()
-    graph = export_onnx(model, config, onnx_path)
+    graph = export_onnx(model, config, onnx_path, flips)
     max_diff = verify_onnx(graph, onnx_path)
     if not max_diff < tolerance:
         onnx_path.unlink()
@@ -150,15 +171,17 @@ def export_model(
             "resize": "bilinear",
             "channels": "rgb",
             "valueRange": [0, 1],
-            "inGraph": ["SAM mean/std normalisation", f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}"],
+            "inGraph": ["SAM mean/std normalisation", f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}"]
+            + ([f"test-time augmentation: mean logits of the image and its {', '.join(flips)} (flipped back), run as one batch"] if flips else []),
             "intensity": intensity,
         },
-        "postprocessing": {"output": "mask_logits", "threshold": 0.0},
+        "postprocessing": {"output": "mask_logits", "threshold": 0.0, **(postprocessing or {})},
         "segments": segments,
         "modalities": modalities,
         "training": {**training, "gitCommit": training.get("gitCommit") or git_commit(), "date": training.get("date") or datetime.date.today().isoformat()},
         "metrics": metrics,
-        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": max_diff, "graphs": GRAPHS_NOTE},
+        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": max_diff, "graphs": GRAPHS_NOTE,
+                   **({"testTimeAugmentation": list(flips)} if flips else {})},
     }
     validate_manifest(manifest)
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")

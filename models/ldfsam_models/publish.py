@@ -101,7 +101,8 @@ def publish(args) -> dict:
     intensity = json.loads(args.intensity)
     fp32_dir = run_dir / "export-fp32"
     export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments, modalities=modalities,
-                 intensity=intensity, training=training, metrics=None, description=args.description)
+                 intensity=intensity, training=training, metrics=None, description=args.description,
+                 flips=[f for f in (args.tta or "").split(",") if f], postprocessing=json.loads(args.postprocessing or "{}"))
     records = dataset_splits(args.dataset, args.data)["test"]
     if args.limit:
         records = records[: args.limit]
@@ -124,7 +125,13 @@ def publish(args) -> dict:
     res = res32 if args.compress == "none" else evaluate(OnnxPredictor(out), records)
     print(format_summary(res), flush=True)
     metrics = metrics_entry(res, args.dataset)
-    metrics["measuredWith"] = "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: value/255, bilinear to 256, logits bilinear back to native size, threshold 0)"
+    post = {k: v for k, v in manifest["postprocessing"].items() if k not in ("output", "threshold")}
+    metrics["measuredWith"] = (
+        "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: value/255, bilinear to 256, logits bilinear back to native size, threshold 0"
+        + (f", the graph's test-time flips {manifest['export']['testTimeAugmentation']}" if manifest["export"].get("testTimeAugmentation") else "")
+        + (f", the manifest's clean-ups {json.dumps(post)}" if post else "")
+        + ")"
+    )
     metrics["fp32"] = {"dice": res32["summary"]["dice"]["mean"], "iou": res32["summary"]["iou"]["mean"], "hd95": res32["summary"]["hd95"]["mean"], "bytes": fp32_bytes}
     metrics["diceChangeFromCompression"] = res["summary"]["dice"]["mean"] - res32["summary"]["dice"]["mean"]
     manifest["files"] = [{**manifest["files"][0], "sha256": sha256_of(out / "model.onnx"), "bytes": (out / "model.onnx").stat().st_size}]

@@ -7,11 +7,11 @@ import torch
 
 from ldfsam_models.__main__ import main as cli
 from ldfsam_models.configs import build_ldfsam, get_config
-from ldfsam_models.export import export_model
+from ldfsam_models.export import SegmentationGraph, export_model
 from ldfsam_models.manifest import ManifestError, rgb_to_dicom_lab, segments_from, verify_folder
 
 
-def export(config_name, out):
+def export(config_name, out, **extra):
     torch.manual_seed(1)
     model = build_ldfsam(get_config(config_name))
     with torch.no_grad():
@@ -27,6 +27,7 @@ def export(config_name, out):
         intensity={"default": {"kind": "minmax"}},
         training={"dataset": "none", "split": "none", "seed": 1, "epochs": 0},
         metrics=None,
+        **extra,
     )
 
 
@@ -43,6 +44,35 @@ def test_tiny_export_matches_pytorch_and_validates(tiny_folder):
     assert manifest["inputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 3, 256, 256]}]
     assert [o["name"] for o in manifest["outputs"]] == ["mask_logits", "iou"]
     assert manifest["segments"][0]["number"] == 1 and manifest["segments"][0]["category"]["scheme"] == "SCT"
+
+
+def test_test_time_flips_run_inside_the_graph(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    manifest = export("tiny", tmp_path, flips=["hflip", "vflip"], postprocessing={"fitEllipse": True})
+    assert manifest["export"]["testTimeAugmentation"] == ["hflip", "vflip"]
+    assert any("test-time augmentation" in step for step in manifest["preprocessing"]["inGraph"])
+    assert manifest["postprocessing"] == {"output": "mask_logits", "threshold": 0.0, "fitEllipse": True}
+    assert manifest["inputs"][0]["shape"] == ["batch", 3, 256, 256]  # the contract is unchanged
+    verify_folder(tmp_path)
+    # The graph's answer is the mean of the three views, each flipped back, per image of a batch of 2.
+    torch.manual_seed(1)
+    model = build_ldfsam(get_config("tiny")).eval()
+    with torch.no_grad():
+        model.dense_prompt.alpha.fill_(0.3)
+    plain = SegmentationGraph(model, get_config("tiny")).eval()
+    x = torch.rand(2, 3, 256, 256)
+    with torch.no_grad():
+        views = [plain(x)[0], plain(x.flip(3))[0].flip(3), plain(x.flip(2))[0].flip(2)]
+    expected = torch.stack(views).mean(0).numpy()
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits, iou = session.run(None, {"image": x.numpy()})
+    assert logits.shape == (2, 1, 256, 256) and iou.shape == (2, 1)
+    assert np.abs(logits - expected).max() < 1e-3
+    assert np.abs(logits - views[0].numpy()).max() > 1e-3  # the views really differ: the mean is not the plain answer
+    with pytest.raises(ValueError, match="unknown test-time flips"):
+        SegmentationGraph(model, get_config("tiny"), ["rot90"])
 
 
 def test_full_export_matches_pytorch(tmp_path):

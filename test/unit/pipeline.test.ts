@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
-import { dropSmallComponents, fillHoles, keepLargestComponent, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
@@ -86,6 +86,18 @@ describe('postprocessing', () => {
     // A hole touching the border through a 4-connected gap is not a hole.
     const open = [grid(5, 5, ['#####', '#...#', '#...#', '#.###', '#.#..'])];
     expect(fillHoles(open, 5, 5)).toBe(0);
+  });
+
+  it('replaces each slice by its moment ellipse, pixel for pixel as models/ldfsam_models/postprocess.py', () => {
+    // The same picture and answer as models/tests/test_postprocess.py.
+    const blob = grid(7, 9, ['.........', '..####...', '.######..', '.#######.', '.######..', '..###....', '.........']);
+    const empty = grid(7, 9, Array(7).fill('.........'));
+    const one = grid(3, 3, ['...', '.#.', '...']);
+    expect(fitEllipse([blob, empty], 7, 9)).toBe(2);
+    expect(draw(empty, 7, 9)).toEqual(Array(7).fill('.........'));
+    expect(draw(blob, 7, 9)).toEqual(['.........', '..####...', '.######..', '.######..', '.######..', '..####...', '.........']);
+    expect(fitEllipse([one], 3, 3)).toBe(0);
+    expect(draw(one, 3, 3)).toEqual(['...', '.#.', '...']);
   });
 
   it('keeps only the largest 3D component, across slices', () => {

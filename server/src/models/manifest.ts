@@ -55,6 +55,8 @@ export interface ModelManifest {
     largestComponentOnly?: boolean;
     /** Fill each slice's holes (background not connected to the border). */
     fillHoles?: boolean;
+    /** Replace each slice's mask by its moment ellipse (last): for structures that are ellipses. */
+    fitEllipse?: boolean;
   };
   segments: {
     number: number;

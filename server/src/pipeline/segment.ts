@@ -14,7 +14,7 @@ import { accepts, type ModelRegistry, type RegisteredModel } from '../models/reg
 import { isEmpty } from '../seg/bits.js';
 import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
 import { projectPath } from '../util/paths.js';
-import { dropSmallComponents, fillHoles, keepLargestComponent } from './postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
 import { segmentSlices, type Progress } from './segment-series.js';
 
 export interface SegmentResult {
@@ -73,10 +73,12 @@ export async function segmentPlan(
   const minVoxels = options.minComponentVoxels ?? manifest.postprocessing.minComponentVoxels ?? 0;
   const post = manifest.postprocessing;
   for (const seg of masks) {
-    // The manifest's order: component clean-up first (a stray blob must not win "largest"), then holes.
+    // The manifest's order: component clean-up first (a stray blob must not win "largest"), then
+    // holes, then the ellipse (its moments must not see blobs or holes).
     if (minVoxels > 1) removedVoxels += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
     if (post.largestComponentOnly) removedVoxels += keepLargestComponent(seg, plan.rows, plan.columns);
     if (post.fillHoles) fillHoles(seg, plan.rows, plan.columns);
+    if (post.fitEllipse) fitEllipse(seg, plan.rows, plan.columns);
   }
   timings.cleanup = performance.now() - t0;
 
