@@ -1,0 +1,55 @@
+/**
+ * The shipped default models, as users get them: real test-split images wrapped as DICOM
+ * (`ldfsam import-images`), segmented by `ldfsam segment` (server decoding, preprocessing, the
+ * ONNX graph with its in-graph test-time flips, the manifest's clean-ups including the moment
+ * ellipse) and read back from the SEG with pydicom, against the Python evaluation that produced the
+ * manifests' published metrics (test/tools/shipped_model_parity.py). The two sides resize in
+ * different code (float rounding), so a handful of boundary pixels may differ; anything more means
+ * the published figures do not describe the server.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { projectPath } from '../../server/src/util/paths.js';
+import { runCli } from '../setup/cli.js';
+import { runPython } from '../setup/python.js';
+
+const TOOL = 'test/tools/shipped_model_parity.py';
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ldfsam-shipped-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe.each([
+  { model: 'ldfsam-hc18', dataset: 'hc18', preset: 'hc18' },
+  { model: 'ldfsam-ph2', dataset: 'ph2', preset: 'ph2' },
+])('shipped model $model', ({ model, dataset, preset }) => {
+  it('segments test-split images through the server as the evaluation does', async () => {
+    const folder = projectPath('models', model);
+    const images = JSON.parse(await runPython(TOOL, ['pick', '--dataset', dataset, '--n', '2'])) as string[];
+    expect(images).toHaveLength(2);
+    for (const image of images) {
+      const dicom = join(work, model, basename(image));
+      const imported = await runCli(['import-images', '--preset', preset, '--out', dicom, image]);
+      expect(imported.code, imported.stderr).toBe(0);
+      const seg = join(work, model, `${basename(image)}.seg.dcm`);
+      const segmented = await runCli(['segment', '--json', '--model', folder, '--input', dicom, '--output', seg]);
+      expect(segmented.code, segmented.stderr).toBe(0);
+      const c = JSON.parse(await runPython(TOOL, ['compare', '--model', folder, '--image', image, '--seg', seg])) as {
+        evaluation: number;
+        server: number;
+        differing: number;
+        dice: number;
+      };
+      console.log(`${model} ${basename(image)}: ${JSON.stringify(c)}`);
+      expect(c.evaluation).toBeGreaterThan(1000); // a real structure was found
+      expect(c.dice).toBeGreaterThan(0.998);
+      expect(c.differing).toBeLessThanOrEqual(Math.max(20, 0.002 * c.evaluation));
+    }
+  });
+});
