@@ -8,6 +8,7 @@ import torch
 
 from .configs import CONFIGS, build_ldfsam, get_config
 from .manifest import ManifestError, segments_from, verify_folder
+from .train import DATASETS
 
 
 def cmd_info(args) -> int:
@@ -111,7 +112,8 @@ def cmd_train(args) -> int:
     opts = TrainOptions(dataset=args.dataset, data_root=args.data, run=args.run or args.dataset, config=args.config, seed=args.seed,
                         batch_size=args.batch_size, teacher_scale=args.teacher_scale, distill=args.distill, resume=args.resume,
                         use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp, use_box_prompt=args.box_prompt,
-                        limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else "auto")
+                        limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else args.augment,
+                        segment_number=args.segment_number, intensity=json.loads(args.intensity))
     if args.runs_dir:
         opts.runs_dir = args.runs_dir
     opts.phases = tuple(PHASES) if args.phase == "all" else tuple(args.phase.split(","))
@@ -171,8 +173,11 @@ def main(argv=None) -> int:
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("train", help="train LDFSAM: teacher, student (distillation), encoder, segment phases")
-    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
-    p.add_argument("--data", help="data set folder (default: ../shared/data/<dataset>; required for 'folder': images/ + masks/)")
+    p.add_argument("--dataset", default="hc18", choices=list(DATASETS))
+    p.add_argument("--data", help="data set folder (default: ../shared/data/<dataset>; required for 'folder': images/ + masks/, and for 'dicom-seg': DICOM images + the DICOM SEGs annotating them, any layout)")
+    p.add_argument("--segment-number", type=int, default=1, help="dicom-seg: the SEG segment to learn (default 1)")
+    p.add_argument("--intensity", default='{"default": {"kind": "fixed", "max": 255}}', help="the manifest intensity policy the images go through (as publish --intensity; e.g. a CT window)")
+    p.add_argument("--augment", default="auto", choices=["auto", "ultrasound", "dermoscopy"], help="augmentation ('auto': by data set; none for folder and dicom-seg)")
     p.add_argument("--phase", default="all", help="'all' or comma-separated phases of teacher,student,encoder,segment")
     p.add_argument("--epochs", help="epochs: one number for every phase or 'teacher=4,student=4,encoder=30,segment=8'")
     p.add_argument("--steps-per-epoch", help="subset epochs: batches per epoch (one number or per phase as --epochs)")
@@ -197,8 +202,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate a checkpoint or an exported model folder on a split (Dice, IoU, HD95, ASSD, bootstrap CI)")
     p.add_argument("--model", required=True, help="model folder (model.json + model.onnx, run through onnxruntime) or a .pt checkpoint")
-    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
+    p.add_argument("--dataset", default="hc18", choices=list(DATASETS))
     p.add_argument("--data", help="data set folder (see train)")
+    p.add_argument("--segment-number", type=int, default=1, help="dicom-seg: the SEG segment (see train)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, help="only the first N cases of the split")
     p.add_argument("--json", action="store_true", help="print the summary (and per-case rows) as JSON")
@@ -212,11 +218,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--name", required=True)
     p.add_argument("--version", default="1.0.0")
-    p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2", "folder"])
+    p.add_argument("--dataset", default="hc18", choices=list(DATASETS))
     p.add_argument("--data")
+    p.add_argument("--segment-number", type=int, default=1, help="dicom-seg: the SEG segment (see train)")
     p.add_argument("--segments", required=True)
     p.add_argument("--modalities", required=True)
-    p.add_argument("--intensity", default='{"default": {"kind": "fixed", "max": 255}}')
+    p.add_argument("--intensity", help="manifest intensity policy as JSON (default: the run's train --intensity)")
     p.add_argument("--compress", default="fp16", choices=["none", "fp16", "int8"])
     p.add_argument("--tta", default="", help="test-time flips inside the graph, comma-separated: hflip,vflip (the server then runs 1 + n views per slice)")
     p.add_argument("--postprocessing", default="{}", help='manifest clean-ups as JSON, e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}')

@@ -298,6 +298,51 @@ DERMOSCOPY = AugmentConfig(
 AUGMENTATIONS: Mapping[str, AugmentConfig] = {"ultrasound": ULTRASOUND, "dermoscopy": DERMOSCOPY}
 
 
+def read_raw(path: Path) -> np.ndarray:
+    """(H, W, 3) float32 of the stored values, grey replicated: PNG/JPEG as stored (8-bit: 0..255,
+    16-bit: 0..65535); `.npy` (a DICOM slice after its modality rescale, written by
+    `dicom_dataset.load_dicom_seg`) as saved."""
+    if path.suffix == ".npy":
+        arr = np.load(path).astype(np.float32)
+        return arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, -1)
+    with Image.open(path) as im:
+        if im.mode in ("I", "I;16"):
+            grey = np.asarray(im, dtype=np.float32)
+            return np.repeat(grey[..., None], 3, -1)
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
+def apply_intensity(raw: np.ndarray, policy: Mapping[str, dict], modality: str = "default") -> np.ndarray:
+    """Values to [0, 1] by the manifest's policy for `modality` (else 'default'), as the server's
+    preprocess.ts does."""
+    p = policy.get(modality, policy["default"])
+    kind = p["kind"]
+    if kind == "fixed":
+        out = raw / float(p["max"])
+    elif kind == "minmax":
+        lo, hi = float(raw.min()), float(raw.max())
+        out = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+    elif kind == "percentile":
+        lo, hi = np.percentile(raw, [p["low"], p["high"]])
+        out = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+    elif kind == "window":
+        out = (raw - (p["center"] - p["width"] / 2)) / p["width"]
+    else:
+        raise ValueError(f"unknown intensity kind {kind!r}")
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+FIXED_255 = {"default": {"kind": "fixed", "max": 255}}
+
+
+def record_image01(record: Record, policy: Mapping[str, dict] = FIXED_255, raw: Optional[np.ndarray] = None) -> np.ndarray:
+    """A record's image in [0, 1] (H, W, 3) as the server feeds it: the policy of the record's
+    modality (`meta["modality"]`, else 'default'), MONOCHROME1 inverted after scaling."""
+    raw = read_raw(record.image) if raw is None else raw
+    out = apply_intensity(raw, policy, record.meta.get("modality", "default"))
+    return 1.0 - out if record.meta.get("photometric") == "MONOCHROME1" else out
+
+
 def _read_image(path: Path) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1]; grey images (8- or 16-bit) are replicated to three channels."""
     with Image.open(path) as im:
@@ -642,6 +687,7 @@ def load_seg_pairs(
     sources: Union[PathLike, Sequence[PathLike]],
     segment_number: int = 1,
     position_tolerance_mm: float = 0.01,
+    index: Optional[Mapping[str, "_Source"]] = None,
 ) -> List[SegSlice]:
     """(source slice, mask) pairs of one segment of a DICOM SEG, in SEG frame order.
 
@@ -654,7 +700,7 @@ def load_seg_pairs(
     ds = seg if isinstance(seg, DicomDataset) else pydicom.dcmread(seg)
     if ds.get("SOPClassUID") != SEG_STORAGE:
         raise ValueError("not a DICOM SEG (Segmentation Storage) object")
-    index = _index_sources(sources)
+    index = _index_sources(sources) if index is None else index  # a caller pairing many SEGs indexes once
     cache: Dict[str, np.ndarray] = {}
     out = []
     for i, mask in seg_frame_masks(ds, segment_number):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .postprocess import apply_postprocessing
-from .data import Record
+from .data import Record, apply_intensity, read_raw, record_image01  # noqa: F401 (read_raw, apply_intensity: re-exported)
 from .metrics import bootstrap_ci, segmentation_metrics, surface
 
 MODELS_DIR = Path(__file__).resolve().parents[1]
@@ -104,34 +104,6 @@ def load_predictor(model: str, ablate: Sequence[str] = ()):
 # --------------------------------------------------------------------------------------------------
 
 
-def read_raw(path: Path) -> np.ndarray:
-    """(H, W, 3) float32 of the stored values (8-bit: 0..255), grey replicated."""
-    with Image.open(path) as im:
-        if im.mode in ("I", "I;16"):
-            grey = np.asarray(im, dtype=np.float32)
-            return np.repeat(grey[..., None], 3, -1)
-        return np.asarray(im.convert("RGB"), dtype=np.float32)
-
-
-def apply_intensity(raw: np.ndarray, policy: Dict[str, dict], modality: str = "default") -> np.ndarray:
-    """Values to [0, 1] by the manifest's policy for `modality` (else 'default')."""
-    p = policy.get(modality, policy["default"])
-    kind = p["kind"]
-    if kind == "fixed":
-        out = raw / float(p["max"])
-    elif kind == "minmax":
-        lo, hi = float(raw.min()), float(raw.max())
-        out = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
-    elif kind == "percentile":
-        lo, hi = np.percentile(raw, [p["low"], p["high"]])
-        out = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
-    elif kind == "window":
-        out = (raw - (p["center"] - p["width"] / 2)) / p["width"]
-    else:
-        raise ValueError(f"unknown intensity kind {kind!r}")
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
 def to_input(image01: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) in [0, 1] -> (3, S, S): bilinear with half-pixel centres, no antialiasing."""
     t = torch.from_numpy(np.ascontiguousarray(image01)).permute(2, 0, 1)[None]
@@ -193,7 +165,7 @@ def evaluate(predictor, records: Sequence[Record], overlays: Optional[Path] = No
     t0 = time.time()
     for i, r in enumerate(records):
         raw = read_raw(r.image)
-        x = to_input(apply_intensity(raw, predictor.intensity), predictor.size)
+        x = to_input(record_image01(r, predictor.intensity, raw), predictor.size)
         logits = predictor(x[None])[0]
         pred = apply_postprocessing(to_native(logits, raw.shape[:2]) > predictor.threshold, predictor.postprocessing)
         ref = read_reference(r.mask)
@@ -251,7 +223,7 @@ def main_eval(args) -> int:
     from .train import dataset_splits
 
     predictor = load_predictor(args.model, args.ablate or ())
-    records = dataset_splits(args.dataset, args.data)[args.split]
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split]
     if args.limit:
         records = records[: args.limit]
     overlays = None

@@ -98,12 +98,13 @@ def publish(args) -> dict:
         training["phaseStartedFrom"] = started
     segments = segments_from(args.segments.split(","))
     modalities = args.modalities.split(",")
-    intensity = json.loads(args.intensity)
+    # The policy the run trained with (train --intensity), unless given here.
+    intensity = json.loads(args.intensity) if args.intensity else summary.get("options", {}).get("intensity") or {"default": {"kind": "fixed", "max": 255}}
     fp32_dir = run_dir / "export-fp32"
     export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments, modalities=modalities,
                  intensity=intensity, training=training, metrics=None, description=args.description,
                  flips=[f for f in (args.tta or "").split(",") if f], postprocessing=json.loads(args.postprocessing or "{}"))
-    records = dataset_splits(args.dataset, args.data)["test"]
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))["test"]
     if args.limit:
         records = records[: args.limit]
     res32 = evaluate(OnnxPredictor(fp32_dir), records)
@@ -127,7 +128,7 @@ def publish(args) -> dict:
     metrics = metrics_entry(res, args.dataset)
     post = {k: v for k, v in manifest["postprocessing"].items() if k not in ("output", "threshold")}
     metrics["measuredWith"] = (
-        "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: value/255, bilinear to 256, logits bilinear back to native size, threshold 0"
+        "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: the manifest's intensity policy (fixed 255: value/255), bilinear to 256, logits bilinear back to native size, threshold 0"
         + (f", the graph's test-time flips {manifest['export']['testTimeAugmentation']}" if manifest["export"].get("testTimeAugmentation") else "")
         + (f", the manifest's clean-ups {json.dumps(post)}" if post else "")
         + ")"

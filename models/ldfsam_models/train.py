@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .configs import build_ldfsam, get_config
-from .data import AUGMENTATIONS, SPLIT_SEED, Record, augment_pair, boxes_from_mask, load_dataset, split_records
+from .data import AUGMENTATIONS, FIXED_255, SPLIT_SEED, Record, augment_pair, boxes_from_mask, load_dataset, record_image01, split_records
 from .export import PIXEL_MEAN, PIXEL_STD
 from .losses import box_overlap, decode_distances, detection_loss, dice_bce_loss, distances_to_boxes, distillation_loss, make_anchors
 from .modeling.yolo import YOLOv8
@@ -51,8 +51,10 @@ DATASET_AUGMENT = {"hc18": "ultrasound", "ph2": "dermoscopy"}
 
 @dataclass
 class TrainOptions:
-    dataset: str = "hc18"  # hc18 | ph2 | folder
-    data_root: Optional[str] = None  # data set folder (default: the shared data); required for 'folder'
+    dataset: str = "hc18"  # hc18 | ph2 | folder | dicom-seg
+    data_root: Optional[str] = None  # data set folder (default: the shared data); required for 'folder', 'dicom-seg'
+    segment_number: int = 1  # dicom-seg: the SEG segment to learn
+    intensity: Dict[str, dict] = field(default_factory=lambda: dict(FIXED_255))  # the manifest policy to publish with
     run: str = "hc18"  # run name (folder under runs_dir) or a path
     runs_dir: str = str(DEFAULT_RUNS)
     phases: Tuple[str, ...] = PHASES
@@ -108,29 +110,29 @@ def load_folder(root: Path) -> List[Record]:
     return records
 
 
-def dataset_records(name: str, root: Optional[str] = None) -> List[Record]:
+DATASETS = ("hc18", "ph2", "folder", "dicom-seg")
+
+
+def dataset_records(name: str, root: Optional[str] = None, segment_number: int = 1, cache_dir: Optional[Path] = None) -> List[Record]:
     if name == "folder":
         if not root:
             raise ValueError("--dataset folder needs --data DIR (with images/ and masks/)")
         return load_folder(Path(root))
+    if name == "dicom-seg":
+        if not root:
+            raise ValueError("--dataset dicom-seg needs --data DIR (DICOM images and the DICOM SEGs that annotate them)")
+        from .dicom_dataset import load_dicom_seg
+
+        return load_dicom_seg(Path(root), cache_dir or DEFAULT_RUNS / "cache", segment_number)
     return load_dataset(name, root)
 
 
-def dataset_splits(name: str, root: Optional[str] = None) -> Dict[str, List[Record]]:
+def dataset_splits(name: str, root: Optional[str] = None, segment_number: int = 1, cache_dir: Optional[Path] = None) -> Dict[str, List[Record]]:
     """The project's splits (by subject, seed 2025: 20 % test, 10 % of the rest validation)."""
-    return split_records(dataset_records(name, root))
+    return split_records(dataset_records(name, root, segment_number, cache_dir))
 
 
 SPLIT_DESCRIPTION = "by subject, seed 2025 (data.split_records): 20 % test, 10 % of the remaining subjects validation, rest train"
-
-
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1]: 8-bit value / 255 (the fixed-255 intensity policy), grey replicated."""
-    with Image.open(path) as im:
-        if im.mode in ("I", "I;16"):
-            grey = np.asarray(im, dtype=np.float32) / 65535.0
-            return np.repeat(grey[..., None], 3, -1)
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -149,9 +151,11 @@ def mask_resize(mask: np.ndarray, size: int) -> torch.Tensor:
     return (F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0] >= 0.5)
 
 
-def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path) -> Tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images (N, 3, S, S) and bool masks (N, 1, S, S), read once and cached on disk."""
-    key = hashlib.sha256(("|".join(str(r.image) for r in records) + f"|{size}|v1").encode()).hexdigest()[:16]
+def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path, intensity: Mapping[str, dict] = FIXED_255) -> Tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, 3, S, S) and bool masks (N, 1, S, S), read once (through the intensity
+    policy the model will be published with) and cached on disk."""
+    policy = "" if dict(intensity) == FIXED_255 else "|" + json.dumps(intensity, sort_keys=True)  # old caches stay valid
+    key = hashlib.sha256(("|".join(str(r.image) for r in records) + f"|{size}|v1{policy}").encode()).hexdigest()[:16]
     path = cache_dir / f"{records[0].dataset if records else 'empty'}-{size}-{len(records)}-{key}.pt"
     if path.exists():
         data = torch.load(path)
@@ -159,7 +163,7 @@ def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path) -> Tup
     images = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
     masks = torch.empty(len(records), 1, size, size, dtype=torch.bool)
     for i, r in enumerate(records):
-        images[i] = (server_resize(read_image(r.image), size) * 255).round().clamp(0, 255).to(torch.uint8)
+        images[i] = (server_resize(record_image01(r, intensity), size) * 255).round().clamp(0, 255).to(torch.uint8)
         masks[i] = mask_resize(read_mask(r.mask), size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"images": images, "masks": masks}, path)
@@ -365,12 +369,15 @@ def train(opts: TrainOptions) -> dict:
     size, det_size = cfg.image_size, cfg.detector_size
 
     t_data = time.time()
-    splits = dataset_splits(opts.dataset, opts.data_root)
+    cache = Path(opts.runs_dir) / "cache"
+    splits = dataset_splits(opts.dataset, opts.data_root, opts.segment_number, cache)
     train_recs = splits["train"][: opts.limit_train] if opts.limit_train else splits["train"]
     val_recs = splits["val"][: opts.limit_val] if opts.limit_val else splits["val"]
-    cache = Path(opts.runs_dir) / "cache"
-    tr_img, tr_mask = cached_tensors(train_recs, size, cache)
-    va_img, va_mask = cached_tensors(val_recs, size, cache)
+    if not train_recs or not val_recs:
+        raise ValueError(f"{opts.dataset}: the split left {len(train_recs)} training and {len(val_recs)} validation images "
+                         f"({len(splits['test'])} test); the split is by subject (patient), so more subjects are needed")
+    tr_img, tr_mask = cached_tensors(train_recs, size, cache, opts.intensity)
+    va_img, va_mask = cached_tensors(val_recs, size, cache, opts.intensity)
     augment = DATASET_AUGMENT.get(opts.dataset) if opts.augment == "auto" else opts.augment
     log(f"data: {opts.dataset} train {len(train_recs)} val {len(val_recs)} images at {size} ({time.time() - t_data:.1f}s), augmentation {augment}")
     summary.update(dataset=opts.dataset, split=SPLIT_DESCRIPTION, train_images=len(train_recs), val_images=len(val_recs), test_images=len(splits["test"]), seed=opts.seed)
