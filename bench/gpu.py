@@ -5,9 +5,10 @@
 It times the same random-weight model (seed 0) in PyTorch on CUDA, fp32 and bf16 autocast, for
 batch sizes 1..64, and, when onnxruntime-gpu is installed, the exported ONNX graph through the CUDA
 execution provider; prints a table (ms/slice, slices/s) and optionally writes the figures as JSON.
-Each configuration stops early once a batch takes more than --budget seconds, so the whole run stays
-well under 10 minutes. On a machine without CUDA it says so and exits 2 (`--device cpu` runs the
-same code on the CPU, for a smoke test).
+Each configuration stops early once a batch takes more than --budget seconds, and no new measurement
+starts after --max-seconds (default 480), so the whole run stays under 10 minutes. On a machine
+without CUDA it says so and exits 2 (`--device cpu` runs the same code on the CPU: the test suite
+does, so the script cannot rot between GPU machines).
 """
 import argparse
 import json
@@ -39,11 +40,14 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds one batch may take before larger batches are skipped")
+    parser.add_argument("--max-seconds", type=float, default=480.0, help="start no new measurement after this many seconds")
     parser.add_argument("--json")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench/gpu.py: no CUDA device here (torch.cuda.is_available() is False); run it on a GPU machine", file=sys.stderr)
         return 2
+    started = time.perf_counter()
+    out_of_time = lambda: time.perf_counter() - started > args.max_seconds  # noqa: E731
     torch.manual_seed(0)
     config = get_config(args.config)
     graph = SegmentationGraph(build_ldfsam(config), config).eval().to(args.device)
@@ -52,6 +56,9 @@ def main() -> int:
     # bf16 autocast is a CUDA measurement (torch 1.13's CPU autocast breaks on LayerNorm).
     for precision in ("fp32", "bf16") if args.device == "cuda" else ("fp32",):
         for b in batches:
+            if out_of_time():
+                print(f"--max-seconds {args.max_seconds} reached: stopping", flush=True)
+                break
             x = torch.rand(b, 3, config.image_size, config.image_size, device=args.device)
 
             def step():
@@ -77,6 +84,8 @@ def main() -> int:
                 export_onnx(graph.model.cpu(), config, path)
                 session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
                 for b in batches:
+                    if out_of_time():
+                        break
                     x = torch.rand(b, 3, config.image_size, config.image_size).numpy()
                     seconds = time_it(lambda: session.run(None, {"image": x}), args.repeats)
                     rows.append({"runtime": "onnxruntime-cuda", "precision": "fp32", "batch": b, "msPerSlice": seconds * 1000 / b, "slicesPerSecond": b / seconds})
@@ -85,7 +94,7 @@ def main() -> int:
             print("onnxruntime CUDA provider not installed: PyTorch figures only", flush=True)
     except ImportError:
         print("onnxruntime not installed: PyTorch figures only", flush=True)
-    result = {"config": args.config, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "torch": torch.__version__, "rows": rows}
+    result = {"seconds": round(time.perf_counter() - started, 1), "config": args.config, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "torch": torch.__version__, "rows": rows}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -1,6 +1,7 @@
 """The PyTorch side of `ldfsam bench`: exports a seeded random-weight model of a configuration (once,
-into --out), writes a square float32 MatMul graph for the machine's matrix-product rate, and times
-PyTorch eager on the same weights and inputs. Prints one JSON object.
+into --out), its int8 twin (into --out/int8: MatMul weights quantised as `publish --compress int8`
+does), writes a square float32 MatMul graph for the machine's matrix-product rate, and times PyTorch
+eager on the same weights and inputs. Prints one JSON object.
 
 usage: python bench_models.py --config tiny --out DIR [--slices 8] [--matmul 1024]
 """
@@ -17,7 +18,8 @@ from onnx import TensorProto, helper
 from ldfsam_models.configs import build_ldfsam, get_config
 from ldfsam_models.export import SegmentationGraph, export_model
 from ldfsam_models.flops import summary
-from ldfsam_models.manifest import segments_from
+from ldfsam_models.manifest import segments_from, sha256_of
+from ldfsam_models.publish import compress_int8
 
 
 def matmul_graph(path: pathlib.Path, n: int) -> None:
@@ -53,6 +55,14 @@ def main() -> None:
             training={"dataset": "none (random weights, seed 0)", "split": "none", "seed": 0, "epochs": 0},
             metrics=None,
         )
+    int8 = out / "int8"
+    if not (int8 / "model.json").exists():
+        int8.mkdir(exist_ok=True)
+        compress_int8(out / "model.onnx", int8 / "model.onnx")
+        manifest = json.loads((out / "model.json").read_text())
+        manifest["files"] = [{**manifest["files"][0], "sha256": sha256_of(int8 / "model.onnx"), "bytes": (int8 / "model.onnx").stat().st_size}]
+        manifest["name"] = manifest["name"] + "-int8"
+        (int8 / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     matmul_graph(out / "matmul.onnx", args.matmul)
     graph = SegmentationGraph(model, config).eval()
     image = torch.from_numpy(np.random.default_rng(0).random((1, 3, config.image_size, config.image_size), dtype=np.float32))

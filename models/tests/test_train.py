@@ -130,3 +130,25 @@ def test_help_of_the_new_commands(capsys):
             main([command, "--help"])
         assert exit_.value.code == 0
         assert "usage" in capsys.readouterr().out
+
+
+def test_publish_int8_and_the_dice_gate(smoke_run, tmp_path, capsys):
+    base = ["publish", "--run", str(smoke_run), "--name", "ldfsam-smoke", "--dataset", "hc18", "--segments", "fetal-head",
+            "--modalities", "US", "--limit", "2", "--compress", "int8"]
+    folder = tmp_path / "int8"
+    assert main([*base, "--out", str(folder)]) == 0
+    manifest = verify_folder(folder)
+    assert manifest["export"]["compression"]["weights"] == "int8"
+    assert "MatMul" in manifest["export"]["compression"]["method"]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops or "DynamicQuantizeLinear" in ops
+    assert "ConvInteger" not in ops
+    # A gate no compression can pass: nothing is written to --out, and the old model there stays.
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "model.json").write_text("{}")
+    assert main([*base, "--out", str(kept), "--max-dice-change", "-1"]) == 1
+    assert "not published" in capsys.readouterr().err
+    assert (kept / "model.json").read_text() == "{}" and not (kept / "model.onnx").exists()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
-import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
@@ -51,6 +51,49 @@ describe('preprocessing', () => {
     const dst = new Float32Array(8);
     resizeBilinear(src, 1, 4, 1, 0, dst, 8, 1, 8);
     expect(Array.from(dst)).toEqual([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]);
+  });
+});
+
+describe('fused, copy-free passes equal the step-by-step reference, bit for bit', () => {
+  // A seeded generator: the same "random" slices on every run.
+  const random = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+
+  it('preprocessSlice (scaling inside the resize) equals scale-then-resizeBilinear, grey, inverted and colour', () => {
+    const next = random(7);
+    const [rows, columns, size] = [37, 53, 16];
+    const values = Float32Array.from({ length: rows * columns }, () => next() * 3000 - 1000);
+    const m = manifest({ default: { kind: 'window', center: 40, width: 400 } }, size);
+    for (const invert of [false, true]) {
+      const got = preprocessSlice({ kind: 'grey', values, invert }, rows, columns, m, 'CT');
+      const scaled = Float32Array.from(values, (v) => {
+        const s = Math.min(1, Math.max(0, (v - (40 - 200)) / 400));
+        return invert ? 1 - s : s;
+      });
+      const plane = new Float32Array(size * size);
+      resizeBilinear(scaled, rows, columns, 1, 0, plane, size);
+      expect(got.subarray(0, size * size)).toEqual(plane);
+      expect(got.subarray(2 * size * size)).toEqual(plane);
+    }
+    const rgb = Uint8Array.from({ length: rows * columns * 3 }, () => Math.floor(next() * 256));
+    const colour = preprocessSlice({ kind: 'rgb', data: rgb, maxValue: 255 }, rows, columns, manifest({ default: { kind: 'fixed', max: 255 } }, size), 'XC');
+    const scaled = Float32Array.from(rgb, (v) => v / 255);
+    for (let c = 0; c < 3; c++) {
+      const plane = new Float32Array(size * size);
+      resizeBilinear(scaled, rows, columns, 3, c, plane, size);
+      expect(colour.subarray(c * size * size, (c + 1) * size * size)).toEqual(plane);
+    }
+  });
+
+  it('logitsToBits equals logitsToMask + packBits, on grids up- and down-sampled', () => {
+    const next = random(11);
+    for (const [size, rows, columns] of [
+      [16, 37, 53],
+      [16, 9, 7],
+      [8, 8, 8],
+    ] as const) {
+      const logits = Float32Array.from({ length: size * size }, () => next() * 2 - 1);
+      expect(logitsToBits(logits, size, rows, columns, 0.1)).toEqual(packBits(logitsToMask(logits, size, rows, columns, 0.1)));
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeRle } from '../../server/src/dicom/codecs/rle.js';
-import { buildPalette, expandSegmentedLut, storedValues, toSlicePixels } from '../../server/src/dicom/pixels.js';
+import { buildPalette, expandSegmentedLut, modalityValues, storedValues, toSlicePixels } from '../../server/src/dicom/pixels.js';
 import type { PixelFormat } from '../../server/src/dicom/series-plan.js';
 
 const grey = (over: Partial<PixelFormat> = {}): PixelFormat => ({
@@ -19,6 +19,31 @@ const grey = (over: Partial<PixelFormat> = {}): PixelFormat => ({
 const le16 = (...values: number[]) => new Uint8Array(new Uint16Array(values).buffer);
 
 describe('grey pixels', () => {
+  it('modalityValues (one pass, views over the frame) equals storedValues * slope + intercept', () => {
+    let seed = 3;
+    const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) & 0xff);
+    const formats: [Partial<PixelFormat>, boolean][] = [
+      [{ bitsAllocated: 8, bitsStored: 8, highBit: 7 }, false],
+      [{}, false],
+      [{ pixelRepresentation: 1 }, false],
+      [{ bitsStored: 12, highBit: 11, pixelRepresentation: 1 }, false],
+      [{ bitsStored: 12, highBit: 11 }, false],
+      [{}, true],
+      [{ bitsAllocated: 32, bitsStored: 32, highBit: 31, pixelRepresentation: 1 }, false],
+    ];
+    for (const [over, bigEndian] of formats) {
+      const format = grey({ rows: 3, columns: 5, ...over });
+      for (const offset of [0, 1]) {
+        // An odd byte offset (a frame inside a multipart body) takes the DataView path.
+        const backing = Uint8Array.from({ length: offset + 15 * (format.bitsAllocated / 8) }, next);
+        const frame = { bytes: backing.subarray(offset), planar: false, photometric: 'MONOCHROME2', bigEndian };
+        const rescale = { slope: 0.5, intercept: -1024 };
+        const expected = Float32Array.from(storedValues(frame, format), (v) => v * rescale.slope + rescale.intercept);
+        expect(modalityValues(frame, format, rescale)).toEqual(expected);
+      }
+    }
+  });
+
   it('masks bits above Bits Stored and sign-extends signed 12-bit values', () => {
     const format = grey({ bitsStored: 12, highBit: 11, pixelRepresentation: 1 });
     // 0xF800: overlay bits set above a stored 0x800 (-2048); 0x07FF = 2047; 0x0FFF = -1.

@@ -2,7 +2,7 @@
  * `ldfsam bench`: every figure measured side by side in one run, reported as ratios (these machines
  * drift by ~30% in minutes). Model-only throughput through onnxruntime-node against the machine's
  * fp32 matrix-product rate (the compute floor per slice) and against PyTorch eager on the same
- * weights; the pipeline end to end on the real shared CT in a real Orthanc; and the peak resident
+ * weights, fp32 and its int8 twin; the host work per slice outside the model; the pipeline end to end on the real shared CT in a real Orthanc; and the peak resident
  * memory of `ldfsam segment` on a long generated series.
  */
 import { execFile } from 'node:child_process';
@@ -13,7 +13,12 @@ import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError } from '../errors.js';
+import { modalityValues } from '../dicom/pixels.js';
+import type { PixelFormat } from '../dicom/series-plan.js';
+import type { ModelManifest } from '../models/manifest.js';
 import { loadModel, sessionOptions } from '../models/session.js';
+import { logitsToBits } from '../pipeline/postprocess.js';
+import { preprocessSlice } from '../pipeline/preprocess.js';
 import { ModelRegistry } from '../models/registry.js';
 import { loadFiles } from '../pacs/load.js';
 import { startOrthanc } from '../pacs/orthanc.js';
@@ -44,6 +49,15 @@ export interface BenchResult {
   floorMsPerSlice: number;
   ortMsPerSlice: number;
   ortByBatch: Record<string, number>;
+  /** The same model with int8 MatMul weights (publish --compress int8), same inputs. */
+  ortInt8MsPerSlice: number;
+  ortInt8ByBatch: Record<string, number>;
+  /** fp32 ort time / int8 ort time (best batch each). */
+  int8Speedup: number;
+  /** torch fp32 time / int8 ort time, batch 1. */
+  int8VsTorch: number;
+  /** Host work per slice of the long series' size outside the model: modality values, preprocess, logits to bits. */
+  hostMsPerSlice: number;
   torchMsPerSlice: number;
   ortVsTorch: number;
   fractionOfFloor: number;
@@ -52,7 +66,9 @@ export interface BenchResult {
   stageMs: Record<string, number>;
   pipelineOverhead: number;
   peakRssMb: number | null;
-  longSeries: { slices: number; size: number; msPerSlice: number } | null;
+  /** The long series through `ldfsam segment`: whole process per slice, its pipeline stages per slice,
+   * their overhead over model-only, and the process start-up (node, model load) apart. */
+  longSeries: { slices: number; size: number; msPerSlice: number; pipelineMsPerSlice: number; overhead: number; startupMs: number } | null;
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
@@ -106,6 +122,38 @@ async function modelOnly(folder: string, batches: number[], slices: number): Pro
   return out;
 }
 
+/**
+ * The pipeline's own work on one slice of `rows` x `rows` 16-bit pixels, outside the model and the
+ * network: modality values from the frame bytes, intensity + resize into the model input, logits back
+ * to packed mask bits. Median ms over `n` slices.
+ */
+function hostWork(rows: number, size: number, n: number): number {
+  const format: PixelFormat = {
+    rows,
+    columns: rows,
+    samplesPerPixel: 1,
+    bitsAllocated: 16,
+    bitsStored: 16,
+    highBit: 15,
+    pixelRepresentation: 0,
+    photometricInterpretation: 'MONOCHROME2',
+    planarConfiguration: 0,
+  };
+  const bytes = Uint8Array.from({ length: rows * rows * 2 }, (_, i) => (i * 7) & 0xff);
+  const manifest = { preprocessing: { inputSize: size, intensity: { default: { kind: 'window', center: 40, width: 400 } } } } as unknown as ModelManifest;
+  const logits = Float32Array.from({ length: size * size }, (_, i) => Math.sin(i / 500));
+  const input = new Float32Array(3 * size * size);
+  const times: number[] = [];
+  for (let i = 0; i <= n; i++) {
+    const t = performance.now();
+    const values = modalityValues({ bytes, planar: false, photometric: 'MONOCHROME2' }, format, { slope: 1, intercept: -1024 });
+    preprocessSlice({ kind: 'grey', values, invert: false }, rows, rows, manifest, 'CT', input);
+    logitsToBits(logits, size, rows, rows, 0);
+    if (i > 0) times.push(performance.now() - t); // the first is warm-up
+  }
+  return median(times);
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log;
   const cache = projectPath('bench', '.cache', options.config);
@@ -130,6 +178,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const matmulGflops = await matmulRate(cache);
   const ortByBatch = await modelOnly(cache, [1, 4, 8], options.slices);
   const ortMsPerSlice = Math.min(...Object.values(ortByBatch));
+  log('the int8 twin (MatMul weights int8) and the host work per slice...');
+  const ortInt8ByBatch = await modelOnly(join(cache, 'int8'), [1, 4, 8], options.slices);
+  const ortInt8MsPerSlice = Math.min(...Object.values(ortInt8ByBatch));
+  const hostMsPerSlice = hostWork(options.longSize, 256, Math.max(5, Math.min(options.slices, 20)));
   const floorMsPerSlice = (torch.gflopsPerSlice / matmulGflops) * 1000;
 
   log('end to end on the shared CT in a real Orthanc...');
@@ -199,9 +251,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           maxBuffer: 16 * 1024 * 1024,
         },
       );
-      const result = JSON.parse(stdout) as { peakRssMb: number; slices: number };
+      const result = JSON.parse(stdout) as { peakRssMb: number; slices: number; elapsedMs: number };
       peakRssMb = result.peakRssMb;
-      longSeries = { slices: result.slices, size: options.longSize, msPerSlice: (performance.now() - t0) / result.slices };
+      const wallMs = performance.now() - t0;
+      // The series itself (plan to verify) against the model alone; the rest of the process's wall
+      // time is start-up (node, model load), reported apart.
+      const pipelineMs = result.elapsedMs;
+      longSeries = {
+        slices: result.slices,
+        size: options.longSize,
+        msPerSlice: wallMs / result.slices,
+        pipelineMsPerSlice: pipelineMs / result.slices,
+        overhead: pipelineMs / result.slices / reference - 1,
+        startupMs: wallMs - pipelineMs,
+      };
     }
     return {
       date: new Date().toISOString(),
@@ -211,6 +274,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       floorMsPerSlice,
       ortMsPerSlice,
       ortByBatch,
+      ortInt8MsPerSlice,
+      ortInt8ByBatch,
+      int8Speedup: ortMsPerSlice / ortInt8MsPerSlice,
+      int8VsTorch: torch.torchMsPerSlice / ortInt8ByBatch['1']!,
+      hostMsPerSlice,
       torchMsPerSlice: torch.torchMsPerSlice,
       ortVsTorch: torch.torchMsPerSlice / ortByBatch['1']!,
       fractionOfFloor: floorMsPerSlice / ortMsPerSlice,

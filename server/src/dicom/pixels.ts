@@ -59,6 +59,47 @@ export function storedValues(frame: FrameBytes, format: PixelFormat): Int32Array
   return out;
 }
 
+/**
+ * Modality values of a grey frame in one pass into the one array the pipeline keeps: the frame's
+ * bytes are read in place (a typed-array view when aligned and little-endian, else a DataView), with
+ * no intermediate copy of the stored values. Same values as storedValues() * slope + intercept.
+ */
+export function modalityValues(frame: FrameBytes, format: PixelFormat, rescale: { slope: number; intercept: number }): Float32Array {
+  const n = format.rows * format.columns;
+  const bytesPer = format.bitsAllocated / 8;
+  const out = new Float32Array(n);
+  const { bytes } = frame;
+  const { slope, intercept } = rescale;
+  const shift = 32 - format.bitsStored;
+  const signed = format.pixelRepresentation === 1;
+  const plain = !signed && shift === 32 - 8 * bytesPer && bytesPer <= 2; // every stored bit is a value bit
+  if (plain && bytesPer === 1) {
+    for (let i = 0; i < n; i++) out[i] = bytes[i]! * slope + intercept;
+    return out;
+  }
+  if (plain && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
+    const words = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = words[i]! * slope + intercept;
+    return out;
+  }
+  if (signed && bytesPer === 2 && shift === 16 && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
+    const words = new Int16Array(bytes.buffer, bytes.byteOffset, n);
+    for (let i = 0; i < n; i++) out[i] = words[i]! * slope + intercept;
+    return out;
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const little = !frame.bigEndian;
+  for (let i = 0; i < n; i++) {
+    let raw: number;
+    if (bytesPer === 1) raw = bytes[i]!;
+    else if (bytesPer === 2) raw = view.getUint16(i * 2, little);
+    else raw = view.getUint32(i * 4, little);
+    const stored = signed ? (raw << shift) >> shift : shift === 0 ? raw >>> 0 : (raw << shift) >>> shift;
+    out[i] = stored * slope + intercept;
+  }
+  return out;
+}
+
 export function toSlicePixels(
   frame: FrameBytes,
   format: PixelFormat,
@@ -67,11 +108,7 @@ export function toSlicePixels(
 ): SlicePixels {
   const photometric = frame.photometric;
   if (photometric === 'MONOCHROME1' || photometric === 'MONOCHROME2') {
-    const stored = storedValues(frame, format);
-    const values = new Float32Array(stored.length);
-    const { slope, intercept } = rescale;
-    for (let i = 0; i < stored.length; i++) values[i] = stored[i]! * slope + intercept;
-    return { kind: 'grey', values, invert: photometric === 'MONOCHROME1' };
+    return { kind: 'grey', values: modalityValues(frame, format, rescale), invert: photometric === 'MONOCHROME1' };
   }
   if (photometric === 'PALETTE COLOR') {
     if (!palette) throw new Error('PALETTE COLOR frame without its lookup tables');

@@ -67,12 +67,7 @@ export function preprocessSlice(
   if (pixels.kind === 'grey') {
     const [lo, hi] = intensityRange(pixels.values, policy);
     const span = hi > lo ? hi - lo : 1;
-    const scaled = new Float32Array(pixels.values.length);
-    for (let i = 0; i < scaled.length; i++) {
-      const v = Math.min(1, Math.max(0, (pixels.values[i]! - lo) / span));
-      scaled[i] = pixels.invert ? 1 - v : v;
-    }
-    resizeBilinear(scaled, rows, columns, 1, 0, result.subarray(0, plane), size);
+    resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, result.subarray(0, plane), size);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
   } else {
@@ -80,11 +75,54 @@ export function preprocessSlice(
     // colour under that policy is scaled by its full range (0..maxValue).
     const [lo, hi] = policy.kind === 'percentile' ? [0, pixels.maxValue] : intensityRange(pixels.data, policy);
     const span = hi > lo ? hi - lo : 1;
-    const scaled = new Float32Array(pixels.data.length);
-    for (let i = 0; i < scaled.length; i++) scaled[i] = Math.min(1, Math.max(0, (pixels.data[i]! - lo) / span));
-    for (let c = 0; c < 3; c++) resizeBilinear(scaled, rows, columns, 3, c, result.subarray(c * plane, (c + 1) * plane), size);
+    for (let c = 0; c < 3; c++) resizeScaled(pixels.data, rows, columns, 3, c, lo, span, false, result.subarray(c * plane, (c + 1) * plane), size);
   }
   return result;
+}
+
+/**
+ * Intensity scaling fused into the bilinear resize: each source pixel the resize reads is scaled to
+ * [0, 1] (clamped, inverted for MONOCHROME1, rounded to float32) on the fly, so no scaled copy of the
+ * slice is made; the result equals scaling into a Float32Array and then resizeBilinear(), bit for bit
+ * (test/unit/pipeline.test.ts). Reads 4 source pixels per output pixel: fewer operations than scaling
+ * the whole slice whenever the slice is larger than twice the input size.
+ */
+function resizeScaled(
+  src: ArrayLike<number>,
+  rows: number,
+  columns: number,
+  channels: number,
+  channel: number,
+  lo: number,
+  span: number,
+  invert: boolean,
+  dst: Float32Array,
+  size: number,
+): void {
+  const f = Math.fround;
+  const scale = (v: number) => {
+    const s = Math.min(1, Math.max(0, (v - lo) / span));
+    return f(invert ? 1 - s : s);
+  };
+  const sy = rows / size;
+  const sx = columns / size;
+  for (let y = 0; y < size; y++) {
+    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
+    const y0 = Math.min(rows - 1, Math.floor(fy));
+    const y1 = Math.min(rows - 1, y0 + 1);
+    const wy = fy - y0;
+    for (let x = 0; x < size; x++) {
+      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
+      const x0 = Math.min(columns - 1, Math.floor(fx));
+      const x1 = Math.min(columns - 1, x0 + 1);
+      const wx = fx - x0;
+      const a = scale(src[(y0 * columns + x0) * channels + channel]!);
+      const b = scale(src[(y0 * columns + x1) * channels + channel]!);
+      const c = scale(src[(y1 * columns + x0) * channels + channel]!);
+      const d = scale(src[(y1 * columns + x1) * channels + channel]!);
+      dst[y * size + x] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
+    }
+  }
 }
 
 /**

@@ -9,7 +9,7 @@ import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
 import type { InferenceWorker } from '../inference/inference-worker.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { logitsToMask, maskToBits } from './postprocess.js';
+import { logitsToBits } from './postprocess.js';
 import { preprocessSlice } from './preprocess.js';
 
 export type Stage = 'fetch' | 'preprocess' | 'infer' | 'postprocess';
@@ -58,14 +58,13 @@ export async function segmentSlices(
       const slice = batch[b]!;
       for (let s = 0; s < segments; s++) {
         const offset = (b * channels + s) * size * size;
-        const mask = logitsToMask(
+        masks[s]![slice.plan.index] = logitsToBits(
           logits.data.subarray(offset, offset + size * size),
           size,
           plan.rows,
           plan.columns,
           manifest.postprocessing.threshold,
         );
-        masks[s]![slice.plan.index] = maskToBits(mask);
       }
     }
     timingsMs.postprocess += performance.now() - t1;
@@ -99,7 +98,8 @@ export async function segmentSlices(
       // One batch in the worker at a time; the loop goes back to fetching the next ones meanwhile.
       await inflight;
       const full = batch;
-      const data = batch.length === batchSize ? input : input.slice(0, batch.length * plane);
+      // A short last batch is a view of the same buffer (transferred whole to the worker, not copied).
+      const data = batch.length === batchSize ? input : input.subarray(0, batch.length * plane);
       inflight = runBatch(full, data);
       inflight.catch(() => undefined);
       batch = [];

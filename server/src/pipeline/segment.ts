@@ -30,7 +30,10 @@ export interface SegmentResult {
   segSeriesInstanceUID?: string;
   segSopInstanceUID?: string;
   removedVoxels: number;
+  /** Per stage; stages overlap (inference runs while the next slices are fetched), so they do not add up. */
   timingsMs: Record<string, number>;
+  /** Wall time of the whole series, plan to verify (PACS mode). */
+  elapsedMs?: number;
   segBytes?: Uint8Array;
 }
 
@@ -174,5 +177,5 @@ export async function segmentSeries(
     throw new LdfsamError('SEG_INVALID', `the SEG read back from the PACS is not the one stored (${result.segSopInstanceUID})`);
   }
   result.timingsMs.verify = performance.now() - t2;
-  return { ...result, status: 'stored', segBytes: undefined };
+  return { ...result, status: 'stored', segBytes: undefined, elapsedMs: performance.now() - t0 };
 }

@@ -275,12 +275,27 @@ export function buildSegmentation(input: SegInput): SegOutput {
     '00020013': el('SH', IMPLEMENTATION_VERSION),
   };
   const dict = new dcmjs.data.DicomDict(meta);
-  dict.dict = {
-    ...sortTags(ds),
-    '7FE00010': { vr: 'OB', Value: [pixelData.buffer.slice(pixelData.byteOffset, pixelData.byteOffset + pixelData.byteLength)] },
-  };
-  const bytes = new Uint8Array(dict.write());
-  return { bytes, seriesInstanceUID, sopInstanceUID, framesWritten: ordered.length };
+  dict.dict = sortTags(ds);
+  return { bytes: withPixelData(new Uint8Array(dict.write()), pixelData), seriesInstanceUID, sopInstanceUID, framesWritten: ordered.length };
+}
+
+/**
+ * Appends Pixel Data (7FE0,0010), the last top-level element, to the file dcmjs wrote without it:
+ * one allocation of the final size and one copy of the bits. Handing the bits to dcmjs copied them
+ * three times (a detached copy, its growing write stream, the returned buffer): about 4x the frames'
+ * size in flight while the model's memory is still held, the peak of a long series.
+ */
+function withPixelData(head: Uint8Array, pixelData: Uint8Array): Uint8Array {
+  const out = new Uint8Array(head.length + 12 + pixelData.length);
+  out.set(head);
+  const view = new DataView(out.buffer, head.length, 12);
+  view.setUint16(0, 0x7fe0, true);
+  view.setUint16(2, 0x0010, true);
+  out[head.length + 4] = 0x4f; // 'O'
+  out[head.length + 5] = 0x42; // 'B'
+  view.setUint32(8, pixelData.length, true); // explicit VR little endian OB: 2 reserved bytes, 32-bit length
+  out.set(pixelData, head.length + 12);
+  return out;
 }
 
 function sortTags(ds: DicomJson): DicomJson {

@@ -7,7 +7,7 @@ import { action, configFrom, printJson, table, type CommonFlags } from '../conte
 export function registerBench(program: Command): void {
   program
     .command('bench')
-    .description('measure: compute floor, onnxruntime-node vs PyTorch, end to end on a real series, peak memory on a long series')
+    .description('measure: compute floor, onnxruntime-node (fp32, int8) vs PyTorch, host work per slice, end to end on a real series, peak memory on a long series')
     .option('--model-config <name>', 'model configuration, random weights (tiny or full)', 'tiny')
     .option('--slices <n>', 'slices for the model-only timings', '16')
     .option('--long-slices <n>', 'slices of the generated long series for peak memory (0 = skip)', '600')
@@ -54,12 +54,25 @@ export function registerBench(program: Command): void {
                 `onnxruntime-node, batch ${b}`,
                 `${f(ms)} ms/slice (${f(1000 / ms)} slices/s)`,
               ]),
+              ...Object.entries(result.ortInt8ByBatch).map(([b, ms]) => [
+                `onnxruntime-node int8 (MatMul weights), batch ${b}`,
+                `${f(ms)} ms/slice (${f(1000 / ms)} slices/s)`,
+              ]),
               ['PyTorch eager, batch 1', `${f(result.torchMsPerSlice)} ms/slice`],
               ['onnxruntime-node vs PyTorch (torch time / ort time, batch 1)', `${f(result.ortVsTorch, 2)}x`],
+              ['onnxruntime-node int8 vs PyTorch fp32 (batch 1)', `${f(result.int8VsTorch, 2)}x`],
+              ['int8 speed-up over fp32 (onnxruntime-node, best batch)', `${f(result.int8Speedup, 2)}x`],
+              [`host work per ${result.longSeries?.size ?? ''} px slice (values, preprocess, logits to bits)`, `${f(result.hostMsPerSlice, 2)} ms`],
               ['fraction of the compute floor (best batch)', f(result.fractionOfFloor, 2)],
               [`end to end (${result.endToEndSlices} CT slices in Orthanc)`, `${f(result.endToEndMsPerSlice)} ms/slice`],
               ...Object.entries(result.stageMs).map(([k, v]) => [`  stage ${k}`, `${v} ms`]),
               ['pipeline overhead (end to end / model-only - 1)', `${f(result.pipelineOverhead * 100)}%`],
+              [
+                `long series (${result.longSeries?.slices ?? 0} slices): process, pipeline stages`,
+                result.longSeries
+                  ? `${f(result.longSeries.msPerSlice)}, ${f(result.longSeries.pipelineMsPerSlice)} ms/slice (overhead ${f(result.longSeries.overhead * 100)}%; start-up ${f(result.longSeries.startupMs / 1000)} s)`
+                  : '-',
+              ],
               [
                 `peak RSS, ${result.longSeries?.slices ?? 0} slices ${result.longSeries?.size ?? 0}x${result.longSeries?.size ?? 0}`,
                 result.peakRssMb === null ? '-' : `${result.peakRssMb} MB`,

@@ -146,6 +146,7 @@ function summary(r: SegmentResult, output?: string) {
     segments: r.segments,
     removedVoxels: r.removedVoxels,
     timingsMs: Object.fromEntries(Object.entries(r.timingsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])),
+    elapsedMs: r.elapsedMs === undefined ? null : Math.round(r.elapsedMs),
     // Peak resident memory of this process so far (the benchmark reads it).
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     ...(output ? { output } : {}),
