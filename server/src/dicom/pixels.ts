@@ -72,19 +72,18 @@ export function modalityValues(frame: FrameBytes, format: PixelFormat, rescale: 
   const { slope, intercept } = rescale;
   const shift = 32 - format.bitsStored;
   const signed = format.pixelRepresentation === 1;
-  const plain = !signed && shift === 32 - 8 * bytesPer && bytesPer <= 2; // every stored bit is a value bit
-  if (plain && bytesPer === 1) {
-    for (let i = 0; i < n; i++) out[i] = bytes[i]! * slope + intercept;
+  if (bytesPer === 1) {
+    for (let i = 0; i < n; i++) {
+      const raw = bytes[i]!;
+      out[i] = (signed ? (raw << shift) >> shift : (raw << shift) >>> shift) * slope + intercept;
+    }
     return out;
   }
-  if (plain && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
+  if (bytesPer === 2 && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
+    // A view over the frame's own bytes; the shifts keep Bits Stored and sign-extend (as storedValues).
     const words = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-    for (let i = 0; i < n; i++) out[i] = words[i]! * slope + intercept;
-    return out;
-  }
-  if (signed && bytesPer === 2 && shift === 16 && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
-    const words = new Int16Array(bytes.buffer, bytes.byteOffset, n);
-    for (let i = 0; i < n; i++) out[i] = words[i]! * slope + intercept;
+    if (signed) for (let i = 0; i < n; i++) out[i] = ((words[i]! << shift) >> shift) * slope + intercept;
+    else for (let i = 0; i < n; i++) out[i] = ((words[i]! << shift) >>> shift) * slope + intercept;
     return out;
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
