@@ -65,10 +65,22 @@ export interface BenchResult {
   endToEndSlices: number;
   stageMs: Record<string, number>;
   pipelineOverhead: number;
+  /** Share of the CT's end-to-end wall time spent in inference (same run, so free of drift). */
+  endToEndInferShare: number;
   peakRssMb: number | null;
   /** The long series through `ldfsam segment`: whole process per slice, its pipeline stages per slice,
    * their overhead over model-only, and the process start-up (node, model load) apart. */
-  longSeries: { slices: number; size: number; msPerSlice: number; pipelineMsPerSlice: number; overhead: number; startupMs: number } | null;
+  longSeries: {
+    slices: number;
+    size: number;
+    msPerSlice: number;
+    pipelineMsPerSlice: number;
+    overhead: number;
+    startupMs: number;
+    /** Share of the series' wall time spent in inference. */
+    inferShare: number;
+    stageMs: Record<string, number>;
+  } | null;
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
@@ -81,7 +93,12 @@ async function python(script: string, args: string[], env: Record<string, string
   return stdout;
 }
 
-async function matmulRate(folder: string, n = 1024): Promise<number> {
+/**
+ * The machine's fp32 matrix-product rate: a 2048x2048 MatMul through onnxruntime-node, the best of 10
+ * runs (a peak rate: the median of a few 1024x1024 runs swung from 92 to 158 GFLOP/s between runs
+ * on this machine, which made the floor, and the fraction of it, swing as much).
+ */
+async function matmulRate(folder: string, n = 2048): Promise<number> {
   const session = await ort.InferenceSession.create(join(folder, 'matmul.onnx'), sessionOptions());
   const a = new ort.Tensor(
     'float32',
@@ -89,14 +106,14 @@ async function matmulRate(folder: string, n = 1024): Promise<number> {
     [n, n],
   );
   await session.run({ a, b: a });
-  const times: number[] = [];
-  for (let i = 0; i < 7; i++) {
+  let best = Infinity;
+  for (let i = 0; i < 10; i++) {
     const t = performance.now();
     await session.run({ a, b: a });
-    times.push(performance.now() - t);
+    best = Math.min(best, performance.now() - t);
   }
   await session.release();
-  return (2 * n ** 3) / (median(times) / 1000) / 1e9;
+  return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 
 async function modelOnly(folder: string, batches: number[], slices: number): Promise<Record<string, number>> {
@@ -251,7 +268,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           maxBuffer: 16 * 1024 * 1024,
         },
       );
-      const result = JSON.parse(stdout) as { peakRssMb: number; slices: number; elapsedMs: number };
+      const result = JSON.parse(stdout) as { peakRssMb: number; slices: number; elapsedMs: number; timingsMs: Record<string, number> };
       peakRssMb = result.peakRssMb;
       const wallMs = performance.now() - t0;
       // The series itself (plan to verify) against the model alone; the rest of the process's wall
@@ -264,6 +281,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         pipelineMsPerSlice: pipelineMs / result.slices,
         overhead: pipelineMs / result.slices / reference - 1,
         startupMs: wallMs - pipelineMs,
+        inferShare: result.timingsMs.infer! / pipelineMs,
+        stageMs: result.timingsMs,
       };
     }
     return {
@@ -286,6 +305,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       endToEndSlices: e2e.slices,
       stageMs: Object.fromEntries(Object.entries(e2e.timingsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])),
       pipelineOverhead: endToEndMsPerSlice / reference - 1,
+      endToEndInferShare: e2e.timingsMs.infer! / (endToEndMsPerSlice * e2e.slices),
       peakRssMb,
       longSeries,
     };

@@ -67,10 +67,11 @@ export function registerBench(program: Command): void {
               [`end to end (${result.endToEndSlices} CT slices in Orthanc)`, `${f(result.endToEndMsPerSlice)} ms/slice`],
               ...Object.entries(result.stageMs).map(([k, v]) => [`  stage ${k}`, `${v} ms`]),
               ['pipeline overhead (end to end / model-only - 1)', `${f(result.pipelineOverhead * 100)}%`],
+              ['share of the end-to-end time in inference (same run)', `${f(result.endToEndInferShare * 100)}%`],
               [
                 `long series (${result.longSeries?.slices ?? 0} slices): process, pipeline stages`,
                 result.longSeries
-                  ? `${f(result.longSeries.msPerSlice)}, ${f(result.longSeries.pipelineMsPerSlice)} ms/slice (overhead ${f(result.longSeries.overhead * 100)}%; start-up ${f(result.longSeries.startupMs / 1000)} s)`
+                  ? `${f(result.longSeries.msPerSlice)}, ${f(result.longSeries.pipelineMsPerSlice)} ms/slice (overhead ${f(result.longSeries.overhead * 100)}%; ${f(result.longSeries.inferShare * 100)}% in inference; start-up ${f(result.longSeries.startupMs / 1000)} s)`
                   : '-',
               ],
               [
