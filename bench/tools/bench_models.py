@@ -3,7 +3,7 @@ into --out), its int8 twin (into --out/int8: MatMul weights quantised as `publis
 does), writes a square float32 MatMul graph for the machine's matrix-product rate, and times PyTorch
 eager on the same weights and inputs. Prints one JSON object.
 
-usage: python bench_models.py --config tiny --out DIR [--slices 8] [--matmul 1024]
+usage: python bench_models.py --config tiny --out DIR [--slices 8] [--matmul 2048]
 """
 import argparse
 import json
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--config", default="tiny")
     parser.add_argument("--out", required=True)
     parser.add_argument("--slices", type=int, default=8)
-    parser.add_argument("--matmul", type=int, default=1024)
+    parser.add_argument("--matmul", type=int, default=2048)
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
