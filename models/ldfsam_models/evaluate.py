@@ -78,7 +78,10 @@ class TorchPredictor:
         model.use_box_prompt = prompts.get("box", False)
         self.graph = SegmentationGraph(model, self.config).eval()
         self.size = self.config.image_size
-        self.intensity = {"default": {"kind": "fixed", "max": 255}}
+        # The policy the run trained with (train --intensity, in its summary.json), else fixed 255.
+        summary = Path(checkpoint).parent / "summary.json"
+        options = json.loads(summary.read_text()).get("options", {}) if summary.exists() else {}
+        self.intensity = options.get("intensity") or {"default": {"kind": "fixed", "max": 255}}
         self.threshold = 0.0
         self.postprocessing = {}
         self.description = f"PyTorch checkpoint {checkpoint}" + (f" (ablated: {', '.join(ablate)})" if ablate else "")

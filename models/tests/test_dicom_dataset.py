@@ -108,6 +108,9 @@ def test_train_and_eval_on_dicom_seg(pacs_folder, tmp_path, capsys):
     summary = json.loads((tmp_path / "pacs" / "summary.json").read_text())
     assert summary["dataset"] == "dicom-seg" and summary["train_images"] == 4 and summary["test_images"] == 2
     assert summary["options"]["intensity"] == WINDOW
+    from ldfsam_models.evaluate import load_predictor
+
+    assert load_predictor(str(tmp_path / "pacs" / "segment-best.pt")).intensity == WINDOW  # eval uses the run's policy
     capsys.readouterr()
     assert main(["eval", "--model", str(tmp_path / "pacs" / "segment-best.pt"), *args[:4], "--split", "test", "--json", "--num-overlays", "0"]) == 0
     result = json.loads(capsys.readouterr().out)
