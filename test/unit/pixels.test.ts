@@ -36,10 +36,13 @@ describe('grey pixels', () => {
       for (const offset of [0, 1]) {
         // An odd byte offset (a frame inside a multipart body) takes the DataView path.
         const backing = Uint8Array.from({ length: offset + 15 * (format.bitsAllocated / 8) }, next);
-        const frame = { bytes: backing.subarray(offset), planar: false, photometric: 'MONOCHROME2', bigEndian };
         const rescale = { slope: 0.5, intercept: -1024 };
-        const expected = Float32Array.from(storedValues(frame, format), (v) => v * rescale.slope + rescale.intercept);
-        expect(modalityValues(frame, format, rescale)).toEqual(expected);
+        // As a Uint8Array and as a Node Buffer (a multipart part is a Buffer view, whose slice() is no copy).
+        for (const bytes of [backing.subarray(offset), Buffer.from(backing.buffer, offset)]) {
+          const frame = { bytes, planar: false, photometric: 'MONOCHROME2', bigEndian };
+          const expected = Float32Array.from(storedValues(frame, format), (v) => v * rescale.slope + rescale.intercept);
+          expect(modalityValues(frame, format, rescale)).toEqual(expected);
+        }
       }
     }
   });

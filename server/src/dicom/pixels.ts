@@ -61,8 +61,9 @@ export function storedValues(frame: FrameBytes, format: PixelFormat): Int32Array
 
 /**
  * Modality values of a grey frame in one pass into the one array the pipeline keeps: the frame's
- * bytes are read in place (a typed-array view when aligned and little-endian, else a DataView), with
- * no intermediate copy of the stored values. Same values as storedValues() * slope + intercept.
+ * bytes are read in place (a typed-array view for little-endian 8- and 16-bit frames; big-endian and
+ * 32-bit through a DataView), with no intermediate copy of the stored values. Same values as
+ * storedValues() * slope + intercept.
  */
 export function modalityValues(frame: FrameBytes, format: PixelFormat, rescale: { slope: number; intercept: number }): Float32Array {
   const n = format.rows * format.columns;
@@ -79,9 +80,13 @@ export function modalityValues(frame: FrameBytes, format: PixelFormat, rescale: 
     }
     return out;
   }
-  if (bytesPer === 2 && !frame.bigEndian && bytes.byteOffset % 2 === 0) {
+  if (bytesPer === 2 && !frame.bigEndian) {
     // A view over the frame's own bytes; the shifts keep Bits Stored and sign-extend (as storedValues).
-    const words = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    // A frame at an odd offset of a multipart body is copied once to align it: one memcpy costs far
+    // less than a DataView read per pixel.
+    // (new Uint8Array(view) copies; Buffer#slice would not.)
+    const aligned = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes.subarray(0, n * 2));
+    const words = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
     if (signed) for (let i = 0; i < n; i++) out[i] = ((words[i]! << shift) >> shift) * slope + intercept;
     else for (let i = 0; i < n; i++) out[i] = ((words[i]! << shift) >>> shift) * slope + intercept;
     return out;
