@@ -5,7 +5,7 @@
  * the largest 3D component, fill holes in each slice.
  */
 import { packBits } from '../seg/bits.js';
-import { resizeBilinear } from './preprocess.js';
+import { bilinearTaps, lerp2, resizeBilinear } from './preprocess.js';
 
 export function logitsToMask(logits: Float32Array, size: number, rows: number, columns: number, threshold: number): Uint8Array {
   const native = new Float32Array(rows * columns);
@@ -27,29 +27,16 @@ export function maskToBits(mask: Uint8Array): Uint8Array {
  */
 export function logitsToBits(logits: Float32Array, size: number, rows: number, columns: number, threshold: number): Uint8Array {
   const bits = new Uint8Array(Math.ceil((rows * columns) / 8));
-  const sy = size / rows;
-  const sx = size / columns;
-  const x0s = new Int32Array(columns);
-  const x1s = new Int32Array(columns);
-  const wxs = new Float64Array(columns);
-  for (let x = 0; x < columns; x++) {
-    const fx = Math.max(0, (x + 0.5) * sx - 0.5);
-    x0s[x] = Math.min(size - 1, Math.floor(fx));
-    x1s[x] = Math.min(size - 1, x0s[x]! + 1);
-    wxs[x] = fx - x0s[x]!;
-  }
+  const ty = bilinearTaps(size, rows);
+  const tx = bilinearTaps(size, columns);
   for (let y = 0; y < rows; y++) {
-    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
-    const y0 = Math.min(size - 1, Math.floor(fy));
-    const y1 = Math.min(size - 1, y0 + 1);
-    const wy = fy - y0;
+    const r0 = ty.lo[y]! * size;
+    const r1 = ty.hi[y]! * size;
     for (let x = 0; x < columns; x++) {
-      const wx = wxs[x]!;
-      const a = logits[y0 * size + x0s[x]!]!;
-      const b = logits[y0 * size + x1s[x]!]!;
-      const c = logits[y1 * size + x0s[x]!]!;
-      const d = logits[y1 * size + x1s[x]!]!;
-      if (Math.fround((a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy) > threshold) {
+      const x0 = tx.lo[x]!;
+      const x1 = tx.hi[x]!;
+      const v = lerp2(logits[r0 + x0]!, logits[r0 + x1]!, logits[r1 + x0]!, logits[r1 + x1]!, tx.w[x]!, ty.w[y]!);
+      if (Math.fround(v) > threshold) {
         const i = y * columns + x;
         bits[i >> 3]! |= 1 << (i & 7);
       }

@@ -104,25 +104,48 @@ function resizeScaled(
     const s = Math.min(1, Math.max(0, (v - lo) / span));
     return f(invert ? 1 - s : s);
   };
-  const sy = rows / size;
-  const sx = columns / size;
+  const ty = bilinearTaps(rows, size);
+  const tx = bilinearTaps(columns, size);
   for (let y = 0; y < size; y++) {
-    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
-    const y0 = Math.min(rows - 1, Math.floor(fy));
-    const y1 = Math.min(rows - 1, y0 + 1);
-    const wy = fy - y0;
+    const r0 = ty.lo[y]! * columns;
+    const r1 = ty.hi[y]! * columns;
     for (let x = 0; x < size; x++) {
-      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
-      const x0 = Math.min(columns - 1, Math.floor(fx));
-      const x1 = Math.min(columns - 1, x0 + 1);
-      const wx = fx - x0;
-      const a = scale(src[(y0 * columns + x0) * channels + channel]!);
-      const b = scale(src[(y0 * columns + x1) * channels + channel]!);
-      const c = scale(src[(y1 * columns + x0) * channels + channel]!);
-      const d = scale(src[(y1 * columns + x1) * channels + channel]!);
-      dst[y * size + x] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
+      const x0 = tx.lo[x]!;
+      const x1 = tx.hi[x]!;
+      dst[y * size + x] = lerp2(
+        scale(src[(r0 + x0) * channels + channel]!),
+        scale(src[(r0 + x1) * channels + channel]!),
+        scale(src[(r1 + x0) * channels + channel]!),
+        scale(src[(r1 + x1) * channels + channel]!),
+        tx.w[x]!,
+        ty.w[y]!,
+      );
     }
   }
+}
+
+/**
+ * The two source samples and the weight of the second for each of `dst` output positions along one
+ * axis of `src` samples, with half-pixel centres (align_corners = false, as the exporter's
+ * interpolate). Shared by every bilinear resize here (and postprocess.ts), so they agree bit for bit.
+ */
+export function bilinearTaps(src: number, dst: number): { lo: Int32Array; hi: Int32Array; w: Float64Array } {
+  const lo = new Int32Array(dst);
+  const hi = new Int32Array(dst);
+  const w = new Float64Array(dst);
+  const step = src / dst;
+  for (let i = 0; i < dst; i++) {
+    const f = Math.max(0, (i + 0.5) * step - 0.5);
+    lo[i] = Math.min(src - 1, Math.floor(f));
+    hi[i] = Math.min(src - 1, lo[i]! + 1);
+    w[i] = f - lo[i]!;
+  }
+  return { lo, hi, w };
+}
+
+/** Bilinear interpolation of the corners a (top left), b (top right), c, d with weights wx, wy. */
+export function lerp2(a: number, b: number, c: number, d: number, wx: number, wy: number): number {
+  return (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
 }
 
 /**
@@ -140,23 +163,22 @@ export function resizeBilinear(
   dstRows = size,
   dstColumns = size,
 ): void {
-  const sy = rows / dstRows;
-  const sx = columns / dstColumns;
+  const ty = bilinearTaps(rows, dstRows);
+  const tx = bilinearTaps(columns, dstColumns);
   for (let y = 0; y < dstRows; y++) {
-    const fy = Math.max(0, (y + 0.5) * sy - 0.5);
-    const y0 = Math.min(rows - 1, Math.floor(fy));
-    const y1 = Math.min(rows - 1, y0 + 1);
-    const wy = fy - y0;
+    const r0 = ty.lo[y]! * columns;
+    const r1 = ty.hi[y]! * columns;
     for (let x = 0; x < dstColumns; x++) {
-      const fx = Math.max(0, (x + 0.5) * sx - 0.5);
-      const x0 = Math.min(columns - 1, Math.floor(fx));
-      const x1 = Math.min(columns - 1, x0 + 1);
-      const wx = fx - x0;
-      const a = src[(y0 * columns + x0) * channels + channel]!;
-      const b = src[(y0 * columns + x1) * channels + channel]!;
-      const c = src[(y1 * columns + x0) * channels + channel]!;
-      const d = src[(y1 * columns + x1) * channels + channel]!;
-      dst[y * dstColumns + x] = (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
+      const x0 = tx.lo[x]!;
+      const x1 = tx.hi[x]!;
+      dst[y * dstColumns + x] = lerp2(
+        src[(r0 + x0) * channels + channel]!,
+        src[(r0 + x1) * channels + channel]!,
+        src[(r1 + x0) * channels + channel]!,
+        src[(r1 + x1) * channels + channel]!,
+        tx.w[x]!,
+        ty.w[y]!,
+      );
     }
   }
 }
