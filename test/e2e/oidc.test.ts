@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser, type Browser } from './browser.js';
 import { startTestIdp, type TestIdp } from './oidc-provider.js';
-import { startStack, type Stack } from './stack.js';
+import { expectOneSegmentation, startStack, type Stack } from './stack.js';
 
 let idp: TestIdp;
 let stack: Stack;
@@ -45,14 +45,7 @@ describe('viewer with OIDC sign-in', () => {
     await button.waitFor({ timeout: 90_000 });
     expect(idp.issued.length).toBeGreaterThan(0);
     await button.click();
-    await expect
-      .poll(() => page.evaluate(() => (globalThis as any).services.segmentationService.getSegmentations().length), {
-        timeout: 90_000,
-      })
-      .toBe(1);
-    expect(await stack.pacs.searchForSeries({ studyInstanceUID: stack.usStudy, queryParams: { Modality: 'SEG' } })).toHaveLength(
-      1,
-    );
+    await expectOneSegmentation(page, stack);
     // Both OHIF's DICOMweb requests and our panel's API calls carried the provider's access token.
     const tokens = new Set([...bearer.values()]);
     expect([...bearer.keys()].some((p) => p.startsWith('/dicom-web/'))).toBe(true);

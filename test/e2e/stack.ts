@@ -8,6 +8,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
@@ -118,4 +120,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * After Auto-segment was clicked: OHIF's segmentation service holds one segmentation (the SEG is
+ * loaded in the viewer) and the PACS holds exactly one SEG series in the study.
+ */
+export async function expectOneSegmentation(page: Page, stack: Stack): Promise<void> {
+  await expect
+    .poll(() => page.evaluate(() => (globalThis as any).services.segmentationService.getSegmentations().length), {
+      timeout: 90_000,
+    })
+    .toBe(1);
+  expect(await stack.pacs.searchForSeries({ studyInstanceUID: stack.usStudy, queryParams: { Modality: 'SEG' } })).toHaveLength(
+    1,
+  );
 }

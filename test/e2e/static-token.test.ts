@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser, type Browser } from './browser.js';
-import { startStack, type Stack } from './stack.js';
+import { expectOneSegmentation, startStack, type Stack } from './stack.js';
 
 const API_TOKEN = 'e2e-api-token-5c1d0f7a9b2e4c68';
 const VIEWER_TOKEN = 'e2e-viewer-token-8f3b6a2d1c0e9f47';
@@ -40,14 +40,7 @@ describe('viewer with a server-configured token', () => {
     const button = page.locator('[data-cy="ldfsam-segment"]');
     await button.waitFor({ timeout: 60_000 });
     await button.click();
-    await expect
-      .poll(() => page.evaluate(() => (globalThis as any).services.segmentationService.getSegmentations().length), {
-        timeout: 90_000,
-      })
-      .toBe(1);
-    expect(await stack.pacs.searchForSeries({ studyInstanceUID: stack.usStudy, queryParams: { Modality: 'SEG' } })).toHaveLength(
-      1,
-    );
+    await expectOneSegmentation(page, stack);
   });
 
   it('never puts a token in a URL and printed no console errors', () => {
