@@ -588,15 +588,18 @@ def _source_files(sources: Union[PathLike, Sequence[PathLike]]) -> List[Path]:
     return [Path(s) for s in sources]
 
 
-def _index_sources(sources: Union[PathLike, Sequence[PathLike]]) -> Dict[str, _Source]:
+def _index_sources(sources: Union[PathLike, Sequence[PathLike]], segs: Optional[List[Path]] = None) -> Dict[str, _Source]:
     """Headers of every DICOM image under `sources` by SOP Instance UID. Non-DICOM files (a
-    screenshot, an NRRD) and other SEG objects next to the images are skipped."""
+    screenshot, an NRRD) and SEG objects next to the images are skipped; the SEGs' paths are appended
+    to `segs` when given (one pass over a folder finds both)."""
     index: Dict[str, _Source] = {}
     for path in _source_files(sources):
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError):
             continue
+        if ds.get("SOPClassUID") == SEG_STORAGE and segs is not None:
+            segs.append(path)
         if "SOPInstanceUID" not in ds or ds.get("SOPClassUID") == SEG_STORAGE or "Rows" not in ds:
             continue
         frames = int(ds.get("NumberOfFrames", 1) or 1)

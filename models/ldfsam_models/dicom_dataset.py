@@ -19,9 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.errors import InvalidDicomError
 
-from .data import SEG_STORAGE, Record, _index_sources, _source_files, load_seg_pairs
+from .data import Record, _index_sources, load_seg_pairs
 
 
 def _pixel_spacing(ds) -> Optional[Tuple[float, float]]:
@@ -39,19 +38,6 @@ def _pixel_spacing(ds) -> Optional[Tuple[float, float]]:
     return None
 
 
-def find_segs(root: Path) -> List[Path]:
-    """The DICOM SEG files under `root`, sorted by path."""
-    found = []
-    for path in _source_files(root):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        except (InvalidDicomError, OSError):
-            continue
-        if ds.get("SOPClassUID") == SEG_STORAGE:
-            found.append(path)
-    return found
-
-
 def load_dicom_seg(root: Path, cache_dir: Path, segment_number: int = 1, log: Callable[[str], None] = print) -> List[Record]:
     """Records of every (source slice, segment `segment_number` mask) pair of the SEGs under `root`.
 
@@ -59,10 +45,10 @@ def load_dicom_seg(root: Path, cache_dir: Path, segment_number: int = 1, log: Ca
     whose source is missing or of another size (`load_seg_pairs`). A slice annotated by two SEGs is
     taken once, from the first SEG in path order, and reported."""
     root = Path(root)
-    segs = find_segs(root)
+    segs: List[Path] = []
+    index = _index_sources(root, segs)
     if not segs:
         raise FileNotFoundError(f"no DICOM SEG (Segmentation Storage) files under {root}")
-    index = _index_sources(root)
     key = hashlib.sha256(f"{root.resolve()}|{segment_number}|v1".encode()).hexdigest()[:12]
     out_dir = Path(cache_dir) / f"dicom-seg-{key}"
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
