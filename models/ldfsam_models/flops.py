@@ -9,8 +9,10 @@ from typing import Dict
 import torch
 from torch import nn
 
-from .configs import LDFSAMConfig, build_ldfsam
+from .configs import LDFSAMConfig, build_model
+from .inputs import model_inputs
 from .modeling.image_encoder import Attention as EncoderAttention
+from .modeling.tiny_vit import WindowAttention
 from .modeling.transformer import Attention as DecoderAttention
 
 PARTS = ("image_encoder", "detector_backbone_neck", "detector_head", "fusion", "dense_prompt", "sparse_prompt", "prompt_encoder", "mask_decoder")
@@ -33,7 +35,7 @@ def count_params(model: nn.Module) -> Dict[str, int]:
 
 @torch.no_grad()
 def count_flops(config: LDFSAMConfig, model: nn.Module = None) -> Dict[str, int]:
-    model = (model or build_ldfsam(config)).eval()
+    model = (model or build_model(config)).eval()
     counts = {p: 0 for p in PARTS}
     hooks = []
 
@@ -53,12 +55,14 @@ def count_flops(config: LDFSAMConfig, model: nn.Module = None) -> Dict[str, int]
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             hooks.append(module.register_forward_hook(hook(name)))
-        elif isinstance(module, (EncoderAttention, DecoderAttention)):
+        elif isinstance(module, (EncoderAttention, DecoderAttention, WindowAttention)):
             attentions.append((name, module))
     try:
-        sam = torch.zeros(1, 3, config.image_size, config.image_size)
-        det = torch.zeros(1, 3, config.detector_size, config.detector_size)
-        model(sam, det, with_detections=True)
+        sam, det = model_inputs(torch.zeros(1, 3, config.image_size, config.image_size), config)
+        if config.detector:
+            model(sam, det, with_detections=True)
+        else:  # SAM alone: one box prompt
+            model(sam, boxes=torch.tensor([[0.0, 0.0, config.image_size / 2, config.image_size / 2]]))
     finally:
         for h in hooks:
             h.remove()
@@ -68,13 +72,15 @@ def count_flops(config: LDFSAMConfig, model: nn.Module = None) -> Dict[str, int]
 
 
 def summary(config: LDFSAMConfig) -> Dict[str, Dict[str, float]]:
-    model = build_ldfsam(config)
+    model = build_model(config)
     params = count_params(model)
     flops = count_flops(config, model)
     rows = {p: {"params_m": params[p] / 1e6, "gflops": flops[p] / 1e9} for p in PARTS}
     branch = ("detector_backbone_neck", "fusion", "dense_prompt", "sparse_prompt")
     rows["prompt_branch"] = {"params_m": sum(params[p] for p in branch) / 1e6, "gflops": sum(flops[p] for p in branch) / 1e9}
     rows["total"] = {"params_m": sum(params.values()) / 1e6, "gflops": sum(flops.values()) / 1e9}
-    # What one segmented slice costs: the detect head only serves training (distillation).
-    rows["inference"] = {"params_m": (sum(params.values()) - params["detector_head"]) / 1e6, "gflops": (sum(flops.values()) - flops["detector_head"]) / 1e9}
+    # What one segmented slice costs: the detect head only serves training (distillation), unless its
+    # top box is the prompt (box_prompt, the lite configuration).
+    head = (0, 0) if config.box_prompt else (params["detector_head"], flops["detector_head"])
+    rows["inference"] = {"params_m": (sum(params.values()) - head[0]) / 1e6, "gflops": (sum(flops.values()) - head[1]) / 1e9}
     return rows

@@ -28,15 +28,14 @@ class MaskDecoder(nn.Module):
         )
         self.iou_prediction_head = MLP(input_dim=transformer_dim, hidden_dim=iou_head_hidden_dim, output_dim=self.num_mask_tokens, num_layers=iou_head_depth)
 
-    def forward(
+    def predict_all(
         self,
         image_embeddings: torch.Tensor,
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        multimask_output: bool = False,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Low-resolution mask logits (B, 1 or 3, 4H, 4W) and their predicted IoU."""
+        """All 1 + 3 mask tokens' low-resolution logits (B, 4, 4H, 4W) and predicted IoUs (B, 4)."""
         b = image_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0).unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
@@ -50,7 +49,18 @@ class MaskDecoder(nn.Module):
         hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
         _, c2, h2, w2 = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, -1, h2, w2)
-        iou = self.iou_prediction_head(iou_token_out)
+        return masks, self.iou_prediction_head(iou_token_out)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Low-resolution mask logits (B, 1 or 3, 4H, 4W) and their predicted IoU."""
+        masks, iou = self.predict_all(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou[:, sl]
 
