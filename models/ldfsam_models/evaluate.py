@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .inputs import fitted_size
 from .postprocess import apply_postprocessing
 from .data import Record, apply_intensity, read_raw, record_image01  # noqa: F401 (read_raw, apply_intensity: re-exported)
 from .metrics import bootstrap_ci, segmentation_metrics, surface
@@ -47,6 +48,7 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.folder / self.manifest["files"][0]["path"]), options, providers=["CPUExecutionProvider"])
         self.size = int(self.manifest["preprocessing"]["inputSize"])
+        self.fit = self.manifest["preprocessing"].get("fit", "stretch")
         self.intensity = self.manifest["preprocessing"]["intensity"]
         self.threshold = float(self.manifest["postprocessing"]["threshold"])
         self.postprocessing = self.manifest["postprocessing"]  # clean-ups, applied as the server does
@@ -75,9 +77,10 @@ class TorchPredictor:
         prompts = ck.get("prompts", {})  # how the checkpoint was trained (prompt ablations)
         model.use_dense_prompt = prompts.get("dense", True) and "dfp" not in ablate
         model.use_sparse_prompt = prompts.get("sparse", True) and "sfp" not in ablate
-        model.use_box_prompt = prompts.get("box", False)
+        model.use_box_prompt = prompts.get("box", False) or self.config.box_prompt
         self.graph = SegmentationGraph(model, self.config).eval()
         self.size = self.config.image_size
+        self.fit = self.config.resize
         # The policy the run trained with (train --intensity, in its summary.json), else fixed 255.
         summary = Path(checkpoint).parent / "summary.json"
         options = json.loads(summary.read_text()).get("options", {}) if summary.exists() else {}
@@ -107,15 +110,24 @@ def load_predictor(model: str, ablate: Sequence[str] = ()):
 # --------------------------------------------------------------------------------------------------
 
 
-def to_input(image01: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) in [0, 1] -> (3, S, S): bilinear with half-pixel centres, no antialiasing."""
+def to_input(image01: np.ndarray, size: int, fit: str = "stretch") -> np.ndarray:
+    """(H, W, 3) in [0, 1] -> (3, S, S): bilinear with half-pixel centres, no antialiasing, into the
+    whole input ("stretch") or its top-left fitted part with zeros around ("longest-side-pad")."""
+    rows, columns = fitted_size(image01.shape[0], image01.shape[1], size, fit)
     t = torch.from_numpy(np.ascontiguousarray(image01)).permute(2, 0, 1)[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+    resized = F.interpolate(t, size=(rows, columns), mode="bilinear", align_corners=False)[0].numpy()
+    if (rows, columns) == (size, size):
+        return resized
+    out = np.zeros((3, size, size), dtype=resized.dtype)
+    out[:, :rows, :columns] = resized
+    return out
 
 
-def to_native(logits: np.ndarray, shape) -> np.ndarray:
-    """(1, S, S) logits -> (H, W) logits, bilinear (the server's postprocessing)."""
-    t = torch.from_numpy(np.ascontiguousarray(logits))[None]
+def to_native(logits: np.ndarray, shape, fit: str = "stretch") -> np.ndarray:
+    """(1, S, S) logits -> (H, W) logits, bilinear (the server's postprocessing): the fitted part of the
+    input is what is resized back."""
+    rows, columns = fitted_size(shape[0], shape[1], logits.shape[-1], fit)
+    t = torch.from_numpy(np.ascontiguousarray(logits[..., :rows, :columns]))[None]
     return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
@@ -168,9 +180,9 @@ def evaluate(predictor, records: Sequence[Record], overlays: Optional[Path] = No
     t0 = time.time()
     for i, r in enumerate(records):
         raw = read_raw(r.image)
-        x = to_input(record_image01(r, predictor.intensity, raw), predictor.size)
+        x = to_input(record_image01(r, predictor.intensity, raw), predictor.size, predictor.fit)
         logits = predictor(x[None])[0]
-        pred = apply_postprocessing(to_native(logits, raw.shape[:2]) > predictor.threshold, predictor.postprocessing)
+        pred = apply_postprocessing(to_native(logits, raw.shape[:2], predictor.fit) > predictor.threshold, predictor.postprocessing)
         ref = read_reference(r.mask)
         m = segmentation_metrics(pred, ref, r.pixel_spacing_mm)
         rows.append({"id": r.id, **m})
@@ -181,8 +193,23 @@ def evaluate(predictor, records: Sequence[Record], overlays: Optional[Path] = No
                 preds = {k: v for k, v in preds.items() if k in keep}
         if log:
             log(f"  {r.id:12s} dice {m['dice']:.4f} iou {m['iou']:.4f} hd95 {m['hd95']:.3f} assd {m['assd']:.3f}")
+    summary = summarise(rows, records, time.time() - t0)
+    written = []
+    if overlays is not None and num_overlays > 0 and rows:
+        overlays.mkdir(parents=True, exist_ok=True)
+        for rid in _overlay_cases(rows, num_overlays):
+            if rid in preds:
+                path = overlays / f"{rid}.png"
+                overlay(*preds[rid]).save(path)
+                written.append(str(path))
+    return {"model": predictor.description, "summary": summary, "cases": rows, "overlays": written}
+
+
+def summarise(rows: Sequence[dict], records: Sequence[Record], seconds: float) -> dict:
+    """Means with bootstrap 95 % intervals and medians of the per-case metrics; distance means over
+    the cases with finite values (an empty prediction's HD95/ASSD is infinite: counted apart)."""
     unit = "mm" if records and all(r.pixel_spacing_mm is not None for r in records) else "px"
-    summary = {"cases": len(rows), "unit": unit, "seconds": round(time.time() - t0, 1)}
+    summary = {"cases": len(rows), "unit": unit, "seconds": round(seconds, 1)}
     for key in ("dice", "iou", "hd95", "assd"):
         values = np.array([row[key] for row in rows], dtype=np.float64)
         finite = values[np.isfinite(values)]
@@ -195,15 +222,7 @@ def evaluate(predictor, records: Sequence[Record], overlays: Optional[Path] = No
         if key in ("hd95", "assd"):
             entry["unit"] = unit
         summary[key] = entry
-    written = []
-    if overlays is not None and num_overlays > 0 and rows:
-        overlays.mkdir(parents=True, exist_ok=True)
-        for rid in _overlay_cases(rows, num_overlays):
-            if rid in preds:
-                path = overlays / f"{rid}.png"
-                overlay(*preds[rid]).save(path)
-                written.append(str(path))
-    return {"model": predictor.description, "summary": summary, "cases": rows, "overlays": written}
+    return summary
 
 
 def format_summary(result: dict) -> str:
@@ -225,6 +244,8 @@ def format_summary(result: dict) -> str:
 def main_eval(args) -> int:
     from .train import dataset_splits
 
+    if getattr(args, "prompt", None):
+        return _main_eval_prompted(args)
     predictor = load_predictor(args.model, args.ablate or ())
     records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split]
     if args.limit:
@@ -246,4 +267,18 @@ def main_eval(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_summary(result))
+    return 0
+
+
+def _main_eval_prompted(args) -> int:
+    from .prompted import PromptablePredictor, evaluate_prompted
+    from .train import dataset_splits
+
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split][: args.limit or None]
+    result = evaluate_prompted(PromptablePredictor(Path(args.model)), records, args.prompt, log=None if args.json else print)
+    result.update(dataset=args.dataset, split=args.split, overlays=[])
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else format_summary(result) + f"\n  prompt: {result['summary']['prompt']}")
     return 0

@@ -17,11 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import LDFSAMConfig
+from .inputs import PIXEL_MEAN, PIXEL_STD, model_inputs  # noqa: F401 (PIXEL_*: re-exported)
 from .manifest import ManifestError, git_commit, sha256_of, validate_manifest
 
-# SAM's normalisation, in 0-255 units.
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 OPSET = 17
 # Test-time augmentation the graph can carry: the image flipped along one axis (dims of (B, C, H, W)).
 FLIPS = {"hflip": 3, "vflip": 2}
@@ -42,8 +40,6 @@ class SegmentationGraph(nn.Module):
         if unknown:
             raise ValueError(f"unknown test-time flips {unknown}; known: {sorted(FLIPS)}")
         self.flip_dims = [FLIPS[f] for f in flips]
-        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1))
 
     def forward(self, image: torch.Tensor):
         if not self.flip_dims:
@@ -58,11 +54,11 @@ class SegmentationGraph(nn.Module):
 
     def views(self, image: torch.Tensor):
         s = self.config.image_size
-        sam = (image * 255.0 - self.mean) / self.std
         # Static scale factors keep every shape static in the graph (size= made them symbolic).
-        det = image if self.config.detector_size == s else F.interpolate(image, scale_factor=self.config.detector_size / s, mode="bilinear", align_corners=False)
-        masks, iou, _ = self.model(sam, det)
+        masks, iou, _ = self.model(*model_inputs(image, self.config))
         # The decoder's masks are 4x the embedding grid; a Python constant keeps the scale static when traced.
+        if masks.shape[-1] == s:
+            return masks, iou
         logits = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
         return logits, iou
 
@@ -125,6 +121,19 @@ def verify_onnx(graph: SegmentationGraph, path: pathlib.Path, seed: int = 0, bat
     return float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
 
 
+def in_graph_steps(config: LDFSAMConfig, flips: Sequence[str] = ()) -> list:
+    """What the graphs do to the input themselves (the manifest's preprocessing.inGraph)."""
+    steps = []
+    if config.encoder_input != config.image_size:
+        steps.append(f"bilinear resize to the encoder's {config.encoder_input}x{config.encoder_input}")
+    steps.append("SAM mean/std normalisation" if config.normalisation == "sam" else "encoder takes [0, 1] values as they are (LiteMedSAM)")
+    if config.detector:
+        steps.append(f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}")
+    if flips:
+        steps.append(f"test-time augmentation: mean logits of the image and its {', '.join(flips)} (flipped back), run as one batch")
+    return steps
+
+
 def export_model(
     model: nn.Module,
     config: LDFSAMConfig,
@@ -141,46 +150,71 @@ def export_model(
     tolerance: float = 1e-4,
     flips: Sequence[str] = (),
     postprocessing: Optional[dict] = None,
+    promptable: bool = False,
+    multimask_for_single_point: bool = False,
 ) -> dict:
-    """Exports, verifies and writes model.json. Refuses (ManifestError) when the parity check fails."""
+    """Exports, verifies and writes model.json: the automatic graph model.onnx (configurations with a
+    prompt generator) and, with `promptable` (always without a prompt generator), encoder.onnx +
+    decoder.onnx. Manifest version 2 when there is a promptable pair or the fit is not the stretch of
+    version 1. Refuses (ManifestError) when a parity check fails."""
     import onnxruntime as ort
 
+    from .flops import count_flops
+
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "model.onnx"
     model = model.eval()
-    graph = export_onnx(model, config, onnx_path, flips)
-    max_diff = verify_onnx(graph, onnx_path)
-    if not max_diff < tolerance:
-        onnx_path.unlink()
-        raise ManifestError(f"export parity failed: max |onnxruntime - PyTorch| = {max_diff:.3g} >= {tolerance}")
     s = config.image_size
+    files, extra, diffs = [], {}, {}
+    modes = []
+    if config.detector:
+        onnx_path = out / "model.onnx"
+        graph = export_onnx(model, config, onnx_path, flips)
+        max_diff = verify_onnx(graph, onnx_path)
+        if not max_diff < tolerance:
+            onnx_path.unlink()
+            raise ManifestError(f"export parity failed: max |onnxruntime - PyTorch| = {max_diff:.3g} >= {tolerance}")
+        diffs["maxAbsDiff"] = max_diff
+        files.append({"path": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size, "role": "segmentation"})
+        extra["inputs"] = [{"name": "image", "dtype": "float32", "shape": ["batch", 3, s, s]}]
+        extra["outputs"] = [
+            {"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, s, s]},
+            {"name": "iou", "dtype": "float32", "shape": ["batch", 1]},
+        ]
+        modes.append("auto")
+        counts = count_flops(config, model)  # the detect head counts only where its box is the prompt
+        per_view = sum(counts.values()) - (0 if config.box_prompt else counts["detector_head"])
+        diffs["gflopsPerSlice"] = round(per_view * (1 + len(flips)) / 1e9, 3)
+    if promptable or not config.detector:
+        from .promptable import export_promptable
+
+        pair = export_promptable(model, config, out, multimask_for_single_point=multimask_for_single_point, tolerance=tolerance)
+        files += pair["files"]
+        extra["promptable"] = pair["promptable"]
+        diffs.setdefault("maxAbsDiff", max(pair["promptable"]["maxAbsDiff"]["encoder"], pair["promptable"]["maxAbsDiff"]["decoder"]))
+        modes.append("promptable")
+    version2 = "promptable" in modes or config.resize != "stretch"
+    preprocessing = {"inputSize": s, "resize": "bilinear", "channels": "rgb", "valueRange": [0, 1],
+                     "inGraph": in_graph_steps(config, flips), "intensity": intensity}
+    if version2:
+        preprocessing["fit"] = config.resize
     manifest = {
-        "schemaVersion": 1,
+        "schemaVersion": 2 if version2 else 1,
+        **({"modes": modes} if version2 else {}),
         "name": name,
         "version": version,
         "description": description,
         "configuration": config.to_dict(),
-        "files": [{"path": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size, "role": "segmentation"}],
-        "inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 3, s, s]}],
-        "outputs": [
-            {"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, s, s]},
-            {"name": "iou", "dtype": "float32", "shape": ["batch", 1]},
-        ],
-        "preprocessing": {
-            "inputSize": s,
-            "resize": "bilinear",
-            "channels": "rgb",
-            "valueRange": [0, 1],
-            "inGraph": ["SAM mean/std normalisation", f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}"]
-            + ([f"test-time augmentation: mean logits of the image and its {', '.join(flips)} (flipped back), run as one batch"] if flips else []),
-            "intensity": intensity,
-        },
+        "files": files,
+        **{k: extra[k] for k in ("inputs", "outputs") if k in extra},
+        **({"promptable": extra["promptable"]} if "promptable" in extra else {}),
+        "preprocessing": preprocessing,
         "postprocessing": {"output": "mask_logits", "threshold": 0.0, **(postprocessing or {})},
         "segments": segments,
         "modalities": modalities,
         "training": {**training, "gitCommit": training.get("gitCommit") or git_commit(), "date": training.get("date") or datetime.date.today().isoformat()},
         "metrics": metrics,
-        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": max_diff, "graphs": GRAPHS_NOTE,
+        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": diffs["maxAbsDiff"], "graphs": GRAPHS_NOTE,
+                   **({"gflopsPerSlice": diffs["gflopsPerSlice"]} if "gflopsPerSlice" in diffs else {}),
                    **({"testTimeAugmentation": list(flips)} if flips else {})},
     }
     validate_manifest(manifest)

@@ -11,6 +11,13 @@ SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "model.schema.json"
 
 # Segment descriptions for the data sets this project trains on (SNOMED CT), and a generic one.
 SEGMENT_PRESETS: Dict[str, dict] = {
+    # A structure the user names when accepting an interactive mask (promptable-only models).
+    "structure": {
+        "label": "Structure",
+        "category": {"scheme": "SCT", "code": "91723000", "meaning": "Anatomical Structure"},
+        "type": {"scheme": "SCT", "code": "91723000", "meaning": "Anatomical Structure"},
+        "color": {"rgb": [0, 158, 115]},
+    },
     "tissue": {
         "label": "Tissue",
         "category": {"scheme": "SCT", "code": "85756007", "meaning": "Tissue"},
@@ -99,6 +106,39 @@ def validate_manifest(manifest: dict) -> None:
     numbers = [s["number"] for s in manifest["segments"]]
     if numbers != list(range(1, len(numbers) + 1)):
         raise ManifestError(f"segment numbers must be 1..N in order, got {numbers}")
+    if "promptable" in manifest:
+        check_promptable_pair(manifest["promptable"])
+    listed = {f["path"] for f in manifest["files"]}
+    for graph in graph_files(manifest).values():
+        if graph not in listed:
+            raise ManifestError(f"{graph} is described in model.json but not listed (with its SHA-256) in files")
+
+
+def modes(manifest: dict) -> List[str]:
+    return manifest.get("modes", ["auto"])
+
+
+def graph_files(manifest: dict) -> Dict[str, str]:
+    """role -> file of every graph the manifest describes."""
+    out = {}
+    if "auto" in modes(manifest):
+        out["segmentation"] = next((f["path"] for f in manifest["files"] if f["role"] == "segmentation"), manifest["files"][0]["path"])
+    if "promptable" in manifest:
+        out["image-encoder"] = manifest["promptable"]["encoder"]["file"]
+        out["mask-decoder"] = manifest["promptable"]["decoder"]["file"]
+    return out
+
+
+def check_promptable_pair(section: dict) -> None:
+    """Every encoder output must be a decoder input of the same name, dtype and shape (the decoder
+    takes one slice: batch 1 where the encoder's batch is dynamic)."""
+    decoder_inputs = {t["name"]: t for t in section["decoder"]["inputs"]}
+    for out in section["encoder"]["outputs"]:
+        dec = decoder_inputs.get(out["name"])
+        if dec is None:
+            raise ManifestError(f"promptable: the encoder's output {out['name']} is not a decoder input")
+        if dec["dtype"] != out["dtype"] or dec["shape"][1:] != out["shape"][1:] or dec["shape"][0] != 1:
+            raise ManifestError(f"promptable: encoder output {out['name']} {out['dtype']} {out['shape']} does not fit decoder input {dec['dtype']} {dec['shape']}")
 
 
 def verify_folder(folder: pathlib.Path) -> dict:
@@ -115,7 +155,12 @@ def verify_folder(folder: pathlib.Path) -> dict:
             raise ManifestError(f"{file} is listed in model.json but missing")
         if file.stat().st_size != f["bytes"] or sha256_of(file) != f["sha256"]:
             raise ManifestError(f"{file} does not match model.json (size or SHA-256 differs): corrupted or replaced")
-    check_onnx_io(folder / manifest["files"][0]["path"], manifest)
+    graphs = graph_files(manifest)
+    if "segmentation" in graphs:
+        check_onnx_io(folder / graphs["segmentation"], manifest)
+    if "promptable" in manifest:
+        for part in ("encoder", "decoder"):
+            check_onnx_io(folder / manifest["promptable"][part]["file"], manifest["promptable"][part])
     return manifest
 
 
@@ -123,7 +168,8 @@ ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 7: "int64"}
 
 
 def check_onnx_io(path: pathlib.Path, manifest: dict) -> None:
-    """The graph's input and output names, element types and shapes must be the manifest's."""
+    """The graph's input and output names, element types and shapes must be the manifest's (`manifest`:
+    the manifest itself for the automatic graph, or a promptable graph's section)."""
     import onnx
 
     try:

@@ -160,3 +160,61 @@ def publish(args) -> dict:
     (run_dir / f"publish-{args.name}.json").write_text(json.dumps({"fp32": res32, "shipped": res}, indent=2) + "\n")
     print(f"published {out}: {manifest['files'][0]['bytes'] / 1e6:.1f} MB ({compression['weights']}), test Dice {res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})", flush=True)
     return manifest
+
+
+def publish_pretrained(args) -> dict:
+    """Ship a pretrained promptable model as it is (medsam-lite): export fp32 (parity-checked), store
+    the weights as fp16, measure both on the test splits of the given data sets with reference-box and
+    centroid-point prompts, refuse when fp16 moves the box Dice by more than --max-dice-change, and
+    write the metrics into model.json."""
+    from .configs import build_model
+    from .pretrained import LITEMEDSAM, load_litemedsam
+    from .prompted import PromptablePredictor, evaluate_prompted
+    from .export import export_model
+
+    config = get_config(args.config)
+    model = build_model(config)
+    load_litemedsam(model)
+    stage = Path(args.stage)
+    fp32_dir, fp16_dir = stage / "fp32", stage / "fp16"
+    intensity = json.loads(args.intensity)
+    training = {"dataset": "none: LiteMedSAM's pretrained weights, used as they are", "split": "none", "seed": 0, "epochs": 0,
+                "pretrained": {"package": f"{LITEMEDSAM.package}=={LITEMEDSAM.version}", "file": LITEMEDSAM.path, "sha256": LITEMEDSAM.sha256,
+                               "bytes": LITEMEDSAM.bytes, "license": LITEMEDSAM.license, "source": LITEMEDSAM.source},
+                "gitCommit": git_commit(), "date": ""}
+    manifest = export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments_from(args.segments.split(",")),
+                            modalities=args.modalities.split(","), intensity=intensity, training=training, metrics=None,
+                            description=args.description, promptable=True, multimask_for_single_point=args.multimask_single_point)
+    fp16_dir.mkdir(parents=True, exist_ok=True)
+    for f in manifest["files"]:
+        compress_fp16(fp32_dir / f["path"], fp16_dir / f["path"])
+    manifest["files"] = [{**f, "sha256": sha256_of(fp16_dir / f["path"]), "bytes": (fp16_dir / f["path"]).stat().st_size} for f in manifest["files"]]
+    (fp16_dir / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    results = []
+    for dataset in args.datasets.split(","):
+        records = dataset_splits(dataset, None)["test"][: args.limit or None]
+        for prompt in ("box", "point"):
+            r32 = evaluate_prompted(PromptablePredictor(fp32_dir), records, prompt)
+            r16 = evaluate_prompted(PromptablePredictor(fp16_dir), records, prompt)
+            change = r16["summary"]["dice"]["mean"] - r32["summary"]["dice"]["mean"]
+            print(f"{dataset} {prompt}: Dice fp32 {r32['summary']['dice']['mean']:.4f} fp16 {r16['summary']['dice']['mean']:.4f}", flush=True)
+            if prompt == "box" and abs(change) > args.max_dice_change:
+                raise ManifestError(f"fp16 weights changed the {dataset} box-prompt Dice by {change:+.4f}: not published")
+            entry = metrics_entry(r16, dataset)
+            entry.update(prompt=r16["summary"]["prompt"], fp32Dice=r32["summary"]["dice"]["mean"], diceChangeFromCompression=change)
+            results.append(entry)
+    manifest["metrics"] = {
+        "kind": "prompted (zero-shot: no training here)",
+        "prompted": results,
+        "measuredWith": "python -m ldfsam_models eval --prompt box|point on this folder (onnxruntime; the manifest's preprocessing; prompts from the reference mask, scaled into the input frame as the server does)",
+    }
+    manifest["export"]["compression"] = {"weights": "float16", "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16, Cast to float32 in the graph"}
+    validate_manifest(manifest)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in manifest["files"]:
+        shutil.copyfile(fp16_dir / f["path"], out / f["path"])
+    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    verify_folder(out)
+    print(f"published {out}: " + ", ".join(f"{f['path']} {f['bytes'] / 1e6:.1f} MB" for f in manifest["files"]), flush=True)
+    return manifest

@@ -25,8 +25,8 @@ from ldfsam_models.train import dataset_splits  # noqa: E402
 def evaluation_mask(model: Path, image: Path) -> np.ndarray:
     predictor = OnnxPredictor(model)
     raw = read_raw(image)
-    logits = predictor(to_input(apply_intensity(raw, predictor.intensity), predictor.size)[None])[0]
-    return apply_postprocessing(to_native(logits, raw.shape[:2]) > predictor.threshold, predictor.postprocessing)
+    logits = predictor(to_input(apply_intensity(raw, predictor.intensity), predictor.size, predictor.fit)[None])[0]
+    return apply_postprocessing(to_native(logits, raw.shape[:2], predictor.fit) > predictor.threshold, predictor.postprocessing)
 
 
 def seg_mask(path: Path, shape) -> np.ndarray:
