@@ -24,6 +24,8 @@ export interface ModelInfo {
   name: string;
   version: string;
   description: string;
+  /** auto: segments whole series unprompted; promptable: box/point prompts (interactive). */
+  modes?: ('auto' | 'promptable')[];
   modalities: string[];
   segments: { number: number; label: string; color: number[] }[];
   metrics?: { dataset?: string; split?: string; dice?: { mean?: number; ci95?: number[] } } & Record<string, unknown>;

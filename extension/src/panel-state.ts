@@ -58,10 +58,11 @@ export function seriesKey(studyInstanceUID: string, seriesInstanceUID: string): 
   return `${studyInstanceUID}|${seriesInstanceUID}`;
 }
 
-/** Models that accept a modality: exact matches first, then wildcards, each by held-out Dice. */
+/** Automatic models that accept a modality: exact matches first, then wildcards, each by held-out Dice. */
 export function acceptingModels(models: ModelInfo[], modality: string): ModelInfo[] {
   const dice = (m: ModelInfo) => m.metrics?.dice?.mean ?? 0;
   return models
+    .filter((m) => (m.modes ?? ['auto']).includes('auto'))
     .filter((m) => m.modalities.includes(modality) || m.modalities.includes('*'))
     .sort((a, b) => Number(b.modalities.includes(modality)) - Number(a.modalities.includes(modality)) || dice(b) - dice(a));
 }

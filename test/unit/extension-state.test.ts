@@ -93,6 +93,13 @@ describe('model choice', () => {
     expect(names(acceptingModels(MODELS.slice(2), 'us'))).toEqual([]);
   });
 
+  it('never offers a promptable-only model for automatic segmentation', () => {
+    const promptable = { ...model('medsam-lite', ['*'], 0.99), modes: ['promptable' as const] };
+    const both = { ...model('ldfsam-hc18', ['US'], 0.97), modes: ['auto' as const, 'promptable' as const] };
+    expect(names(acceptingModels([promptable, both, ...MODELS.slice(0, 1)], 'US'))).toEqual(['ldfsam-hc18', 'threshold-fixture']);
+    expect(names(acceptingModels([promptable], 'CT'))).toEqual([]);
+  });
+
   it('selects the best model for the active series unless the user chose another one for that modality', () => {
     const active = {
       studyInstanceUID: STUDY,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
-import { intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
+import { fittedSize, intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
 
@@ -51,6 +51,45 @@ describe('preprocessing', () => {
     const dst = new Float32Array(8);
     resizeBilinear(src, 1, 4, 1, 0, dst, 8, 1, 8);
     expect(Array.from(dst)).toEqual([0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]);
+  });
+});
+
+describe('fit: longest-side-pad (aspect kept, zeros right and bottom)', () => {
+  const padded = (inputSize: number) => {
+    const m = manifest({ default: { kind: 'fixed', max: 10 } }, inputSize);
+    m.preprocessing.fit = 'longest-side-pad';
+    return m;
+  };
+
+  it('fits the longest side to the input size and rounds the other half up', () => {
+    expect(fittedSize(540, 800, padded(256))).toEqual({ rows: 173, columns: 256 }); // 172.8
+    expect(fittedSize(800, 540, padded(256))).toEqual({ rows: 256, columns: 173 });
+    expect(fittedSize(3, 2, padded(5))).toEqual({ rows: 5, columns: 3 }); // 3.333 -> 3
+    expect(fittedSize(4, 3, padded(6))).toEqual({ rows: 6, columns: 5 }); // 4.5 -> 5 (half up)
+    expect(fittedSize(540, 800, manifest({ default: { kind: 'minmax' } }, 256))).toEqual({ rows: 256, columns: 256 });
+  });
+
+  it('resizes into the top-left fitted part and leaves zeros around it, whatever the buffer held', () => {
+    const values = Float32Array.from({ length: 2 * 4 }, (_, i) => i + 1); // 2 x 4, values 1..8 (fixed max 10)
+    const out = new Float32Array(3 * 16).fill(7); // a reused buffer with the last slice in it
+    preprocessSlice({ kind: 'grey', values, invert: false }, 2, 4, padded(4), 'US', out);
+    const scaled = Float32Array.from(values, (v) => Math.fround(v / 10));
+    const expected = new Float32Array(2 * 4);
+    resizeBilinear(scaled, 2, 4, 1, 0, expected, 4, 2, 4); // 2 x 4 -> 2 x 4: the top half of the 4 x 4 input
+    expect(Array.from(out.subarray(0, 8))).toEqual(Array.from(expected));
+    expect(Array.from(out.subarray(8, 16))).toEqual(new Array(8).fill(0));
+    expect(out.subarray(16, 32)).toEqual(out.subarray(0, 16));
+  });
+
+  it('crops the logits to the fitted part before resizing them back (a mark in the padding never shows)', () => {
+    const size = 8;
+    const logits = new Float32Array(size * size).fill(-1);
+    for (let y = 0; y < 4; y++) for (let x = 0; x < 4; x++) logits[y * size + x] = 1; // left half of the fitted top
+    for (let y = 5; y < 8; y++) logits[y * size + 2] = 5; // in the padding below the fitted rows
+    const fitted = { rows: 4, columns: 8 }; // a 2 x 4 slice fitted into 8 x 8
+    const bits = logitsToBits(logits, size, 2, 4, 0, fitted);
+    expect(Array.from(unpackBits(bits, 0, 8))).toEqual([1, 1, 0, 0, 1, 1, 0, 0]);
+    expect(bits).toEqual(packBits(logitsToMask(logits, size, 2, 4, 0, fitted)));
   });
 });
 

@@ -10,7 +10,8 @@ import { LdfsamError, toLdfsamError } from '../errors.js';
 import { emptyCounts, PRIORITY, type JobQueue } from '../jobs/queue.js';
 import { FINAL_STATES, type Job, type JobRequest } from '../jobs/types.js';
 import type { Logger } from '../log.js';
-import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { modelModes } from '../models/manifest.js';
+import { accepts, autoRefusal, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
 import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
 import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js';
 import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
@@ -69,6 +70,7 @@ export function createApp(deps: AppDeps): express.Express {
         version: m.version,
         description: m.description ?? '',
         configuration: m.configuration.name,
+        modes: modelModes(m),
         modalities: m.modalities,
         segments: m.segments.map((s) => ({
           number: s.number,
@@ -226,9 +228,7 @@ async function acceptedSeries(
       if (seriesUid) {
         throw new LdfsamError(
           'INVALID_INPUT',
-          m
-            ? `model ${m.manifest.name} does not accept modality ${s.modality}`
-            : `no registered model accepts modality ${s.modality}`,
+          m ? autoRefusal(m.manifest, s.modality)! : `no registered model accepts modality ${s.modality}`,
         );
       }
       continue;

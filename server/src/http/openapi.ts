@@ -134,7 +134,7 @@ export const openapi = {
     '/api/openapi.json': { get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3' } } } },
     '/api/models': {
       get: {
-        summary: 'registered models: name, version, modalities, segments, metrics',
+        summary: 'registered models: name, version, modes (auto, promptable), modalities, segments, metrics',
         responses: { '200': { description: 'models' } },
       },
     },

@@ -18,7 +18,7 @@ const port = parentPort!;
 
 try {
   const model = await loadModel(folder, settings);
-  const inputName = model.manifest.inputs[0]!.name;
+  const inputName = model.manifest.inputs![0]!.name; // loadModel refuses a model without an automatic graph
   port.postMessage({ type: 'ready', manifest: model.manifest });
   port.on('message', async (message: RunMessage) => {
     try {

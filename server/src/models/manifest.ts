@@ -30,18 +30,60 @@ export type IntensityPolicy =
   | { kind: 'minmax' }
   | { kind: 'fixed'; max: number };
 
+export type ModelMode = 'auto' | 'promptable';
+
+/** One ONNX graph of a promptable pair: its file and its inputs/outputs. */
+export interface GraphSpec {
+  file: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+/** The promptable pair (schema version 2): encoder once per slice, decoder once per prompt. */
+export interface PromptableSpec {
+  encoder: GraphSpec;
+  decoder: GraphSpec;
+  prompts: {
+    frame?: string;
+    labels: { positive: number; negative: number; boxTopLeft: number; boxBottomRight: number; padding: number };
+    maxPoints: number;
+    padWhenNoBox: boolean;
+    order?: string;
+    maskInput?: string;
+    multimaskForSinglePoint: boolean;
+  };
+  maxAbsDiff?: Record<string, number>;
+}
+
+/** Whether the structure is on a slice: sigmoid(bias + weights . features) >= threshold. */
+export interface PresenceSpec {
+  output: string;
+  features: string[];
+  weights: number[];
+  bias: number;
+  threshold: number;
+  operatingPoint?: Record<string, unknown>;
+  notes?: string;
+}
+
 export interface ModelManifest {
-  schemaVersion: 1;
+  schemaVersion: 1 | 2;
+  /** Version 2; a version-1 manifest is an automatic model. */
+  modes?: ModelMode[];
   name: string;
   version: string;
   description?: string;
   configuration: { name: string; [key: string]: unknown };
   files: { path: string; sha256: string; bytes: number; role: string }[];
-  inputs: TensorSpec[];
-  outputs: TensorSpec[];
+  /** The automatic graph's (present in auto mode). */
+  inputs?: TensorSpec[];
+  outputs?: TensorSpec[];
+  promptable?: PromptableSpec;
   preprocessing: {
     inputSize: number;
     resize: 'bilinear' | 'area';
+    /** How a slice fills inputSize x inputSize: both axes stretched (default) or aspect kept + zero padding. */
+    fit?: 'stretch' | 'longest-side-pad';
     channels: 'rgb';
     valueRange: [number, number];
     inGraph: string[];
@@ -57,6 +99,7 @@ export interface ModelManifest {
     fillHoles?: boolean;
     /** Replace each slice's mask by its moment ellipse (last): for structures that are ellipses. */
     fitEllipse?: boolean;
+    presence?: PresenceSpec;
   };
   segments: {
     number: number;
@@ -69,8 +112,57 @@ export interface ModelManifest {
   modalities: string[];
   training: Record<string, unknown>;
   metrics: Record<string, unknown> | null;
-  export: Record<string, unknown>;
+  export: { gflopsPerSlice?: number; [key: string]: unknown };
   notes?: string;
+}
+
+/** The modes a manifest offers (version 1: automatic only). */
+export function modelModes(manifest: ModelManifest): ModelMode[] {
+  return manifest.modes ?? ['auto'];
+}
+
+export function hasAutoMode(manifest: ModelManifest): boolean {
+  return modelModes(manifest).includes('auto');
+}
+
+/** The file of the automatic graph (role "segmentation", else the first file of a version-1 manifest). */
+export function autoGraphFile(manifest: ModelManifest): string {
+  return (manifest.files.find((f) => f.role === 'segmentation') ?? manifest.files[0]!).path;
+}
+
+/** Checks beyond the schema: segment numbers, graph files listed, the promptable pair fitting together. */
+function checkConsistency(manifest: ModelManifest, path: string): void {
+  const numbers = manifest.segments.map((s) => s.number);
+  if (numbers.some((n, i) => n !== i + 1)) {
+    throw new LdfsamError('MODEL_REJECTED', `${path}: segment numbers must be 1..N in order, got ${numbers.join(',')}`);
+  }
+  const listed = new Set(manifest.files.map((f) => f.path));
+  for (const graph of [manifest.promptable?.encoder, manifest.promptable?.decoder]) {
+    if (graph && !listed.has(graph.file))
+      throw new LdfsamError('MODEL_REJECTED', `${path}: ${graph.file} is described but not listed (with its SHA-256) in files`);
+  }
+  if (manifest.promptable) checkPromptablePair(manifest.promptable, path);
+}
+
+/** Every encoder output must be a decoder input of the same name, dtype and shape (batch 1 in the decoder). */
+function checkPromptablePair(pair: PromptableSpec, path: string): void {
+  const decoderInputs = new Map(pair.decoder.inputs.map((t) => [t.name, t]));
+  for (const out of pair.encoder.outputs) {
+    const input = decoderInputs.get(out.name);
+    const fits =
+      input !== undefined &&
+      input.dtype === out.dtype &&
+      input.shape[0] === 1 &&
+      input.shape.length === out.shape.length &&
+      input.shape.every((d, i) => i === 0 || d === out.shape[i]);
+    if (!fits) {
+      const got = input ? `decoder input ${input.dtype} [${input.shape.join(', ')}]` : 'no decoder input of that name';
+      throw new LdfsamError(
+        'MODEL_REJECTED',
+        `${path}: the encoder's output ${out.name} ${out.dtype} [${out.shape.join(', ')}] does not fit the decoder (${got})`,
+      );
+    }
+  }
 }
 
 let validator: ((data: unknown) => boolean) & { errors?: { instancePath: string; message?: string }[] | null };
@@ -106,10 +198,7 @@ export async function readManifest(folder: string): Promise<ModelManifest> {
     throw new LdfsamError('MODEL_REJECTED', `cannot read ${path}: ${(err as Error).message}`);
   }
   await validate(manifest);
-  const numbers = manifest.segments.map((s) => s.number);
-  if (numbers.some((n, i) => n !== i + 1)) {
-    throw new LdfsamError('MODEL_REJECTED', `${path}: segment numbers must be 1..N in order, got ${numbers.join(',')}`);
-  }
+  checkConsistency(manifest, path);
   for (const file of manifest.files) {
     const filePath = join(folder, file.path);
     const info = await stat(filePath).catch(() => undefined);

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import { InferenceWorker } from '../inference/inference-worker.js';
 import { projectPath } from '../util/paths.js';
-import { readManifest, type ModelManifest } from './manifest.js';
+import { hasAutoMode, readManifest, type ModelManifest } from './manifest.js';
 import type { SessionSettings } from './session.js';
 
 export interface RegisteredModel {
@@ -91,9 +91,15 @@ export class ModelRegistry {
     );
   }
 
-  /** The first model accepting the modality (shipped order), for when none is named. */
+  /** The first automatic model accepting the modality (shipped order), for when none is named. */
   forModality(modality: string): RegisteredModel | undefined {
     return this.list().find((m) => accepts(m.manifest, modality));
+  }
+
+  /** Promptable models accepting the modality, trained ones (named modalities) before catch-alls. */
+  promptableFor(modality: string): RegisteredModel[] {
+    const fitting = this.list().filter((m) => m.manifest.promptable && acceptsModality(m.manifest, modality));
+    return [...fitting.filter((m) => !m.manifest.modalities.includes('*')), ...fitting.filter((m) => m.manifest.modalities.includes('*'))];
   }
 
   worker(model: RegisteredModel): Promise<InferenceWorker> {
@@ -113,7 +119,20 @@ export class ModelRegistry {
   }
 }
 
+/** Whether the model segments the modality automatically (a promptable-only model never does). */
 export function accepts(manifest: ModelManifest, modality: string): boolean {
+  return hasAutoMode(manifest) && acceptsModality(manifest, modality);
+}
+
+/** Why the model cannot segment the modality automatically, or undefined when it can. */
+export function autoRefusal(manifest: ModelManifest, modality: string): string | undefined {
+  if (!hasAutoMode(manifest)) return `model ${manifest.name} is promptable only (no automatic mode): use it interactively`;
+  if (!acceptsModality(manifest, modality))
+    return `model ${manifest.name} does not accept modality ${modality} (it accepts ${manifest.modalities.join(', ')})`;
+  return undefined;
+}
+
+export function acceptsModality(manifest: ModelManifest, modality: string): boolean {
   return manifest.modalities.includes('*') || manifest.modalities.includes(modality);
 }
 

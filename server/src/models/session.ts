@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { LdfsamError } from '../errors.js';
-import { readManifest, type ModelManifest, type TensorSpec } from './manifest.js';
+import { autoGraphFile, hasAutoMode, readManifest, type ModelManifest, type TensorSpec } from './manifest.js';
 
 export interface SessionSettings {
   executionProvider?: 'cpu' | 'cuda';
@@ -30,19 +30,36 @@ export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSes
   };
 }
 
-/** Opens the model's segmentation graph and refuses it when its inputs/outputs are not the manifest's. */
+/** Opens the model's automatic graph and refuses it when its inputs/outputs are not the manifest's. */
 export async function loadModel(folder: string, settings: SessionSettings = {}): Promise<LoadedModel> {
   const manifest = await readManifest(folder);
-  const file = manifest.files.find((f) => f.role === 'segmentation') ?? manifest.files[0]!;
+  if (!hasAutoMode(manifest) || !manifest.inputs || !manifest.outputs) {
+    throw new LdfsamError('MODEL_REJECTED', `${manifest.name} has no automatic graph (it is promptable only)`);
+  }
+  const session = await openGraph(folder, manifest.name, {
+    file: autoGraphFile(manifest),
+    inputs: manifest.inputs,
+    outputs: manifest.outputs,
+  }, settings);
+  return { folder, manifest, session };
+}
+
+/** Opens one graph of a model folder and refuses it when its inputs/outputs are not the ones described. */
+export async function openGraph(
+  folder: string,
+  model: string,
+  graph: { file: string; inputs: TensorSpec[]; outputs: TensorSpec[] },
+  settings: SessionSettings = {},
+): Promise<ort.InferenceSession> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(join(folder, file.path), sessionOptions(settings));
+    session = await ort.InferenceSession.create(join(folder, graph.file), sessionOptions(settings));
   } catch (err) {
-    throw new LdfsamError('MODEL_REJECTED', `${manifest.name}: onnxruntime cannot load ${file.path}: ${(err as Error).message}`);
+    throw new LdfsamError('MODEL_REJECTED', `${model}: onnxruntime cannot load ${graph.file}: ${(err as Error).message}`);
   }
-  checkIo(manifest.name, 'input', manifest.inputs, session.inputMetadata as unknown as OrtValueMetadata[]);
-  checkIo(manifest.name, 'output', manifest.outputs, session.outputMetadata as unknown as OrtValueMetadata[]);
-  return { folder, manifest, session };
+  checkIo(`${model} (${graph.file})`, 'input', graph.inputs, session.inputMetadata as unknown as OrtValueMetadata[]);
+  checkIo(`${model} (${graph.file})`, 'output', graph.outputs, session.outputMetadata as unknown as OrtValueMetadata[]);
+  return session;
 }
 
 interface OrtValueMetadata {

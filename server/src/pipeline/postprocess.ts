@@ -7,9 +7,21 @@
 import { packBits } from '../seg/bits.js';
 import { bilinearTaps, lerp2, resizeBilinear } from './preprocess.js';
 
-export function logitsToMask(logits: Float32Array, size: number, rows: number, columns: number, threshold: number): Uint8Array {
+export function logitsToMask(
+  logits: Float32Array,
+  size: number,
+  rows: number,
+  columns: number,
+  threshold: number,
+  fitted: { rows: number; columns: number } = { rows: size, columns: size },
+): Uint8Array {
+  let region = logits;
+  if (fitted.rows !== size || fitted.columns !== size) {
+    region = new Float32Array(fitted.rows * fitted.columns);
+    for (let y = 0; y < fitted.rows; y++) region.set(logits.subarray(y * size, y * size + fitted.columns), y * fitted.columns);
+  }
   const native = new Float32Array(rows * columns);
-  resizeBilinear(logits, size, size, 1, 0, native, size, rows, columns);
+  resizeBilinear(region, fitted.rows, fitted.columns, 1, 0, native, size, rows, columns);
   const mask = new Uint8Array(rows * columns);
   for (let i = 0; i < mask.length; i++) mask[i] = native[i]! > threshold ? 1 : 0;
   return mask;
@@ -23,12 +35,20 @@ export function maskToBits(mask: Uint8Array): Uint8Array {
  * logitsToMask() then maskToBits() in one pass, without the native-size float and byte copies:
  * each native pixel's logit is interpolated (the same arithmetic as resizeBilinear, rounded to
  * float32 as its Float32Array would) and thresholded straight into the packed bits (bit i of the
- * slice = pixel i, least significant bit first, as packBits).
+ * slice = pixel i, least significant bit first, as packBits). `fitted`: the part of the size x size
+ * logits the slice filled (longest-side-pad; top left), which alone is resized back; default all.
  */
-export function logitsToBits(logits: Float32Array, size: number, rows: number, columns: number, threshold: number): Uint8Array {
+export function logitsToBits(
+  logits: Float32Array,
+  size: number,
+  rows: number,
+  columns: number,
+  threshold: number,
+  fitted: { rows: number; columns: number } = { rows: size, columns: size },
+): Uint8Array {
   const bits = new Uint8Array(Math.ceil((rows * columns) / 8));
-  const ty = bilinearTaps(size, rows);
-  const tx = bilinearTaps(size, columns);
+  const ty = bilinearTaps(fitted.rows, rows);
+  const tx = bilinearTaps(fitted.columns, columns);
   for (let y = 0; y < rows; y++) {
     const r0 = ty.lo[y]! * size;
     const r1 = ty.hi[y]! * size;

@@ -1,7 +1,8 @@
 /**
  * Slice pixels to the model's input, as the manifest says: modality values to [0, 1] by the
  * modality's intensity policy (MONOCHROME1 inverted so that bright means high), colour scaled by its
- * maximum, bilinear resize to inputSize x inputSize, grey replicated to 3 planar channels.
+ * maximum, bilinear resize into inputSize x inputSize (both axes stretched, or with `fit`
+ * longest-side-pad the aspect kept and zeros right and bottom), grey replicated to 3 planar channels.
  * Pure function over typed arrays; writes into `out` (3 x S x S floats) when given.
  */
 import type { SlicePixels } from '../dicom/pixels.js';
@@ -52,6 +53,15 @@ function percentiles(values: ArrayLike<number>, low: number, high: number): [num
   return [at(low), at(high)];
 }
 
+/** The rows x columns of the input that a slice fills: the whole input, or its aspect kept (longest side to inputSize). */
+export function fittedSize(rows: number, columns: number, manifest: ModelManifest): { rows: number; columns: number } {
+  const size = manifest.preprocessing.inputSize;
+  if ((manifest.preprocessing.fit ?? 'stretch') === 'stretch') return { rows: size, columns: size };
+  // round half up of side * size / longest, as ldfsam_models.inputs.fitted_size computes it
+  const longest = Math.max(rows, columns);
+  return { rows: Math.floor((rows * size) / longest + 0.5), columns: Math.floor((columns * size) / longest + 0.5) };
+}
+
 export function preprocessSlice(
   pixels: SlicePixels,
   rows: number,
@@ -63,11 +73,14 @@ export function preprocessSlice(
   const size = manifest.preprocessing.inputSize;
   const plane = size * size;
   const result = out ?? new Float32Array(3 * plane);
+  const fitted = fittedSize(rows, columns, manifest);
+  if (fitted.rows !== size || fitted.columns !== size) result.fill(0); // the padding (a reused buffer holds the last slice)
+  const target = { ...fitted, stride: size };
   const policy = intensityPolicy(manifest, modality);
   if (pixels.kind === 'grey') {
     const [lo, hi] = intensityRange(pixels.values, policy);
     const span = hi > lo ? hi - lo : 1;
-    resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, result.subarray(0, plane), size);
+    resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, result.subarray(0, plane), target);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
   } else {
@@ -75,7 +88,8 @@ export function preprocessSlice(
     // colour under that policy is scaled by its full range (0..maxValue).
     const [lo, hi] = policy.kind === 'percentile' ? [0, pixels.maxValue] : intensityRange(pixels.data, policy);
     const span = hi > lo ? hi - lo : 1;
-    for (let c = 0; c < 3; c++) resizeScaled(pixels.data, rows, columns, 3, c, lo, span, false, result.subarray(c * plane, (c + 1) * plane), size);
+    for (let c = 0; c < 3; c++)
+      resizeScaled(pixels.data, rows, columns, 3, c, lo, span, false, result.subarray(c * plane, (c + 1) * plane), target);
   }
   return result;
 }
@@ -97,22 +111,22 @@ function resizeScaled(
   span: number,
   invert: boolean,
   dst: Float32Array,
-  size: number,
+  target: { rows: number; columns: number; stride: number },
 ): void {
   const f = Math.fround;
   const scale = (v: number) => {
     const s = Math.min(1, Math.max(0, (v - lo) / span));
     return f(invert ? 1 - s : s);
   };
-  const ty = bilinearTaps(rows, size);
-  const tx = bilinearTaps(columns, size);
-  for (let y = 0; y < size; y++) {
+  const ty = bilinearTaps(rows, target.rows);
+  const tx = bilinearTaps(columns, target.columns);
+  for (let y = 0; y < target.rows; y++) {
     const r0 = ty.lo[y]! * columns;
     const r1 = ty.hi[y]! * columns;
-    for (let x = 0; x < size; x++) {
+    for (let x = 0; x < target.columns; x++) {
       const x0 = tx.lo[x]!;
       const x1 = tx.hi[x]!;
-      dst[y * size + x] = lerp2(
+      dst[y * target.stride + x] = lerp2(
         scale(src[(r0 + x0) * channels + channel]!),
         scale(src[(r0 + x1) * channels + channel]!),
         scale(src[(r1 + x0) * channels + channel]!),

@@ -10,7 +10,7 @@ import { LdfsamError } from '../errors.js';
 import type { InferenceWorker } from '../inference/inference-worker.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { logitsToBits } from './postprocess.js';
-import { preprocessSlice } from './preprocess.js';
+import { fittedSize, preprocessSlice } from './preprocess.js';
 
 export type Stage = 'fetch' | 'preprocess' | 'infer' | 'postprocess';
 
@@ -38,6 +38,7 @@ export async function segmentSlices(
   const batchSize = Math.max(1, options.batchSize ?? 1);
   const output = manifest.postprocessing.output;
   const segments = manifest.segments.length;
+  const fitted = fittedSize(plan.rows, plan.columns, manifest);
   const masks: Uint8Array[][] = manifest.segments.map(() => new Array<Uint8Array>(plan.slices.length));
   const timingsMs: Record<Stage, number> = { fetch: 0, preprocess: 0, infer: 0, postprocess: 0 };
   const total = plan.slices.length;
@@ -64,6 +65,7 @@ export async function segmentSlices(
           plan.rows,
           plan.columns,
           manifest.postprocessing.threshold,
+          fitted,
         );
       }
     }

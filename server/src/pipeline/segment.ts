@@ -10,7 +10,7 @@ import { loadSeries } from '../dicom/inspect.js';
 import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
-import { accepts, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
 import { isEmpty } from '../seg/bits.js';
 import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
 import { projectPath } from '../util/paths.js';
@@ -62,12 +62,8 @@ export async function segmentPlan(
   options: SegmentOptions,
 ): Promise<SegmentResult> {
   const { manifest } = model;
-  if (!accepts(manifest, plan.modality)) {
-    throw new LdfsamError(
-      'INVALID_INPUT',
-      `model ${manifest.name} does not accept modality ${plan.modality} (it accepts ${manifest.modalities.join(', ')})`,
-    );
-  }
+  const refusal = autoRefusal(manifest, plan.modality);
+  if (refusal) throw new LdfsamError('INVALID_INPUT', refusal);
   const worker = await registry.worker(model);
   const { masks, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
   const timings: Record<string, number> = { ...timingsMs };
