@@ -39,7 +39,9 @@ from PIL import Image
 
 from .configs import build_ldfsam, get_config
 from .data import AUGMENTATIONS, FIXED_255, SPLIT_SEED, Record, augment_pair, boxes_from_mask, load_dataset, record_image01, split_records
+from .evaluate import to_input
 from .export import PIXEL_MEAN, PIXEL_STD
+from .inputs import fitted_size
 from .losses import box_overlap, decode_distances, detection_loss, dice_bce_loss, distances_to_boxes, distillation_loss, make_anchors
 from .modeling.yolo import YOLOv8
 
@@ -69,6 +71,7 @@ class TrainOptions:
     use_dense_prompt: bool = True  # prompt ablation (DFP only / SFP only / both) for encoder + segment
     use_sparse_prompt: bool = True
     use_box_prompt: bool = False  # baseline: the detector's top box through SAM's prompt encoder
+    tune: str = "decoder"  # lite segment phase: "decoder" (feature prompts + prompt encoder + decoder) | "prompts" (feature prompts only)
     augment: Optional[str] = "auto"  # 'auto' = per data set, None = off, or a data.AUGMENTATIONS name
     limit_train: Optional[int] = None  # use only the first N training (and validation) images: smoke tests
     limit_val: Optional[int] = None
@@ -140,21 +143,26 @@ def read_mask(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L")) > 127
 
 
-def server_resize(image: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) -> (3, size, size): bilinear, half-pixel centres, no antialiasing (the server's)."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0]
+def server_resize(image: np.ndarray, size: int, fit: str = "stretch") -> torch.Tensor:
+    """(H, W, 3) -> (3, size, size): bilinear, half-pixel centres, no antialiasing, into the input as
+    `fit` says (the server's; zeros around a fitted image)."""
+    return torch.from_numpy(to_input(np.ascontiguousarray(image, dtype=np.float32), size, fit))
 
 
-def mask_resize(mask: np.ndarray, size: int) -> torch.Tensor:
+def mask_resize(mask: np.ndarray, size: int, fit: str = "stretch") -> torch.Tensor:
+    rows, columns = fitted_size(mask.shape[0], mask.shape[1], size, fit)
     m = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0] >= 0.5)
+    out = torch.zeros(1, size, size, dtype=torch.bool)
+    out[:, :rows, :columns] = F.interpolate(m, size=(rows, columns), mode="bilinear", align_corners=False, antialias=True)[0] >= 0.5
+    return out
 
 
-def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path, intensity: Mapping[str, dict] = FIXED_255) -> Tuple[torch.Tensor, torch.Tensor]:
+def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path, intensity: Mapping[str, dict] = FIXED_255,
+                   fit: str = "stretch") -> Tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 3, S, S) and bool masks (N, 1, S, S), read once (through the intensity
-    policy the model will be published with) and cached on disk."""
+    policy the model will be published with, fitted as the server fits them) and cached on disk."""
     policy = "" if dict(intensity) == FIXED_255 else "|" + json.dumps(intensity, sort_keys=True)  # old caches stay valid
+    policy += "" if fit == "stretch" else f"|{fit}"
     key = hashlib.sha256(("|".join(str(r.image) for r in records) + f"|{size}|v1{policy}").encode()).hexdigest()[:16]
     path = cache_dir / f"{records[0].dataset if records else 'empty'}-{size}-{len(records)}-{key}.pt"
     if path.exists():
@@ -163,8 +171,8 @@ def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path, intens
     images = torch.empty(len(records), 3, size, size, dtype=torch.uint8)
     masks = torch.empty(len(records), 1, size, size, dtype=torch.bool)
     for i, r in enumerate(records):
-        images[i] = (server_resize(record_image01(r, intensity), size) * 255).round().clamp(0, 255).to(torch.uint8)
-        masks[i] = mask_resize(read_mask(r.mask), size)
+        images[i] = (server_resize(record_image01(r, intensity), size, fit) * 255).round().clamp(0, 255).to(torch.uint8)
+        masks[i] = mask_resize(read_mask(r.mask), size, fit)
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"images": images, "masks": masks}, path)
     return images, masks
@@ -376,8 +384,8 @@ def train(opts: TrainOptions) -> dict:
     if not train_recs or not val_recs:
         raise ValueError(f"{opts.dataset}: the split left {len(train_recs)} training and {len(val_recs)} validation images "
                          f"({len(splits['test'])} test); the split is by subject (patient), so more subjects are needed")
-    tr_img, tr_mask = cached_tensors(train_recs, size, cache, opts.intensity)
-    va_img, va_mask = cached_tensors(val_recs, size, cache, opts.intensity)
+    tr_img, tr_mask = cached_tensors(train_recs, size, cache, opts.intensity, cfg.resize)
+    va_img, va_mask = cached_tensors(val_recs, size, cache, opts.intensity, cfg.resize)
     augment = DATASET_AUGMENT.get(opts.dataset) if opts.augment == "auto" else opts.augment
     log(f"data: {opts.dataset} train {len(train_recs)} val {len(val_recs)} images at {size} ({time.time() - t_data:.1f}s), augmentation {augment}")
     summary.update(dataset=opts.dataset, split=SPLIT_DESCRIPTION, train_images=len(train_recs), val_images=len(val_recs), test_images=len(splits["test"]), seed=opts.seed)
@@ -428,6 +436,17 @@ def train(opts: TrainOptions) -> dict:
             # The whole LDFSAM state is checkpointed (only the detector changes here).
             result = run_phase(phase, opts, model, list(detector.parameters()), step_fn, lambda: top_box_iou(detector, va_img, va_mask, det_size), "box_iou", batches, detector.train)
             result["distill"] = opts.distill
+
+        elif cfg.encoder == "tinyvit":
+            if phase != "segment":
+                raise ValueError(f"configuration {cfg.name}: LiteMedSAM's encoder is pretrained, so its phases are teacher, student, segment (not {phase!r})")
+            from .lite import segment_phase
+
+            source = torch.load(opts.detector_from)["model"] if opts.detector_from else _load_best(run_dir, "student")["model"]
+            detector_state = {k[len("detector."):]: v for k, v in source.items() if k.startswith("detector.")}
+            result = segment_phase(opts, cfg, detector_state, (tr_img, tr_mask, va_img, va_mask), cache, run_phase, log)
+            if opts.detector_from:
+                result["detector_from"] = str(opts.detector_from)
 
         else:  # encoder, segment
             model = build_ldfsam(cfg)
