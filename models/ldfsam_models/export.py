@@ -23,6 +23,10 @@ from .manifest import ManifestError, git_commit, sha256_of, validate_manifest
 OPSET = 17
 # Test-time augmentation the graph can carry: the image flipped along one axis (dims of (B, C, H, W)).
 FLIPS = {"hflip": 3, "vflip": 2}
+# What the automatic graph of a box-prompted (lite) model reports per slice for the presence decision
+# (postprocessing.presence in the manifest combines them; see presence.py): the detector's top score,
+# the decoder's predicted IoU, the mask's share of the input frame, the mean probability inside it.
+PRESENCE_FEATURES = ("detectorScore", "predictedIou", "maskArea", "maskConfidence")
 GRAPHS_NOTE = __doc__.split("\n\n")[1].replace("\n", " ")
 
 
@@ -41,31 +45,54 @@ class SegmentationGraph(nn.Module):
             raise ValueError(f"unknown test-time flips {unknown}; known: {sorted(FLIPS)}")
         self.flip_dims = [FLIPS[f] for f in flips]
 
+    @property
+    def with_presence(self) -> bool:
+        return self.config.box_prompt
+
     def forward(self, image: torch.Tensor):
         if not self.flip_dims:
             return self.views(image)
         views = 1 + len(self.flip_dims)
-        logits, iou = self.views(torch.cat([image] + [torch.flip(image, [d]) for d in self.flip_dims]))
-        logits = logits.view(views, -1, *logits.shape[1:])
-        iou = iou.view(views, -1, *iou.shape[1:])
+        outputs = self.views(torch.cat([image] + [torch.flip(image, [d]) for d in self.flip_dims]))
+        logits, rest = outputs[0].view(views, -1, *outputs[0].shape[1:]), [o.view(views, -1, *o.shape[1:]).mean(0) for o in outputs[1:]]
         # One flip undoes itself: view k + 1 was flipped along flip_dims[k] (one dim later in the stack).
         logits = torch.stack([logits[0]] + [torch.flip(logits[k + 1], [d]) for k, d in enumerate(self.flip_dims)])
-        return logits.mean(0), iou.mean(0)
+        return (logits.mean(0), *rest)
 
     def views(self, image: torch.Tensor):
         s = self.config.image_size
         # Static scale factors keep every shape static in the graph (size= made them symbolic).
-        masks, iou, _ = self.model(*model_inputs(image, self.config))
+        masks, iou, aux = self.model(*model_inputs(image, self.config), with_detections=self.with_presence)
         # The decoder's masks are 4x the embedding grid; a Python constant keeps the scale static when traced.
-        if masks.shape[-1] == s:
+        if masks.shape[-1] != s:
+            masks = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
+        if not self.with_presence:
             return masks, iou
-        logits = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
-        return logits, iou
+        return masks, iou, presence_features(masks, iou, aux["cls_logits"])
+
+
+def presence_features(logits: torch.Tensor, iou: torch.Tensor, cls_logits: torch.Tensor) -> torch.Tensor:
+    """(B, 4) in PRESENCE_FEATURES order, from what the model computes anyway."""
+    inside = (logits > 0).float().flatten(1)
+    prob = torch.sigmoid(logits).flatten(1)
+    area = inside.mean(1)
+    confidence = (prob * inside).sum(1) / inside.sum(1).clamp(min=1.0)
+    score = torch.sigmoid(cls_logits).amax(dim=(1, 2))
+    return torch.stack([score, iou[:, 0], area, confidence], dim=1)
+
+
+def auto_outputs(config: LDFSAMConfig) -> list:
+    s = config.image_size
+    outputs = [{"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, s, s]}, {"name": "iou", "dtype": "float32", "shape": ["batch", 1]}]
+    if config.box_prompt:
+        outputs.append({"name": "presence_features", "dtype": "float32", "shape": ["batch", len(PRESENCE_FEATURES)]})
+    return outputs
 
 
 def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path, flips: Sequence[str] = ()) -> SegmentationGraph:
     graph = SegmentationGraph(model, config, flips).eval()  # eval: export restores training flags afterwards
     example = torch.rand(1, 3, config.image_size, config.image_size)
+    names = [o["name"] for o in auto_outputs(config)]
     with torch.no_grad():
         torch.onnx.export(
             graph,
@@ -73,8 +100,8 @@ def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path, flip
             str(path),
             opset_version=OPSET,
             input_names=["image"],
-            output_names=["mask_logits", "iou"],
-            dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "iou": {0: "batch"}},
+            output_names=names,
+            dynamic_axes={n: {0: "batch"} for n in ["image"] + names},
             do_constant_folding=True,
         )
     graph.eval()
@@ -88,8 +115,7 @@ def annotate_shapes(path: pathlib.Path, config: LDFSAMConfig) -> None:
     import onnx
 
     model = onnx.load(str(path))
-    s = config.image_size
-    for value, dims in zip(model.graph.output, (["batch", 1, s, s], ["batch", 1])):
+    for value, dims in zip(model.graph.output, [o["shape"] for o in auto_outputs(config)]):
         shape = value.type.tensor_type.shape
         del shape.dim[:]
         for d in dims:
@@ -176,10 +202,7 @@ def export_model(
         diffs["maxAbsDiff"] = max_diff
         files.append({"path": "model.onnx", "sha256": sha256_of(onnx_path), "bytes": onnx_path.stat().st_size, "role": "segmentation"})
         extra["inputs"] = [{"name": "image", "dtype": "float32", "shape": ["batch", 3, s, s]}]
-        extra["outputs"] = [
-            {"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, s, s]},
-            {"name": "iou", "dtype": "float32", "shape": ["batch", 1]},
-        ]
+        extra["outputs"] = auto_outputs(config)
         modes.append("auto")
         counts = count_flops(config, model)  # the detect head counts only where its box is the prompt
         per_view = sum(counts.values()) - (0 if config.box_prompt else counts["detector_head"])

@@ -45,10 +45,11 @@ class LDFSAM(nn.Module):
         # SAM's prompt encoder as a box prompt (used with both feature prompts off). Off in LDFSAM.
         self.use_box_prompt = False
 
-    def detector_box(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor, det_size: int) -> torch.Tensor:
+    def detector_box(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor, det_size: int, head: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """The detector's highest-scoring box per image, (B, 4) as x1, y1, x2, y2 in pixels of SAM's
-        input (scaled from the detector's input of side `det_size`), clamped to the image."""
-        box_logits, cls_logits = self.detector.model[22]([p3, p4, p5])
+        input (scaled from the detector's input of side `det_size`), clamped to the image. `head`: the
+        detect head's (box, class) logits when already computed."""
+        box_logits, cls_logits = head if head is not None else self.detector.model[22]([p3, p4, p5])
         points, strides = make_anchors(det_size)
         boxes = distances_to_boxes(decode_distances(box_logits, self.detector.model[22].reg_max), points, strides)  # (B, A, 4)
         best = cls_logits.sigmoid().amax(1).argmax(1)  # (B,)
@@ -99,12 +100,14 @@ class LDFSAM(nn.Module):
         intermediates (image embedding, P3-P5, fused map; the detector's box and class logits with
         `with_detections`, which segmentation alone does not need) for training and tests."""
         z, tokens, aux = self.embed(sam_image, det_image)
+        head = None
+        if with_detections or (self.use_box_prompt and boxes is None):  # the detect head runs once
+            head = self.detector.model[22]([aux["p3"], aux["p4"], aux["p5"]])
+            aux["box_logits"], aux["cls_logits"] = head
         if self.use_box_prompt and boxes is None:
-            boxes = self.detector_box(aux["p3"], aux["p4"], aux["p5"], int(det_image.shape[-1]))  # static: a fixed input side
+            boxes = self.detector_box(aux["p3"], aux["p4"], aux["p5"], int(det_image.shape[-1]), head)  # static: a fixed input side
         masks, iou, sparse = self.decode(z, tokens, points=points, boxes=boxes, multimask_output=multimask_output)
         aux.update(boxes=boxes, sparse_tokens=sparse)
-        if with_detections:
-            aux["box_logits"], aux["cls_logits"] = self.detector.model[22]([aux["p3"], aux["p4"], aux["p5"]])
         return masks, iou, aux
 
 
