@@ -11,8 +11,10 @@ automatic graph feeds), a reference box jittered by up to 10 % of its size per e
 (positives inside the reference, negatives outside it near its box; SAM's padding point after them):
 the promptable export's decoder then answers boxes and clicks too.
 
-What trains (`--tune`): `decoder` (fusion, DFP, SFP, prompt encoder, mask decoder; the default) or
-`prompts` (fusion, DFP, SFP only: the prompt generator's heads with SAM frozen, an ablation).
+What trains (`--tune`): `decoder` (fusion, DFP, SFP, prompt encoder, mask decoder; the default),
+`prompts` (fusion, DFP, SFP only: the prompt generator's heads with SAM frozen, an ablation) or
+`encoder` (`lite-adapters` only: the encoder's adapters as well, end to end through the encoder on
+augmented images - no cache, about 3x the compute of a cached step per image).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from .pretrained import load_litemedsam
 
 FLIPS: Tuple[Tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))  # none, horizontal, vertical, both
 PROMPT_MIX = (("detector", 0.6), ("box", 0.25), ("points", 0.15))
-TUNE = ("decoder", "prompts")
+TUNE = ("decoder", "prompts", "encoder")
 
 
 def build_lite(config: LDFSAMConfig, detector_state: Dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -211,11 +213,16 @@ def trainable(model, tune: str) -> List[torch.nn.Parameter]:
     for p in model.parameters():
         p.requires_grad_(False)
     parts = [model.fusion, model.dense_prompt, model.sparse_prompt]
-    if tune == "decoder":
+    if tune in ("decoder", "encoder"):
         parts += [model.prompt_encoder, model.mask_decoder]
     elif tune != "prompts":
         raise ValueError(f"unknown --tune {tune!r}; known: {', '.join(TUNE)}")
     params = [p for part in parts for p in part.parameters()]
+    if tune == "encoder":
+        adapters = [p for name, p in model.image_encoder.named_parameters() if ".adapter." in name]
+        if not adapters:
+            raise ValueError("--tune encoder needs a configuration with adapters (lite-adapters)")
+        params += adapters
     for p in params:
         p.requires_grad_(True)
     return params
@@ -229,6 +236,34 @@ def step_loss(model, decoder_graph, batch: dict, masks: torch.Tensor, prompts) -
     return seg + iou_loss, {"seg": float(seg), "iou": float(iou_loss)}
 
 
+def end_to_end_batches(images, masks, batch_size, seed, augment, steps):
+    """Augmented image batches (train.Batches) with a prompt kind per step, for --tune encoder."""
+    from .train import Batches
+
+    inner = Batches(images, masks, batch_size, seed, augment, steps)
+
+    class _Wrapped:
+        steps, batch_size = inner.steps, inner.batch_size
+
+        def epoch(self, e):
+            rng = np.random.default_rng((seed, e, 1))
+            kinds, weights = zip(*PROMPT_MIX)
+            for ims, ms, _ in inner.epoch(e):
+                yield ims, ms, str(rng.choice(kinds, p=np.array(weights) / sum(weights)))
+
+    return _Wrapped()
+
+
+def end_to_end_step(model, config, decoder_graph, images, masks, kind, rng) -> Tuple[torch.Tensor, Dict[str, float]]:
+    with torch.no_grad():
+        p3, p4, p5 = model.detector.features(images)
+        det = top_boxes(model, p3, p4, p5, config.detector_size)
+    z = model.image_encoder(encoder_input(images, config))
+    coords, labels = prompt_tokens(kind, masks.bool(), det, rng)
+    batch = {"z": z, "p3": p3, "p4": p4, "p5": p5}
+    return step_loss(model, decoder_graph, batch, masks, (coords, labels))
+
+
 def segment_phase(opts, config: LDFSAMConfig, detector_state: Dict[str, torch.Tensor], data: Tuple[torch.Tensor, ...], cache_dir: Path, run_phase, log) -> dict:
     """Runs the phase through train.run_phase (checkpoints, resume, progress lines) on the cache."""
     from .promptable import DecoderGraph
@@ -238,6 +273,8 @@ def segment_phase(opts, config: LDFSAMConfig, detector_state: Dict[str, torch.Te
     model.use_dense_prompt, model.use_sparse_prompt = opts.use_dense_prompt, opts.use_sparse_prompt
     graph = DecoderGraph(model, config, multimask_for_single_point=False)
     t0 = time.time()
+    if opts.tune == "encoder":
+        return _end_to_end_phase(opts, config, model, graph, data, run_phase, log)
     tr_cache = embed_cache(model, config, tr_img, tr_mask, FLIPS, cache_dir / f"lite-train-{cache_key(tr_img, FLIPS, detector_state, config)}.pt", log)
     va_cache = embed_cache(model, config, va_img, va_mask, ((),), cache_dir / f"lite-val-{cache_key(va_img, ((),), detector_state, config)}.pt", log)
     log(f"[segment] cached {len(tr_cache['z'])} training and {len(va_cache['z'])} validation embeddings ({time.time() - t0:.0f}s)")
@@ -254,4 +291,38 @@ def segment_phase(opts, config: LDFSAMConfig, detector_state: Dict[str, torch.Te
     result.update(trainable_params=sum(p.numel() for p in params), tune=opts.tune, cache_seconds=round(time.time() - t0 - result["seconds"], 1),
                   prompts={"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": True, "mix": dict(PROMPT_MIX)},
                   alpha=float(model.dense_prompt.alpha), flips=len(FLIPS))
+    return result
+
+
+def _end_to_end_phase(opts, config, model, graph, data, run_phase, log) -> dict:
+    from .train import DATASET_AUGMENT
+
+    tr_img, tr_mask, va_img, va_mask = data
+    params = trainable(model, "encoder")
+    augment = DATASET_AUGMENT.get(opts.dataset) if opts.augment == "auto" else opts.augment
+    batches = end_to_end_batches(tr_img, tr_mask, opts.batch_size, opts.seed + 3, augment, opts.steps_per_epoch.get("segment"))
+    rng = np.random.default_rng(opts.seed)
+
+    def train_mode():
+        model.eval()  # BatchNorm statistics stay LiteMedSAM's and the detector's
+        for part in (model.fusion, model.dense_prompt, model.sparse_prompt, model.prompt_encoder, model.mask_decoder):
+            part.train()
+
+    def val():
+        with torch.no_grad():
+            cache = {k: [] for k in ("z", "p3", "p4", "p5", "det_box", "mask")}
+            model.eval()
+            for i in range(0, len(va_img), 8):
+                x = va_img[i : i + 8].float() / 255.0
+                p3, p4, p5 = model.detector.features(x)
+                for k, v in zip(("z", "p3", "p4", "p5", "det_box", "mask"),
+                                (model.image_encoder(encoder_input(x, config)), p3, p4, p5, top_boxes(model, p3, p4, p5, config.detector_size), va_mask[i : i + 8])):
+                    cache[k].append(v)
+            return val_dice(model, graph, {k: torch.cat(v) for k, v in cache.items()})
+
+    result = run_phase("segment", opts, model, params, lambda ims, ms, kind: end_to_end_step(model, config, graph, ims, ms, kind, rng),
+                       val, "dice", batches, train_mode)
+    result.update(trainable_params=sum(p.numel() for p in params), tune="encoder", augment=augment,
+                  prompts={"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": True, "mix": dict(PROMPT_MIX)},
+                  alpha=float(model.dense_prompt.alpha))
     return result

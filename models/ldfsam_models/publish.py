@@ -82,6 +82,8 @@ def publish(args) -> dict:
     config = get_config(checkpoint.get("config", "tiny"))
     model = build_ldfsam(config)
     model.load_state_dict(checkpoint["model"])
+    prompts = checkpoint.get("prompts", {})  # prompt ablations the run trained with
+    model.use_dense_prompt, model.use_sparse_prompt = prompts.get("dense", True), prompts.get("sparse", True)
     phases = summary.get("phases", {})
     training = {
         "dataset": args.dataset,
@@ -102,6 +104,12 @@ def publish(args) -> dict:
     started = {k: v["init"] for k, v in phases.items() if v.get("init")}
     if started:  # a phase continued from another run's checkpoint (train --init): its epochs add to that run's
         training["phaseStartedFrom"] = started
+    if config.encoder == "tinyvit":
+        from .pretrained import LITEMEDSAM
+
+        training["pretrained"] = {"package": f"{LITEMEDSAM.package}=={LITEMEDSAM.version}", "sha256": LITEMEDSAM.sha256, "license": LITEMEDSAM.license,
+                                  "source": LITEMEDSAM.source, "use": "image encoder (frozen), prompt encoder and mask decoder (fine-tuned) start from it"}
+        training["segmentPhase"] = {k: phases.get("segment", {}).get(k) for k in ("tune", "prompts", "flips", "trainable_params", "cache_seconds", "alpha")}
     segments = segments_from(args.segments.split(","))
     modalities = args.modalities.split(",")
     # The policy the run trained with (train --intensity), unless given here.
@@ -109,7 +117,8 @@ def publish(args) -> dict:
     fp32_dir = run_dir / "export-fp32"
     export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments, modalities=modalities,
                  intensity=intensity, training=training, metrics=None, description=args.description,
-                 flips=[f for f in (args.tta or "").split(",") if f], postprocessing=json.loads(args.postprocessing or "{}"))
+                 flips=[f for f in (args.tta or "").split(",") if f], postprocessing=json.loads(args.postprocessing or "{}"),
+                 promptable=args.promptable)
     records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))["test"]
     if args.limit:
         records = records[: args.limit]
@@ -121,16 +130,22 @@ def publish(args) -> dict:
     stage.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((fp32_dir / "model.json").read_text())
     fp32_bytes = (fp32_dir / "model.onnx").stat().st_size
-    if args.compress == "none":
-        shutil.copyfile(fp32_dir / "model.onnx", stage / "model.onnx")
-        compression = {"weights": "float32"}
-    elif args.compress == "fp16":
-        n = compress_fp16(fp32_dir / "model.onnx", stage / "model.onnx")
-        compression = {"weights": "float16", "method": f"{n} float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16, Cast to float32 in the graph; inputs, outputs and arithmetic float32"}
-    else:
-        compress_int8(fp32_dir / "model.onnx", stage / "model.onnx")
-        compression = {"weights": "int8", "method": "onnxruntime.quantization.quantize_dynamic, MatMul weights QInt8, activations quantised at run time; convolutions float32"}
-    manifest["files"] = [{**manifest["files"][0], "sha256": sha256_of(stage / "model.onnx"), "bytes": (stage / "model.onnx").stat().st_size}]
+    for f in manifest["files"]:
+        src, dst = fp32_dir / f["path"], stage / f["path"]
+        if args.compress == "none":
+            shutil.copyfile(src, dst)
+        elif args.compress == "fp16":
+            n = compress_fp16(src, dst)
+        elif f["role"] == "segmentation":
+            compress_int8(src, dst)
+        else:  # int8 is gated on the automatic graph's Dice only: the promptable pair stays float32
+            shutil.copyfile(src, dst)
+    compression = {
+        "none": {"weights": "float32"},
+        "fp16": {"weights": "float16", "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16 (every file), Cast to float32 in the graph; inputs, outputs and arithmetic float32"},
+        "int8": {"weights": "int8", "method": "onnxruntime.quantization.quantize_dynamic, MatMul weights QInt8, activations quantised at run time; convolutions float32 (model.onnx; a promptable pair stays float32)"},
+    }[args.compress]
+    manifest["files"] = [{**f, "sha256": sha256_of(stage / f["path"]), "bytes": (stage / f["path"]).stat().st_size} for f in manifest["files"]]
     (stage / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     res = res32 if args.compress == "none" else evaluate(OnnxPredictor(stage), records)
     print(format_summary(res), flush=True)
@@ -143,22 +158,35 @@ def publish(args) -> dict:
     metrics = metrics_entry(res, args.dataset)
     post = {k: v for k, v in manifest["postprocessing"].items() if k not in ("output", "threshold")}
     metrics["measuredWith"] = (
-        "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: the manifest's intensity policy (fixed 255: value/255), bilinear to 256, logits bilinear back to native size, threshold 0"
+        f"python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: the manifest's intensity policy {json.dumps(intensity)}, "
+        f"bilinear into {config.image_size}x{config.image_size} ({config.resize}), logits bilinear back to native size, threshold 0"
         + (f", the graph's test-time flips {manifest['export']['testTimeAugmentation']}" if manifest["export"].get("testTimeAugmentation") else "")
         + (f", the manifest's clean-ups {json.dumps(post)}" if post else "")
         + ")"
     )
     metrics["fp32"] = {"dice": res32["summary"]["dice"]["mean"], "iou": res32["summary"]["iou"]["mean"], "hd95": res32["summary"]["hd95"]["mean"], "bytes": fp32_bytes}
     metrics["diceChangeFromCompression"] = dice_change
+    if "promptable" in manifest:
+        from .prompted import PromptablePredictor, evaluate_prompted
+
+        metrics["prompted"] = []
+        for prompt in ("box", "point"):
+            r = evaluate_prompted(PromptablePredictor(stage), records, prompt)
+            metrics["prompted"].append({"prompt": r["summary"]["prompt"], "dice": {k: r["summary"]["dice"][k] for k in ("mean", "ci95", "median")}})
+            print(f"promptable ({prompt}): test Dice {r['summary']['dice']['mean']:.4f}", flush=True)
     manifest["metrics"] = metrics
     manifest["export"]["compression"] = {**compression, "fp32Bytes": fp32_bytes, "maxAbsDiffNote": "maxAbsDiff is the fp32 export's parity with PyTorch; the compressed file's test Dice is in metrics"}
     validate_manifest(manifest)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(stage / "model.onnx", out / "model.onnx")
+    for f in manifest["files"]:
+        shutil.copyfile(stage / f["path"], out / f["path"])
+    for stale in ("model.onnx", "encoder.onnx", "decoder.onnx"):  # files of an earlier version no longer listed
+        if stale not in {f["path"] for f in manifest["files"]} and (out / stale).exists():
+            (out / stale).unlink()
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     verify_folder(out)
     (run_dir / f"publish-{args.name}.json").write_text(json.dumps({"fp32": res32, "shipped": res}, indent=2) + "\n")
-    print(f"published {out}: {manifest['files'][0]['bytes'] / 1e6:.1f} MB ({compression['weights']}), test Dice {res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})", flush=True)
+    print(f"published {out}: {sum(f['bytes'] for f in manifest['files']) / 1e6:.1f} MB ({compression['weights']}), test Dice {res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})", flush=True)
     return manifest
 
 
