@@ -1,5 +1,6 @@
 """The default models shipped in models/: manifests valid, hashes and graph IO matching, under the
-repository's size limit, and the evaluation reproducing the recorded test Dice within 0.005."""
+repository's size limit, and the evaluation reproducing the recorded test Dice within 0.005 (the
+automatic graph; a promptable-only model's box-prompted Dice per data set)."""
 import json
 import pathlib
 
@@ -21,10 +22,24 @@ def test_manifest_hashes_and_size(folder):
     assert all(f["bytes"] < 20 * 1024 * 1024 for f in manifest["files"])
 
 
-@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+AUTO = [p for p in SHIPPED if "auto" in json.loads((p / "model.json").read_text()).get("modes", ["auto"])]
+PROMPTED = [(p, entry) for p in SHIPPED if p not in AUTO for entry in json.loads((p / "model.json").read_text())["metrics"]["prompted"] if entry["prompt"].startswith("the reference's bounding box")]
+
+
+@pytest.mark.parametrize("folder", AUTO, ids=[p.name for p in AUTO])
 def test_evaluation_reproduces_the_recorded_dice(folder):
     manifest = json.loads((folder / "model.json").read_text())
     metrics = manifest["metrics"]
     records = dataset_splits(metrics["dataset"], None)[metrics["split"]]
     result = evaluate(load_predictor(str(folder)), records)
     assert abs(result["summary"]["dice"]["mean"] - metrics["dice"]["mean"]) <= 0.005
+
+
+@pytest.mark.parametrize("folder,entry", PROMPTED, ids=[f"{p.name}-{e['dataset']}" for p, e in PROMPTED])
+def test_prompted_evaluation_reproduces_the_recorded_dice(folder, entry):
+    from ldfsam_models.prompted import PromptablePredictor, evaluate_prompted
+
+    records = dataset_splits(entry["dataset"], None)[entry["split"]]
+    result = evaluate_prompted(PromptablePredictor(folder), records, "box")
+    assert result["summary"]["prompt"] == entry["prompt"]
+    assert abs(result["summary"]["dice"]["mean"] - entry["dice"]["mean"]) <= 0.005
