@@ -163,6 +163,15 @@ def cmd_publish_pretrained(args) -> int:
     return 0
 
 
+def cmd_zero_shot(args) -> int:
+    from .lite import zero_shot_run
+    from .train import DEFAULT_RUNS
+
+    resolve = lambda r: pathlib.Path(r) if (pathlib.Path(r).is_absolute() or len(pathlib.Path(r).parts) > 1) else DEFAULT_RUNS / r  # noqa: E731
+    print(f"wrote {zero_shot_run(resolve(args.run), resolve(args.out), get_config(args.config))}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ldfsam_models", description="LDFSAM model definition, export and checks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -238,8 +247,14 @@ def main(argv=None) -> int:
     p.add_argument("--overlays", help="folder for overlay PNGs (default: <run or model folder>/overlays when --num-overlays > 0)")
     p.add_argument("--num-overlays", type=int, default=6)
     p.add_argument("--ablate", action="append", choices=["embedding", "dfp", "sfp"], help="checkpoints only: zero the ViT embedding, zero the DFP, or drop the SFP tokens (repeatable)")
+    p.add_argument("--postprocessing", help='clean-ups to apply on top of the model\'s, as JSON (e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}): choose them on the validation split')
     p.add_argument("--prompt", choices=["box", "point"], help="evaluate the folder's promptable export (encoder.onnx + decoder.onnx) with a prompt from each reference mask: its box + 5%% per side, or one positive point at its centroid")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("zero-shot", help="the untrained baseline of a lite run: LiteMedSAM prompted by the run's detector box, as a run folder eval/publish take")
+    p.add_argument("--run", required=True, help="a lite run with student-best.pt")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--config", default="lite", choices=["lite"])
+    p.set_defaults(func=cmd_zero_shot)
     p = sub.add_parser("publish-pretrained", help="ship a pretrained promptable model as it is (medsam-lite): export, fp16, prompted test Dice")
     p.add_argument("--config", default="medsam-lite", choices=[n for n, c in CONFIGS.items() if not c.detector])
     p.add_argument("--out", required=True)

@@ -247,6 +247,8 @@ def main_eval(args) -> int:
     if getattr(args, "prompt", None):
         return _main_eval_prompted(args)
     predictor = load_predictor(args.model, args.ablate or ())
+    if getattr(args, "postprocessing", None):  # try clean-ups (chosen on validation) before publishing them
+        predictor.postprocessing = {**predictor.postprocessing, **json.loads(args.postprocessing)}
     records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split]
     if args.limit:
         records = records[: args.limit]

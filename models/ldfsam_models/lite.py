@@ -326,3 +326,22 @@ def _end_to_end_phase(opts, config, model, graph, data, run_phase, log) -> dict:
                   prompts={"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": True, "mix": dict(PROMPT_MIX)},
                   alpha=float(model.dense_prompt.alpha))
     return result
+
+
+def zero_shot_run(source_run: Path, out_run: Path, config: LDFSAMConfig) -> Path:
+    """The baseline without training: LiteMedSAM prompted by the trained detector's top box (the
+    feature prompts off), written as a run folder (segment-best.pt + summary.json) that eval and
+    publish take like any other."""
+    import json
+
+    student = torch.load(source_run / "student-best.pt", map_location="cpu")["model"]
+    model = build_lite(config, {k[len("detector."):]: v for k, v in student.items() if k.startswith("detector.")})
+    out_run.mkdir(parents=True, exist_ok=True)
+    prompts = {"dense": False, "sparse": False, "box": True}
+    torch.save({"model": model.state_dict(), "phase": "segment", "epoch": 0, "metric": {}, "config": config.name, "prompts": prompts}, out_run / "segment-best.pt")
+    summary = json.loads((source_run / "summary.json").read_text())
+    summary["phases"] = {k: v for k, v in summary["phases"].items() if k in ("teacher", "student")}
+    summary["phases"]["segment"] = {"epochs": 0, "seconds": 0.0, "metric": "dice", "best": float("nan"), "best_epoch": 0, "prompts": prompts,
+                                    "note": "zero-shot: LiteMedSAM's encoder, prompt encoder and decoder as they are, prompted by the detector's box"}
+    (out_run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return out_run / "segment-best.pt"
