@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { readFileSeries, readFileSlices } from '../../server/src/dicom/file-series.js';
-import { parseHc18Index } from '../../server/src/dicom/import-images.js';
+import { parseHc18Index } from '../../server/src/cli/commands/import-presets.js';
 import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
 import type { SlicePixels } from '../../server/src/dicom/pixels.js';
 import { readSeriesSlices } from '../../server/src/dicom/series-reader.js';

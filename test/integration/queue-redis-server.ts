@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startRedisServer, type RedisServer } from '../../server/src/queue/redis-server.js';
+import { startRedisServer, type RedisServer } from '../../server/src/jobs/redis/redis-server.js';
 import { freePorts } from '../setup/ports.js';
 
 export interface TestRedis {

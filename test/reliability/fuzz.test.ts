@@ -12,7 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
-import { ModelRegistry, type RegisteredModel } from '../../server/src/models/registry.js';
+import { ModelRegistry, type RegisteredModel } from '../../server/src/inference/registry.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
 import type { OrthancHandle } from '../../server/src/pacs/orthanc.js';
 import { projectPath } from '../../server/src/util/paths.js';

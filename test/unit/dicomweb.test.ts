@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DicomWebClient, isValidUid } from '../../server/src/dicomweb/client.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
+import { isValidUid } from '../../server/src/util/uid.js';
 import { buildMultipart, mediaTypeParam, parseMultipart } from '../../server/src/dicomweb/multipart.js';
 import { LdfsamError } from '../../server/src/errors.js';
 import { loadConfig } from '../../server/src/config.js';

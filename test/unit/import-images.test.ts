@@ -5,16 +5,8 @@ import dcmjs from 'dcmjs';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
 import type { DicomJson } from '../../server/src/dicomweb/types.js';
-import {
-  genericRequest,
-  hc18Request,
-  importImage,
-  importUids,
-  parseHc18Index,
-  ph2Request,
-  ultrasoundRegion,
-  type ImportModality,
-} from '../../server/src/dicom/import-images.js';
+import { genericRequest, hc18Request, parseHc18Index, ph2Request } from '../../server/src/cli/commands/import-presets.js';
+import { importImage, importUids, ultrasoundRegion, type ImportModality } from '../../server/src/dicom/import-images.js';
 import { readJpegHeader } from '../../server/src/dicom/jpeg-header.js';
 import { readPart10Header, readPart10Pixels } from '../../server/src/dicom/part10.js';
 import { planSeries } from '../../server/src/dicom/series-plan.js';

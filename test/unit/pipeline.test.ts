@@ -3,7 +3,8 @@ import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { fittedSize, intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
-import { segInstanceUid, segSeriesUid, uidFrom } from '../../server/src/seg/uids.js';
+import { segInstanceUid, segSeriesUid } from '../../server/src/seg/uids.js';
+import { uidFrom } from '../../server/src/util/uid.js';
 
 const manifest = (intensity: ModelManifest['preprocessing']['intensity'], inputSize = 4): ModelManifest =>
   ({

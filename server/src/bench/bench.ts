@@ -19,7 +19,7 @@ import type { ModelManifest } from '../models/manifest.js';
 import { loadModel, sessionOptions } from '../models/session.js';
 import { logitsToBits } from '../pipeline/postprocess.js';
 import { preprocessSlice } from '../pipeline/preprocess.js';
-import { ModelRegistry } from '../models/registry.js';
+import { ModelRegistry } from '../inference/registry.js';
 import { loadFiles } from '../pacs/load.js';
 import { startOrthanc } from '../pacs/orthanc.js';
 import { segmentSeries } from '../pipeline/segment.js';

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 /** The `ldfsam` command line. Each command lives in ./commands and has its own --help. */
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { projectPath } from '../util/paths.js';
+import { packageVersion } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
 import { registerImportImages } from './commands/import-images.js';
 import { registerInspect } from './commands/inspect.js';
@@ -12,11 +11,9 @@ import { registerServe } from './commands/serve.js';
 import { registerStart } from './commands/start.js';
 import { registerWorker } from './commands/worker.js';
 
-const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
-
 const program = new Command('ldfsam')
   .description('LDFSAM auto-segmentation: reads studies from a DICOMweb PACS, writes DICOM SEG back')
-  .version(version)
+  .version(packageVersion())
   .showHelpAfterError()
   .addHelpText(
     'after',

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import type { DicomJson } from '../dicomweb/types.js';
 import { LdfsamError } from '../errors.js';
-import { listFiles } from '../pacs/load.js';
+import { listFiles } from '../util/files.js';
 import { nativeFrameLength } from './pixels.js';
 import { isPart10, readDicomFile } from './part10.js';
 import { planSeries, type SeriesPlan } from './series-plan.js';

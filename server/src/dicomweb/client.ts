@@ -10,6 +10,7 @@
  * 5xx answers are retried with exponential backoff; 4xx answers never are.
  */
 import { LdfsamError } from '../errors.js';
+import { isValidUid } from '../util/uid.js';
 import { buildMultipart, mediaTypeParam, parseMultipart } from './multipart.js';
 import type { DicomJson, RetrievedFrame, StoreResult } from './types.js';
 
@@ -246,10 +247,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function uidPath(uid: string): string {
   if (!isValidUid(uid)) throw new LdfsamError('INVALID_INPUT', `not a DICOM UID: ${JSON.stringify(uid).slice(0, 80)}`);
   return uid;
-}
-
-export function isValidUid(uid: string): boolean {
-  return uid.length > 0 && uid.length <= 64 && /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/.test(uid);
 }
 
 function queryString(params?: QueryOptions['queryParams']): string {

@@ -11,7 +11,7 @@ import { emptyCounts, PRIORITY, type JobQueue } from '../jobs/queue.js';
 import { FINAL_STATES, type Job, type JobRequest } from '../jobs/types.js';
 import type { Logger } from '../log.js';
 import { modelModes } from '../models/manifest.js';
-import { accepts, autoRefusal, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { accepts, autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
 import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js';
 import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';

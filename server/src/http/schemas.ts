@@ -1,6 +1,6 @@
 /** Request bodies and parameters, validated at the edge: UIDs are dotted numerics of <= 64 chars, unknown fields are refused. */
 import { z } from 'zod';
-import { isValidUid } from '../dicomweb/client.js';
+import { isValidUid } from '../util/uid.js';
 import { LdfsamError } from '../errors.js';
 
 export const uid = z.string().refine(isValidUid, 'must be a DICOM UID (dotted numerics, at most 64 characters)');

@@ -1,7 +1,7 @@
 /**
  * The one job-queue interface the HTTP API talks to. Two backends behave the same (state, progress,
  * cancel, retries, idempotency): the embedded one (SQLite store + runner in the server process,
- * ./embedded.ts) and BullMQ on Redis with `ldfsam worker` processes (../queue/redis-queue.ts).
+ * ./embedded.ts) and BullMQ on Redis with `ldfsam worker` processes (./redis/redis-queue.ts).
  */
 import type { Job, JobRequest, JobResult, JobState } from './types.js';
 

@@ -9,7 +9,7 @@ import type { Config } from '../config.js';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ModelRegistry } from '../models/registry.js';
+import type { ModelRegistry } from '../inference/registry.js';
 import { segmentSeries } from '../pipeline/segment.js';
 import type { RunnerStats } from './queue.js';
 import type { JobStore } from './store.js';

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { LdfsamError } from '../errors.js';
-import type { Job, JobProgress, JobRequest, JobResult, JobState } from './types.js';
+import { requestKey, type Job, type JobProgress, type JobRequest, type JobResult, type JobState } from './types.js';
 
 interface Row {
   id: string;
@@ -49,10 +49,6 @@ const toJob = (r: Row): Job => ({
   startedAt: r.started_at,
   finishedAt: r.finished_at,
 });
-
-export function requestKey(r: JobRequest): string {
-  return `${r.studyInstanceUID}|${r.seriesInstanceUID}|${r.model}`;
-}
 
 export class JobStore {
   private readonly db: Database.Database;

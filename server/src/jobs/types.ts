@@ -8,6 +8,11 @@ export interface JobRequest {
   model: string;
 }
 
+/** The identity of a request (idempotency): the same series with the same model is the same request. */
+export function requestKey(r: JobRequest): string {
+  return `${r.studyInstanceUID}|${r.seriesInstanceUID}|${r.model}`;
+}
+
 export interface JobProgress {
   stage: string;
   done: number;

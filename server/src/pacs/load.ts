@@ -3,11 +3,11 @@
  * STOW-RS, in requests of bounded size. Files that are not DICOM, or are DICOMDIR indexes, are
  * skipped with the reason; what the PACS refused is reported with its failure reason.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError } from '../errors.js';
 import { DICOMDIR_SOP_CLASS, isPart10, readPart10Header } from '../dicom/part10.js';
+import { listFiles } from '../util/files.js';
 
 export interface LoadedFile {
   path: string;
@@ -26,27 +26,6 @@ export interface LoadReport {
   warnings: string[];
   /** One line per series stored: study, series, modality, instance count. */
   series: { studyInstanceUID: string; seriesInstanceUID: string; modality: string; instances: number }[];
-}
-
-/** Every regular file under the paths (folders walked recursively, in sorted order). */
-export async function listFiles(paths: string[]): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (p: string): Promise<void> => {
-    let info;
-    try {
-      info = await stat(p);
-    } catch {
-      throw new LdfsamError('NOT_FOUND', `no such file or folder: ${p}`);
-    }
-    if (info.isDirectory()) {
-      const entries = (await readdir(p)).sort();
-      for (const e of entries) await walk(join(p, e));
-    } else if (info.isFile()) {
-      out.push(p);
-    }
-  };
-  for (const p of paths) await walk(p);
-  return out;
 }
 
 export async function loadFiles(

@@ -3,17 +3,16 @@
  * pipeline, optional 3D clean-up, write the SEG (empty frames left out), store it through STOW-RS,
  * read it back and check it, and report per-stage times. Nothing is stored when any step fails.
  */
-import { readFileSync } from 'node:fs';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { DicomJson } from '../dicomweb/types.js';
 import { loadSeries } from '../dicom/inspect.js';
 import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
-import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { isEmpty } from '../seg/bits.js';
 import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
-import { projectPath } from '../util/paths.js';
+import { packageVersion } from '../util/paths.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
 import { segmentSlices, type Progress } from './segment-series.js';
 
@@ -44,12 +43,6 @@ export interface SegmentOptions {
   storeEmpty?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: Progress | { stage: 'plan' | 'encode' | 'store' | 'verify'; done: number; total: number }) => void;
-}
-
-let softwareVersion: string | undefined;
-function version(): string {
-  softwareVersion ??= (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
-  return softwareVersion;
 }
 
 /** Runs the model over prepared slices and builds the SEG; shared by the PACS and the file paths. */
@@ -110,7 +103,7 @@ export async function segmentPlan(
   }
   const t1 = performance.now();
   options.onProgress?.({ stage: 'encode', done: 0, total: 1 });
-  const seg = buildSegmentation({ plan, sourceInstance, frames, model: manifest, softwareVersion: version() });
+  const seg = buildSegmentation({ plan, sourceInstance, frames, model: manifest, softwareVersion: packageVersion() });
   timings.encode = performance.now() - t1;
   return {
     ...result,

@@ -22,7 +22,10 @@ export function projectPath(...parts: string[]): string {
   return join(projectRoot(), ...parts);
 }
 
-/** ldfsam's own version, from its package.json. */
+let version: string | undefined;
+
+/** ldfsam's own version, from its package.json (read once). */
 export function packageVersion(): string {
-  return (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
+  version ??= (JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version;
+  return version;
 }

@@ -11,7 +11,7 @@ import dcmjs from 'dcmjs';
 import type { DicomWebClient } from '../../../server/src/dicomweb/client.js';
 import { readFileSeries, readFileSlices } from '../../../server/src/dicom/file-series.js';
 import { LdfsamError } from '../../../server/src/errors.js';
-import type { ModelRegistry, RegisteredModel } from '../../../server/src/models/registry.js';
+import type { ModelRegistry, RegisteredModel } from '../../../server/src/inference/registry.js';
 import { loadFiles } from '../../../server/src/pacs/load.js';
 import { segmentPlan, segmentSeries } from '../../../server/src/pipeline/segment.js';
 import { loadBases, type FuzzCase } from './cases.js';

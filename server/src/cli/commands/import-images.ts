@@ -1,16 +1,11 @@
 /** `ldfsam import-images`: PNG / baseline JPEG files to DICOM Part 10 files, optionally stored in the PACS. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Command } from 'commander';
 import {
-  genericRequest,
-  hc18Request,
   importImage,
   IMPORT_MODALITIES,
-  parseHc18Index,
-  ph2Request,
-  type Hc18Entry,
   type ImportedImage,
   type ImportModality,
   type ImportRequest,
@@ -18,12 +13,11 @@ import {
 import { isJpeg } from '../../dicom/jpeg-header.js';
 import { isPng } from '../../dicom/png-image.js';
 import { LdfsamError, toLdfsamError, type ErrorCode } from '../../errors.js';
-import { listFiles, loadFiles, type LoadReport } from '../../pacs/load.js';
-import { projectPath } from '../../util/paths.js';
+import { loadFiles, type LoadReport } from '../../pacs/load.js';
+import { listFiles } from '../../util/files.js';
+import { packageVersion } from '../../util/paths.js';
 import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
-
-const PRESETS = ['hc18', 'ph2'] as const;
-type Preset = (typeof PRESETS)[number];
+import { genericRequest, hc18Request, parseHc18Index, ph2Request, PRESETS, type Hc18Entry, type Preset } from './import-presets.js';
 
 export interface ImportFlags extends CommonFlags {
   out: string;
@@ -151,7 +145,6 @@ export async function importImages(paths: string[], flags: ImportFlags): Promise
   const indexes = new Map<string, Map<string, Hc18Entry>>();
   const written = new Set<string>(); // output paths
   const seen = new Map<string, string>(); // SOP Instance UID -> output path
-  const { version: softwareVersion } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version: string };
 
   for (const { path, mask } of candidates) {
     if (report.images.length >= settings.limit) break;
@@ -166,7 +159,7 @@ export async function importImages(paths: string[], flags: ImportFlags): Promise
     }
     try {
       const request = await requestFor(path, bytes, settings, flags.index, indexes);
-      request.softwareVersion = softwareVersion;
+      request.softwareVersion = packageVersion();
       const image = importImage(request);
       const out = join(flags.out, safeName(image.patientID), `${safeName(basename(path).replace(/\.[^.]*$/, ''))}.dcm`);
       const twin = seen.get(image.sopInstanceUID);

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { readFileSeries, readFileSlices } from '../../dicom/file-series.js';
 import { uidPath } from '../../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../../errors.js';
-import { accepts, chooseExecutionProvider, ModelRegistry } from '../../models/registry.js';
+import { accepts, chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
 import { segmentPlan, segmentSeries, type SegmentResult } from '../../pipeline/segment.js';
 import { str, TAG } from '../../dicom/tags.js';
 import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';

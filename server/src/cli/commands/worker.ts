@@ -5,9 +5,9 @@ import { loadConfig } from '../../config.js';
 import { clientFrom } from '../../dicomweb/from-config.js';
 import { LdfsamError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { chooseExecutionProvider, ModelRegistry } from '../../models/registry.js';
-import { startRedisServer } from '../../queue/redis-server.js';
-import { startQueueWorker } from '../../queue/worker.js';
+import { chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
+import { startRedisServer } from '../../jobs/redis/redis-server.js';
+import { startQueueWorker } from '../../jobs/redis/worker.js';
 import { action, withPacsOptions, type CommonFlags } from '../context.js';
 
 interface WorkerFlags extends CommonFlags {

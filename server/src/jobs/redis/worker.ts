@@ -10,14 +10,14 @@
  */
 import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
-import type { Config } from '../config.js';
-import type { DicomWebClient } from '../dicomweb/client.js';
-import { LdfsamError, toLdfsamError } from '../errors.js';
-import { jobResult, type WorkerInfo } from '../jobs/queue.js';
-import { FINAL_STATES, type Job } from '../jobs/types.js';
-import type { Logger } from '../log.js';
-import type { ModelRegistry } from '../models/registry.js';
-import { segmentSeries } from '../pipeline/segment.js';
+import type { Config } from '../../config.js';
+import type { DicomWebClient } from '../../dicomweb/client.js';
+import { LdfsamError, toLdfsamError } from '../../errors.js';
+import { jobResult, type WorkerInfo } from '../queue.js';
+import { FINAL_STATES, type Job } from '../types.js';
+import type { Logger } from '../../log.js';
+import type { ModelRegistry } from '../../inference/registry.js';
+import { segmentSeries } from '../../pipeline/segment.js';
 import { connectRedis } from './connection.js';
 import { HEARTBEAT_MS } from './redis-queue.js';
 import { JobRecords, QUEUE_NAME } from './records.js';

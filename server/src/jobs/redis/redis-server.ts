@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { LdfsamError } from '../errors.js';
+import { LdfsamError } from '../../errors.js';
 
 export interface RedisServer {
   url: string;

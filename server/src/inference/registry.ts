@@ -7,10 +7,10 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LdfsamError, toLdfsamError } from '../errors.js';
-import { InferenceWorker } from '../inference/inference-worker.js';
+import { InferenceWorker } from './inference-worker.js';
 import { projectPath } from '../util/paths.js';
-import { hasAutoMode, readManifest, type ModelManifest } from './manifest.js';
-import type { SessionSettings } from './session.js';
+import { hasAutoMode, readManifest, type ModelManifest } from '../models/manifest.js';
+import type { SessionSettings } from '../models/session.js';
 
 export interface RegisteredModel {
   folder: string;

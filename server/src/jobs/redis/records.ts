@@ -7,10 +7,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BatchView, RunnerStats } from '../jobs/queue.js';
-import { emptyCounts } from '../jobs/queue.js';
-import { requestKey } from '../jobs/store.js';
-import type { Job, JobProgress, JobRequest, JobResult, JobState } from '../jobs/types.js';
+import type { BatchView, RunnerStats } from '../queue.js';
+import { emptyCounts } from '../queue.js';
+import { requestKey, type Job, type JobProgress, type JobRequest, type JobResult, type JobState } from '../types.js';
 
 export const STATES: readonly JobState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 /** BullMQ's queue name (its keys are bull:ldfsam-segment:*). */

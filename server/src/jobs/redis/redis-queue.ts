@@ -1,5 +1,5 @@
 /**
- * The Redis queue, API side: job records in Redis (./records.ts), dispatch through BullMQ to any
+ * The Redis queue, the second backend of the one queue interface (../queue.ts), API side: job records in Redis (./records.ts), dispatch through BullMQ to any
  * number of `ldfsam worker` processes (./worker.ts), updates from the workers by Redis pub/sub (SSE).
  * Retries are BullMQ's (attempts 3, exponential backoff from LDFSAM's 2 s); priorities are BullMQ's
  * (interactive 1 before batch 10; lower runs first, then submission order).
@@ -7,10 +7,10 @@
 import { EventEmitter } from 'node:events';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { LdfsamError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { BatchView, JobQueue, QueueInfo, RunnerStats, WorkerInfo } from '../jobs/queue.js';
-import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../jobs/types.js';
+import { LdfsamError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { BatchView, JobQueue, QueueInfo, RunnerStats, WorkerInfo } from '../queue.js';
+import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../types.js';
 import { connectRedis } from './connection.js';
 import { JobRecords, QUEUE_NAME } from './records.js';
 import { PacsSlots } from './semaphore.js';

@@ -1,0 +1,28 @@
+/** Building the DICOM JSON elements (PS3.18 F.2) of the data sets we write. */
+import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
+import { TAG } from './tags.js';
+
+export interface CodedConcept {
+  code: string;
+  scheme: string;
+  meaning: string;
+}
+
+export const element = (vr: string, ...values: unknown[]): DicomJsonElement => ({ vr, Value: values });
+
+/** Present without a value: how a Type 2 attribute says "unknown". */
+export const empty = (vr: string): DicomJsonElement => ({ vr, Value: [] });
+
+export const sequence = (...items: DicomJson[]): DicomJsonElement => ({ vr: 'SQ', Value: items });
+
+/** A Code Sequence item (PS3.3 8.8). */
+export const codeItem = (c: CodedConcept): DicomJson => ({
+  [TAG.CodeValue]: element('SH', c.code),
+  [TAG.CodingSchemeDesignator]: element('SH', c.scheme),
+  [TAG.CodeMeaning]: element('LO', c.meaning),
+});
+
+/** DS values hold at most 16 characters: 10 significant digits fit with sign, point and exponent. */
+export function dsNumber(v: number): number {
+  return Number(v.toPrecision(10));
+}
