@@ -1,8 +1,8 @@
 /**
- * Runs queued jobs from the store through the segmentation pipeline: by default one at a time per
- * inference worker, interactive jobs first, then in submission order. Progress is persisted and
- * published to subscribers (SSE). PACS faults are retried with backoff; cancel aborts the pipeline
- * before anything is stored.
+ * The embedded queue's runner: claims queued jobs from the SQLite store and runs each through the
+ * executor (./execute.ts), by default one at a time per inference worker, interactive jobs first,
+ * then in submission order. Progress is persisted and published to subscribers (SSE). PACS faults
+ * are retried with backoff; cancel aborts the pipeline before anything is stored.
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config.js';
@@ -10,10 +10,10 @@ import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelRegistry } from '../inference/registry.js';
-import { segmentSeries } from '../pipeline/segment.js';
+import { CANCELLED_BY_REQUEST, executeJob } from './execute.js';
 import type { RunnerStats } from './queue.js';
 import type { JobStore } from './store.js';
-import { FINAL_STATES, type Job, type JobRequest } from './types.js';
+import { FINAL_STATES, type Job, type JobRequest, type JobResult } from './types.js';
 
 export type { RunnerStats };
 
@@ -121,72 +121,47 @@ export class JobRunner {
   }
 
   private async run(job: Job, controller: AbortController): Promise<void> {
-    const log = this.deps.log.child({ jobId: job.id });
-    log.info('job started', { attempt: job.attempts, ...job.request });
-    let lastWrite = 0;
-    let lastStage = '';
-    try {
-      const result = await segmentSeries(this.deps.client, this.deps.registry, job.request, {
-        batchSize: this.deps.config.batchSize,
-        minComponentVoxels: this.deps.config.minComponentVoxels || undefined,
-        signal: controller.signal,
-        onProgress: (p) => {
-          const now = Date.now();
-          // Persist at most 4 times a second, and at every stage change; publish every step.
-          if (p.stage !== lastStage || now - lastWrite > 250 || p.done === p.total) {
-            this.deps.store.progress(job.id, p);
-            lastWrite = now;
-            lastStage = p.stage;
-          }
-          this.publish({ ...job, state: 'running', progress: p });
+    const { store } = this.deps;
+    const publish = (j: Job) => this.publish(j);
+    await executeJob(
+      job,
+      this.deps,
+      {
+        begin: () => job.attempts,
+        saveProgress: (p) => store.progress(job.id, p),
+        publishProgress: (p) => publish({ ...job, state: 'running', progress: p }),
+        cancelRequested: () => this.cancelRequested.has(job.id),
+        succeeded: (result) => {
+          this.count(result);
+          const finished = store.finish(job.id, 'succeeded', { result });
+          const done = { stage: 'done', done: result.slices, total: result.slices };
+          store.progress(job.id, done);
+          publish({ ...finished, progress: done });
         },
-      });
-      if (this.cancelRequested.has(job.id) && result.status !== 'stored') throw new LdfsamError('CANCELLED', 'cancelled');
-      this.stats.slices += result.slices;
-      for (const [stage, ms] of Object.entries(result.timingsMs)) {
-        const s = (this.stats.stageSeconds[stage] ??= { sum: 0, count: 0 });
-        s.sum += ms / 1000;
-        s.count++;
-      }
-      const finished = this.deps.store.finish(job.id, 'succeeded', {
-        result: {
-          status: result.status,
-          segSeriesInstanceUID: result.segSeriesInstanceUID ?? null,
-          segSopInstanceUID: result.segSopInstanceUID ?? null,
-          frames: result.frames,
-          slices: result.slices,
-          timingsMs: result.timingsMs,
+        cancelled: () => publish(store.finish(job.id, 'cancelled', { error: { ...CANCELLED_BY_REQUEST } })),
+        retry: (e) => {
+          if (!(job.attempts < (this.deps.maxAttempts ?? 3) && !this.stopped)) return false;
+          const delay = (this.deps.retryDelayMs ?? 2000) * 2 ** (job.attempts - 1);
+          store.requeue(job.id, { code: e.code, message: e.message }, delay);
+          clearTimeout(this.timer);
+          this.timer = setTimeout(() => this.pump(), delay + 10);
+          publish(store.get(job.id)!);
+          return { attempt: job.attempts, delayMs: delay };
         },
-      });
-      this.deps.store.progress(job.id, { stage: 'done', done: result.slices, total: result.slices });
-      log.info('job succeeded', {
-        status: result.status,
-        frames: result.frames,
-        segSeriesInstanceUID: result.segSeriesInstanceUID,
-      });
-      this.publish({ ...finished, progress: { stage: 'done', done: result.slices, total: result.slices } });
-    } catch (err) {
-      const e = toLdfsamError(err);
-      if (this.cancelRequested.has(job.id) || e.code === 'CANCELLED') {
-        log.info('job cancelled');
-        this.publish(
-          this.deps.store.finish(job.id, 'cancelled', {
-            error: { code: 'CANCELLED', message: 'cancelled by request; nothing was stored' },
-          }),
-        );
-        return;
-      }
-      if (e.retryable && job.attempts < (this.deps.maxAttempts ?? 3) && !this.stopped) {
-        const delay = (this.deps.retryDelayMs ?? 2000) * 2 ** (job.attempts - 1);
-        log.warn('job will be retried', { code: e.code, message: e.message, attempt: job.attempts, delayMs: delay });
-        this.deps.store.requeue(job.id, { code: e.code, message: e.message }, delay);
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => this.pump(), delay + 10);
-        this.publish(this.deps.store.get(job.id)!);
-        return;
-      }
-      log.error('job failed', { code: e.code, message: e.message });
-      this.publish(this.deps.store.finish(job.id, 'failed', { error: { code: e.code, message: e.message } }));
+        failed: (e) => publish(store.finish(job.id, 'failed', { error: { code: e.code, message: e.message } })),
+      },
+      controller.signal,
+      this.deps.log.child({ jobId: job.id }),
+    );
+  }
+
+  /** The pipeline statistics of /api/metrics. */
+  private count(result: JobResult): void {
+    this.stats.slices += result.slices;
+    for (const [stage, ms] of Object.entries(result.timingsMs)) {
+      const s = (this.stats.stageSeconds[stage] ??= { sum: 0, count: 0 });
+      s.sum += ms / 1000;
+      s.count++;
     }
   }
 }

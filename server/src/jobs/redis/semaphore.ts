@@ -4,6 +4,7 @@
  * it works; a worker that dies stops renewing, and its slot frees itself when the lease expires.
  */
 import type { Redis } from 'ioredis';
+import { silentLogger, type Logger } from '../../log.js';
 
 /** KEYS[1] the set; ARGV: holder, lease ms, max. Expired leases go first; a holder renews its own. */
 const ACQUIRE = `
@@ -22,6 +23,7 @@ export class PacsSlots {
     private readonly key: string,
     private readonly max: number,
     private readonly leaseMs: number,
+    private readonly log: Logger = silentLogger,
   ) {}
 
   /** Waits for a slot (checking `stop` between tries); returns the release function. */
@@ -31,13 +33,20 @@ export class PacsSlots {
       if (await stop()) throw new Error('stopped while waiting for a PACS slot');
       await new Promise((r) => setTimeout(r, 250));
     }
+    // A renewal that fails (Redis restarting) is tried again at the next tick; the lease outlasts two of them.
     const renew = setInterval(
-      () => void this.redis.eval(ACQUIRE, 1, this.key, holder, this.leaseMs, this.max).catch(() => undefined),
+      () =>
+        void this.redis
+          .eval(ACQUIRE, 1, this.key, holder, this.leaseMs, this.max)
+          .catch((err: Error) => this.log.warn('redis: PACS slot lease not renewed', { jobId: holder, message: err.message })),
       Math.max(250, this.leaseMs / 3),
     );
     return async () => {
       clearInterval(renew);
-      await this.redis.zrem(this.key, holder).catch(() => undefined);
+      // Not removed, the slot frees itself when its lease expires.
+      await this.redis
+        .zrem(this.key, holder)
+        .catch((err: Error) => this.log.warn('redis: PACS slot not released', { jobId: holder, message: err.message }));
     };
   }
 

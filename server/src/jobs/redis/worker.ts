@@ -1,6 +1,7 @@
 /**
- * An inference worker of the Redis queue: takes jobs from BullMQ, runs the segmentation pipeline,
- * writes state and progress into the job records and publishes every update (SSE in the API).
+ * An inference worker of the Redis queue: takes jobs from BullMQ, runs each through the one job
+ * executor (../execute.ts), writes state and progress into the job records and publishes every
+ * update (SSE in the API). Redis writes that fail while a job goes on are logged (droppedWrites).
  *
  * A worker that dies mid-job stops renewing its BullMQ lock (lockDuration = LDFSAM_QUEUE_LOCK_MS,
  * renewed every half of it); BullMQ's stalled-job check (every half of it) then moves the job back to
@@ -10,14 +11,15 @@
  */
 import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { DicomWebClient } from '../../dicomweb/client.js';
-import { LdfsamError, toLdfsamError } from '../../errors.js';
-import { jobResult, type WorkerInfo } from '../queue.js';
-import { FINAL_STATES, type Job } from '../types.js';
-import type { Logger } from '../../log.js';
+import { LdfsamError } from '../../errors.js';
 import type { ModelRegistry } from '../../inference/registry.js';
-import { segmentSeries } from '../../pipeline/segment.js';
+import type { Logger } from '../../log.js';
+import { CANCELLED_BY_REQUEST, executeJob, type JobBackend, type JobEnding } from '../execute.js';
+import type { WorkerInfo } from '../queue.js';
+import { FINAL_STATES, type Job } from '../types.js';
 import { connectRedis } from './connection.js';
 import { HEARTBEAT_MS } from './redis-queue.js';
 import { JobRecords, QUEUE_NAME } from './records.js';
@@ -46,24 +48,14 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const sub = connectRedis(config.queue);
   for (const c of [redis, sub]) c.on('error', (err: Error) => log.warn('redis connection', { message: err.message }));
   const records = new JobRecords(redis);
-  const slots = new PacsSlots(redis, records.k.pacs, config.pacsMaxJobs, config.queueLockMs);
+  const slots = new PacsSlots(redis, records.k.pacs, config.pacsMaxJobs, config.queueLockMs, log);
   const running = new Map<string, AbortController>();
-  const info: WorkerInfo = {
-    id,
-    host: hostname(),
-    pid: process.pid,
-    provider: opts.provider,
-    device: opts.device,
-    concurrency: opts.concurrency,
-    active: [],
-    processed: 0,
-    startedAt: new Date().toISOString(),
-    seenAt: new Date().toISOString(),
-  };
+  const info = workerInfo(opts, id);
+  const dropped = droppedWrites(log);
   const beat = () =>
     redis
       .hset(records.k.workers, id, JSON.stringify({ ...info, active: [...running.keys()], seenAt: new Date().toISOString() }))
-      .catch(() => undefined);
+      .catch(dropped('heartbeat'));
 
   sub.on('message', (_channel: string, jobId: string) => running.get(jobId)?.abort());
   await sub.subscribe(records.k.cancel);
@@ -76,89 +68,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     running.set(job.id, controller);
     void beat();
     try {
-      return await run(job, bj, controller);
+      const backend = recordBackend(job, bj, controller, { id, redis, records, slots, dropped });
+      return bullOutcome(await executeJob(job, opts, backend, controller.signal, log.child({ jobId: job.id, worker: id })));
     } finally {
       running.delete(job.id);
       info.processed++;
       void beat();
-    }
-  };
-
-  const run = async (job: Job, bj: BullJob<{ id: string }>, controller: AbortController) => {
-    const jlog = log.child({ jobId: job.id, worker: id });
-    const cancelled = async () => controller.signal.aborted || (await records.cancelRequested(job.id));
-    let release: (() => Promise<void>) | undefined;
-    try {
-      release = await slots.acquire(job.id, async () => {
-        if (await cancelled()) throw new LdfsamError('CANCELLED', 'cancelled');
-        return false;
-      });
-      if (await cancelled()) throw new LdfsamError('CANCELLED', 'cancelled');
-      await records.transition(job.id, 'running', ['queued', 'running'], {
-        worker: id,
-        startedAt: new Date().toISOString(),
-        error: null,
-      });
-      await redis.hincrby(records.k.job(job.id), 'attempts', 1);
-      let current = (await records.get(job.id))!;
-      await records.publish(current);
-      jlog.info('job started', { attempt: current.attempts, ...job.request });
-      let lastWrite = 0;
-      let lastStage = '';
-      const result = await segmentSeries(opts.client, opts.registry, job.request, {
-        batchSize: config.batchSize,
-        minComponentVoxels: config.minComponentVoxels || undefined,
-        signal: controller.signal,
-        onProgress: (p) => {
-          const now = Date.now();
-          // Persist at most 4 times a second and at every stage change (and see a cancel flag); publish every step.
-          if (p.stage !== lastStage || now - lastWrite > 250 || p.done === p.total) {
-            lastWrite = now;
-            lastStage = p.stage;
-            void records
-              .progress(job.id, p)
-              .then((cancel) => cancel && controller.abort())
-              .catch(() => undefined);
-          }
-          current = { ...current, progress: p };
-          void records.publish(current).catch(() => undefined);
-        },
-      });
-      if (controller.signal.aborted && result.status !== 'stored') throw new LdfsamError('CANCELLED', 'cancelled');
-      await records.markSucceeded(current, jobResult(result));
-      await records.publish(await records.get(job.id));
-      jlog.info('job succeeded', {
-        status: result.status,
-        frames: result.frames,
-        segSeriesInstanceUID: result.segSeriesInstanceUID,
-      });
-      return { status: result.status, segSeriesInstanceUID: result.segSeriesInstanceUID ?? null };
-    } catch (err) {
-      const e = toLdfsamError(err);
-      const finishedAt = new Date().toISOString();
-      if (e.code === 'CANCELLED' || (await cancelled())) {
-        jlog.info('job cancelled');
-        await records.transition(job.id, 'cancelled', ['queued', 'running'], {
-          error: JSON.stringify({ code: 'CANCELLED', message: 'cancelled by request; nothing was stored' }),
-          finishedAt,
-        });
-        await records.publish(await records.get(job.id));
-        return { cancelled: true };
-      }
-      const error = JSON.stringify({ code: e.code, message: e.message });
-      // BullMQ retries (with its backoff) what it is given back as a plain error, while attempts are left.
-      if (e.retryable && bj.attemptsMade + 1 < (bj.opts.attempts ?? 1)) {
-        jlog.warn('job will be retried', { code: e.code, message: e.message, attempt: bj.attemptsMade + 1 });
-        await records.transition(job.id, 'queued', ['running'], { error });
-        await records.publish(await records.get(job.id));
-        throw e;
-      }
-      jlog.error('job failed', { code: e.code, message: e.message });
-      await records.transition(job.id, 'failed', ['queued', 'running'], { error, finishedAt });
-      await records.publish(await records.get(job.id));
-      throw new UnrecoverableError(`[${e.code}] ${e.message}`);
-    } finally {
-      await release?.();
     }
   };
 
@@ -184,9 +99,131 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     async close(force = false) {
       clearInterval(heartbeat);
       await worker.close(force);
-      await redis.hdel(records.k.workers, id).catch(() => undefined);
+      await redis.hdel(records.k.workers, id).catch(dropped('worker entry removal'));
       sub.disconnect();
-      await redis.quit().catch(() => undefined);
+      await redis.quit().catch(dropped('connection close'));
     },
+  };
+}
+
+function workerInfo(opts: QueueWorkerOptions, id: string): WorkerInfo {
+  return {
+    id,
+    host: hostname(),
+    pid: process.pid,
+    provider: opts.provider,
+    device: opts.device,
+    concurrency: opts.concurrency,
+    active: [],
+    processed: 0,
+    startedAt: new Date().toISOString(),
+    seenAt: new Date().toISOString(),
+  };
+}
+
+/** What BullMQ is told: a result, a plain error to retry with its backoff (while attempts are left), or an unrecoverable one. */
+function bullOutcome(outcome: JobEnding): Record<string, unknown> {
+  switch (outcome.ending) {
+    case 'succeeded':
+      return { status: outcome.result.status, segSeriesInstanceUID: outcome.result.segSeriesInstanceUID ?? null };
+    case 'cancelled':
+      return { cancelled: true };
+    case 'retried':
+      throw outcome.error;
+    case 'failed':
+      throw new UnrecoverableError(`[${outcome.error.code}] ${outcome.error.message}`);
+  }
+}
+
+interface RedisParts {
+  id: string;
+  redis: Redis;
+  records: JobRecords;
+  slots: PacsSlots;
+  dropped: (what: string, jobId?: string) => (err: Error) => void;
+}
+
+/** What the executor's outcomes mean for a job record in Redis (state moves are atomic scripts). */
+function recordBackend(job: Job, bj: BullJob<{ id: string }>, controller: AbortController, r: RedisParts): JobBackend {
+  const { records } = r;
+  const cancelled = async () => controller.signal.aborted || (await records.cancelRequested(job.id));
+  const publishRecord = async () => records.publish(await records.get(job.id));
+  let current = job;
+  let release: (() => Promise<void>) | undefined;
+  return {
+    begin: async () => {
+      release = await r.slots.acquire(job.id, async () => {
+        if (await cancelled()) throw new LdfsamError('CANCELLED', 'cancelled');
+        return false;
+      });
+      if (await cancelled()) throw new LdfsamError('CANCELLED', 'cancelled');
+      await records.transition(job.id, 'running', ['queued', 'running'], {
+        worker: r.id,
+        startedAt: new Date().toISOString(),
+        error: null,
+      });
+      await r.redis.hincrby(records.k.job(job.id), 'attempts', 1);
+      current = (await records.get(job.id))!;
+      await records.publish(current);
+      return current.attempts;
+    },
+    // The write also reads the cancel flag: a cancel whose pub/sub message was lost is seen here.
+    saveProgress: (p) =>
+      void records
+        .progress(job.id, p)
+        .then((cancel) => cancel && controller.abort())
+        .catch(r.dropped('progress (and the cancel flag with it)', job.id)),
+    publishProgress: (p) => {
+      current = { ...current, progress: p };
+      void records.publish(current).catch(r.dropped('progress event', job.id));
+    },
+    cancelRequested: cancelled,
+    succeeded: async (result) => {
+      await records.markSucceeded(current, result);
+      await publishRecord();
+    },
+    cancelled: async () => {
+      await records.transition(job.id, 'cancelled', ['queued', 'running'], {
+        error: JSON.stringify(CANCELLED_BY_REQUEST),
+        finishedAt: new Date().toISOString(),
+      });
+      await publishRecord();
+    },
+    retry: async (e) => {
+      if (!(bj.attemptsMade + 1 < (bj.opts.attempts ?? 1))) return false;
+      await records.transition(job.id, 'queued', ['running'], { error: JSON.stringify({ code: e.code, message: e.message }) });
+      await publishRecord();
+      return { attempt: bj.attemptsMade + 1 };
+    },
+    failed: async (e) => {
+      await records.transition(job.id, 'failed', ['queued', 'running'], {
+        error: JSON.stringify({ code: e.code, message: e.message }),
+        finishedAt: new Date().toISOString(),
+      });
+      await publishRecord();
+    },
+    end: async () => {
+      await release?.();
+    },
+  };
+}
+
+/**
+ * A logger for Redis writes that fail while the worker goes on (progress, events, heartbeats): at
+ * most one line per kind of write a second, with how many failed since. A failing progress write
+ * also means a cancel flag goes unseen, so the failures are worth a line, not a flood of them.
+ */
+function droppedWrites(log: Logger): (what: string, jobId?: string) => (err: Error) => void {
+  const last = new Map<string, { at: number; count: number }>();
+  return (what, jobId) => (err) => {
+    const seen = last.get(what) ?? { at: 0, count: 0 };
+    seen.count++;
+    const now = Date.now();
+    if (now - seen.at >= 1000) {
+      log.warn(`redis: ${what} not written`, { message: err.message, failures: seen.count, ...(jobId ? { jobId } : {}) });
+      seen.at = now;
+      seen.count = 0;
+    }
+    last.set(what, seen);
   };
 }

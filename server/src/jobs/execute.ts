@@ -1,0 +1,115 @@
+/**
+ * Runs one job through the segmentation pipeline: the one place that does, for both queue backends
+ * (the embedded runner, ./runner.ts, and the Redis worker, ./redis/worker.ts). It persists progress
+ * at most 4 times a second (and at every stage change, and at the last slice) and publishes every
+ * step, treats a cancel as cancelled when nothing was stored, and sorts a failure into cancelled,
+ * retried or failed. What each outcome means for the job's record is the backend's (JobBackend).
+ */
+import type { Config } from '../config.js';
+import type { DicomWebClient } from '../dicomweb/client.js';
+import { LdfsamError, toLdfsamError } from '../errors.js';
+import type { ModelRegistry } from '../inference/registry.js';
+import type { Fields, Logger } from '../log.js';
+import { segmentSeries, type SegmentResult } from '../pipeline/segment.js';
+import { jobResult } from './queue.js';
+import type { Job, JobProgress, JobResult } from './types.js';
+
+/** Persisting progress more often than this (ms) costs more than it tells. */
+export const PROGRESS_WRITE_MS = 250;
+
+export interface ExecutorDeps {
+  client: DicomWebClient;
+  registry: ModelRegistry;
+  config: Pick<Config, 'batchSize' | 'minComponentVoxels'>;
+}
+
+/** What a backend does at each point of a job's run; every hook may be synchronous or not. */
+export interface JobBackend {
+  /** Before the pipeline (a PACS slot, the record marked running); returns the attempt number to log. */
+  begin(): number | Promise<number>;
+  /** Persists progress (throttled by the executor). */
+  saveProgress(p: JobProgress): void;
+  /** Every progress step, for the job's subscribers (SSE). */
+  publishProgress(p: JobProgress): void;
+  /** Whether a cancel was asked for (the abort signal, or a flag in the record). */
+  cancelRequested(): boolean | Promise<boolean>;
+  succeeded(result: JobResult): void | Promise<void>;
+  cancelled(): void | Promise<void>;
+  /** Re-queues a retryable failure when attempts are left: the fields to log, or false when it will not be retried. */
+  retry(error: LdfsamError): Fields | false | Promise<Fields | false>;
+  failed(error: LdfsamError): void | Promise<void>;
+  /** Always, last (a PACS slot released). */
+  end?(): void | Promise<void>;
+}
+
+export type JobEnding =
+  | { ending: 'succeeded'; result: SegmentResult }
+  | { ending: 'cancelled' }
+  | { ending: 'retried'; error: LdfsamError }
+  | { ending: 'failed'; error: LdfsamError };
+
+export const CANCELLED_BY_REQUEST = { code: 'CANCELLED', message: 'cancelled by request; nothing was stored' } as const;
+
+export async function executeJob(
+  job: Job,
+  deps: ExecutorDeps,
+  backend: JobBackend,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<JobEnding> {
+  try {
+    const attempt = await backend.begin();
+    log.info('job started', { attempt, ...job.request });
+    const result = await segmentSeries(deps.client, deps.registry, job.request, {
+      batchSize: deps.config.batchSize,
+      minComponentVoxels: deps.config.minComponentVoxels || undefined,
+      signal,
+      onProgress: throttledProgress(backend),
+    });
+    if (result.status !== 'stored' && (await backend.cancelRequested())) throw new LdfsamError('CANCELLED', 'cancelled');
+    await backend.succeeded(jobResult(result));
+    log.info('job succeeded', {
+      status: result.status,
+      frames: result.frames,
+      segSeriesInstanceUID: result.segSeriesInstanceUID,
+    });
+    return { ending: 'succeeded', result };
+  } catch (err) {
+    return await settleFailure(toLdfsamError(err), backend, log);
+  } finally {
+    await backend.end?.();
+  }
+}
+
+/** Persist at most 4 times a second and at every stage change (and at the end of a stage); publish every step. */
+function throttledProgress(backend: JobBackend): (p: JobProgress) => void {
+  let lastWrite = 0;
+  let lastStage = '';
+  return (p) => {
+    const now = Date.now();
+    if (p.stage !== lastStage || now - lastWrite > PROGRESS_WRITE_MS || p.done === p.total) {
+      lastWrite = now;
+      lastStage = p.stage;
+      backend.saveProgress(p);
+    }
+    backend.publishProgress(p);
+  };
+}
+
+async function settleFailure(e: LdfsamError, backend: JobBackend, log: Logger): Promise<JobEnding> {
+  if (e.code === 'CANCELLED' || (await backend.cancelRequested())) {
+    log.info('job cancelled');
+    await backend.cancelled();
+    return { ending: 'cancelled' };
+  }
+  if (e.retryable) {
+    const fields = await backend.retry(e);
+    if (fields) {
+      log.warn('job will be retried', { code: e.code, message: e.message, ...fields });
+      return { ending: 'retried', error: e };
+    }
+  }
+  log.error('job failed', { code: e.code, message: e.message });
+  await backend.failed(e);
+  return { ending: 'failed', error: e };
+}
