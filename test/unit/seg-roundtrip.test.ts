@@ -7,6 +7,7 @@ import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { packBits } from '../../server/src/seg/bits.js';
 import { placeFrames, readSegmentation } from '../../server/src/seg/reader.js';
 import { buildSegmentation } from '../../server/src/seg/writer.js';
+import { isLdfsamError, type LdfsamError } from '../../server/src/errors.js';
 
 const v = (vr: string, ...values: unknown[]) => ({ vr, Value: values });
 
@@ -102,31 +103,83 @@ describe('SEG round trip', () => {
     expect(pixelData.length).toBe(Math.ceil(Math.ceil((4 * rows * columns) / 8) / 2) * 2);
     expect(Buffer.compare(Buffer.from((reread as unknown as { write(): ArrayBuffer }).write()), Buffer.from(seg.bytes))).toBe(0);
   });
+});
 
-  it('refuses frames that do not fit the series or the model', () => {
-    const instances = [source(1, 2, 2)];
-    const plan = planSeries(instances);
-    const bits = packBits(new Uint8Array(4).fill(1));
-    expect(() => buildSegmentation({ plan, sourceInstance: instances[0]!, frames: [], model, softwareVersion: '0' })).toThrow(
-      /at least one frame/,
+describe('SEG writer validation (as highdicom\'s constructor): each refusal is SEG_INVALID with its reason', () => {
+  const instances = [source(1, 2, 2), source(2, 2, 2)];
+  const plan = planSeries(instances);
+  const bits = packBits(new Uint8Array(4).fill(1));
+  const input = (over: Partial<Parameters<typeof buildSegmentation>[0]> = {}) => ({
+    plan,
+    sourceInstance: instances[0]!,
+    frames: [{ sliceIndex: 0, segmentNumber: 1, bits }],
+    model,
+    softwareVersion: '0',
+    ...over,
+  });
+  const refusal = (over: Partial<Parameters<typeof buildSegmentation>[0]>): LdfsamError => {
+    try {
+      buildSegmentation(input(over));
+    } catch (err) {
+      expect(isLdfsamError(err, 'SEG_INVALID'), String(err)).toBe(true);
+      return err as LdfsamError;
+    }
+    throw new Error('buildSegmentation accepted the input');
+  };
+
+  it('accepts the valid input the refusals below change one thing of', () => {
+    expect(buildSegmentation(input()).framesWritten).toBe(1);
+  });
+
+  it('no frame', () => {
+    expect(refusal({ frames: [] }).message).toMatch(/at least one frame/);
+  });
+
+  it('a slice the series lacks', () => {
+    expect(refusal({ frames: [{ sliceIndex: 5, segmentNumber: 1, bits }] }).message).toMatch(/slice 5/);
+    expect(refusal({ frames: [{ sliceIndex: 0.5, segmentNumber: 1, bits }] }).message).toMatch(/slice 0.5/);
+  });
+
+  it('a segment the model lacks', () => {
+    expect(refusal({ frames: [{ sliceIndex: 0, segmentNumber: 3, bits }] }).message).toMatch(/segment 3/);
+  });
+
+  it('segments not numbered 1..N in order', () => {
+    const [one, two] = model.segments;
+    expect(refusal({ model: { ...model, segments: [two!] } }).message).toMatch(/1\.\.1 .*has 2/);
+    expect(refusal({ model: { ...model, segments: [two!, one!] } }).message).toMatch(/1\.\.2 in order; the model has 2, 1/);
+  });
+
+  it('two frames of the same segment and slice', () => {
+    const frames = [0, 1, 0].map((sliceIndex) => ({ sliceIndex, segmentNumber: 1, bits }));
+    expect(refusal({ frames }).message).toMatch(/two frames of segment 1 on slice 0/);
+  });
+
+  it('bits of another size than the frame: too few, and too many (never cut silently)', () => {
+    for (const length of [0, 2]) {
+      const frames = [{ sliceIndex: 0, segmentNumber: 1, bits: new Uint8Array(length) }];
+      expect(refusal({ frames }).message).toMatch(new RegExp(`holds ${length} bytes; a 2 x 2 frame is 1`));
+    }
+  });
+
+  it('a slice without Image Position (Patient) in a series with geometry', () => {
+    const noPosition = { ...plan, slices: plan.slices.map((s, i) => (i === 1 ? { ...s, position: null } : s)) };
+    expect(refusal({ plan: noPosition, frames: [{ sliceIndex: 1, segmentNumber: 1, bits }] }).message).toMatch(
+      /slice 1 \(1\.2\.3\.2\) has no Image Position/,
     );
-    expect(() =>
-      buildSegmentation({
-        plan,
-        sourceInstance: instances[0]!,
-        frames: [{ sliceIndex: 5, segmentNumber: 1, bits }],
-        model,
-        softwareVersion: '0',
-      }),
-    ).toThrow(/slice 5/);
-    expect(() =>
-      buildSegmentation({
-        plan,
-        sourceInstance: instances[0]!,
-        frames: [{ sliceIndex: 0, segmentNumber: 3, bits }],
-        model,
-        softwareVersion: '0',
-      }),
-    ).toThrow(/segment 3/);
+    // The slice that has one still writes.
+    expect(buildSegmentation(input({ plan: noPosition })).framesWritten).toBe(1);
+  });
+
+  it('an orientation that is not 6 numbers', () => {
+    expect(refusal({ plan: { ...plan, orientation: [1, 0, 0, 0, 1] } }).message).toMatch(/not 6 numbers/);
+    expect(refusal({ plan: { ...plan, orientation: [1, 0, 0, 0, 1, NaN] } }).message).toMatch(/not 6 numbers/);
+  });
+
+  it("a source instance of another study, or of none", () => {
+    const other = { ...instances[0]!, '0020000D': v('UI', '1.2.4') };
+    expect(refusal({ sourceInstance: other }).message).toMatch(/Study Instance UID 1\.2\.4 is not the series' study 1\.2\.3/);
+    const { '0020000D': _study, ...none } = instances[0]!;
+    expect(refusal({ sourceInstance: none }).message).toMatch(/\(none\)/);
   });
 });

@@ -1,35 +1,33 @@
 /**
  * DICOM Segmentation (BINARY, SOP class 1.2.840.10008.5.1.4.1.1.66.4) written with dcmjs' encoder
- * from a data set we build ourselves, following highdicom's rules: every provenance field present,
- * segments numbered 1..N with SNOMED CT category and type, AUTOMATIC algorithm with its
- * identification, every frame referencing its exact source instance (and frame), Plane Position per
- * frame and Plane Orientation / Pixel Measures shared when the source has patient geometry, a
- * dimension organisation, the Referenced Series Sequence OHIF needs, and empty frames left out.
- * dcmjs' own derivations/Segmentation writes no algorithm identification and is untested upstream,
- * hence our own builder.
+ * from a data set we build ourselves, following highdicom's rules: the input validated before
+ * anything is built, every provenance field present, segments numbered 1..N with SNOMED CT category
+ * and type, AUTOMATIC algorithm with its identification, every frame referencing its exact source
+ * instance (and frame), Plane Position per frame and Plane Orientation / Pixel Measures shared when
+ * the source has patient geometry, a dimension organisation, the Referenced Series Sequence OHIF
+ * needs, and empty frames left out. dcmjs' own derivations/Segmentation writes no algorithm
+ * identification and is untested upstream, hence our own builder.
  */
 import { createHash } from 'node:crypto';
-import dcmjs from 'dcmjs';
 import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
-import type { SeriesPlan } from '../dicom/series-plan.js';
-import { TAG } from '../dicom/tags.js';
+import { codeItem, dsNumber, element as el, empty, sequence as seq } from '../dicom/elements.js';
+import type { Vec3 } from '../dicom/geometry.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
+import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
+import { str, TAG, tagNumber } from '../dicom/tags.js';
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { concatFrames } from './bits.js';
 import { segInstanceUid, segSeriesUid } from './uids.js';
 
 export const SEG_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.66.4';
-const EXPLICIT_LE = '1.2.840.10008.1.2.1';
-/** Our implementation class UID (2.25 UUID-derived root) and version name, as PS3.7 D.3.3 asks. */
-const IMPLEMENTATION_CLASS_UID = '2.25.182947165207716355290880317744591306493';
-const IMPLEMENTATION_VERSION = 'LDFSAM_0_1';
 
 export interface SegFrame {
   /** Index into plan.slices. */
   sliceIndex: number;
   /** 1-based segment number (manifest order). */
   segmentNumber: number;
-  /** rows x columns bits, LSB first (packBits). */
+  /** rows x columns bits, LSB first (packBits): exactly ceil(rows x columns / 8) bytes. */
   bits: Uint8Array;
 }
 
@@ -53,171 +51,222 @@ export interface SegOutput {
   framesWritten: number;
 }
 
-const el = (vr: string, ...values: unknown[]): DicomJsonElement => ({ vr, Value: values });
-const code = (value: string, scheme: string, meaning: string): DicomJson => ({
-  '00080100': el('SH', value),
-  '00080102': el('SH', scheme),
-  '00080104': el('LO', meaning),
-});
-const seq = (...items: DicomJson[]): DicomJsonElement => ({ vr: 'SQ', Value: items });
+/** A validated frame with its source slice; `position` is set exactly when the series has patient geometry. */
+interface PlacedFrame extends SegFrame {
+  slice: SlicePlan;
+  position: Vec3 | undefined;
+}
 
-/** Attributes copied as they are from the source (Patient, General Study). */
-const COPIED = [
-  '00100010', // PatientName
-  '00100020', // PatientID
-  '00100030', // PatientBirthDate
-  '00100040', // PatientSex
-  '0020000D', // StudyInstanceUID
-  '00080020', // StudyDate
-  '00080030', // StudyTime
-  '00080090', // ReferringPhysicianName
-  '00200010', // StudyID
-  '00080050', // AccessionNumber
+/** Attributes copied as they are from the source (Patient, General Study), with their VR and whether they are Type 2. */
+const COPIED: { tag: string; vr: string; type2: boolean }[] = [
+  { tag: TAG.PatientName, vr: 'PN', type2: true },
+  { tag: TAG.PatientID, vr: 'LO', type2: true },
+  { tag: TAG.PatientBirthDate, vr: 'DA', type2: true },
+  { tag: TAG.PatientSex, vr: 'CS', type2: true },
+  { tag: TAG.StudyInstanceUID, vr: 'UI', type2: false },
+  { tag: TAG.StudyDate, vr: 'DA', type2: true },
+  { tag: TAG.StudyTime, vr: 'TM', type2: true },
+  { tag: TAG.ReferringPhysicianName, vr: 'PN', type2: true },
+  { tag: TAG.StudyID, vr: 'SH', type2: true },
+  { tag: TAG.AccessionNumber, vr: 'SH', type2: true },
 ];
-/** Type 2 attributes among them: present, possibly empty. */
-const TYPE2 = new Set([
-  '00100010',
-  '00100020',
-  '00100030',
-  '00100040',
-  '00080020',
-  '00080030',
-  '00080090',
-  '00200010',
-  '00080050',
-]);
+
+/**
+ * Builds the SEG of `frames` over the series `plan`. Its input is validated first, as highdicom's
+ * Segmentation constructor does, so that no malformed object is ever encoded.
+ *
+ * @throws LdfsamError SEG_INVALID when
+ * - `frames` is empty;
+ * - the model's segments are not numbered 1..N in order;
+ * - a frame names a segment the model lacks, or a slice the series lacks;
+ * - two frames have the same segment and slice;
+ * - a frame's bits are not exactly ceil(rows x columns / 8) bytes (neither too few nor too many);
+ * - the series has patient geometry but its orientation is not 6 finite numbers, or a framed slice
+ *   has no Image Position (Patient);
+ * - the source instance has no Study Instance UID, or another one than the series plan.
+ */
+export function buildSegmentation(input: SegInput): SegOutput {
+  const { plan, model } = input;
+  const { frames, orientation } = validated(input);
+  const pixelData = concatFrames(
+    frames.map((f) => f.bits),
+    plan.rows * plan.columns,
+  );
+  const contentHash = createHash('sha256')
+    .update(pixelData)
+    .update(JSON.stringify(frames.map((f) => [f.segmentNumber, f.sliceIndex])))
+    .digest('hex');
+  const seriesInstanceUID = segSeriesUid(plan.seriesInstanceUID, model.name, model.version);
+  const sopInstanceUID = segInstanceUid(seriesInstanceUID, contentHash);
+  const geometry = orientation !== null;
+  const ds: DicomJson = {
+    ...header(input, { seriesInstanceUID, sopInstanceUID, frames: frames.length, geometry }),
+    [TAG.SegmentSequence]: segmentSequence(model),
+    ...dimensionOrganization(seriesInstanceUID, geometry),
+    [TAG.SharedFunctionalGroupsSequence]: seq(sharedFunctionalGroups(plan, orientation)),
+    [TAG.PerFrameFunctionalGroupsSequence]: seq(...frames.map(perFrameFunctionalGroups)),
+    [TAG.ReferencedSeriesSequence]: referencedSeries(plan),
+  };
+  const bytes = writePart10(
+    ds,
+    { sopClassUID: SEG_SOP_CLASS, sopInstanceUID, transferSyntaxUID: EXPLICIT_VR_LITTLE_ENDIAN },
+    { native: pixelData },
+  );
+  return { bytes, seriesInstanceUID, sopInstanceUID, framesWritten: frames.length };
+}
+
+/** The checks listed on buildSegmentation; frames come back ordered by segment, then slice (the dimension organisation). */
+function validated(input: SegInput): { frames: PlacedFrame[]; orientation: number[] | null } {
+  const { plan, model } = input;
+  const invalid = (message: string) => new LdfsamError('SEG_INVALID', message);
+  if (input.frames.length === 0) throw invalid('a segmentation needs at least one frame');
+  const numbers = model.segments.map((s) => s.number);
+  if (numbers.some((n, i) => n !== i + 1))
+    throw invalid(`segment numbers must be 1..${numbers.length} in order; the model has ${numbers.join(', ')}`);
+  const study = str(input.sourceInstance, TAG.StudyInstanceUID);
+  if (study !== plan.studyInstanceUID)
+    throw invalid(`the source instance's Study Instance UID ${study ?? '(none)'} is not the series' study ${plan.studyInstanceUID}`);
+  const orientation = plan.orientation;
+  if (orientation !== null && !(orientation.length === 6 && orientation.every(Number.isFinite)))
+    throw invalid(`the series' Image Orientation (Patient) is not 6 numbers: ${orientation.join('\\')}`);
+  const bytesPerFrame = Math.ceil((plan.rows * plan.columns) / 8);
+  const seen = new Set<string>();
+  const frames = input.frames.map((f): PlacedFrame => {
+    const slice = Number.isInteger(f.sliceIndex) ? plan.slices[f.sliceIndex] : undefined;
+    if (!slice) throw invalid(`frame refers to slice ${f.sliceIndex}, which the series lacks`);
+    if (!model.segments.some((s) => s.number === f.segmentNumber))
+      throw invalid(`frame refers to segment ${f.segmentNumber}, which the model lacks`);
+    const key = `${f.segmentNumber}/${f.sliceIndex}`;
+    if (seen.has(key)) throw invalid(`two frames of segment ${f.segmentNumber} on slice ${f.sliceIndex}`);
+    seen.add(key);
+    if (f.bits.length !== bytesPerFrame) {
+      throw invalid(
+        `frame of segment ${f.segmentNumber} on slice ${f.sliceIndex} holds ${f.bits.length} bytes; ` +
+          `a ${plan.rows} x ${plan.columns} frame is ${bytesPerFrame}`,
+      );
+    }
+    if (orientation !== null && !slice.position)
+      throw invalid(`slice ${f.sliceIndex} (${slice.sopInstanceUID}) has no Image Position (Patient) in a series with geometry`);
+    return { ...f, slice, position: orientation !== null ? (slice.position ?? undefined) : undefined };
+  });
+  frames.sort((a, b) => a.segmentNumber - b.segmentNumber || a.sliceIndex - b.sliceIndex);
+  return { frames, orientation };
+}
 
 function dicomDateTime(now: Date): { date: string; time: string } {
   const iso = now.toISOString();
   return { date: iso.slice(0, 10).replace(/-/g, ''), time: iso.slice(11, 19).replace(/:/g, '') };
 }
 
-export function buildSegmentation(input: SegInput): SegOutput {
-  const { plan, frames, model } = input;
-  if (frames.length === 0) throw new LdfsamError('SEG_INVALID', 'a segmentation needs at least one frame');
-  const pixels = plan.rows * plan.columns;
-  for (const f of frames) {
-    if (f.bits.length < Math.ceil(pixels / 8))
-      throw new LdfsamError('SEG_INVALID', `frame of slice ${f.sliceIndex} holds too few bits`);
-    if (!plan.slices[f.sliceIndex])
-      throw new LdfsamError('SEG_INVALID', `frame refers to slice ${f.sliceIndex}, which the series lacks`);
-    if (!model.segments.some((s) => s.number === f.segmentNumber)) {
-      throw new LdfsamError('SEG_INVALID', `frame refers to segment ${f.segmentNumber}, which the model lacks`);
-    }
-  }
-  // Frames ordered by segment, then by slice position: the dimension organisation below.
-  const ordered = [...frames].sort((a, b) => a.segmentNumber - b.segmentNumber || a.sliceIndex - b.sliceIndex);
-  const pixelData = concatFrames(
-    ordered.map((f) => f.bits),
-    pixels,
-  );
-  const contentHash = createHash('sha256')
-    .update(pixelData)
-    .update(JSON.stringify(ordered.map((f) => [f.segmentNumber, f.sliceIndex])))
-    .digest('hex');
-  const seriesInstanceUID = segSeriesUid(plan.seriesInstanceUID, model.name, model.version);
-  const sopInstanceUID = segInstanceUid(seriesInstanceUID, contentHash);
+/** Patient and study (copied), SOP Common, series, equipment, image, Segmentation Image and Frame of Reference modules. */
+function header(
+  input: SegInput,
+  ids: { seriesInstanceUID: string; sopInstanceUID: string; frames: number; geometry: boolean },
+): DicomJson {
+  const { plan, model } = input;
   const { date, time } = dicomDateTime(input.now ?? new Date());
-  const geometry = plan.orientation !== null;
-
   const ds: DicomJson = {};
-  for (const tag of COPIED) {
+  for (const { tag, vr, type2 } of COPIED) {
     const source = input.sourceInstance[tag];
     if (source?.Value && source.Value.length > 0) ds[tag] = { vr: source.vr, Value: source.Value };
-    else if (TYPE2.has(tag)) ds[tag] = { vr: source?.vr ?? vrOf(tag), Value: [] };
+    else if (type2) ds[tag] = { vr: source?.vr ?? vr, Value: [] };
   }
   Object.assign(ds, {
-    '00080005': el('CS', 'ISO_IR 192'),
-    '00080008': el('CS', 'DERIVED', 'PRIMARY'),
-    '00080012': el('DA', date),
-    '00080013': el('TM', time),
-    '00080016': el('UI', SEG_SOP_CLASS),
-    '00080018': el('UI', sopInstanceUID),
-    '00080023': el('DA', date),
-    '00080033': el('TM', time),
-    '00080060': el('CS', 'SEG'),
-    '00080070': el('LO', 'LDFSAM project'),
-    '0008103E': el('LO', `LDFSAM ${model.name} ${model.version}`.slice(0, 64)),
-    '00081090': el('LO', 'ldfsam'),
-    '00181000': el('LO', 'none'),
-    '00181020': el('LO', input.softwareVersion),
-    '0020000E': el('UI', seriesInstanceUID),
-    '00200011': el('IS', input.seriesNumber ?? 9001),
-    '00200013': el('IS', 1),
-    '00280002': el('US', 1),
-    '00280004': el('CS', 'MONOCHROME2'),
-    '00280008': el('IS', ordered.length),
-    '00280010': el('US', plan.rows),
-    '00280011': el('US', plan.columns),
-    '00280100': el('US', 1),
-    '00280101': el('US', 1),
-    '00280102': el('US', 0),
-    '00280103': el('US', 0),
-    '00282110': el('CS', '00'),
-    '00700080': el('CS', 'LDFSAM'), // ContentLabel
-    '00700081': el('LO', `Automatic segmentation by ${model.name} ${model.version}`.slice(0, 64)),
-    '00700084': { vr: 'PN', Value: [] }, // ContentCreatorName (type 2)
-    '00620001': el('CS', 'BINARY'),
+    [TAG.SpecificCharacterSet]: el('CS', 'ISO_IR 192'),
+    [TAG.ImageType]: el('CS', 'DERIVED', 'PRIMARY'),
+    [TAG.InstanceCreationDate]: el('DA', date),
+    [TAG.InstanceCreationTime]: el('TM', time),
+    [TAG.SOPClassUID]: el('UI', SEG_SOP_CLASS),
+    [TAG.SOPInstanceUID]: el('UI', ids.sopInstanceUID),
+    [TAG.ContentDate]: el('DA', date),
+    [TAG.ContentTime]: el('TM', time),
+    [TAG.Modality]: el('CS', 'SEG'),
+    [TAG.Manufacturer]: el('LO', 'LDFSAM project'),
+    [TAG.SeriesDescription]: el('LO', `LDFSAM ${model.name} ${model.version}`.slice(0, 64)),
+    [TAG.ManufacturerModelName]: el('LO', 'ldfsam'),
+    [TAG.DeviceSerialNumber]: el('LO', 'none'),
+    [TAG.SoftwareVersions]: el('LO', input.softwareVersion),
+    [TAG.SeriesInstanceUID]: el('UI', ids.seriesInstanceUID),
+    [TAG.SeriesNumber]: el('IS', input.seriesNumber ?? 9001),
+    [TAG.InstanceNumber]: el('IS', 1),
+    [TAG.SamplesPerPixel]: el('US', 1),
+    [TAG.PhotometricInterpretation]: el('CS', 'MONOCHROME2'),
+    [TAG.NumberOfFrames]: el('IS', ids.frames),
+    [TAG.Rows]: el('US', plan.rows),
+    [TAG.Columns]: el('US', plan.columns),
+    [TAG.BitsAllocated]: el('US', 1),
+    [TAG.BitsStored]: el('US', 1),
+    [TAG.HighBit]: el('US', 0),
+    [TAG.PixelRepresentation]: el('US', 0),
+    [TAG.LossyImageCompression]: el('CS', '00'),
+    [TAG.ContentLabel]: el('CS', 'LDFSAM'),
+    [TAG.ContentDescription]: el('LO', `Automatic segmentation by ${model.name} ${model.version}`.slice(0, 64)),
+    [TAG.ContentCreatorName]: empty('PN'), // Type 2
+    [TAG.SegmentationType]: el('CS', 'BINARY'),
   });
-  if (!geometry) {
+  if (!ids.geometry) {
     // General Image: Patient Orientation is required (type 2C) when the image has no patient geometry.
-    const source = input.sourceInstance['00200020'];
-    ds['00200020'] = source?.Value?.length ? { vr: 'CS', Value: source.Value } : { vr: 'CS', Value: [] };
+    const source = input.sourceInstance[TAG.PatientOrientation];
+    ds[TAG.PatientOrientation] = source?.Value?.length ? { vr: 'CS', Value: source.Value } : empty('CS');
   }
   if (plan.frameOfReferenceUID) {
-    ds['00200052'] = el('UI', plan.frameOfReferenceUID);
-    ds['00201040'] = { vr: 'LO', Value: [] }; // PositionReferenceIndicator (type 2)
+    ds[TAG.FrameOfReferenceUID] = el('UI', plan.frameOfReferenceUID);
+    ds[TAG.PositionReferenceIndicator] = empty('LO'); // Type 2
   }
+  return ds;
+}
 
-  ds['00620002'] = seq(
+/** One item per manifest segment: SNOMED CT category and type, colour, AUTOMATIC with the algorithm's identification. */
+function segmentSequence(model: SegInput['model']): DicomJsonElement {
+  return seq(
     ...model.segments.map((s) => ({
-      '00620004': el('US', s.number),
-      '00620005': el('LO', s.label),
-      '00620003': seq(code(s.category.code, s.category.scheme, s.category.meaning)),
-      '0062000F': seq(code(s.type.code, s.type.scheme, s.type.meaning)),
-      '00620008': el('CS', 'AUTOMATIC'),
-      '00620009': el('LO', 'LDFSAM'),
-      '00620007': seq({
-        '0066002F': seq(code('123110', 'DCM', 'Artificial Intelligence')), // AlgorithmFamilyCodeSequence
-        '00660036': el('LO', 'LDFSAM'), // AlgorithmName
-        '00660031': el('LO', `${model.name} ${model.version}`.slice(0, 64)), // AlgorithmVersion
+      [TAG.SegmentNumber]: el('US', s.number),
+      [TAG.SegmentLabel]: el('LO', s.label),
+      [TAG.SegmentedPropertyCategoryCodeSequence]: seq(codeItem(s.category)),
+      [TAG.SegmentedPropertyTypeCodeSequence]: seq(codeItem(s.type)),
+      [TAG.SegmentAlgorithmType]: el('CS', 'AUTOMATIC'),
+      [TAG.SegmentAlgorithmName]: el('LO', 'LDFSAM'),
+      [TAG.SegmentationAlgorithmIdentificationSequence]: seq({
+        [TAG.AlgorithmFamilyCodeSequence]: seq(codeItem({ code: '123110', scheme: 'DCM', meaning: 'Artificial Intelligence' })),
+        [TAG.AlgorithmName]: el('LO', 'LDFSAM'),
+        [TAG.AlgorithmVersion]: el('LO', `${model.name} ${model.version}`.slice(0, 64)),
       }),
-      '0062000D': el('US', ...s.color.cielab),
-      ...(s.anatomicRegion
-        ? { '00082218': seq(code(s.anatomicRegion.code, s.anatomicRegion.scheme, s.anatomicRegion.meaning)) }
-        : {}),
+      [TAG.RecommendedDisplayCIELabValue]: el('US', ...s.color.cielab),
+      ...(s.anatomicRegion ? { [TAG.AnatomicRegionSequence]: seq(codeItem(s.anatomicRegion)) } : {}),
     })),
   );
+}
 
-  const dimensionOrganizationUID = `${seriesInstanceUID}.1`.length <= 64 ? `${seriesInstanceUID}.1` : seriesInstanceUID;
-  ds['00209221'] = seq({ '00209164': el('UI', dimensionOrganizationUID) });
-  ds['00209222'] = seq(
-    {
-      '00209164': el('UI', dimensionOrganizationUID),
-      '00209165': el('AT', 0x0062000b), // ReferencedSegmentNumber
-      '00209167': el('AT', 0x0062000a), // in SegmentIdentificationSequence
-      '00209421': el('LO', 'Segment'),
-    },
-    geometry
-      ? {
-          '00209164': el('UI', dimensionOrganizationUID),
-          '00209165': el('AT', 0x00200032), // ImagePositionPatient
-          '00209167': el('AT', 0x00209113), // in PlanePositionSequence
-          '00209421': el('LO', 'Position'),
-        }
-      : {
-          '00209164': el('UI', dimensionOrganizationUID),
-          '00209165': el('AT', 0x00209057), // InStackPositionNumber
-          '00209167': el('AT', 0x00209111), // in FrameContentSequence
-          '00209421': el('LO', 'Source image'),
-        },
-  );
+/**
+ * Frames are indexed by (segment, position) with patient geometry, else by (segment, source image):
+ * a 2D image without geometry has no position, so its frames say which image of the stack they are.
+ */
+function dimensionOrganization(seriesInstanceUID: string, geometry: boolean): DicomJson {
+  const uid = `${seriesInstanceUID}.1`.length <= 64 ? `${seriesInstanceUID}.1` : seriesInstanceUID;
+  const index = (pointer: string, group: string, label: string): DicomJson => ({
+    [TAG.DimensionOrganizationUID]: el('UI', uid),
+    [TAG.DimensionIndexPointer]: el('AT', tagNumber(pointer)),
+    [TAG.FunctionalGroupPointer]: el('AT', tagNumber(group)),
+    [TAG.DimensionDescriptionLabel]: el('LO', label),
+  });
+  return {
+    [TAG.DimensionOrganizationSequence]: seq({ [TAG.DimensionOrganizationUID]: el('UI', uid) }),
+    [TAG.DimensionIndexSequence]: seq(
+      index(TAG.ReferencedSegmentNumber, TAG.SegmentIdentificationSequence, 'Segment'),
+      geometry
+        ? index(TAG.ImagePositionPatient, TAG.PlanePositionSequence, 'Position')
+        : index(TAG.InStackPositionNumber, TAG.FrameContentSequence, 'Source image'),
+    ),
+  };
+}
 
+/** Plane Orientation, and Pixel Measures when the series has patient geometry and a pixel spacing. */
+function sharedFunctionalGroups(plan: SeriesPlan, orientation: number[] | null): DicomJson {
   const shared: DicomJson = {};
   // Pixel Measures only with patient geometry: a 2D image's calibration (e.g. ultrasound regions) is
   // not a patient-space measure, and readers (highdicom) require a slice thickness with it.
-  if (geometry && plan.pixelSpacing) {
-    const measures: DicomJson = { '00280030': el('DS', ...plan.pixelSpacing.map(dsNumber)) };
+  if (orientation !== null && plan.pixelSpacing) {
+    const measures: DicomJson = { [TAG.PixelSpacing]: el('DS', ...plan.pixelSpacing.map(dsNumber)) };
     const even =
       plan.spacing.meanSpacing !== undefined && plan.spacing.evenlySpaced ? Math.abs(plan.spacing.meanSpacing) : undefined;
     const thickness = plan.sliceThickness ?? even;
@@ -225,100 +274,47 @@ export function buildSegmentation(input: SegInput): SegOutput {
     if (even) measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(even));
     shared[TAG.PixelMeasuresSequence] = seq(measures);
   }
-  if (geometry)
-    shared[TAG.PlaneOrientationSequence] = seq({ [TAG.ImageOrientationPatient]: el('DS', ...plan.orientation!.map(dsNumber)) });
-  else {
-    // A 2D image without patient geometry (ultrasound, photograph): the SEG has no Frame of
-    // Reference, so this orientation places nothing in patient space; it says only that the mask's
-    // rows and columns are the image's. It is written because OHIF (cornerstone's SEG adapter,
-    // checkOrientation) refuses to load a SEG without a Plane Orientation; dciodvfy accepts it.
-    shared[TAG.PlaneOrientationSequence] = seq({ [TAG.ImageOrientationPatient]: el('DS', 1, 0, 0, 0, 1, 0) });
-  }
-  ds[TAG.SharedFunctionalGroupsSequence] = seq(shared);
+  // Without geometry (ultrasound, photograph) the SEG has no Frame of Reference, so this orientation
+  // places nothing in patient space; it says only that the mask's rows and columns are the image's.
+  // It is written because OHIF (cornerstone's SEG adapter, checkOrientation) refuses to load a SEG
+  // without a Plane Orientation; dciodvfy accepts it.
+  const cosines = orientation ?? [1, 0, 0, 0, 1, 0];
+  shared[TAG.PlaneOrientationSequence] = seq({ [TAG.ImageOrientationPatient]: el('DS', ...cosines.map(dsNumber)) });
+  return shared;
+}
 
-  ds[TAG.PerFrameFunctionalGroupsSequence] = seq(
-    ...ordered.map((f) => {
-      const slice = plan.slices[f.sliceIndex]!;
-      const source: DicomJson = {
-        '00081150': el('UI', slice.sopClassUID),
-        '00081155': el('UI', slice.sopInstanceUID),
-        '0040A170': seq(code('121322', 'DCM', 'Source image for image processing operation')),
-      };
-      if (slice.numberOfFrames > 1) source['00081160'] = el('IS', slice.frameNumber);
-      const item: DicomJson = {
-        '00089124': seq({ '00082112': seq(source), '00089215': seq(code('113076', 'DCM', 'Segmentation')) }),
-        [TAG.FrameContentSequence]: seq({
-          '00209157': el('UL', f.segmentNumber, f.sliceIndex + 1), // DimensionIndexValues
-          ...(geometry ? {} : { '00209056': el('SH', '1'), '00209057': el('UL', f.sliceIndex + 1) }),
-        }),
-        '0062000A': seq({ '0062000B': el('US', f.segmentNumber) }),
-      };
-      if (geometry)
-        item[TAG.PlanePositionSequence] = seq({ [TAG.ImagePositionPatient]: el('DS', ...slice.position!.map(dsNumber)) });
-      return item;
-    }),
-  );
-
-  // Common Instance Reference: every source instance of the series (OHIF matches on it).
-  const referenced = [...new Map(plan.slices.map((s) => [s.sopInstanceUID, s.sopClassUID])).entries()];
-  ds['00081115'] = seq({
-    '0020000E': el('UI', plan.seriesInstanceUID),
-    '0008114A': seq(...referenced.map(([uid, cls]) => ({ '00081150': el('UI', cls), '00081155': el('UI', uid) }))),
-  });
-
-  const meta: DicomJson = {
-    '00020001': { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] } as DicomJsonElement,
-    '00020002': el('UI', SEG_SOP_CLASS),
-    '00020003': el('UI', sopInstanceUID),
-    '00020010': el('UI', EXPLICIT_LE),
-    '00020012': el('UI', IMPLEMENTATION_CLASS_UID),
-    '00020013': el('SH', IMPLEMENTATION_VERSION),
+/** Derivation Image -> Source Image (instance and, for multi-frame sources, frame), Frame Content, Segment Identification, Plane Position. */
+function perFrameFunctionalGroups(f: PlacedFrame): DicomJson {
+  const source: DicomJson = {
+    [TAG.ReferencedSOPClassUID]: el('UI', f.slice.sopClassUID),
+    [TAG.ReferencedSOPInstanceUID]: el('UI', f.slice.sopInstanceUID),
+    [TAG.PurposeOfReferenceCodeSequence]: seq(
+      codeItem({ code: '121322', scheme: 'DCM', meaning: 'Source image for image processing operation' }),
+    ),
   };
-  const dict = new dcmjs.data.DicomDict(meta);
-  dict.dict = sortTags(ds);
-  return { bytes: withPixelData(new Uint8Array(dict.write()), pixelData), seriesInstanceUID, sopInstanceUID, framesWritten: ordered.length };
+  if (f.slice.numberOfFrames > 1) source[TAG.ReferencedFrameNumber] = el('IS', f.slice.frameNumber);
+  const item: DicomJson = {
+    [TAG.DerivationImageSequence]: seq({
+      [TAG.SourceImageSequence]: seq(source),
+      [TAG.DerivationCodeSequence]: seq(codeItem({ code: '113076', scheme: 'DCM', meaning: 'Segmentation' })),
+    }),
+    [TAG.FrameContentSequence]: seq({
+      [TAG.DimensionIndexValues]: el('UL', f.segmentNumber, f.sliceIndex + 1),
+      ...(f.position ? {} : { [TAG.StackID]: el('SH', '1'), [TAG.InStackPositionNumber]: el('UL', f.sliceIndex + 1) }),
+    }),
+    [TAG.SegmentIdentificationSequence]: seq({ [TAG.ReferencedSegmentNumber]: el('US', f.segmentNumber) }),
+  };
+  if (f.position) item[TAG.PlanePositionSequence] = seq({ [TAG.ImagePositionPatient]: el('DS', ...f.position.map(dsNumber)) });
+  return item;
 }
 
-/**
- * Appends Pixel Data (7FE0,0010), the last top-level element, to the file dcmjs wrote without it:
- * one allocation of the final size and one copy of the bits. Handing the bits to dcmjs copied them
- * three times (a detached copy, its growing write stream, the returned buffer): about 4x the frames'
- * size in flight while the model's memory is still held, the peak of a long series.
- */
-function withPixelData(head: Uint8Array, pixelData: Uint8Array): Uint8Array {
-  const out = new Uint8Array(head.length + 12 + pixelData.length);
-  out.set(head);
-  const view = new DataView(out.buffer, head.length, 12);
-  view.setUint16(0, 0x7fe0, true);
-  view.setUint16(2, 0x0010, true);
-  out[head.length + 4] = 0x4f; // 'O'
-  out[head.length + 5] = 0x42; // 'B'
-  view.setUint32(8, pixelData.length, true); // explicit VR little endian OB: 2 reserved bytes, 32-bit length
-  out.set(pixelData, head.length + 12);
-  return out;
-}
-
-function sortTags(ds: DicomJson): DicomJson {
-  return Object.fromEntries(Object.entries(ds).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** DS values hold at most 16 characters: 10 significant digits fit with sign, point and exponent. */
-function dsNumber(v: number): number {
-  return Number(v.toPrecision(10));
-}
-
-function vrOf(tag: string): string {
-  return (
-    {
-      '00100010': 'PN',
-      '00100020': 'LO',
-      '00100030': 'DA',
-      '00100040': 'CS',
-      '00080020': 'DA',
-      '00080030': 'TM',
-      '00080090': 'PN',
-      '00200010': 'SH',
-      '00080050': 'SH',
-    }[tag] ?? 'UN'
-  );
+/** Common Instance Reference: every source instance of the series (OHIF matches on it). */
+function referencedSeries(plan: SeriesPlan): DicomJsonElement {
+  const referenced = [...new Map(plan.slices.map((s) => [s.sopInstanceUID, s.sopClassUID])).entries()];
+  return seq({
+    [TAG.SeriesInstanceUID]: el('UI', plan.seriesInstanceUID),
+    [TAG.ReferencedInstanceSequence]: seq(
+      ...referenced.map(([uid, cls]) => ({ [TAG.ReferencedSOPClassUID]: el('UI', cls), [TAG.ReferencedSOPInstanceUID]: el('UI', uid) })),
+    ),
+  });
 }
