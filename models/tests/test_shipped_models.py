@@ -1,6 +1,8 @@
 """The default models shipped in models/: manifests valid, hashes and graph IO matching, under the
-repository's size limit, and the evaluation reproducing the recorded test Dice within 0.005 (the
-automatic graph; a promptable-only model's box-prompted Dice per data set)."""
+repository's size limit, and the evaluation reproducing the test Dice its manifest records to 1e-4
+(the automatic graph; a promptable-only model's box-prompted Dice per data set). The evaluation is
+deterministic on the CPU: the same graph on the same images gives the same figure, so anything wider
+would hide a change of what the manifest describes."""
 import json
 import pathlib
 
@@ -32,7 +34,8 @@ def test_evaluation_reproduces_the_recorded_dice(folder):
     metrics = manifest["metrics"]
     records = dataset_splits(metrics["dataset"], None)[metrics["split"]]
     result = evaluate(load_predictor(str(folder)), records)
-    assert abs(result["summary"]["dice"]["mean"] - metrics["dice"]["mean"]) <= 0.005
+    got, recorded = result["summary"]["dice"]["mean"], metrics["dice"]["mean"]
+    assert abs(got - recorded) <= 1e-4, f"{folder.name}: test Dice {got:.6f}, the manifest records {recorded:.6f}"
 
 
 @pytest.mark.parametrize("folder,entry", PROMPTED, ids=[f"{p.name}-{e['dataset']}" for p, e in PROMPTED])
@@ -42,4 +45,5 @@ def test_prompted_evaluation_reproduces_the_recorded_dice(folder, entry):
     records = dataset_splits(entry["dataset"], None)[entry["split"]]
     result = evaluate_prompted(PromptablePredictor(folder), records, "box")
     assert result["summary"]["prompt"] == entry["prompt"]
-    assert abs(result["summary"]["dice"]["mean"] - entry["dice"]["mean"]) <= 0.005
+    got, recorded = result["summary"]["dice"]["mean"], entry["dice"]["mean"]
+    assert abs(got - recorded) <= 1e-4, f"{folder.name} on {entry['dataset']}: box-prompted Dice {got:.6f}, the manifest records {recorded:.6f}"

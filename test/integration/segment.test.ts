@@ -3,22 +3,20 @@
  * PACS passes dciodvfy, highdicom reads it, every frame references and sits on its source slice
  * unflipped and untransposed, re-runs do not pile up, and bad input fails cleanly with nothing stored.
  */
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { readSegmentation } from '../../server/src/seg/reader.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
+import { dciodvfy } from '../setup/dciodvfy.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
 import { provided } from '../setup/provided.js';
 import { runPython } from '../setup/python.js';
 
-const exec = promisify(execFile);
 const { dicomwebUrl, derivedDir } = provided();
 const client = new DicomWebClient({ url: dicomwebUrl });
 const FIXTURE = projectPath('test', 'fixtures', 'model-threshold');
@@ -69,8 +67,7 @@ async function fetchSeg(r: Result): Promise<string> {
 }
 
 async function dciodvfyErrors(file: string): Promise<string[]> {
-  const { stdout, stderr } = await exec('dciodvfy', [file]).catch((e: { stdout: string; stderr: string }) => e);
-  return `${stdout}\n${stderr}`.split('\n').filter((l) => /^Error/.test(l));
+  return (await dciodvfy(file)).errors;
 }
 
 interface Check {

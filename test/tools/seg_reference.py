@@ -1,8 +1,10 @@
-"""pydicom's view of DICOM SEG files, for the TypeScript SEG reader tests: per frame the number of
-set pixels (FRACTIONAL: > half of the maximum), the segment number and the referenced source.
+"""pydicom's view of DICOM SEG files, for the TypeScript SEG reader tests: per frame its mask
+(FRACTIONAL: > half of the maximum) as rows x columns bits packed LSB first in base64, the number
+of set pixels, the segment number and the referenced source.
 
 usage: python seg_reference.py FILE... (prints JSON to stdout)
 """
+import base64
 import json
 import sys
 
@@ -13,7 +15,7 @@ import pydicom
 def pixels(ds):
     """pixel_array, except for 1-bit RLE, which pydicom refuses: each frame is then RLE-decoded as
     a byte stream by pydicom's RLE decoder and unpacked LSB first."""
-    if ds.file_meta.TransferSyntaxUID != "1.2.840.10008.5.1.4.1.1.2.5" and not (ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5" and ds.BitsAllocated == 1):
+    if not (ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5" and ds.BitsAllocated == 1):
         return ds.pixel_array
     from pydicom.encaps import generate_frames
     from pydicom.pixels.decoders.rle import _rle_decode_frame
@@ -39,9 +41,11 @@ def main() -> None:
         frames = []
         for i, groups in enumerate(ds.PerFrameFunctionalGroupsSequence):
             source = groups.DerivationImageSequence[0].SourceImageSequence[0]
+            mask = np.asarray(arr[i]).astype(bool)
             frames.append(
                 {
-                    "sum": int(np.count_nonzero(arr[i])),
+                    "mask": base64.b64encode(np.packbits(mask.reshape(-1), bitorder="little").tobytes()).decode(),
+                    "sum": int(np.count_nonzero(mask)),
                     "segment": int(groups.SegmentIdentificationSequence[0].ReferencedSegmentNumber),
                     "source": str(source.ReferencedSOPInstanceUID),
                 }
