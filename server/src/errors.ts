@@ -1,6 +1,9 @@
 /**
- * One error type for the whole server. Every failure a user can see carries a stable `code`; the
- * HTTP status and the CLI exit code are derived from it in exactly one place each.
+ * One error type for the whole server. Every failure a user can see carries a stable `code`; its
+ * HTTP status is derived from it in exactly one place (this table, applied by http/app.ts's error
+ * handler). The CLI does not map codes to exit statuses: every error prints one line with its code
+ * and exits with status 1 (cli/context.ts, `action`); the code is the part a program should read
+ * (`--json` prints it as `{"error": {"code", "message"}}`).
  */
 export const ERROR_CODES = {
   INVALID_INPUT: { http: 400, retryable: false },
@@ -9,6 +12,8 @@ export const ERROR_CODES = {
   NOT_FOUND: { http: 404, retryable: false },
   CONFIG_INVALID: { http: 500, retryable: false },
   PACS_UNAVAILABLE: { http: 503, retryable: true },
+  /** The server runs but cannot take jobs yet (GET /api/ready: no model is loaded). */
+  NOT_READY: { http: 503, retryable: false },
   PACS_REJECTED: { http: 502, retryable: false },
   PACS_NOT_INSTALLED: { http: 500, retryable: false },
   UNSUPPORTED_DICOM: { http: 422, retryable: false },

@@ -17,10 +17,11 @@ import { silentLogger } from '../../server/src/log.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
+import { SHARED_DATA } from '../setup/data.js';
 import { startTestOrthanc } from '../setup/orthanc.js';
 import { runPython } from '../setup/python.js';
 
-export const HC18 = projectPath('..', 'shared', 'data', 'hc18', 'images');
+export const HC18 = join(SHARED_DATA, 'hc18', 'images');
 
 export interface Stack {
   url: string;

@@ -143,6 +143,33 @@ describe('models and input', () => {
     expect((await call('/api/jobs?limit=3')).status).toBe(200);
   });
 
+  it('GET /api/ready: 200 with the PACS and a model; 503 PACS_UNAVAILABLE without the PACS, NOT_READY without a model', async () => {
+    const ready = await call('/api/ready');
+    expect(ready.status, JSON.stringify(ready.body)).toBe(200);
+    expect(ready.body.models).toBeGreaterThan(0);
+    const { createApp } = await import('../../server/src/http/app.js');
+    const { ModelRegistry } = await import('../../server/src/inference/registry.js');
+    const noModels = new ModelRegistry({ executionProvider: 'cpu' });
+    const [closedPort] = await freePorts(1);
+    const cases: [DicomWebClient, string, RegExp][] = [
+      [pacs, 'NOT_READY', /^not ready: no model is loaded$/],
+      [new DicomWebClient({ url: `http://127.0.0.1:${closedPort}/dicom-web`, retries: 0 }), 'PACS_UNAVAILABLE', /PACS: .*; no model is loaded/],
+    ];
+    for (const [client, code, message] of cases) {
+      const app = createApp({ auth: { apiTokens: [] }, queue: {} as never, registry: noModels, client, log: silentLogger });
+      const listening = app.listen(0, '127.0.0.1');
+      await new Promise((r) => listening.once('listening', r));
+      try {
+        const r = await fetch(`http://127.0.0.1:${(listening.address() as { port: number }).port}/api/ready`);
+        const body = (await r.json()) as { error: { code: string; message: string } };
+        expect([r.status, body.error.code], body.error.message).toEqual([503, code]);
+        expect(body.error.message).toMatch(message);
+      } finally {
+        await new Promise((r) => listening.close(r));
+      }
+    }
+  });
+
   it('documents every route in OpenAPI and no route it does not have', async () => {
     const { body } = await call('/api/openapi.json');
     expect(body.openapi).toBe('3.0.3');
@@ -331,7 +358,7 @@ describe('command line clients', () => {
     );
     let frames = '';
     await new Promise<void>((resolve) =>
-      watch.stdout!.on('data', (d: Buffer) => {
+      watch.stdout.on('data', (d: Buffer) => {
         frames += d.toString();
         if ((frames.match(/queue \(sqlite\)/g) ?? []).length >= 2) resolve();
       }),
@@ -550,7 +577,7 @@ describe('restart', () => {
       expect(batch.counts.succeeded).toBe(5);
       for (const s of studies) {
         const seg = await pacs.searchForSeries({ studyInstanceUID: s.studyInstanceUID, queryParams: { Modality: 'SEG' } });
-        const random = seg.filter((x) => String(x['0008103E']?.Value?.[0] ?? '').includes('random-tiny'));
+        const random = seg.filter((x) => String((x['0008103E']?.Value?.[0] as string | undefined) ?? '').includes('random-tiny'));
         expect(random).toHaveLength(1); // one SEG series per (series, model)...
         const uid = String(random[0]!['0020000E']!.Value![0]);
         // ...holding the random model's SEG exactly once, even for the job that ran when the server died.

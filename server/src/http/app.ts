@@ -43,15 +43,19 @@ export function createApp(deps: AppDeps): express.Express {
   api.use(createAuth(deps.auth));
   api.use(express.json({ limit: '256kb' }));
 
+  // Not ready: PACS_UNAVAILABLE when the PACS does not answer (whatever else is wrong), else
+  // NOT_READY when no model is loaded; both 503, the message lists every reason.
   api.get('/ready', async (_req, res) => {
     const problems: string[] = [];
+    let pacsDown = false;
     try {
       await deps.client.searchForStudies({ queryParams: { limit: 1 } });
     } catch (err) {
+      pacsDown = true;
       problems.push(`PACS: ${toLdfsamError(err).message}`);
     }
     if (deps.registry.list().length === 0) problems.push('no model is loaded');
-    if (problems.length > 0) throw new LdfsamError('PACS_UNAVAILABLE', `not ready: ${problems.join('; ')}`);
+    if (problems.length > 0) throw new LdfsamError(pacsDown ? 'PACS_UNAVAILABLE' : 'NOT_READY', `not ready: ${problems.join('; ')}`);
     res.json({ status: 'ready', models: deps.registry.list().length });
   });
 
@@ -144,7 +148,7 @@ export function createApp(deps: AppDeps): express.Express {
     const named = body.model ? await deps.registry.resolveName(body.model) : undefined;
     let studies = body.studies;
     if (body.query) {
-      const found = await deps.client.searchForStudies({ queryParams: body.query as Record<string, string> });
+      const found = await deps.client.searchForStudies({ queryParams: body.query });
       studies = found.map((s) => str(s, TAG.StudyInstanceUID)).filter((u): u is string => Boolean(u));
     }
     const requests: JobRequest[] = [];

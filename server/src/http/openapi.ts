@@ -118,7 +118,13 @@ export const openapi = {
     '/api/ready': {
       get: {
         summary: 'PACS reachable and models loaded',
-        responses: { '200': { description: 'ready' }, '503': { description: 'not ready', ...json(error) } },
+        responses: {
+          '200': { description: 'ready' },
+          '503': {
+            description: 'not ready: PACS_UNAVAILABLE when the PACS does not answer, else NOT_READY (no model loaded); the message lists every reason',
+            ...json(error),
+          },
+        },
       },
     },
     '/api/metrics': {
