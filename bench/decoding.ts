@@ -40,8 +40,8 @@ const orthanc = await startOrthanc(
     orthancBin: '/usr/sbin/Orthanc',
     orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
     dataDir: join(work, 'pacs'),
-    pacsHttpPort: 18_542,
-    pacsDicomPort: 18_543,
+    pacsHttpPort: pacsHttpPort!,
+    pacsDicomPort: pacsDicomPort!,
   },
   { detached: false },
 );

@@ -88,13 +88,16 @@ def main() -> int:
                         break
                     x = torch.rand(b, 3, config.image_size, config.image_size).numpy()
                     seconds = time_it(lambda: session.run(None, {"image": x}), args.repeats)
-                    rows.append({"runtime": "onnxruntime-cuda", "precision": "fp32", "batch": b, "msPerSlice": seconds * 1000 / b, "slicesPerSecond": b / seconds})
+                    rows.append(
+                        {"runtime": "onnxruntime-cuda", "precision": "fp32", "batch": b, "msPerSlice": seconds * 1000 / b, "slicesPerSecond": b / seconds}
+                    )
                     print(f"onnxruntime-cuda fp32 batch {b:3d}: {seconds * 1000 / b:8.2f} ms/slice", flush=True)
         else:
             print("onnxruntime CUDA provider not installed: PyTorch figures only", flush=True)
     except ImportError:
         print("onnxruntime not installed: PyTorch figures only", flush=True)
-    result = {"seconds": round(time.perf_counter() - started, 1), "config": args.config, "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "torch": torch.__version__, "rows": rows}
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    result = {"seconds": round(time.perf_counter() - started, 1), "config": args.config, "device": device, "torch": torch.__version__, "rows": rows}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -98,7 +98,7 @@ export class AutoSegmentController {
     const model = selectedModel(state);
     if (!active || !model) return;
     const key = seriesKey(active.studyInstanceUID, active.seriesInstanceUID);
-    if (state.runs[key] && !isFinal(state.runs[key]!)) return;
+    if (state.runs[key] && !isFinal(state.runs[key])) return;
     this.setRun(key, { model: model.name, state: 'submitting', done: 0, total: active.sliceCount });
     this.store.update((s) => ({ ...s, confirmRerun: undefined }));
     try {

@@ -5,7 +5,6 @@ import json
 
 import highdicom as hd
 import numpy as np
-import pydicom
 import pytest
 import torch
 from PIL import Image

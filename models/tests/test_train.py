@@ -83,7 +83,8 @@ def test_prompt_ablations_and_init(smoke_run, tmp_path, capsys):
     dfp = json.loads((tmp_path / "dfp" / "summary.json").read_text())["phases"]["segment"]
     assert box["trainable_params"] > dfp["trainable_params"]
     capsys.readouterr()
-    assert main(["eval", "--model", str(tmp_path / "box" / "segment-best.pt"), "--dataset", "hc18", "--split", "test", "--limit", "1", "--num-overlays", "0"]) == 0
+    model = str(tmp_path / "box" / "segment-best.pt")
+    assert main(["eval", "--model", model, "--dataset", "hc18", "--split", "test", "--limit", "1", "--num-overlays", "0"]) == 0
     assert "dice" in capsys.readouterr().out
 
 

@@ -52,7 +52,7 @@ describe('exported model', () => {
   it('runs in onnxruntime-node with the outputs of PyTorch (max |diff| < 1e-4)', async () => {
     const model = await loadModel(folder);
     const shapes = JSON.parse(await readFile(join(folder, 'reference', 'shapes.json'), 'utf8')) as Record<string, number[]>;
-    const input = new ort.Tensor('float32', await floats('input'), shapes.input!);
+    const input = new ort.Tensor('float32', await floats('input'), shapes.input);
     const out = await model.session.run({ image: input });
     for (const name of ['mask_logits', 'iou']) {
       const expected = await floats(name);

@@ -71,10 +71,10 @@ function spawnWorker(env: Record<string, string> = {}): Promise<Worker> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
+  child.stderr.on('data', (d: Buffer) => log.push(d.toString()));
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /LDFSAM worker (\S+) /.exec(out);
       if (m) {
@@ -167,7 +167,7 @@ describe('the Redis queue with ldfsam worker processes', () => {
   it('2 workers finish a batch of 24 jobs, one SEG per series; a worker SIGKILLed mid-job loses its job to the other', async () => {
     const [a, b] = await Promise.all([spawnWorker(), spawnWorker()]);
     const queue = await call('/api/queue');
-    expect(queue.workers.map((w: { id: string }) => w.id).sort()).toEqual([a!.id, b!.id].sort());
+    expect(queue.workers.map((w: { id: string }) => w.id).sort()).toEqual([a.id, b.id].sort());
     expect(queue.workers[0]).toMatchObject({ provider: 'cpu', device: null, concurrency: 1 });
     const started = Date.now();
     const accepted = await call('/api/batches', {
@@ -178,19 +178,19 @@ describe('the Redis queue with ldfsam worker processes', () => {
     // Kill worker a once it has finished a job and is inside the next one.
     const victim = await until('a job running on worker a', async () => {
       const jobs = (await call(`/api/batches/${accepted.batchId}`)).jobs as any[];
-      if (!jobs.some((j) => j.state === 'succeeded' && j.worker === a!.id)) return undefined;
+      if (!jobs.some((j) => j.state === 'succeeded' && j.worker === a.id)) return undefined;
       return jobs.find(
-        (j) => j.state === 'running' && j.worker === a!.id && j.progress?.stage === 'infer' && j.progress.done >= 1,
+        (j) => j.state === 'running' && j.worker === a.id && j.progress?.stage === 'infer' && j.progress.done >= 1,
       );
     });
-    await stopWorker(a!, 'SIGKILL');
+    await stopWorker(a, 'SIGKILL');
     const batch = await batchDone(accepted.batchId);
     const seconds = (Date.now() - started) / 1000;
     expect(batch.counts).toEqual({ queued: 0, running: 0, succeeded: SERIES, failed: 0, cancelled: 0 });
     const taken = batch.jobs.find((j: any) => j.id === victim.id);
-    expect(taken).toMatchObject({ state: 'succeeded', worker: b!.id, result: { status: 'stored', frames: expect.any(Number) } });
+    expect(taken).toMatchObject({ state: 'succeeded', worker: b.id, result: { status: 'stored', frames: expect.any(Number) } });
     expect(taken.attempts).toBeGreaterThanOrEqual(2);
-    expect(new Set(batch.jobs.map((j: any) => j.worker))).toEqual(new Set([a!.id, b!.id]));
+    expect(new Set(batch.jobs.map((j: any) => j.worker))).toEqual(new Set([a.id, b.id]));
     await expectOneSegEach(series);
     console.log(`queue-redis: ${SERIES} jobs in ${seconds.toFixed(1)} s with 2 workers, one SIGKILLed mid-job`);
   }, 300_000);

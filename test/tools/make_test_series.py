@@ -36,9 +36,9 @@ import subprocess
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 from pydicom.encaps import encapsulate
 from pydicom.pixels import convert_color_space
+from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
 ROOT = "2.25."

@@ -15,7 +15,6 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-
 JPEG_LOSSY = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 
 
@@ -30,7 +29,8 @@ def frames_of(ds):
         from pydicom.encaps import generate_frames
 
         n = int(ds.get("NumberOfFrames", 1) or 1)
-        frames = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB" if ds.SamplesPerPixel == 3 else "L")) for f in generate_frames(ds.PixelData, number_of_frames=n)]
+        mode = "RGB" if ds.SamplesPerPixel == 3 else "L"
+        frames = [np.asarray(Image.open(io.BytesIO(f)).convert(mode)) for f in generate_frames(ds.PixelData, number_of_frames=n)]
         return np.stack(frames), n, int(ds.SamplesPerPixel)
     arr = ds.pixel_array
     n = int(ds.get("NumberOfFrames", 1) or 1)

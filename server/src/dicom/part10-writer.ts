@@ -5,7 +5,7 @@
  * `import-images` and the SEG writer.
  */
 import dcmjs from 'dcmjs';
-import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
+import type { DicomJson } from '../dicomweb/types.js';
 import { TAG } from './tags.js';
 
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
@@ -29,7 +29,7 @@ export function writePart10(dataset: DicomJson, id: Part10Identity, pixelData?: 
   if (pixelData && 'native' in pixelData && id.transferSyntaxUID !== EXPLICIT_VR_LITTLE_ENDIAN)
     throw new Error(`native pixel data is written in explicit VR little endian only, not ${id.transferSyntaxUID}`);
   const meta: DicomJson = {
-    [TAG.FileMetaInformationVersion]: { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] } as DicomJsonElement,
+    [TAG.FileMetaInformationVersion]: { vr: 'OB', Value: [new Uint8Array([0, 1]).buffer] },
     [TAG.MediaStorageSOPClassUID]: { vr: 'UI', Value: [id.sopClassUID] },
     [TAG.MediaStorageSOPInstanceUID]: { vr: 'UI', Value: [id.sopInstanceUID] },
     [TAG.TransferSyntaxUID]: { vr: 'UI', Value: [id.transferSyntaxUID] },
@@ -40,8 +40,9 @@ export function writePart10(dataset: DicomJson, id: Part10Identity, pixelData?: 
   dict.dict = sortTags(dataset);
   if (pixelData && 'encapsulated' in pixelData)
     dict.dict[TAG.PixelData] = { vr: 'OB', Value: [toArrayBuffer(pixelData.encapsulated)] };
-  const write = dict.write as unknown as (options: { allowInvalidVRLength: boolean; fragmentMultiframe: boolean }) => ArrayBuffer;
-  const head = new Uint8Array(write.call(dict, { allowInvalidVRLength: false, fragmentMultiframe: false }));
+  // dcmjs' typings lack write's options; fragmentMultiframe: false keeps one fragment per frame.
+  const writer = dict as unknown as { write(options: { allowInvalidVRLength: boolean; fragmentMultiframe: boolean }): ArrayBuffer };
+  const head = new Uint8Array(writer.write({ allowInvalidVRLength: false, fragmentMultiframe: false }));
   return pixelData && 'native' in pixelData ? withNativePixelData(head, pixelData.native) : head;
 }
 

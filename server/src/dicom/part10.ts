@@ -40,7 +40,7 @@ export function readPart10Header(bytes: Uint8Array): Part10Header {
   return {
     transferSyntaxUID: meta['00020010']?.Value?.[0] as string | undefined,
     mediaStorageSOPClassUID: meta['00020002']?.Value?.[0] as string | undefined,
-    dataset: dcmjs.data.DicomMetaDictionary.naturalizeDataset(file.dict) as Record<string, unknown>,
+    dataset: dcmjs.data.DicomMetaDictionary.naturalizeDataset(file.dict),
   };
 }
 

@@ -321,13 +321,13 @@ function pixelFormatOf(ds: DicomJson, sop: string): PixelFormat {
   return {
     rows,
     columns,
-    samplesPerPixel: samples as 1 | 3,
+    samplesPerPixel: samples,
     bitsAllocated,
     bitsStored,
     highBit,
-    pixelRepresentation: pixelRepresentation as 0 | 1,
+    pixelRepresentation: pixelRepresentation,
     photometricInterpretation: photometric,
-    planarConfiguration: planar as 0 | 1,
+    planarConfiguration: planar,
   };
 }
 

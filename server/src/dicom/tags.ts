@@ -167,9 +167,11 @@ export function has(ds: DicomJson | undefined, tag: string): boolean {
 
 export function str(ds: DicomJson | undefined, tag: string): string | undefined {
   const v = ds?.[tag]?.Value?.[0];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'object' && 'Alphabetic' in (v as object)) return String((v as { Alphabetic: unknown }).Alphabetic);
-  return String(v).trim();
+  if (typeof v === 'string') return v.trim();
+  if (typeof v === 'number') return String(v);
+  // A person name ({Alphabetic: ...}); any other object (a sequence item) is not a string value.
+  if (typeof v === 'object' && v !== null && 'Alphabetic' in v) return String(v.Alphabetic);
+  return undefined;
 }
 
 export function num(ds: DicomJson | undefined, tag: string): number | undefined {

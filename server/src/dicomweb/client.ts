@@ -273,19 +273,24 @@ function parseStoreResponse(body: Buffer): StoreResult {
   }
   const items = (tag: string) => (json?.[tag]?.Value ?? []) as DicomJson[];
   const first = (item: DicomJson, tag: string) => item[tag]?.Value?.[0];
+  // UI and US values: a string or a number (anything else is not an answer of this shape).
+  const text = (item: DicomJson, tag: string) => {
+    const v = first(item, tag);
+    return typeof v === 'string' || typeof v === 'number' ? String(v) : '';
+  };
   for (const item of items('00081199')) {
     result.stored.push({
-      sopClassUID: String(first(item, '00081150') ?? ''),
-      sopInstanceUID: String(first(item, '00081155') ?? ''),
+      sopClassUID: text(item, '00081150'),
+      sopInstanceUID: text(item, '00081155'),
       retrieveURL: first(item, '00081190') as string | undefined,
     });
     const warning = first(item, '00081196');
-    if (warning !== undefined) result.warnings.push(`${String(first(item, '00081155'))}: warning reason ${String(warning)}`);
+    if (warning !== undefined) result.warnings.push(`${text(item, '00081155')}: warning reason ${text(item, '00081196')}`);
   }
   for (const item of items('00081198')) {
     result.failed.push({
-      sopClassUID: String(first(item, '00081150') ?? ''),
-      sopInstanceUID: String(first(item, '00081155') ?? ''),
+      sopClassUID: text(item, '00081150'),
+      sopInstanceUID: text(item, '00081155'),
       failureReason: Number(first(item, '00081197') ?? 0),
     });
   }

@@ -115,7 +115,7 @@ export class ModelRegistry {
   async close(): Promise<void> {
     const workers = await Promise.allSettled([...this.workers.values()]);
     this.workers.clear();
-    await Promise.all(workers.map((w) => (w.status === 'fulfilled' ? w.value.close() : undefined)));
+    await Promise.all(workers.flatMap((w) => (w.status === 'fulfilled' ? [w.value.close()] : [])));
   }
 }
 

@@ -37,7 +37,8 @@ async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIM
   }
 }
 
-function judge(c: FuzzCase, run: () => Promise<'success' | string>, timeoutMs: number): Promise<Outcome> {
+/** `run` answers 'success', or another outcome (e.g. 'not-stored'); it throws on failure. */
+function judge(c: FuzzCase, run: () => Promise<string>, timeoutMs: number): Promise<Outcome> {
   const t0 = performance.now();
   const done = (ok: boolean, result: string, detail?: string): Outcome => ({ ok, result, ms: performance.now() - t0, detail });
   return withTimeout(run(), timeoutMs).then(

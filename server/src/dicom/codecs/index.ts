@@ -131,7 +131,7 @@ export async function decompress(
       const decoder = new JpegLosslessDecoder();
       // A fresh, unshared ArrayBuffer: the decoder reads `buffer` from offset 0 (and Buffer#slice would not copy).
       const copy = new Uint8Array(input);
-      const out = decoder.decode(copy.buffer, 0, copy.byteLength, bytesPerSample) as ArrayBufferView | ArrayBuffer;
+      const out = decoder.decode(copy.buffer, 0, copy.byteLength, bytesPerSample);
       const bytes = out instanceof ArrayBuffer ? new Uint8Array(out) : new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       return { bytes, width: columns, height: rows, components: samples, planar: false, colourConvertedToRgb: false };
     }
