@@ -22,6 +22,26 @@ export const codeItem = (c: CodedConcept): DicomJson => ({
   [TAG.CodeMeaning]: element('LO', c.meaning),
 });
 
+/** The Image Pixel module (PS3.3 C.7.6.3) of unsigned pixels that use all their allocated bits. */
+export function imagePixelModule(p: {
+  samplesPerPixel: number;
+  photometricInterpretation: string;
+  rows: number;
+  columns: number;
+  bitsAllocated: number;
+}): DicomJson {
+  return {
+    [TAG.SamplesPerPixel]: element('US', p.samplesPerPixel),
+    [TAG.PhotometricInterpretation]: element('CS', p.photometricInterpretation),
+    [TAG.Rows]: element('US', p.rows),
+    [TAG.Columns]: element('US', p.columns),
+    [TAG.BitsAllocated]: element('US', p.bitsAllocated),
+    [TAG.BitsStored]: element('US', p.bitsAllocated),
+    [TAG.HighBit]: element('US', p.bitsAllocated - 1),
+    [TAG.PixelRepresentation]: element('US', 0),
+  };
+}
+
 /** DS values hold at most 16 characters: 10 significant digits fit with sign, point and exponent. */
 export function dsNumber(v: number): number {
   return Number(v.toPrecision(10));

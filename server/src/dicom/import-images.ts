@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import type { DicomJson } from '../dicomweb/types.js';
 import { LdfsamError } from '../errors.js';
 import { uidFrom } from '../util/uid.js';
-import { codeItem, dsNumber, element as el, empty, sequence as seq, type CodedConcept } from './elements.js';
+import { codeItem, dsNumber, element as el, empty, imagePixelModule, sequence as seq, type CodedConcept } from './elements.js';
 import { isJpeg, readJpegHeader, sofName, type JpegHeader } from './jpeg-header.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, writePart10 } from './part10-writer.js';
 import { decodePng, isPng } from './png-image.js';
@@ -295,15 +295,13 @@ function commonModules(
       `Converted from ${request.fileName} by ldfsam import-images: ` +
         (px.sourceFormat === 'jpeg' ? 'JPEG bitstream encapsulated unchanged' : 'PNG pixel values unchanged'),
     ),
-    // Image Pixel
-    [TAG.SamplesPerPixel]: el('US', px.samplesPerPixel),
-    [TAG.PhotometricInterpretation]: el('CS', px.photometric),
-    [TAG.Rows]: el('US', px.rows),
-    [TAG.Columns]: el('US', px.columns),
-    [TAG.BitsAllocated]: el('US', 8),
-    [TAG.BitsStored]: el('US', 8),
-    [TAG.HighBit]: el('US', 7),
-    [TAG.PixelRepresentation]: el('US', 0),
+    ...imagePixelModule({
+      samplesPerPixel: px.samplesPerPixel,
+      photometricInterpretation: px.photometric,
+      rows: px.rows,
+      columns: px.columns,
+      bitsAllocated: 8,
+    }),
   };
   if (px.samplesPerPixel === 3) ds[TAG.PlanarConfiguration] = el('US', 0); // interleaved, as JPEG requires
   if (identity.deidentificationMethod) {

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
-import { codeItem, dsNumber, element as el, empty, sequence as seq } from '../dicom/elements.js';
+import { codeItem, dsNumber, element as el, empty, imagePixelModule, sequence as seq } from '../dicom/elements.js';
 import type { Vec3 } from '../dicom/geometry.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
 import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
@@ -189,15 +189,14 @@ function header(
     [TAG.SeriesInstanceUID]: el('UI', ids.seriesInstanceUID),
     [TAG.SeriesNumber]: el('IS', input.seriesNumber ?? 9001),
     [TAG.InstanceNumber]: el('IS', 1),
-    [TAG.SamplesPerPixel]: el('US', 1),
-    [TAG.PhotometricInterpretation]: el('CS', 'MONOCHROME2'),
+    ...imagePixelModule({
+      samplesPerPixel: 1,
+      photometricInterpretation: 'MONOCHROME2',
+      rows: plan.rows,
+      columns: plan.columns,
+      bitsAllocated: 1,
+    }),
     [TAG.NumberOfFrames]: el('IS', ids.frames),
-    [TAG.Rows]: el('US', plan.rows),
-    [TAG.Columns]: el('US', plan.columns),
-    [TAG.BitsAllocated]: el('US', 1),
-    [TAG.BitsStored]: el('US', 1),
-    [TAG.HighBit]: el('US', 0),
-    [TAG.PixelRepresentation]: el('US', 0),
     [TAG.LossyImageCompression]: el('CS', '00'),
     [TAG.ContentLabel]: el('CS', 'LDFSAM'),
     [TAG.ContentDescription]: el('LO', `Automatic segmentation by ${model.name} ${model.version}`.slice(0, 64)),
