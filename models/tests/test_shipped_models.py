@@ -24,8 +24,18 @@ def test_manifest_hashes_and_size(folder):
     assert all(f["bytes"] < 20 * 1024 * 1024 for f in manifest["files"])
 
 
-AUTO = [p for p in SHIPPED if "auto" in json.loads((p / "model.json").read_text()).get("modes", ["auto"])]
-PROMPTED = [(p, entry) for p in SHIPPED if p not in AUTO for entry in json.loads((p / "model.json").read_text())["metrics"]["prompted"] if entry["prompt"].startswith("the reference's bounding box")]
+def manifest_of(folder):
+    return json.loads((folder / "model.json").read_text())
+
+
+AUTO = [p for p in SHIPPED if "auto" in manifest_of(p).get("modes", ["auto"])]
+PROMPTED = [
+    (p, entry)
+    for p in SHIPPED
+    if p not in AUTO
+    for entry in manifest_of(p)["metrics"]["prompted"]
+    if entry["prompt"].startswith("the reference's bounding box")
+]
 
 
 @pytest.mark.parametrize("folder", AUTO, ids=[p.name for p in AUTO])

@@ -33,9 +33,9 @@ def main() -> None:
     with torch.no_grad():
         model.dense_prompt.alpha.fill_(0.3)
     out = pathlib.Path(args.out)
+    training = {"dataset": "none (random prompt generator)", "split": "none", "seed": args.seed, "epochs": 0}
     export_model(model, config, out, name="random-lite", version="0.0.1", segments=segments_from(["tissue"]), modalities=["*"],
-                 intensity={"default": {"kind": "minmax"}}, training={"dataset": "none (random prompt generator)", "split": "none", "seed": args.seed, "epochs": 0},
-                 metrics=None, promptable=True)
+                 intensity={"default": {"kind": "minmax"}}, training=training, metrics=None, promptable=True)
     rng = np.random.default_rng(args.seed)
     s = config.image_size
     image = rng.random((2, 3, s, s), dtype=np.float32)
