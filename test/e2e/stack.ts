@@ -133,7 +133,5 @@ export async function expectOneSegmentation(page: Page, stack: Stack): Promise<v
       timeout: 90_000,
     })
     .toBe(1);
-  expect(await stack.pacs.searchForSeries({ studyInstanceUID: stack.usStudy, queryParams: { Modality: 'SEG' } })).toHaveLength(
-    1,
-  );
+  expect(await stack.pacs.searchForSeries({ studyInstanceUID: stack.usStudy, queryParams: { Modality: 'SEG' } })).toHaveLength(1);
 }

@@ -153,7 +153,11 @@ describe('models and input', () => {
     const [closedPort] = await freePorts(1);
     const cases: [DicomWebClient, string, RegExp][] = [
       [pacs, 'NOT_READY', /^not ready: no model is loaded$/],
-      [new DicomWebClient({ url: `http://127.0.0.1:${closedPort}/dicom-web`, retries: 0 }), 'PACS_UNAVAILABLE', /PACS: .*; no model is loaded/],
+      [
+        new DicomWebClient({ url: `http://127.0.0.1:${closedPort}/dicom-web`, retries: 0 }),
+        'PACS_UNAVAILABLE',
+        /PACS: .*; no model is loaded/,
+      ],
     ];
     for (const [client, code, message] of cases) {
       const app = createApp({ auth: { apiTokens: [] }, queue: {} as never, registry: noModels, client, log: silentLogger });

@@ -26,7 +26,13 @@ it('ldfsam bench --quick --json reports every figure', async () => {
   }
   expect(Object.keys(result.ortByBatch as object)).toEqual(['1', '4', '8']);
   expect(Object.keys(result.ortInt8ByBatch as object)).toEqual(['1', '4', '8']);
-  const long = result.longSeries as { slices: number; pipelineMsPerSlice: number; overhead: number; startupMs: number; inferShare: number };
+  const long = result.longSeries as {
+    slices: number;
+    pipelineMsPerSlice: number;
+    overhead: number;
+    startupMs: number;
+    inferShare: number;
+  };
   expect(long.slices).toBe(10);
   expect(long.pipelineMsPerSlice).toBeGreaterThan(0);
   expect(long.overhead).toBeGreaterThan(-1);

@@ -47,7 +47,10 @@ describe('SEG reader on the dcmqi and highdicom corpus', async () => {
     const seg = readSegmentation(readFileSync(join(corpus, segPath)));
     const expected = reference[join(corpus, segPath)]!;
     expect(seg.frames).toHaveLength(expected.length);
-    expect(expected.some((f) => f.sum > 0), 'the reference masks are not all empty').toBe(true);
+    expect(
+      expected.some((f) => f.sum > 0),
+      'the reference masks are not all empty',
+    ).toBe(true);
     const series = await readFileSeries(sources.map((s) => join(corpus, s)));
     const placed = placeFrames(seg, series.plan);
     seg.frames.forEach((frame, i) => {

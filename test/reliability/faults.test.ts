@@ -257,7 +257,13 @@ describe('a full disk under the job store', () => {
     // As root (as in CI) the mount must work: a check that quietly did not run would read as passed.
     if (!mount && root) throw new Error(`cannot mount the 1 MB tmpfs of the full-disk check as root: ${mountError}`);
     if (!mount) {
-      rows.push({ suite: 'faults', category: 'full disk (job store)', checked: 0, passed: 0, note: 'not run: not root, no tmpfs' });
+      rows.push({
+        suite: 'faults',
+        category: 'full disk (job store)',
+        checked: 0,
+        passed: 0,
+        note: 'not run: not root, no tmpfs',
+      });
       ctx.skip();
     }
     let checked = 0;

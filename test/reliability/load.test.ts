@@ -213,7 +213,13 @@ describe('load', () => {
           checked: SUBMISSIONS,
           passed: submitted.filter((r) => r.status === 202).length,
         },
-        { suite: 'load', category: 'status requests while inference runs', checked: total, passed: total - failures.length, note },
+        {
+          suite: 'load',
+          category: 'status requests while inference runs',
+          checked: total,
+          passed: total - failures.length,
+          note,
+        },
         ...(FULL
           ? [{ suite: 'load', category: `status p99 < ${P99_LIMIT_MS} ms`, checked: 1, passed: p99 < P99_LIMIT_MS ? 1 : 0 }]
           : []),

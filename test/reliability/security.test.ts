@@ -407,7 +407,9 @@ describe('app-config.js', () => {
   it('never holds the PACS credentials, whatever the request says', async () => {
     const probe = await raw(server.url, '/app-config.js');
     // Without the OHIF dist nothing is served and nothing would be checked: that is a set-up failure, not a pass.
-    expect(probe.status, 'no /app-config.js: run npm run setup (scripts/fetch-viewer.sh puts OHIF in vendor/ohif-app/dist)').toBe(200);
+    expect(probe.status, 'no /app-config.js: run npm run setup (scripts/fetch-viewer.sh puts OHIF in vendor/ohif-app/dist)').toBe(
+      200,
+    );
     const secrets = [PACS_AUTH, PACS_AUTH.slice(6), 'pacs-secret-password', pacs.url, new URL(pacs.url).host];
     let checked = 0;
     const variants: Record<string, string>[] = [

@@ -57,7 +57,9 @@ describe('server layers', () => {
     for (const file of files) {
       const from = relative(SRC, file).split('/')[0]!;
       for (const spec of imports(file)) {
-        const to = relative(SRC, resolve(dirname(file), spec)).split('/')[0]!.replace(/\.js$/, '.ts');
+        const to = relative(SRC, resolve(dirname(file), spec))
+          .split('/')[0]!
+          .replace(/\.js$/, '.ts');
         if (to === from) continue;
         const apart = APART.some((pair) => pair.includes(from) && pair.includes(to));
         if (rank(to) < rank(from) || apart) wrong.push(`${relative(SRC, file)} imports ${spec}`);

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
-import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent, logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import {
+  dropSmallComponents,
+  fillHoles,
+  fitEllipse,
+  keepLargestComponent,
+  logitsToBits,
+  logitsToMask,
+} from '../../server/src/pipeline/postprocess.js';
 import { fittedSize, intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid } from '../../server/src/seg/uids.js';
@@ -96,7 +103,7 @@ describe('fit: longest-side-pad (aspect kept, zeros right and bottom)', () => {
 
 describe('fused, copy-free passes equal the step-by-step reference, bit for bit', () => {
   // A seeded generator: the same "random" slices on every run.
-  const random = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const random = (seed: number) => () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
 
   it('preprocessSlice (scaling inside the resize) equals scale-then-resizeBilinear, grey, inverted and colour', () => {
     const next = random(7);
@@ -115,7 +122,13 @@ describe('fused, copy-free passes equal the step-by-step reference, bit for bit'
       expect(got.subarray(2 * size * size)).toEqual(plane);
     }
     const rgb = Uint8Array.from({ length: rows * columns * 3 }, () => Math.floor(next() * 256));
-    const colour = preprocessSlice({ kind: 'rgb', data: rgb, maxValue: 255 }, rows, columns, manifest({ default: { kind: 'fixed', max: 255 } }, size), 'XC');
+    const colour = preprocessSlice(
+      { kind: 'rgb', data: rgb, maxValue: 255 },
+      rows,
+      columns,
+      manifest({ default: { kind: 'fixed', max: 255 } }, size),
+      'XC',
+    );
     const scaled = Float32Array.from(rgb, (v) => v / 255);
     for (let c = 0; c < 3; c++) {
       const plane = new Float32Array(size * size);

@@ -21,7 +21,7 @@ const le16 = (...values: number[]) => new Uint8Array(new Uint16Array(values).buf
 describe('grey pixels', () => {
   it('modalityValues (one pass, views over the frame) equals storedValues * slope + intercept', () => {
     let seed = 3;
-    const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) & 0xff);
+    const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) & 0xff;
     const formats: [Partial<PixelFormat>, boolean][] = [
       [{ bitsAllocated: 8, bitsStored: 8, highBit: 7 }, false],
       [{}, false],

@@ -105,7 +105,7 @@ describe('SEG round trip', () => {
   });
 });
 
-describe('SEG writer validation (as highdicom\'s constructor): each refusal is SEG_INVALID with its reason', () => {
+describe("SEG writer validation (as highdicom's constructor): each refusal is SEG_INVALID with its reason", () => {
   const instances = [source(1, 2, 2), source(2, 2, 2)];
   const plan = planSeries(instances);
   const bits = packBits(new Uint8Array(4).fill(1));
@@ -176,7 +176,7 @@ describe('SEG writer validation (as highdicom\'s constructor): each refusal is S
     expect(refusal({ plan: { ...plan, orientation: [1, 0, 0, 0, 1, NaN] } }).message).toMatch(/not 6 numbers/);
   });
 
-  it("a source instance of another study, or of none", () => {
+  it('a source instance of another study, or of none', () => {
     const other = { ...instances[0]!, '0020000D': v('UI', '1.2.4') };
     expect(refusal({ sourceInstance: other }).message).toMatch(/Study Instance UID 1\.2\.4 is not the series' study 1\.2\.3/);
     const { '0020000D': _study, ...none } = instances[0]!;

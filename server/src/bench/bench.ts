@@ -157,7 +157,9 @@ function hostWork(rows: number, size: number, n: number): number {
     planarConfiguration: 0,
   };
   const bytes = Uint8Array.from({ length: rows * rows * 2 }, (_, i) => (i * 7) & 0xff);
-  const manifest = { preprocessing: { inputSize: size, intensity: { default: { kind: 'window', center: 40, width: 400 } } } } as unknown as ModelManifest;
+  const manifest = {
+    preprocessing: { inputSize: size, intensity: { default: { kind: 'window', center: 40, width: 400 } } },
+  } as unknown as ModelManifest;
   const logits = Float32Array.from({ length: size * size }, (_, i) => Math.sin(i / 500));
   const input = new Float32Array(3 * size * size);
   const times: number[] = [];
@@ -268,7 +270,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           maxBuffer: 16 * 1024 * 1024,
         },
       );
-      const result = JSON.parse(stdout) as { peakRssMb: number; slices: number; elapsedMs: number; timingsMs: Record<string, number> };
+      const result = JSON.parse(stdout) as {
+        peakRssMb: number;
+        slices: number;
+        elapsedMs: number;
+        timingsMs: Record<string, number>;
+      };
       peakRssMb = result.peakRssMb;
       const wallMs = performance.now() - t0;
       // The series itself (plan to verify) against the model alone; the rest of the process's wall

@@ -311,7 +311,10 @@ function commonModules(
   if (px.lossy) {
     // The source was lossy-compressed before us; wrapping keeps it as it is (no further loss).
     ds[TAG.LossyImageCompression] = el('CS', '01');
-    ds[TAG.LossyImageCompressionRatio] = el('DS', Number(((px.rows * px.columns * px.samplesPerPixel) / px.data.length).toFixed(2)));
+    ds[TAG.LossyImageCompressionRatio] = el(
+      'DS',
+      Number(((px.rows * px.columns * px.samplesPerPixel) / px.data.length).toFixed(2)),
+    );
     ds[TAG.LossyImageCompressionMethod] = el('CS', 'ISO_10918_1');
   }
   // PNG: whether the image was ever lossy-compressed before it became a PNG is not known, so

@@ -41,7 +41,9 @@ export function writePart10(dataset: DicomJson, id: Part10Identity, pixelData?: 
   if (pixelData && 'encapsulated' in pixelData)
     dict.dict[TAG.PixelData] = { vr: 'OB', Value: [toArrayBuffer(pixelData.encapsulated)] };
   // dcmjs' typings lack write's options; fragmentMultiframe: false keeps one fragment per frame.
-  const writer = dict as unknown as { write(options: { allowInvalidVRLength: boolean; fragmentMultiframe: boolean }): ArrayBuffer };
+  const writer = dict as unknown as {
+    write(options: { allowInvalidVRLength: boolean; fragmentMultiframe: boolean }): ArrayBuffer;
+  };
   const head = new Uint8Array(writer.write({ allowInvalidVRLength: false, fragmentMultiframe: false }));
   return pixelData && 'native' in pixelData ? withNativePixelData(head, pixelData.native) : head;
 }

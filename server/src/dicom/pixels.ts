@@ -65,7 +65,11 @@ export function storedValues(frame: FrameBytes, format: PixelFormat): Int32Array
  * 32-bit through a DataView), with no intermediate copy of the stored values. Same values as
  * storedValues() * slope + intercept.
  */
-export function modalityValues(frame: FrameBytes, format: PixelFormat, rescale: { slope: number; intercept: number }): Float32Array {
+export function modalityValues(
+  frame: FrameBytes,
+  format: PixelFormat,
+  rescale: { slope: number; intercept: number },
+): Float32Array {
   const n = format.rows * format.columns;
   const bytesPer = format.bitsAllocated / 8;
   const out = new Float32Array(n);

@@ -55,7 +55,8 @@ export function createApp(deps: AppDeps): express.Express {
       problems.push(`PACS: ${toLdfsamError(err).message}`);
     }
     if (deps.registry.list().length === 0) problems.push('no model is loaded');
-    if (problems.length > 0) throw new LdfsamError(pacsDown ? 'PACS_UNAVAILABLE' : 'NOT_READY', `not ready: ${problems.join('; ')}`);
+    if (problems.length > 0)
+      throw new LdfsamError(pacsDown ? 'PACS_UNAVAILABLE' : 'NOT_READY', `not ready: ${problems.join('; ')}`);
     res.json({ status: 'ready', models: deps.registry.list().length });
   });
 

@@ -121,7 +121,8 @@ export const openapi = {
         responses: {
           '200': { description: 'ready' },
           '503': {
-            description: 'not ready: PACS_UNAVAILABLE when the PACS does not answer, else NOT_READY (no model loaded); the message lists every reason',
+            description:
+              'not ready: PACS_UNAVAILABLE when the PACS does not answer, else NOT_READY (no model loaded); the message lists every reason',
             ...json(error),
           },
         },

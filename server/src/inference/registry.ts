@@ -99,7 +99,10 @@ export class ModelRegistry {
   /** Promptable models accepting the modality, trained ones (named modalities) before catch-alls. */
   promptableFor(modality: string): RegisteredModel[] {
     const fitting = this.list().filter((m) => m.manifest.promptable && acceptsModality(m.manifest, modality));
-    return [...fitting.filter((m) => !m.manifest.modalities.includes('*')), ...fitting.filter((m) => m.manifest.modalities.includes('*'))];
+    return [
+      ...fitting.filter((m) => !m.manifest.modalities.includes('*')),
+      ...fitting.filter((m) => m.manifest.modalities.includes('*')),
+    ];
   }
 
   worker(model: RegisteredModel): Promise<InferenceWorker> {

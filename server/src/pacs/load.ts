@@ -106,7 +106,7 @@ export async function loadFiles(
       continue;
     }
     const ds = header.dataset;
-    const text = (key: string) => (typeof ds[key] === 'string' ? (ds[key]) : '');
+    const text = (key: string) => (typeof ds[key] === 'string' ? ds[key] : '');
     const file: LoadedFile = {
       path,
       sopInstanceUID: text('SOPInstanceUID'),

@@ -125,7 +125,9 @@ function validated(input: SegInput): { frames: PlacedFrame[]; orientation: numbe
     throw invalid(`segment numbers must be 1..${numbers.length} in order; the model has ${numbers.join(', ')}`);
   const study = str(input.sourceInstance, TAG.StudyInstanceUID);
   if (study !== plan.studyInstanceUID)
-    throw invalid(`the source instance's Study Instance UID ${study ?? '(none)'} is not the series' study ${plan.studyInstanceUID}`);
+    throw invalid(
+      `the source instance's Study Instance UID ${study ?? '(none)'} is not the series' study ${plan.studyInstanceUID}`,
+    );
   const orientation = plan.orientation;
   if (orientation !== null && !(orientation.length === 6 && orientation.every(Number.isFinite)))
     throw invalid(`the series' Image Orientation (Patient) is not 6 numbers: ${orientation.join('\\')}`);
@@ -313,7 +315,10 @@ function referencedSeries(plan: SeriesPlan): DicomJsonElement {
   return seq({
     [TAG.SeriesInstanceUID]: el('UI', plan.seriesInstanceUID),
     [TAG.ReferencedInstanceSequence]: seq(
-      ...referenced.map(([uid, cls]) => ({ [TAG.ReferencedSOPClassUID]: el('UI', cls), [TAG.ReferencedSOPInstanceUID]: el('UI', uid) })),
+      ...referenced.map(([uid, cls]) => ({
+        [TAG.ReferencedSOPClassUID]: el('UI', cls),
+        [TAG.ReferencedSOPInstanceUID]: el('UI', uid),
+      })),
     ),
   });
 }

@@ -7,7 +7,9 @@ import { action, configFrom, printJson, table, type CommonFlags } from '../conte
 export function registerBench(program: Command): void {
   program
     .command('bench')
-    .description('measure: compute floor, onnxruntime-node (fp32, int8) vs PyTorch, host work per slice, end to end on a real series, peak memory on a long series')
+    .description(
+      'measure: compute floor, onnxruntime-node (fp32, int8) vs PyTorch, host work per slice, end to end on a real series, peak memory on a long series',
+    )
     .option('--model-config <name>', 'model configuration, random weights (tiny or full)', 'tiny')
     .option('--slices <n>', 'slices for the model-only timings', '16')
     .option('--long-slices <n>', 'slices of the generated long series for peak memory (0 = skip)', '600')
@@ -62,7 +64,10 @@ export function registerBench(program: Command): void {
               ['onnxruntime-node vs PyTorch (torch time / ort time, batch 1)', `${f(result.ortVsTorch, 2)}x`],
               ['onnxruntime-node int8 vs PyTorch fp32 (batch 1)', `${f(result.int8VsTorch, 2)}x`],
               ['int8 speed-up over fp32 (onnxruntime-node, best batch)', `${f(result.int8Speedup, 2)}x`],
-              [`host work per ${result.longSeries?.size ?? ''} px slice (values, preprocess, logits to bits)`, `${f(result.hostMsPerSlice, 2)} ms`],
+              [
+                `host work per ${result.longSeries?.size ?? ''} px slice (values, preprocess, logits to bits)`,
+                `${f(result.hostMsPerSlice, 2)} ms`,
+              ],
               ['fraction of the compute floor (best batch)', f(result.fractionOfFloor, 2)],
               [`end to end (${result.endToEndSlices} CT slices in Orthanc)`, `${f(result.endToEndMsPerSlice)} ms/slice`],
               ...Object.entries(result.stageMs).map(([k, v]) => [`  stage ${k}`, `${v} ms`]),

@@ -17,7 +17,15 @@ import { loadFiles, type LoadReport } from '../../pacs/load.js';
 import { listFiles } from '../../util/files.js';
 import { packageVersion } from '../../util/paths.js';
 import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
-import { genericRequest, hc18Request, parseHc18Index, ph2Request, PRESETS, type Hc18Entry, type Preset } from './import-presets.js';
+import {
+  genericRequest,
+  hc18Request,
+  parseHc18Index,
+  ph2Request,
+  PRESETS,
+  type Hc18Entry,
+  type Preset,
+} from './import-presets.js';
 
 export interface ImportFlags extends CommonFlags {
   out: string;
