@@ -1,11 +1,8 @@
-"""Data: records of the real folders, subject-level splits, boxes from masks, the augmented Dataset,
-and DICOM SEG frames matched to their source slices on the real seg-corpus files."""
-import copy
+"""Data: records of the real folders, subject-level splits, boxes from masks, and the augmented Dataset."""
 import hashlib
 from collections import deque
 
 import numpy as np
-import pydicom
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +10,6 @@ from PIL import Image
 from ldfsam_models import data as D
 
 ROOT = D.default_data_root()
-SEG = ROOT / "seg-corpus"
 pytestmark = pytest.mark.skipif(not ROOT.exists(), reason=f"shared data not found at {ROOT}")
 # sha256 prefix of the comma-joined sorted test subjects, pinned when the split was fixed
 PINNED_HC18_TEST = "2e409631ee368400"
@@ -225,129 +221,3 @@ def test_geometric_augmentation_moves_image_mask_and_boxes_together(blob_pair, c
         np.testing.assert_array_equal(item["boxes"].numpy(), D.boxes_from_mask(mask.numpy()))
         changed += not torch.equal(item["mask"], plain["mask"])
     assert changed > 0
-
-
-# ------------------------------------------------------------------------------------------------
-# DICOM SEG
-# ------------------------------------------------------------------------------------------------
-
-
-def _derivation_uids(path):
-    ds = pydicom.dcmread(path)
-    return [
-        str(fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
-        for fg in ds.PerFrameFunctionalGroupsSequence
-    ]
-
-
-def _position_of(path):
-    return [float(v) for v in pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient]
-
-
-def test_dcmqi_liver_frames_land_on_their_slices():
-    seg_path = SEG / "dcmqi/ct-3slice-seg/liver.dcm"
-    pairs = D.load_seg_pairs(seg_path, SEG / "dcmqi/ct-3slice")
-    assert len(pairs) == 3
-    assert [p.sop_instance_uid for p in pairs] == _derivation_uids(seg_path)
-    assert [p.seg_frame for p in pairs] == [1, 2, 3]
-    assert all(p.matched_by == "derivation" and p.frame_number is None for p in pairs)
-    # frame 1 is the slice at z = -128.69 (03.dcm), frame 3 the one at -126.69 (01.dcm)
-    uids = {f.name: str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in (SEG / "dcmqi/ct-3slice").iterdir()}
-    assert [p.sop_instance_uid for p in pairs] == [uids["03.dcm"], uids["02.dcm"], uids["01.dcm"]]
-    seg = pydicom.dcmread(seg_path)
-    for p, fg in zip(pairs, seg.PerFrameFunctionalGroupsSequence):
-        src = next(f for f, u in uids.items() if u == p.sop_instance_uid)
-        np.testing.assert_allclose(fg.PlanePositionSequence[0].ImagePositionPatient, _position_of(SEG / "dcmqi/ct-3slice" / src), atol=1e-3)
-    # pydicom's own decoder counts these foreground pixels per frame
-    assert [int(p.mask.sum()) for p in pairs] == [36233, 35645, 35220]
-    assert pairs[0].image.shape == pairs[0].mask.shape == (512, 512)
-    for p in pairs:  # the mask covers liver (soft tissue, ~45 HU), not air (-1000 HU)
-        assert 20 < float(np.median(p.image[p.mask])) < 80
-
-
-def test_highdicom_binary_and_fractional():
-    binary = D.load_seg_pairs(SEG / "highdicom/seg_image_ct_binary.dcm", SEG / "highdicom/source-ct")
-    names = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): f.name for f in (SEG / "highdicom/source-ct").iterdir()}
-    assert [names[p.sop_instance_uid] for p in binary] == ["17136", "17166", "17196"]  # not 17106
-    assert [p.sop_instance_uid for p in binary] == _derivation_uids(SEG / "highdicom/seg_image_ct_binary.dcm")
-    assert [int(p.mask.sum()) for p in binary] == [127, 256, 255]
-    # the true fractional SEG stores 128 / 64 / 0 of 255: thresholding at half the maximum keeps 128
-    fractional = D.load_seg_pairs(SEG / "highdicom/seg_image_ct_true_fractional.dcm", SEG / "highdicom/source-ct")
-    for a, b in zip(binary, fractional):
-        assert a.sop_instance_uid == b.sop_instance_uid
-        np.testing.assert_array_equal(a.mask, b.mask)
-        np.testing.assert_array_equal(a.image, b.image)
-    # the single-frame SEG next to its source in the same folder (the SEG files there are skipped)
-    single = D.load_seg_pairs(SEG / "highdicom/seg_image_ct_binary_single_frame.dcm", SEG / "highdicom")
-    assert len(single) == 1 and single[0].sop_instance_uid == str(pydicom.dcmread(SEG / "highdicom/ct_image.dcm").SOPInstanceUID)
-    assert int(single[0].mask.sum()) == 1832
-
-
-def test_segment_selection():
-    path = SEG / "dcmqi/ct-3slice-seg/partial_overlaps.dcm"
-    pairs = D.load_seg_pairs(path, SEG / "dcmqi/ct-3slice", segment_number=3)
-    assert [p.seg_frame for p in pairs] == [3, 4, 5]
-    assert [p.sop_instance_uid for p in pairs] == _derivation_uids(path)[2:5]
-    assert all(p.mask.any() for p in pairs)
-    assert [p.seg_frame for p in D.load_seg_pairs(path, SEG / "dcmqi/ct-3slice", segment_number=5)] == [7]
-    with pytest.raises(ValueError, match="segment 9"):
-        D.load_seg_pairs(path, SEG / "dcmqi/ct-3slice", segment_number=9)
-
-
-def test_non_byte_aligned_frames_unpack_like_pydicom():
-    ds = pydicom.dcmread(SEG / "pydicom-data/liver_nonbyte_aligned.dcm")
-    assert (ds.Rows * ds.Columns) % 8 != 0  # 510 x 510: frames 2 and 3 start mid-byte
-    ours = D.decode_seg_frames(ds)
-    np.testing.assert_array_equal(ours, ds.pixel_array)
-    assert [int(f.sum()) for f in ours] == [36233, 35645, 35220]
-
-
-def test_position_fallback_without_derivation():
-    seg = pydicom.dcmread(SEG / "dcmqi/ct-3slice-seg/liver.dcm")
-    by_ref = D.load_seg_pairs(seg, SEG / "dcmqi/ct-3slice")
-    stripped = copy.deepcopy(seg)
-    for fg in stripped.PerFrameFunctionalGroupsSequence:
-        del fg.DerivationImageSequence
-    by_pos = D.load_seg_pairs(stripped, SEG / "dcmqi/ct-3slice")
-    assert [p.sop_instance_uid for p in by_pos] == [p.sop_instance_uid for p in by_ref]
-    assert all(p.matched_by == "position" for p in by_pos)
-    # a frame moved off every slice matches nothing and says so
-    stripped.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0].ImagePositionPatient[2] += 0.5
-    with pytest.raises(ValueError, match="SEG frame 2"):
-        D.load_seg_pairs(stripped, SEG / "dcmqi/ct-3slice")
-
-
-def test_multiframe_source_by_frame_number_and_by_position():
-    """The dcmqi 23x38x3 case ships its CT both as three files and as one legacy-converted
-    multi-frame object with the same pixels; point the SEG at the multi-frame one."""
-    seg = pydicom.dcmread(SEG / "dcmqi/23x38x3/seg/label.seg")
-    singles = D.load_seg_pairs(seg, SEG / "dcmqi/23x38x3/image")
-    mf = pydicom.dcmread(SEG / "dcmqi/23x38x3/multiframe/mf.dcm", stop_before_pixels=True)
-    # SEG frame k refers to source frame (3 - k + 1): reversed, so a frame-order mix-up would show
-    retargeted = copy.deepcopy(seg)
-    for k, fg in enumerate(retargeted.PerFrameFunctionalGroupsSequence):
-        src = fg.DerivationImageSequence[0].SourceImageSequence[0]
-        src.ReferencedSOPInstanceUID = mf.SOPInstanceUID
-        src.ReferencedFrameNumber = 3 - k
-    pairs = D.load_seg_pairs(retargeted, SEG / "dcmqi/23x38x3/multiframe")
-    assert [p.frame_number for p in pairs] == [3, 2, 1]
-    for p, s in zip(pairs, reversed(singles)):
-        np.testing.assert_array_equal(p.image, s.image)
-    # without derivation references: per-frame Plane Position of the multi-frame source
-    stripped = copy.deepcopy(seg)
-    for fg in stripped.PerFrameFunctionalGroupsSequence:
-        del fg.DerivationImageSequence
-    stripped.ReferencedSeriesSequence[0].SeriesInstanceUID = mf.SeriesInstanceUID
-    stripped.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID = mf.SOPInstanceUID
-    pairs = D.load_seg_pairs(stripped, SEG / "dcmqi/23x38x3/multiframe")
-    assert [(p.sop_instance_uid, p.frame_number, p.matched_by) for p in pairs] == [(mf.SOPInstanceUID, f, "position") for f in (1, 2, 3)]
-    for p, s in zip(pairs, singles):
-        np.testing.assert_array_equal(p.image, s.image)
-        np.testing.assert_array_equal(p.mask, s.mask)
-
-
-def test_wrong_sources_are_refused():
-    with pytest.raises(ValueError, match="no source image"):
-        D.load_seg_pairs(SEG / "dcmqi/ct-3slice-seg/liver.dcm", SEG / "highdicom/source-ct")
-    with pytest.raises(ValueError, match="not a DICOM SEG"):
-        D.load_seg_pairs(SEG / "highdicom/ct_image.dcm", SEG / "highdicom")
