@@ -1,5 +1,6 @@
-"""Training data: image/mask folders (HC18, PH2), subject-level splits, boxes from masks, a torch
-Dataset with per-modality augmentation (DICOM SEG + source image pairs are in `dicom_dataset.py`).
+"""Training data: image/mask folders (HC18, PH2), subject-level splits, boxes from masks, image
+intensities as the server computes them, and per-modality augmentation (`train.Batches` applies it;
+DICOM SEG + source image pairs are in `dicom_dataset.py`).
 
 Conventions used throughout (and by `losses.py` / `metrics.py`):
 
@@ -260,7 +261,7 @@ def boxes_from_mask(mask: np.ndarray, min_pixels: int = 1) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Augmentation and the torch Dataset
+# Intensities and augmentation
 # --------------------------------------------------------------------------------------------------
 
 
@@ -339,33 +340,6 @@ def record_image01(record: Record, policy: Mapping[str, dict] = FIXED_255, raw: 
     return 1.0 - out if record.meta.get("photometric") == "MONOCHROME1" else out
 
 
-def _read_image(path: Path) -> torch.Tensor:
-    """(3, H, W) float32 in [0, 1]; grey images (8- or 16-bit) are replicated to three channels."""
-    with Image.open(path) as im:
-        if im.mode in ("L", "1"):
-            grey = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-        elif im.mode in ("I", "I;16"):
-            grey = np.asarray(im, dtype=np.float32) / 65535.0
-        else:
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-            return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-    return torch.from_numpy(grey).clamp(0, 1).expand(3, -1, -1).contiguous()
-
-
-def _read_mask(path: Path) -> torch.Tensor:
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("L"))
-    return torch.from_numpy((arr > 127).astype(np.float32))[None]
-
-
-def _resize(image: torch.Tensor, mask: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear (antialiased) resize of both; the mask is resized as a float and thresholded at 0.5,
-    which keeps its edge on the same sub-pixel line as the image's."""
-    img = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-    m = F.interpolate(mask[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-    return img.clamp(0, 1), (m >= 0.5).float()
-
-
 def _rotate(image: torch.Tensor, mask: torch.Tensor, degrees: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rotate both about the image centre through one sampling grid (zeros outside)."""
     t = math.radians(degrees)
@@ -410,71 +384,3 @@ def augment_pair(
     if config.brightness:
         image = image + (2 * u[8] - 1) * config.brightness
     return image.clamp(0, 1), mask
-
-
-class SegmentationDataset(torch.utils.data.Dataset):
-    """Records as training samples at S x S.
-
-    Each item is a dict: ``image`` (3, S, S) float32 in [0, 1], ``mask`` (1, S, S) float32 in {0, 1},
-    ``boxes`` (N, 4) float32 in resized pixel coordinates (from the final, augmented mask), ``id``,
-    ``scale`` (sy, sx) = resized / original size, ``original_size`` (H, W), ``pixel_spacing_mm``
-    (row, col) of a RESIZED pixel (original spacing / scale) or None.
-
-    Plain bilinear resize (no letterbox): the aspect ratio changes, boxes and spacing follow the
-    per-axis scale. Augmentation (`augment`: None, 'ultrasound', 'dermoscopy' or an AugmentConfig)
-    is drawn from ``numpy.random.default_rng((seed, epoch, index))``: reproducible per item and
-    epoch, independent of worker order; call `set_epoch` to get new draws each epoch."""
-
-    def __init__(
-        self,
-        records: Sequence[Record],
-        size: int = 256,
-        augment: Union[None, str, AugmentConfig] = None,
-        seed: int = SPLIT_SEED,
-        min_box_pixels: int = 1,
-    ) -> None:
-        self.records = list(records)
-        self.size = size
-        self.augment = AUGMENTATIONS[augment] if isinstance(augment, str) else augment
-        self.seed = seed
-        self.epoch = 0
-        self.min_box_pixels = min_box_pixels
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict:
-        r = self.records[index]
-        image, mask = _read_image(r.image), _read_mask(r.mask)
-        h, w = image.shape[-2:]
-        if mask.shape[-2:] != (h, w):
-            raise ValueError(f"{r.id}: mask {tuple(mask.shape[-2:])} does not match image {(h, w)}")
-        image, mask = _resize(image, mask, self.size)
-        if self.augment is not None:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
-            image, mask = augment_pair(image, mask, self.augment, rng)
-        scale = (self.size / h, self.size / w)
-        spacing = None
-        if r.pixel_spacing_mm is not None:
-            spacing = (r.pixel_spacing_mm[0] / scale[0], r.pixel_spacing_mm[1] / scale[1])
-        boxes = boxes_from_mask(mask[0].numpy(), self.min_box_pixels)
-        return {
-            "image": image.contiguous(),
-            "mask": mask.contiguous(),
-            "boxes": torch.from_numpy(boxes),
-            "id": r.id,
-            "scale": scale,
-            "original_size": (h, w),
-            "pixel_spacing_mm": spacing,
-        }
-
-
-def collate(batch: Sequence[dict]) -> dict:
-    """Stack images and masks; boxes (different counts per image) and metadata stay lists."""
-    out = {"image": torch.stack([b["image"] for b in batch]), "mask": torch.stack([b["mask"] for b in batch])}
-    for key in ("boxes", "id", "scale", "original_size", "pixel_spacing_mm"):
-        out[key] = [b[key] for b in batch]
-    return out

@@ -17,7 +17,7 @@ fixed (model initialisation, data order and augmentation draws are functions of 
 epoch), so a resumed run sees the same batches as an uninterrupted one.
 
 Images are resized the way the server feeds the exported graph (plain bilinear, half-pixel
-centres, no antialiasing; 8-bit values / 255); masks as `data.py` resizes them (antialiased,
+centres, no antialiasing; 8-bit values / 255); masks by `mask_resize` (antialiased,
 thresholded at 0.5). The resized set is cached in `runs/cache/` (never committed).
 """
 from __future__ import annotations
@@ -180,7 +180,8 @@ def cached_tensors(records: Sequence[Record], size: int, cache_dir: Path, intens
 
 class Batches:
     """Seeded, augmented batches from the cached tensors: epoch e's order is a permutation drawn from
-    (seed, e) and item i's augmentation from numpy's default_rng((seed, e, i)), as SegmentationDataset."""
+    (seed, e) and item i's augmentation from numpy's default_rng((seed, e, i)): reproducible per item and
+    epoch, independent of the order (a resumed run sees the same batches)."""
 
     def __init__(self, images, masks, batch_size, seed, augment, steps_per_epoch=None):
         self.images, self.masks = images, masks

@@ -1,4 +1,5 @@
-"""Data: records of the real folders, subject-level splits, boxes from masks, and the augmented Dataset."""
+"""Data: records of the real folders, subject-level splits, boxes from masks, and the training
+batches (cached tensors, seeded augmentation) that `train.py` builds from them."""
 import hashlib
 from collections import deque
 
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 
 from ldfsam_models import data as D
+from ldfsam_models.train import Batches, cached_tensors
 
 ROOT = D.default_data_root()
 pytestmark = pytest.mark.skipif(not ROOT.exists(), reason=f"shared data not found at {ROOT}")
@@ -153,44 +155,72 @@ def test_labelling_matches_flood_fill_on_random_masks():
 
 
 # ------------------------------------------------------------------------------------------------
-# Dataset and augmentation
+# Training batches and augmentation: train.cached_tensors, then train.Batches applying augment_pair
 # ------------------------------------------------------------------------------------------------
 
 
-def test_dataset_item_on_real_hc18(hc18):
+def _items(batches, epoch):
+    """(image, mask, boxes) of every item of one epoch, in the epoch's order."""
+    return [item for images, masks, boxes in batches.epoch(epoch) for item in zip(images, masks, boxes)]
+
+
+def _by_index(batches, images, epoch):
+    """{record index: (image, mask, boxes)} of one epoch. The epoch's order depends on (seed, epoch)
+    only, so the same batches without augmentation tell which record each item is."""
+    plain = Batches(batches.images, batches.masks, batches.batch_size, batches.seed, None, batches.steps)
+    out = {}
+    for item, (unaugmented, _, _) in zip(_items(batches, epoch), _items(plain, epoch)):
+        [i] = [i for i in range(len(images)) if torch.equal(images[i].float() / 255.0, unaugmented)]
+        out[i] = item
+    return out
+
+
+def test_training_item_on_real_hc18(hc18, tmp_path):
     r = hc18[0]
-    item = D.SegmentationDataset([r], size=256)[0]
-    assert item["image"].shape == (3, 256, 256) and item["image"].dtype == torch.float32
-    assert 0 <= float(item["image"].min()) and float(item["image"].max()) <= 1
-    assert torch.equal(item["image"][0], item["image"][1])  # grey replicated
-    assert set(item["mask"].unique().tolist()) == {0.0, 1.0}
-    assert item["original_size"] == (540, 800)
-    assert item["scale"] == (256 / 540, 256 / 800)
+    images, masks = cached_tensors([r], 256, tmp_path)
+    assert images.shape == (1, 3, 256, 256) and images.dtype == torch.uint8
+    assert masks.shape == (1, 1, 256, 256) and masks.dtype == torch.bool
+    again = cached_tensors([r], 256, tmp_path)  # read back from the cache file
+    assert torch.equal(again[0], images) and torch.equal(again[1], masks)
+    [(image, mask, boxes)] = _items(Batches(images, masks, 1, 0, None), 0)
+    assert image.shape == (3, 256, 256) and image.dtype == torch.float32
+    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    assert torch.equal(image[0], image[1])  # grey replicated
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    with Image.open(r.image) as im:
+        assert im.size == (800, 540)
     # the box of the resized mask is the original box scaled per axis (to within resampling)
     original = D.boxes_from_mask(np.array(Image.open(r.mask)))
     scaled = original * np.array([256 / 800, 256 / 540, 256 / 800, 256 / 540])
-    np.testing.assert_allclose(item["boxes"].numpy(), scaled, atol=1.0)
-    np.testing.assert_array_equal(item["boxes"].numpy(), D.boxes_from_mask(item["mask"][0].numpy()))
-    assert item["pixel_spacing_mm"] == pytest.approx((0.069135804 * 540 / 256, 0.069135804 * 800 / 256))
+    np.testing.assert_allclose(boxes.numpy(), scaled, atol=1.0)
+    np.testing.assert_array_equal(boxes.numpy(), D.boxes_from_mask(mask[0].numpy()))
 
 
-def test_augmentation_is_seeded(hc18, ph2):
-    for records, kind in ((hc18[:2], "ultrasound"), (ph2[:2], "dermoscopy")):
-        ds = D.SegmentationDataset(records, size=64, augment=kind, seed=3)
-        a, b = ds[1], D.SegmentationDataset(records, size=64, augment=kind, seed=3)[1]
-        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+def test_augmentation_is_seeded_per_seed_epoch_and_item(hc18, ph2, tmp_path):
+    for records, kind in ((hc18[:3], "ultrasound"), (ph2[:3], "dermoscopy")):
+        images, masks = cached_tensors(records, 64, tmp_path)
+        batches = Batches(images, masks, 2, 3, kind)
         draws = []
         for epoch in range(4):
-            ds.set_epoch(epoch)
-            draws.append(ds[1]["image"])
-        assert any(not torch.equal(draws[0], d) for d in draws[1:])
+            items = _by_index(batches, images, epoch)
+            assert sorted(items) == [0, 1, 2]
+            # a new instance with the same seed (a resumed run) gives the same batches
+            for a, b in zip(_items(batches, epoch), _items(Batches(images, masks, 2, 3, kind), epoch)):
+                assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            # item i's augmentation is drawn from default_rng((seed, epoch, i)), wherever the epoch puts it
+            for i, (image, mask, _) in items.items():
+                rng = np.random.default_rng((3, epoch, i))
+                expected = D.augment_pair(images[i].float() / 255.0, masks[i].float(), D.AUGMENTATIONS[kind], rng)
+                assert torch.equal(image, expected[0]) and torch.equal(mask, expected[1])
+            draws.append(items[1][0])
+        assert any(not torch.equal(draws[0], d) for d in draws[1:])  # new draws each epoch
 
 
-def test_ultrasound_augmentation_has_no_colour(hc18):
-    ds = D.SegmentationDataset(hc18[:1], size=64, augment="ultrasound")
+def test_ultrasound_augmentation_has_no_colour(hc18, tmp_path):
+    images, masks = cached_tensors(hc18[:1], 64, tmp_path)
+    batches = Batches(images, masks, 1, D.SPLIT_SEED, "ultrasound")
     for epoch in range(3):
-        ds.set_epoch(epoch)
-        img = ds[0]["image"]
+        [(img, _, _)] = _items(batches, epoch)
         assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])
 
 
@@ -206,18 +236,18 @@ def blob_pair(tmp_path):
 
 
 @pytest.mark.parametrize("config", [D.ULTRASOUND, D.DERMOSCOPY, D.AugmentConfig(hflip=True, vflip=True, rotation="any")])
-def test_geometric_augmentation_moves_image_mask_and_boxes_together(blob_pair, config):
-    plain = D.SegmentationDataset([blob_pair], size=64)[0]
+def test_geometric_augmentation_moves_image_mask_and_boxes_together(blob_pair, config, tmp_path):
+    images, masks = cached_tensors([blob_pair], 64, tmp_path)
+    [(_, plain, _)] = _items(Batches(images, masks, 1, D.SPLIT_SEED, None), 0)
     config = D.AugmentConfig(hflip=config.hflip, vflip=config.vflip, rotation=config.rotation, max_degrees=config.max_degrees)
-    ds = D.SegmentationDataset([blob_pair], size=64, augment=config)
+    batches = Batches(images, masks, 1, D.SPLIT_SEED, config)
     changed = 0
     for epoch in range(6):
-        ds.set_epoch(epoch)
-        item = ds[0]
-        bright = item["image"][0] >= 0.5
-        mask = item["mask"][0] > 0
+        [(image, mask, boxes)] = _items(batches, epoch)
+        bright = image[0] >= 0.5
+        mask = mask[0] > 0
         agreement = (bright & mask).sum() / (bright | mask).sum()
         assert agreement > 0.95
-        np.testing.assert_array_equal(item["boxes"].numpy(), D.boxes_from_mask(mask.numpy()))
-        changed += not torch.equal(item["mask"], plain["mask"])
+        np.testing.assert_array_equal(boxes.numpy(), D.boxes_from_mask(mask.numpy()))
+        changed += not torch.equal(mask, plain[0] > 0)
     assert changed > 0

@@ -3,14 +3,15 @@ from typing import Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
-    def __init__(self, *, transformer_dim: int, transformer: TwoWayTransformer, num_multimask_outputs: int = 3, iou_head_depth: int = 3, iou_head_hidden_dim: int = 256) -> None:
+    def __init__(
+        self, *, transformer_dim: int, transformer: TwoWayTransformer, num_multimask_outputs: int = 3, iou_head_depth: int = 3, iou_head_hidden_dim: int = 256
+    ) -> None:
         super().__init__()
         self.transformer = transformer
         self.num_mask_tokens = num_multimask_outputs + 1
@@ -63,8 +64,3 @@ class MaskDecoder(nn.Module):
         masks, iou = self.predict_all(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou[:, sl]
-
-
-def upscale_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
-    """Low-resolution logits to `size` x `size` (bilinear, with a static scale for ONNX)."""
-    return F.interpolate(masks, scale_factor=size / masks.shape[-1], mode="bilinear", align_corners=False)
