@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .configs import build_ldfsam, get_config
-from .data import AUGMENTATIONS, FIXED_255, SPLIT_SEED, Record, augment_pair, boxes_from_mask, load_dataset, record_image01, split_records
+from .configs import LDFSAMConfig, build_ldfsam, get_config
+from .data import AUGMENTATIONS, FIXED_255, Record, augment_pair, boxes_from_mask, load_dataset, record_image01, split_records
 from .evaluate import to_input
 from .export import PIXEL_MEAN, PIXEL_STD
 from .inputs import fitted_size
@@ -366,17 +365,178 @@ def _load_best(run_dir: Path, phase: str) -> dict:
     return torch.load(path)
 
 
-def train(opts: TrainOptions) -> dict:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    run_dir = opts.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if (opts.resume and summary_path.exists()) else {}
-    summary.setdefault("phases", {})
-    summary["options"] = asdict(opts)
-    cfg = get_config(opts.config)
-    size, det_size = cfg.image_size, cfg.detector_size
+def _detector_state(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The detector's weights (`detector.*`, prefix removed) of an LDFSAM state dict."""
+    return {k[len("detector."):]: v for k, v in state.items() if k.startswith("detector.")}
 
+
+# --------------------------------------------------------------------------------------------------
+# The phases: one function each, called by train() after seeding and with the phase's batches
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The cached training and validation tensors every phase reads (uint8 images, bool masks)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    val_images: torch.Tensor
+    val_masks: torch.Tensor
+    cache_dir: Path
+    augment: Optional[str]
+
+
+def teacher_phase(opts: TrainOptions, cfg: LDFSAMConfig, data: TrainingData, batches: Batches) -> dict:
+    """A larger YOLOv8 on tight boxes around the mask instances (detection loss)."""
+    det_size = cfg.detector_size
+    module = YOLOv8(scale=opts.teacher_scale, nc=cfg.num_classes, reg_max=cfg.reg_max)
+
+    def step_fn(images, masks, boxes):
+        _, (box, cls) = module(det_input(images, det_size))
+        loss, parts, _ = detection_loss(box, cls, boxes, det_size)
+        return loss, parts
+
+    result = run_phase("teacher", opts, module, list(module.parameters()), step_fn,
+                       lambda: top_box_iou(module, data.val_images, data.val_masks, det_size), "box_iou", batches, module.train)
+    result["scale"] = opts.teacher_scale
+    return result
+
+
+def student_phase(opts: TrainOptions, cfg: LDFSAMConfig, data: TrainingData, batches: Batches) -> dict:
+    """LDFSAM's detector, distilled from the frozen teacher (`opts.distill`); the whole LDFSAM state
+    is checkpointed (only the detector changes here)."""
+    det_size = cfg.detector_size
+    model = build_ldfsam(cfg)
+    detector = model.detector
+    teacher = None
+    if opts.distill != "none":
+        tck = _load_best(opts.run_dir, "teacher")
+        teacher = YOLOv8(scale=tck.get("scale", opts.teacher_scale), nc=cfg.num_classes, reg_max=cfg.reg_max)
+        teacher.load_state_dict(tck["model"])
+        _freeze(teacher)
+
+    def step_fn(images, masks, boxes):
+        x = det_input(images, det_size)
+        _, (box, cls) = detector(x)
+        loss, parts, asg = detection_loss(box, cls, boxes, det_size)
+        t_out = None
+        if teacher is not None:
+            with torch.no_grad():
+                _, t_out = teacher(x)
+        distill = distillation_loss(opts.distill, (box, cls), t_out, asg)
+        return loss + distill, {**parts, "distill": float(distill)}
+
+    result = run_phase("student", opts, model, list(detector.parameters()), step_fn,
+                       lambda: top_box_iou(detector, data.val_images, data.val_masks, det_size), "box_iou", batches, detector.train)
+    result["distill"] = opts.distill
+    return result
+
+
+def _vit_model(phase: str, opts: TrainOptions, cfg: LDFSAMConfig) -> torch.nn.Module:
+    """LDFSAM for the `encoder` or `segment` phase: the previous phase's best weights (or
+    `opts.init[phase]`), the detector of `opts.detector_from` if given, the prompt settings, and what
+    the phase does not train frozen."""
+    model = build_ldfsam(cfg)
+    previous = "student" if phase == "encoder" else "encoder"
+    if phase in opts.init:
+        model.load_state_dict(torch.load(opts.init[phase])["model"])
+        log(f"[{phase}] starts from {opts.init[phase]}")
+    else:
+        model.load_state_dict(_load_best(opts.run_dir, previous)["model"])
+    if opts.detector_from:
+        detector_state = _detector_state(torch.load(opts.detector_from)["model"])
+        if not detector_state:
+            raise ValueError(f"{opts.detector_from} holds no LDFSAM detector (detector.* weights)")
+        model.detector.load_state_dict(detector_state)
+        log(f"[{phase}] detector from {opts.detector_from}")
+    model.use_dense_prompt = opts.use_dense_prompt
+    model.use_sparse_prompt = opts.use_sparse_prompt
+    model.use_box_prompt = opts.use_box_prompt
+    _freeze(model.detector)
+    if phase == "segment":
+        _freeze(model.image_encoder)
+        if not opts.use_box_prompt:  # a box prompt needs its (never trained) corner embeddings
+            _freeze(model.prompt_encoder)
+        for block in model.image_encoder.blocks:
+            for p in block.adapter.parameters():
+                p.requires_grad_(True)
+    return model
+
+
+def vit_phase(phase: str, opts: TrainOptions, cfg: LDFSAMConfig, data: TrainingData, batches: Batches) -> dict:
+    """`encoder` (everything but the detector) or `segment` (adapters, fusion, DFP, SFP, mask decoder)
+    of the SAM-ViT configurations: Dice + BCE through the whole model with the detector frozen."""
+    det_size = cfg.detector_size
+    model = _vit_model(phase, opts, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def train_mode():
+        model.train()
+        model.detector.eval()
+        if phase == "segment":
+            model.image_encoder.eval()  # no dropout or BN there; adapters still train
+            if not opts.use_box_prompt:
+                model.prompt_encoder.eval()
+
+    def step_fn(images, masks, boxes):
+        with torch.no_grad():
+            p3, p4, p5 = model.detector.features(det_input(images, det_size))
+        z_img = model.image_encoder(sam_input(images))
+        fused = model.fusion(p3, p4, p5)
+        z = model.dense_prompt(z_img, fused) if model.use_dense_prompt else z_img
+        box_prompt = model.detector_box(p3, p4, p5, det_size) if model.use_box_prompt else None
+        sparse, dense = model.prompt_encoder(images.shape[0], boxes=box_prompt)
+        if model.use_sparse_prompt:
+            sparse = torch.cat([sparse, model.sparse_prompt(fused)], dim=1)
+        low, _ = model.mask_decoder(z, model.prompt_encoder.get_dense_pe(), sparse, dense, False)
+        return dice_bce_loss(low, masks), {}
+
+    result = run_phase(phase, opts, model, params, step_fn, lambda: val_dice(model, data.val_images, data.val_masks, det_size), "dice", batches, train_mode)
+    result["trainable_params"] = sum(p.numel() for p in params)
+    if phase in opts.init:
+        result["init"] = str(opts.init[phase])
+    if opts.detector_from:
+        result["detector_from"] = str(opts.detector_from)
+    result["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": opts.use_box_prompt}
+    if phase == "segment":
+        result["alpha"] = float(model.dense_prompt.alpha)
+    return result
+
+
+def lite_phase(phase: str, opts: TrainOptions, cfg: LDFSAMConfig, data: TrainingData, batches: Batches) -> dict:
+    """The `segment` phase of the LiteMedSAM configurations (`lite.segment_phase`, which makes its own
+    batches of cached embeddings); their encoder is pretrained, so they have no `encoder` phase."""
+    if phase != "segment":
+        raise ValueError(f"configuration {cfg.name}: LiteMedSAM's encoder is pretrained, so its phases are teacher, student, segment (not {phase!r})")
+    from .lite import segment_phase
+
+    source = torch.load(opts.detector_from)["model"] if opts.detector_from else _load_best(opts.run_dir, "student")["model"]
+    tensors = (data.images, data.masks, data.val_images, data.val_masks)
+    result = segment_phase(opts, cfg, _detector_state(source), tensors, data.cache_dir, run_phase, log)
+    if opts.detector_from:
+        result["detector_from"] = str(opts.detector_from)
+    return result
+
+
+def run_training_phase(phase: str, opts: TrainOptions, cfg: LDFSAMConfig, data: TrainingData, batches: Batches) -> dict:
+    if phase == "teacher":
+        return teacher_phase(opts, cfg, data, batches)
+    if phase == "student":
+        return student_phase(opts, cfg, data, batches)
+    if cfg.encoder == "tinyvit":
+        return lite_phase(phase, opts, cfg, data, batches)
+    return vit_phase(phase, opts, cfg, data, batches)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run: data, the phases in order, the summary
+# --------------------------------------------------------------------------------------------------
+
+
+def training_data(opts: TrainOptions, cfg: LDFSAMConfig, summary: dict) -> TrainingData:
+    """The run's splits, limited and cached at the configuration's input size; their sizes go into
+    `summary`."""
     t_data = time.time()
     cache = Path(opts.runs_dir) / "cache"
     splits = dataset_splits(opts.dataset, opts.data_root, opts.segment_number, cache)
@@ -385,11 +545,28 @@ def train(opts: TrainOptions) -> dict:
     if not train_recs or not val_recs:
         raise ValueError(f"{opts.dataset}: the split left {len(train_recs)} training and {len(val_recs)} validation images "
                          f"({len(splits['test'])} test); the split is by subject (patient), so more subjects are needed")
+    size = cfg.image_size
     tr_img, tr_mask = cached_tensors(train_recs, size, cache, opts.intensity, cfg.resize)
     va_img, va_mask = cached_tensors(val_recs, size, cache, opts.intensity, cfg.resize)
     augment = DATASET_AUGMENT.get(opts.dataset) if opts.augment == "auto" else opts.augment
     log(f"data: {opts.dataset} train {len(train_recs)} val {len(val_recs)} images at {size} ({time.time() - t_data:.1f}s), augmentation {augment}")
-    summary.update(dataset=opts.dataset, split=SPLIT_DESCRIPTION, train_images=len(train_recs), val_images=len(val_recs), test_images=len(splits["test"]), seed=opts.seed)
+    summary.update(dataset=opts.dataset, split=SPLIT_DESCRIPTION, train_images=len(train_recs), val_images=len(val_recs),
+                   test_images=len(splits["test"]), seed=opts.seed)
+    return TrainingData(tr_img, tr_mask, va_img, va_mask, cache, augment)
+
+
+def train(opts: TrainOptions) -> dict:
+    """Runs the phases of `opts.phases` in order; each is seeded with `opts.seed` + its index in
+    PHASES, and its result is written into `summary.json` as soon as it is done."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    run_dir = opts.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if (opts.resume and summary_path.exists()) else {}
+    summary.setdefault("phases", {})
+    summary["options"] = asdict(opts)
+    cfg = get_config(opts.config)
+    data = training_data(opts, cfg, summary)
 
     for phase_index, phase in enumerate(PHASES):
         if phase not in opts.phases:
@@ -399,115 +576,9 @@ def train(opts: TrainOptions) -> dict:
             log(f"[{phase}] already complete (resume): skipped")
             continue
         seed_everything(opts.seed + phase_index)
-        batches = Batches(tr_img, tr_mask, opts.batch_size, opts.seed + phase_index, augment, opts.steps_per_epoch.get(phase))
+        batches = Batches(data.images, data.masks, opts.batch_size, opts.seed + phase_index, data.augment, opts.steps_per_epoch.get(phase))
         log(f"[{phase}] {opts.epochs[phase]} epochs x {batches.steps} steps of {opts.batch_size}, lr {opts.lr[phase]}")
-
-        if phase == "teacher":
-            module = YOLOv8(scale=opts.teacher_scale, nc=cfg.num_classes, reg_max=cfg.reg_max)
-
-            def step_fn(images, masks, boxes, module=module):
-                _, (box, cls) = module(det_input(images, det_size))
-                loss, parts, _ = detection_loss(box, cls, boxes, det_size)
-                return loss, parts
-
-            result = run_phase(phase, opts, module, list(module.parameters()), step_fn, lambda m=module: top_box_iou(m, va_img, va_mask, det_size), "box_iou", batches, module.train)
-            result["scale"] = opts.teacher_scale
-
-        elif phase == "student":
-            model = build_ldfsam(cfg)
-            detector = model.detector
-            teacher = None
-            if opts.distill != "none":
-                tck = _load_best(run_dir, "teacher")
-                teacher = YOLOv8(scale=tck.get("scale", opts.teacher_scale), nc=cfg.num_classes, reg_max=cfg.reg_max)
-                teacher.load_state_dict(tck["model"])
-                _freeze(teacher)
-
-            def step_fn(images, masks, boxes, detector=detector, teacher=teacher):
-                x = det_input(images, det_size)
-                _, (box, cls) = detector(x)
-                loss, parts, asg = detection_loss(box, cls, boxes, det_size)
-                t_out = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        _, t_out = teacher(x)
-                distill = distillation_loss(opts.distill, (box, cls), t_out, asg)
-                return loss + distill, {**parts, "distill": float(distill)}
-
-            # The whole LDFSAM state is checkpointed (only the detector changes here).
-            result = run_phase(phase, opts, model, list(detector.parameters()), step_fn, lambda: top_box_iou(detector, va_img, va_mask, det_size), "box_iou", batches, detector.train)
-            result["distill"] = opts.distill
-
-        elif cfg.encoder == "tinyvit":
-            if phase != "segment":
-                raise ValueError(f"configuration {cfg.name}: LiteMedSAM's encoder is pretrained, so its phases are teacher, student, segment (not {phase!r})")
-            from .lite import segment_phase
-
-            source = torch.load(opts.detector_from)["model"] if opts.detector_from else _load_best(run_dir, "student")["model"]
-            detector_state = {k[len("detector."):]: v for k, v in source.items() if k.startswith("detector.")}
-            result = segment_phase(opts, cfg, detector_state, (tr_img, tr_mask, va_img, va_mask), cache, run_phase, log)
-            if opts.detector_from:
-                result["detector_from"] = str(opts.detector_from)
-
-        else:  # encoder, segment
-            model = build_ldfsam(cfg)
-            previous = "student" if phase == "encoder" else "encoder"
-            if phase in opts.init:
-                model.load_state_dict(torch.load(opts.init[phase])["model"])
-                log(f"[{phase}] starts from {opts.init[phase]}")
-            else:
-                model.load_state_dict(_load_best(run_dir, previous)["model"])
-            if opts.detector_from:
-                state = torch.load(opts.detector_from)["model"]
-                detector_state = {k[len("detector."):]: v for k, v in state.items() if k.startswith("detector.")}
-                if not detector_state:
-                    raise ValueError(f"{opts.detector_from} holds no LDFSAM detector (detector.* weights)")
-                model.detector.load_state_dict(detector_state)
-                log(f"[{phase}] detector from {opts.detector_from}")
-            model.use_dense_prompt = opts.use_dense_prompt
-            model.use_sparse_prompt = opts.use_sparse_prompt
-            model.use_box_prompt = opts.use_box_prompt
-            _freeze(model.detector)
-            if phase == "segment":
-                _freeze(model.image_encoder)
-                if not opts.use_box_prompt:  # a box prompt needs its (never trained) corner embeddings
-                    _freeze(model.prompt_encoder)
-                for block in model.image_encoder.blocks:
-                    for p in block.adapter.parameters():
-                        p.requires_grad_(True)
-            params = [p for p in model.parameters() if p.requires_grad]
-
-            def train_mode(model=model, phase=phase):
-                model.train()
-                model.detector.eval()
-                if phase == "segment":
-                    model.image_encoder.eval()  # no dropout or BN there; adapters still train
-                    if not opts.use_box_prompt:
-                        model.prompt_encoder.eval()
-
-            def step_fn(images, masks, boxes, model=model):
-                with torch.no_grad():
-                    p3, p4, p5 = model.detector.features(det_input(images, det_size))
-                z_img = model.image_encoder(sam_input(images))
-                fused = model.fusion(p3, p4, p5)
-                z = model.dense_prompt(z_img, fused) if model.use_dense_prompt else z_img
-                box_prompt = model.detector_box(p3, p4, p5, det_size) if model.use_box_prompt else None
-                sparse, dense = model.prompt_encoder(images.shape[0], boxes=box_prompt)
-                if model.use_sparse_prompt:
-                    sparse = torch.cat([sparse, model.sparse_prompt(fused)], dim=1)
-                low, _ = model.mask_decoder(z, model.prompt_encoder.get_dense_pe(), sparse, dense, False)
-                return dice_bce_loss(low, masks), {}
-
-            result = run_phase(phase, opts, model, params, step_fn, lambda m=model: val_dice(m, va_img, va_mask, det_size), "dice", batches, train_mode)
-            result["trainable_params"] = sum(p.numel() for p in params)
-            if phase in opts.init:
-                result["init"] = str(opts.init[phase])
-            if opts.detector_from:
-                result["detector_from"] = str(opts.detector_from)
-            result["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": opts.use_box_prompt}
-            if phase == "segment":
-                result["alpha"] = float(model.dense_prompt.alpha)
-
+        result = run_training_phase(phase, opts, cfg, data, batches)
         result["done"] = True
         summary["phases"][phase] = result
         summary["total_seconds"] = round(sum(p["seconds"] for p in summary["phases"].values()), 1)
@@ -518,7 +589,7 @@ def train(opts: TrainOptions) -> dict:
         "run": str(run_dir),
         "dataset": opts.dataset,
         "seed": opts.seed,
-        "phases": {k: {"epochs": v["epochs"], "seconds": v["seconds"], "best": v["best"], "metric": v["metric"], "best_epoch": v["best_epoch"]} for k, v in summary["phases"].items()},
+        "phases": {k: {key: v[key] for key in ("epochs", "seconds", "best", "metric", "best_epoch")} for k, v in summary["phases"].items()},
         "total_seconds": summary.get("total_seconds", 0.0),
     }
     print(json.dumps(final, indent=2), flush=True)
