@@ -34,7 +34,7 @@ class CheckpointMismatch(ValueError):
     pass
 
 
-def _unwrap(checkpoint) -> Dict[str, torch.Tensor]:
+def unwrap_state_dict(checkpoint) -> Dict[str, torch.Tensor]:
     """State dicts arrive bare, or under 'model' / 'state_dict' (SAM-Med2D, training scripts)."""
     if isinstance(checkpoint, Mapping):
         for key in ("model", "state_dict"):
@@ -61,7 +61,10 @@ def _resize_rel_pos(t: torch.Tensor, shape) -> torch.Tensor:
     return F.interpolate(t.t()[None].float(), size=shape[0], mode="linear", align_corners=False)[0].t().to(t.dtype)
 
 
-def _load(model: nn.Module, mapped: Dict[str, torch.Tensor], prefixes, resizable, skippable) -> LoadReport:
+def load_mapped(model: nn.Module, mapped: Dict[str, torch.Tensor], prefixes, resizable, skippable) -> LoadReport:
+    """`mapped` (keys already named as the model's) into `model`: a tensor of another shape is resized
+    where `resizable` says, skipped where `skippable` says, and refused otherwise (CheckpointMismatch);
+    the model's keys under `prefixes` that nothing filled are reported missing."""
     own = model.state_dict()
     report = LoadReport()
     new_state = {}
@@ -94,9 +97,9 @@ def load_sam_checkpoint(model: nn.Module, checkpoint) -> LoadReport:
     """SAM (`sam_vit_b_01ec64.pth`) or SAM-Med2D weights into an LDFSAM model. SAM-Med2D's own
     adapters (`blocks.i.Adapter.*`) have another structure: they are reported as unexpected and our
     adapters keep their identity initialisation."""
-    state = _unwrap(checkpoint)
+    state = unwrap_state_dict(checkpoint)
     mapped = {k: v for k, v in state.items() if k.startswith(("image_encoder.", "prompt_encoder.", "mask_decoder."))}
-    report = _load(
+    report = load_mapped(
         model,
         mapped,
         prefixes=("image_encoder.", "prompt_encoder.", "mask_decoder."),
@@ -111,14 +114,14 @@ def load_yolo_checkpoint(model: nn.Module, checkpoint) -> LoadReport:
     """A YOLOv8 state dict (`model.N...` keys, as `torch.save(yolo.model.state_dict())` writes; the
     pickled ultralytics model object needs ultralytics to unpickle: save its state_dict first) into
     the detector of an LDFSAM model, or into a bare YOLOv8 module."""
-    state = _unwrap(checkpoint)
+    state = unwrap_state_dict(checkpoint)
     target_prefix = "detector." if hasattr(model, "detector") else ""
     mapped = {}
     for k, v in state.items():
         key = k[len("model.model.") - len("model.") :] if k.startswith("model.model.") else k
         if key.startswith("model."):
             mapped[target_prefix + key] = v
-    return _load(
+    return load_mapped(
         model,
         mapped,
         prefixes=(target_prefix + "model.",),

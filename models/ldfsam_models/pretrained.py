@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .checkpoints import LoadReport, _load, _unwrap
+from .checkpoints import LoadReport, load_mapped, unwrap_state_dict
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ def load_litemedsam(model: nn.Module, path: Optional[Path] = None) -> LoadReport
     """LiteMedSAM's encoder, prompt encoder and decoder into a `tinyvit` model (LDFSAM lite or SAM
     alone) after the file check. Every LiteMedSAM tensor must fit (shapes are the same at any encoder
     input size); adapters, detector and feature prompts are ours and reported as missing."""
-    state = _unwrap(torch.load(verify_weights(path or litemedsam_path()), map_location="cpu"))
+    state = unwrap_state_dict(torch.load(verify_weights(path or litemedsam_path()), map_location="cpu"))
     parts = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
-    report = _load(model, {k: v for k, v in state.items() if k.startswith(parts)}, prefixes=parts, resizable=[], skippable=[])
+    report = load_mapped(model, {k: v for k, v in state.items() if k.startswith(parts)}, prefixes=parts, resizable=[], skippable=[])
     report.unexpected += [k for k in state if not k.startswith(parts)]
     if report.unexpected:
         raise PretrainedWeightsError(f"LiteMedSAM tensors this model has no place for: {report.unexpected[:5]}")
