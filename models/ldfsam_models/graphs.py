@@ -31,7 +31,11 @@ class PromptPart(nn.Module):
 
     def forward(self, image):
         c = self.config
-        det = image if c.detector_size == c.image_size else F.interpolate(image, scale_factor=c.detector_size / c.image_size, mode="bilinear", align_corners=False)
+        det = (
+            image
+            if c.detector_size == c.image_size
+            else F.interpolate(image, scale_factor=c.detector_size / c.image_size, mode="bilinear", align_corners=False)
+        )
         fused = self.model.fusion(*self.model.detector.features(det))
         return self.model.dense_prompt.alpha * self.model.dense_prompt.head(fused), self.model.sparse_prompt(fused)
 

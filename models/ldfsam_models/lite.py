@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from .configs import LDFSAMConfig, build_ldfsam
-from .data import boxes_from_mask
 from .inputs import encoder_input
-from .losses import decode_distances, dice_bce_loss, distances_to_boxes, make_anchors
+from .losses import dice_bce_loss
 from .pretrained import load_litemedsam
 
 FLIPS: Tuple[Tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))  # none, horizontal, vertical, both
@@ -200,7 +199,9 @@ def val_dice(model, decoder_graph, cache: dict, batch: int = 16) -> float:
             b = cache["z"][sl].shape[0]
             coords = cache["det_box"][sl].reshape(b, 2, 2)
             labels = torch.tensor([[2.0, 3.0]]).expand(b, -1)
-            logits, _ = decode(model, decoder_graph, cache["z"][sl].float(), cache["p3"][sl].float(), cache["p4"][sl].float(), cache["p5"][sl].float(), coords, labels)
+            logits, _ = decode(
+                model, decoder_graph, cache["z"][sl].float(), cache["p3"][sl].float(), cache["p4"][sl].float(), cache["p5"][sl].float(), coords, labels
+            )
             pred = F.interpolate(logits, size=cache["mask"].shape[-2:], mode="bilinear", align_corners=False) > 0
             t = cache["mask"][sl].bool()
             inter = (pred & t).flatten(1).sum(1).float()
@@ -315,8 +316,10 @@ def _end_to_end_phase(opts, config, model, graph, data, run_phase, log) -> dict:
             for i in range(0, len(va_img), 8):
                 x = va_img[i : i + 8].float() / 255.0
                 p3, p4, p5 = model.detector.features(x)
-                for k, v in zip(("z", "p3", "p4", "p5", "det_box", "mask"),
-                                (model.image_encoder(encoder_input(x, config)), p3, p4, p5, top_boxes(model, p3, p4, p5, config.detector_size), va_mask[i : i + 8])):
+                for k, v in zip(
+                    ("z", "p3", "p4", "p5", "det_box", "mask"),
+                    (model.image_encoder(encoder_input(x, config)), p3, p4, p5, top_boxes(model, p3, p4, p5, config.detector_size), va_mask[i : i + 8]),
+                ):
                     cache[k].append(v)
             return val_dice(model, graph, {k: torch.cat(v) for k, v in cache.items()})
 
@@ -338,7 +341,9 @@ def zero_shot_run(source_run: Path, out_run: Path, config: LDFSAMConfig) -> Path
     model = build_lite(config, {k[len("detector."):]: v for k, v in student.items() if k.startswith("detector.")})
     out_run.mkdir(parents=True, exist_ok=True)
     prompts = {"dense": False, "sparse": False, "box": True}
-    torch.save({"model": model.state_dict(), "phase": "segment", "epoch": 0, "metric": {}, "config": config.name, "prompts": prompts}, out_run / "segment-best.pt")
+    torch.save(
+        {"model": model.state_dict(), "phase": "segment", "epoch": 0, "metric": {}, "config": config.name, "prompts": prompts}, out_run / "segment-best.pt"
+    )
     summary = json.loads((source_run / "summary.json").read_text())
     summary["phases"] = {k: v for k, v in summary["phases"].items() if k in ("teacher", "student")}
     summary["phases"]["segment"] = {"epochs": 0, "seconds": 0.0, "metric": "dice", "best": float("nan"), "best_epoch": 0, "prompts": prompts,

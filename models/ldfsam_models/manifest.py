@@ -138,7 +138,9 @@ def check_promptable_pair(section: dict) -> None:
         if dec is None:
             raise ManifestError(f"promptable: the encoder's output {out['name']} is not a decoder input")
         if dec["dtype"] != out["dtype"] or dec["shape"][1:] != out["shape"][1:] or dec["shape"][0] != 1:
-            raise ManifestError(f"promptable: encoder output {out['name']} {out['dtype']} {out['shape']} does not fit decoder input {dec['dtype']} {dec['shape']}")
+            raise ManifestError(
+                f"promptable: encoder output {out['name']} {out['dtype']} {out['shape']} does not fit decoder input {dec['dtype']} {dec['shape']}"
+            )
 
 
 def verify_folder(folder: pathlib.Path) -> dict:

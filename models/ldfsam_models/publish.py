@@ -87,7 +87,8 @@ def publish(args) -> dict:
     phases = summary.get("phases", {})
     training = {
         "dataset": args.dataset,
-        "split": summary.get("split", SPLIT_DESCRIPTION) + f" ({summary.get('train_images')} train / {summary.get('val_images')} val / {summary.get('test_images')} test images)",
+        "split": summary.get("split", SPLIT_DESCRIPTION)
+        + f" ({summary.get('train_images')} train / {summary.get('val_images')} val / {summary.get('test_images')} test images)",
         "seed": int(summary.get("seed", 2025)),
         "epochs": {k: v["epochs"] for k, v in phases.items()},
         "stepsPerEpoch": {k: v.get("steps_per_epoch") for k, v in phases.items()},
@@ -135,15 +136,23 @@ def publish(args) -> dict:
         if args.compress == "none":
             shutil.copyfile(src, dst)
         elif args.compress == "fp16":
-            n = compress_fp16(src, dst)
+            compress_fp16(src, dst)
         elif f["role"] == "segmentation":
             compress_int8(src, dst)
         else:  # int8 is gated on the automatic graph's Dice only: the promptable pair stays float32
             shutil.copyfile(src, dst)
     compression = {
         "none": {"weights": "float32"},
-        "fp16": {"weights": "float16", "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16 (every file), Cast to float32 in the graph; inputs, outputs and arithmetic float32"},
-        "int8": {"weights": "int8", "method": "onnxruntime.quantization.quantize_dynamic, MatMul weights QInt8, activations quantised at run time; convolutions float32 (model.onnx; a promptable pair stays float32)"},
+        "fp16": {
+            "weights": "float16",
+            "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16 (every file), Cast to float32 in the graph; inputs, "
+            "outputs and arithmetic float32",
+        },
+        "int8": {
+            "weights": "int8",
+            "method": "onnxruntime.quantization.quantize_dynamic, MatMul weights QInt8, activations quantised at run time; convolutions float32 "
+            "(model.onnx; a promptable pair stays float32)",
+        },
     }[args.compress]
     manifest["files"] = [{**f, "sha256": sha256_of(stage / f["path"]), "bytes": (stage / f["path"]).stat().st_size} for f in manifest["files"]]
     (stage / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -158,13 +167,19 @@ def publish(args) -> dict:
     metrics = metrics_entry(res, args.dataset)
     post = {k: v for k, v in manifest["postprocessing"].items() if k not in ("output", "threshold")}
     metrics["measuredWith"] = (
-        f"python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: the manifest's intensity policy {json.dumps(intensity)}, "
+        "python -m ldfsam_models eval on this folder's model.onnx (onnxruntime, server preprocessing: the manifest's intensity policy "
+        f"{json.dumps(intensity)}, "
         f"bilinear into {config.image_size}x{config.image_size} ({config.resize}), logits bilinear back to native size, threshold 0"
         + (f", the graph's test-time flips {manifest['export']['testTimeAugmentation']}" if manifest["export"].get("testTimeAugmentation") else "")
         + (f", the manifest's clean-ups {json.dumps(post)}" if post else "")
         + ")"
     )
-    metrics["fp32"] = {"dice": res32["summary"]["dice"]["mean"], "iou": res32["summary"]["iou"]["mean"], "hd95": res32["summary"]["hd95"]["mean"], "bytes": fp32_bytes}
+    metrics["fp32"] = {
+        "dice": res32["summary"]["dice"]["mean"],
+        "iou": res32["summary"]["iou"]["mean"],
+        "hd95": res32["summary"]["hd95"]["mean"],
+        "bytes": fp32_bytes,
+    }
     metrics["diceChangeFromCompression"] = dice_change
     if "promptable" in manifest:
         from .prompted import PromptablePredictor, evaluate_prompted
@@ -175,7 +190,11 @@ def publish(args) -> dict:
             metrics["prompted"].append({"prompt": r["summary"]["prompt"], "dice": {k: r["summary"]["dice"][k] for k in ("mean", "ci95", "median")}})
             print(f"promptable ({prompt}): test Dice {r['summary']['dice']['mean']:.4f}", flush=True)
     manifest["metrics"] = metrics
-    manifest["export"]["compression"] = {**compression, "fp32Bytes": fp32_bytes, "maxAbsDiffNote": "maxAbsDiff is the fp32 export's parity with PyTorch; the compressed file's test Dice is in metrics"}
+    manifest["export"]["compression"] = {
+        **compression,
+        "fp32Bytes": fp32_bytes,
+        "maxAbsDiffNote": "maxAbsDiff is the fp32 export's parity with PyTorch; the compressed file's test Dice is in metrics",
+    }
     validate_manifest(manifest)
     out.mkdir(parents=True, exist_ok=True)
     for f in manifest["files"]:
@@ -186,7 +205,11 @@ def publish(args) -> dict:
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     verify_folder(out)
     (run_dir / f"publish-{args.name}.json").write_text(json.dumps({"fp32": res32, "shipped": res}, indent=2) + "\n")
-    print(f"published {out}: {sum(f['bytes'] for f in manifest['files']) / 1e6:.1f} MB ({compression['weights']}), test Dice {res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})", flush=True)
+    print(
+        f"published {out}: {sum(f['bytes'] for f in manifest['files']) / 1e6:.1f} MB ({compression['weights']}), test Dice "
+        f"{res['summary']['dice']['mean']:.4f} (fp32 {res32['summary']['dice']['mean']:.4f})",
+        flush=True,
+    )
     return manifest
 
 
@@ -196,9 +219,9 @@ def publish_pretrained(args) -> dict:
     centroid-point prompts, refuse when fp16 moves the box Dice by more than --max-dice-change, and
     write the metrics into model.json."""
     from .configs import build_model
+    from .export import export_model
     from .pretrained import LITEMEDSAM, load_litemedsam
     from .prompted import PromptablePredictor, evaluate_prompted
-    from .export import export_model
 
     config = get_config(args.config)
     model = build_model(config)
@@ -234,9 +257,13 @@ def publish_pretrained(args) -> dict:
     manifest["metrics"] = {
         "kind": "prompted (zero-shot: no training here)",
         "prompted": results,
-        "measuredWith": "python -m ldfsam_models eval --prompt box|point on this folder (onnxruntime; the manifest's preprocessing; prompts from the reference mask, scaled into the input frame as the server does)",
+        "measuredWith": "python -m ldfsam_models eval --prompt box|point on this folder (onnxruntime; the manifest's preprocessing; prompts from the "
+        "reference mask, scaled into the input frame as the server does)",
     }
-    manifest["export"]["compression"] = {"weights": "float16", "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16, Cast to float32 in the graph"}
+    manifest["export"]["compression"] = {
+        "weights": "float16",
+        "method": f"float32 initializers of >= {MIN_FP16_ELEMENTS} values stored as float16, Cast to float32 in the graph",
+    }
     validate_manifest(manifest)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

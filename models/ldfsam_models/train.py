@@ -1,11 +1,16 @@
 """Training of LDFSAM in four phases (CPU-sized, `tiny` configuration at 256x256).
 
-| phase | trains | loss | frozen | validation metric |
-| --- | --- | --- | --- | --- |
-| `teacher` | a larger YOLOv8 (scale `s` by default) on tight boxes around the mask instances | detection (TAL, BCE + CIoU + DFL) | - | mean IoU of the top-scoring box with the best-matching ground-truth box |
-| `student` | LDFSAM's YOLOv8n detector | detection + distillation (`none` / `kd` / `ld-main` / `ld-main-vlr`, LD with tau = 10, lambda_main = lambda_vlr = 1) | teacher | same |
-| `encoder` | everything but the detector, end to end (SAM encoder + adapters, fusion, DFP, SFP, prompt encoder, mask decoder) | Dice + BCE | distilled detector | Dice on the validation split |
-| `segment` | the paper's phase 2: adapters, fusion, DFP (incl. alpha), SFP, mask decoder | Dice + BCE (AdamW 1e-4, cosine) | detector, SAM encoder (but its adapters), prompt encoder | Dice on the validation split (checkpoint on the best) |
+Phases (what each trains; its loss; what stays frozen; the validation metric that picks the best epoch):
+- `teacher`: a larger YOLOv8 (scale `s` by default) on tight boxes around the mask instances;
+  detection loss (TAL, BCE + CIoU + DFL); nothing frozen; mean IoU of the top-scoring box with the
+  best-matching ground-truth box.
+- `student`: LDFSAM's YOLOv8n detector; detection + distillation (`none` / `kd` / `ld-main` /
+  `ld-main-vlr`, LD with tau = 10, lambda_main = lambda_vlr = 1); teacher frozen; same metric.
+- `encoder` (tiny/full only): everything but the detector, end to end (SAM encoder + adapters, fusion,
+  DFP, SFP, prompt encoder, mask decoder); Dice + BCE; distilled detector frozen; validation Dice.
+- `segment`: the paper's phase 2: adapters, fusion, DFP (incl. alpha), SFP, mask decoder; Dice + BCE
+  (AdamW 1e-4, cosine); detector, SAM encoder (but its adapters) and prompt encoder frozen; validation
+  Dice (checkpoint on the best).
 
 The `encoder` phase is not in the paper: it starts from SAM's pretrained encoder, which does not
 exist here, and a frozen random ViT is useless, so the encoder is first trained on the same images.
@@ -341,7 +346,16 @@ def run_phase(
                 best_ck["prompts"] = {"dense": opts.use_dense_prompt, "sparse": opts.use_sparse_prompt, "box": opts.use_box_prompt}
             torch.save(best_ck, best_path)
         torch.save(
-            {"model": module.state_dict(), "optimizer": optim.state_dict(), "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "elapsed": elapsed, "options": asdict(opts)},
+            {
+                "model": module.state_dict(),
+                "optimizer": optim.state_dict(),
+                "epoch": epoch,
+                "best": best,
+                "best_epoch": best_epoch,
+                "history": history,
+                "elapsed": elapsed,
+                "options": asdict(opts),
+            },
             last_path,
         )
         log(
@@ -349,7 +363,16 @@ def run_phase(
             f"{' *' if improved else ''} best {best:.4f}@{best_epoch} elapsed {fmt_s(elapsed)} eta {fmt_s(eta)}"
         )
     elapsed = elapsed_before + time.time() - t0
-    return {"epochs": epochs, "steps_per_epoch": batches.steps, "batch_size": batches.batch_size, "seconds": round(elapsed, 1), "metric": metric_name, "best": best, "best_epoch": best_epoch, "history": history}
+    return {
+        "epochs": epochs,
+        "steps_per_epoch": batches.steps,
+        "batch_size": batches.batch_size,
+        "seconds": round(elapsed, 1),
+        "metric": metric_name,
+        "best": best,
+        "best_epoch": best_epoch,
+        "history": history,
+    }
 
 
 def _freeze(module: torch.nn.Module) -> None:

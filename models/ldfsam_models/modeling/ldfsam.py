@@ -45,7 +45,9 @@ class LDFSAM(nn.Module):
         # SAM's prompt encoder as a box prompt (used with both feature prompts off). Off in LDFSAM.
         self.use_box_prompt = False
 
-    def detector_box(self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor, det_size: int, head: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+    def detector_box(
+        self, p3: torch.Tensor, p4: torch.Tensor, p5: torch.Tensor, det_size: int, head: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    ) -> torch.Tensor:
         """The detector's highest-scoring box per image, (B, 4) as x1, y1, x2, y2 in pixels of SAM's
         input (scaled from the detector's input of side `det_size`), clamped to the image. `head`: the
         detect head's (box, class) logits when already computed."""

@@ -224,7 +224,9 @@ class TinyViT(nn.Module):
                 layers.append(ConvLayer(dim=dim, depth=depths[0], expand_ratio=mbconv_expand_ratio, downsample=merge))
                 continue
             blocks = [
-                TinyViTBlock(dim=dim, num_heads=num_heads[i], window=window_sizes[i], resolution=(sizes[i], sizes[i]), mlp_ratio=mlp_ratio, adapter_ratio=adapter_ratio)
+                TinyViTBlock(
+                    dim=dim, num_heads=num_heads[i], window=window_sizes[i], resolution=(sizes[i], sizes[i]), mlp_ratio=mlp_ratio, adapter_ratio=adapter_ratio
+                )
                 for _ in range(depths[i])
             ]
             layers.append(BasicLayer(blocks=blocks, downsample=merge))
