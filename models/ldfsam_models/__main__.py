@@ -329,8 +329,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--compress",
         default="fp16",
-        choices=["none", "fp16", "int8"],
-        help="weight storage: fp16 (float16 initializers), int8 (dynamic MatMul quantisation) or none",
+        choices=["none", "fp16", "int8", "int8-fp16"],
+        help="weight storage: fp16 (float16 initializers), int8 (dynamic MatMul quantisation), int8-fp16 (model.onnx: int8 MatMul weights + "
+        "float16 for the rest; the promptable pair float16) or none",
     )
     p.add_argument(
         "--max-dice-change", type=float, default=0.005, help="refuse to publish when compression changes the test Dice by more than this (default 0.005)"

@@ -7,6 +7,7 @@ import json
 
 import highdicom as hd
 import numpy as np
+import pydicom
 import pytest
 import torch
 from PIL import Image

@@ -2,6 +2,7 @@
 evaluation command and publishing (export + fp16 compression + metrics) of a tiny trained model."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +154,20 @@ def test_publish_int8_and_the_dice_gate(smoke_run, tmp_path, capsys):
     assert main([*base, "--out", str(kept), "--max-dice-change", "-1"]) == 1
     assert "not published" in capsys.readouterr().err
     assert (kept / "model.json").read_text() == "{}" and not (kept / "model.onnx").exists()
+
+
+def test_publish_int8_fp16_stores_matmuls_int8_and_the_rest_float16(smoke_run, tmp_path):
+    folder = tmp_path / "int8-fp16"
+    assert main(["publish", "--run", str(smoke_run), "--name", "ldfsam-smoke", "--dataset", "hc18", "--segments", "fetal-head",
+                 "--modalities", "US", "--limit", "2", "--compress", "int8-fp16", "--out", str(folder)]) == 0
+    manifest = verify_folder(folder)
+    assert manifest["export"]["compression"]["weights"] == "int8+float16"
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    kinds = {i.data_type for i in graph.initializer if len(i.dims) and int(np.prod(i.dims)) >= 1024}
+    assert TensorProto.FLOAT not in kinds and TensorProto.FLOAT16 in kinds  # convolutions float16, nothing big left float32
+    assert manifest["files"][0]["bytes"] < manifest["export"]["compression"]["fp32Bytes"] / 2
