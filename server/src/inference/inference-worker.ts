@@ -6,6 +6,9 @@ import { LdfsamError, type ErrorCode } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { SessionSettings } from '../models/session.js';
 import { projectPath } from '../util/paths.js';
+import type { WorkerRequest } from './worker.js';
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
 export type Outputs = Record<string, { data: Float32Array; dims: readonly number[] }>;
 
@@ -56,13 +59,27 @@ export class InferenceWorker {
     });
   }
 
-  /** Runs one batch; `input` is transferred to the worker (do not use it afterwards). */
+  /** Runs one batch through the automatic graph; `input` is transferred to the worker (do not use it afterwards). */
   run(input: Float32Array, dims: number[]): Promise<Outputs> {
+    return this.send({ kind: 'auto', input, dims }, [input.buffer as ArrayBuffer]);
+  }
+
+  /** The promptable encoder on preprocessed slices (transferred); every output by name. Goes before auto batches. */
+  encode(input: Float32Array, dims: number[]): Promise<Outputs> {
+    return this.send({ kind: 'encode', input, dims }, [input.buffer as ArrayBuffer]);
+  }
+
+  /** The promptable decoder on named inputs (copied, so cached embeddings stay usable). Goes first. */
+  decode(feeds: Record<string, { data: Float32Array; dims: readonly number[] }>): Promise<Outputs> {
+    return this.send({ kind: 'decode', feeds }, []);
+  }
+
+  private send(message: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[]): Promise<Outputs> {
     if (this.exited) return Promise.reject(this.exited);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, input, dims }, [input.buffer as ArrayBuffer]);
+      this.worker.postMessage({ ...message, id }, transfer);
     });
   }
 

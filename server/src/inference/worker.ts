@@ -1,38 +1,112 @@
 /**
- * Inference worker thread: owns one onnxruntime session. onnxruntime-node's run does its native work
- * synchronously, so it runs here, off the thread that serves HTTP and reads the PACS.
+ * Inference worker thread: owns a model's onnxruntime sessions - the automatic graph, and the
+ * promptable encoder + decoder when the manifest has them. onnxruntime-node's run does its native
+ * work synchronously, so it runs here, off the thread that serves HTTP and reads the PACS.
+ *
+ * Requests run one at a time (two runs at once would fight over the same cores), highest priority
+ * first: a decode (a user waiting on a click), then an encode (a slice the user is on), then a
+ * batch of an automatic job. So an auto job running on the same model delays a click by at most one
+ * of its batches.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { toLdfsamError } from '../errors.js';
-import { loadModel, type SessionSettings } from '../models/session.js';
+import { LdfsamError, toLdfsamError } from '../errors.js';
+import { autoGraphFile, hasAutoMode, readManifest, type ModelManifest } from '../models/manifest.js';
+import { openGraph, type SessionSettings } from '../models/session.js';
 
-interface RunMessage {
-  id: number;
-  input: Float32Array;
-  dims: number[];
-}
+export type WorkerRequest =
+  | { id: number; kind: 'auto' | 'encode'; input: Float32Array; dims: number[] }
+  | { id: number; kind: 'decode'; feeds: Record<string, { data: Float32Array; dims: readonly number[] }> };
+
+const PRIORITY: Record<WorkerRequest['kind'], number> = { decode: 0, encode: 1, auto: 2 };
 
 const { folder, settings } = workerData as { folder: string; settings: SessionSettings };
 const port = parentPort!;
 
+interface Pair {
+  encoder: ort.InferenceSession;
+  decoder: ort.InferenceSession;
+}
+
+function openAuto(manifest: ModelManifest): Promise<ort.InferenceSession> {
+  return openGraph(
+    folder,
+    manifest.name,
+    { file: autoGraphFile(manifest), inputs: manifest.inputs!, outputs: manifest.outputs! },
+    settings,
+  );
+}
+
+async function openPair(manifest: ModelManifest): Promise<Pair> {
+  const spec = manifest.promptable!;
+  const encoder = await openGraph(folder, manifest.name, spec.encoder, settings);
+  const decoder = await openGraph(folder, manifest.name, spec.decoder, settings);
+  return { encoder, decoder };
+}
+
+async function runOne(
+  manifest: ModelManifest,
+  auto: ort.InferenceSession | undefined,
+  pair: () => Promise<Pair>,
+  m: WorkerRequest,
+) {
+  let outputs: ort.InferenceSession.OnnxValueMapType;
+  if (m.kind === 'decode') {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(m.feeds)) feeds[name] = new ort.Tensor('float32', t.data, t.dims);
+    outputs = await (await pair()).decoder.run(feeds);
+  } else if (m.kind === 'encode') {
+    const name = manifest.promptable!.encoder.inputs[0]!.name;
+    outputs = await (await pair()).encoder.run({ [name]: new ort.Tensor('float32', m.input, m.dims) });
+  } else {
+    if (!auto) throw new LdfsamError('INVALID_INPUT', `${manifest.name} has no automatic graph (it is promptable only)`);
+    outputs = await auto.run({ [manifest.inputs![0]!.name]: new ort.Tensor('float32', m.input, m.dims) });
+  }
+  const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
+  for (const [name, tensor] of Object.entries(outputs)) result[name] = { data: tensor.data as Float32Array, dims: tensor.dims };
+  port.postMessage(
+    { type: 'result', id: m.id, outputs: result },
+    Object.values(result).map((r) => r.data.buffer as ArrayBuffer),
+  );
+}
+
 try {
-  const model = await loadModel(folder, settings);
-  const inputName = model.manifest.inputs![0]!.name; // loadModel refuses a model without an automatic graph
-  port.postMessage({ type: 'ready', manifest: model.manifest });
-  port.on('message', async (message: RunMessage) => {
-    try {
-      const outputs = await model.session.run({ [inputName]: new ort.Tensor('float32', message.input, message.dims) });
-      const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
-      for (const [name, tensor] of Object.entries(outputs))
-        result[name] = { data: tensor.data as Float32Array, dims: tensor.dims };
-      port.postMessage(
-        { type: 'result', id: message.id, outputs: result },
-        Object.values(result).map((r) => r.data.buffer as ArrayBuffer),
-      );
-    } catch (err) {
-      port.postMessage({ type: 'result', id: message.id, error: { code: 'INFERENCE_FAILED', message: (err as Error).message } });
+  const manifest = await readManifest(folder);
+  if (!hasAutoMode(manifest) && !manifest.promptable)
+    throw new LdfsamError('MODEL_REJECTED', `${manifest.name} has no graph to run`);
+  const auto = hasAutoMode(manifest) ? await openAuto(manifest) : undefined;
+  // The promptable pair opens on first use (an auto job need not pay for it), or now for a promptable-only model.
+  let opening: Promise<Pair> | undefined;
+  const pair = () => {
+    if (!manifest.promptable)
+      return Promise.reject(new LdfsamError('INVALID_INPUT', `${manifest.name} has no promptable export`));
+    opening ??= openPair(manifest);
+    return opening;
+  };
+  if (!auto) await pair();
+  port.postMessage({ type: 'ready', manifest });
+
+  const queue: WorkerRequest[] = [];
+  let busy = false;
+  const drain = async () => {
+    if (busy) return;
+    busy = true;
+    while (queue.length > 0) {
+      let best = 0;
+      for (let i = 1; i < queue.length; i++) if (PRIORITY[queue[i]!.kind] < PRIORITY[queue[best]!.kind]) best = i;
+      const m = queue.splice(best, 1)[0]!;
+      try {
+        await runOne(manifest, auto, pair, m);
+      } catch (err) {
+        const e = err instanceof LdfsamError ? err : new LdfsamError('INFERENCE_FAILED', (err as Error).message);
+        port.postMessage({ type: 'result', id: m.id, error: { code: e.code, message: e.message } });
+      }
     }
+    busy = false;
+  };
+  port.on('message', (m: WorkerRequest) => {
+    queue.push(m);
+    void drain();
   });
 } catch (err) {
   port.postMessage({ type: 'error', error: toLdfsamError(err).toJSON() });
