@@ -81,6 +81,24 @@ export const configSchema = z
     viewerToken: z.string().min(16).optional(),
     /** OIDC client id of the viewer: when set with LDFSAM_OIDC_ISSUER, OHIF signs users in and sends their token. */
     oidcClientId: z.string().min(1).optional(),
+    /** Interactive segmentation: memory for the slices' encoder outputs (the embedding LRU), in MB. */
+    interactiveCacheMb: z.coerce.number().int().min(0).max(1_048_576).default(1024),
+    /** An interactive session unused this long (ms) is closed and its masks forgotten. */
+    interactiveIdleMs: z.coerce.number().int().min(1000).max(86_400_000).default(1_800_000),
+    /** Interactive sessions one user (token or OIDC subject) may have open at once. */
+    interactiveSessionsPerUser: z.coerce.number().int().min(1).max(1000).default(4),
+    /** Interactive sessions open at once on this server, all users together. */
+    interactiveMaxSessions: z.coerce.number().int().min(1).max(10_000).default(64),
+    /** Points per prompt (the model's own maxPoints also applies). */
+    interactiveMaxPoints: z.coerce.number().int().min(1).max(256).default(16),
+    /** Slices one propagation may segment. */
+    interactiveMaxPropagationSlices: z.coerce.number().int().min(1).max(100_000).default(1000),
+    /** Propagation stops at a slice whose predicted IoU is below this (a request may give its own). */
+    interactiveMinIou: z.coerce.number().min(0).max(1).default(0.5),
+    /** Propagation feeds the previous slice's mask logits to the decoder as its mask input (a request may say). */
+    interactivePropagationMaskInput: z
+      .union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')])
+      .default(false),
   })
   .strict();
 
@@ -115,6 +133,14 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   viewerDir: 'LDFSAM_VIEWER_DIR',
   viewerToken: 'LDFSAM_VIEWER_TOKEN',
   oidcClientId: 'LDFSAM_OIDC_CLIENT_ID',
+  interactiveCacheMb: 'LDFSAM_INTERACTIVE_CACHE_MB',
+  interactiveIdleMs: 'LDFSAM_INTERACTIVE_IDLE_MS',
+  interactiveSessionsPerUser: 'LDFSAM_INTERACTIVE_SESSIONS_PER_USER',
+  interactiveMaxSessions: 'LDFSAM_INTERACTIVE_MAX_SESSIONS',
+  interactiveMaxPoints: 'LDFSAM_INTERACTIVE_MAX_POINTS',
+  interactiveMaxPropagationSlices: 'LDFSAM_INTERACTIVE_MAX_PROPAGATION_SLICES',
+  interactiveMinIou: 'LDFSAM_INTERACTIVE_MIN_IOU',
+  interactivePropagationMaskInput: 'LDFSAM_INTERACTIVE_PROPAGATION_MASK_INPUT',
 };
 
 export interface ConfigSources {

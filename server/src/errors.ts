@@ -10,6 +10,10 @@ export const ERROR_CODES = {
   UNAUTHORIZED: { http: 401, retryable: false },
   PAYLOAD_TOO_LARGE: { http: 413, retryable: false },
   NOT_FOUND: { http: 404, retryable: false },
+  /** The resource is busy with another request (an interactive session already propagating). */
+  CONFLICT: { http: 409, retryable: false },
+  /** A configured limit (interactive sessions per user, slices per propagation) would be exceeded. */
+  LIMIT_REACHED: { http: 429, retryable: false },
   CONFIG_INVALID: { http: 500, retryable: false },
   PACS_UNAVAILABLE: { http: 503, retryable: true },
   /** The server runs but cannot take jobs yet (GET /api/ready: no model is loaded). */

@@ -195,6 +195,7 @@ describe('models and input', () => {
       registry: {} as never,
       client: {} as never,
       log: silentLogger,
+      sessions: {} as never,
     });
     const routes = listRoutes(app);
     for (const r of routes) expect(documented.has(r), r).toBe(true);

@@ -1,8 +1,8 @@
-/** A real HTTP proxy in front of the test PACS that can inject faults (a reset connection or a status). */
-import { createServer, request, type Server } from 'node:http';
+/** A real HTTP proxy in front of the test PACS that can inject faults (a reset connection, a status, or a delay). */
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export type Fault = (method: string, url: string, n: number) => 'reset' | number | undefined;
+export type Fault = (method: string, url: string, n: number) => 'reset' | number | { delayMs: number } | undefined;
 
 export async function startFaultProxy(
   dicomwebUrl: string,
@@ -17,6 +17,10 @@ export async function startFaultProxy(
       res.writeHead(verdict, { 'content-type': 'text/plain' });
       return void res.end('injected fault');
     }
+    const delay = typeof verdict === 'object' ? verdict.delayMs : 0;
+    setTimeout(() => forward(req, res), delay);
+  });
+  const forward = (req: IncomingMessage, res: ServerResponse) => {
     const upstream = request(
       { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
       (up) => {
@@ -25,7 +29,7 @@ export async function startFaultProxy(
       },
     );
     req.pipe(upstream);
-  });
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     dicomwebUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target.pathname}`,

@@ -257,6 +257,12 @@ def main():
 
     make_colour(pydicom.dcmread(args.us), args.out)
 
+    # Studies of their own for the interactive API tests (they store SEGs, which other tests count):
+    # the whole CT, and the non-square RGB ultrasound (640 x 480: x and y cannot be mixed up unseen).
+    for i, s in enumerate(slices):
+        save(renew(s, "ct-interactive", i), args.out, "ct-interactive", i)
+    save(renew(pydicom.dcmread(args.us), "us-interactive", 0), args.out, "us-interactive", 0)
+
     # JPEG Lossless (process 14, SV1): no Python encoder exists, DCMTK's dcmcjpeg writes it.
     for name, sources in (("ct-jpegll", slices[:3]), ("us-jpegll", [pydicom.dcmread(args.us)])):
         for i, s in enumerate(sources):

@@ -16,6 +16,8 @@ import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
 import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js';
 import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
 import { createAuth, type AuthConfig } from './auth.js';
+import type { SessionManager } from '../interactive/sessions.js';
+import { addInteractiveRoutes } from './interactive.js';
 import { openapi } from './openapi.js';
 import { batchRequestSchema, idParam, jobRequestSchema, limitParam, parse } from './schemas.js';
 
@@ -28,6 +30,8 @@ export interface AppDeps {
   log: Logger;
   /** The PACS behind the viewer's same-origin DICOMweb proxy; no proxy when absent. */
   proxy?: ProxyOptions;
+  /** Interactive segmentation sessions (/api/interactive). */
+  sessions: SessionManager;
   /** The OHIF viewer with our extension; the API alone when absent. */
   viewer?: { files: ViewerFiles; options: ViewerOptions };
 }
@@ -41,6 +45,8 @@ export function createApp(deps: AppDeps): express.Express {
 
   const api = express.Router();
   api.use(createAuth(deps.auth));
+  // Before the 256 kB body parser: an accept may carry edited masks.
+  addInteractiveRoutes(api, { sessions: deps.sessions, client: deps.client, log: deps.log });
   api.use(express.json({ limit: '256kb' }));
 
   // Not ready: PACS_UNAVAILABLE when the PACS does not answer (whatever else is wrong), else
@@ -278,12 +284,61 @@ async function metricsText(deps: AppDeps): Promise<string> {
       `ldfsam_stage_seconds_count{stage="${stage}"} ${s.count}`,
     );
   }
+  lines.push(...interactiveMetrics(deps.sessions));
   lines.push(
     '# HELP ldfsam_models Registered models.',
     '# TYPE ldfsam_models gauge',
     `ldfsam_models ${deps.registry.list().length}`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+function interactiveMetrics(sessions: SessionManager): string[] {
+  const s = sessions.snapshot();
+  const lookups = s.cache.hits + s.cache.misses;
+  const metric = (name: string, type: string, help: string, value: number) => [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} ${type}`,
+    `${name} ${Number.isInteger(value) ? value : value.toFixed(6)}`,
+  ];
+  return [
+    ...metric('ldfsam_interactive_sessions', 'gauge', 'Interactive sessions open.', s.sessions),
+    ...metric(
+      'ldfsam_interactive_cache_bytes',
+      'gauge',
+      "Memory held by the slices' encoder outputs (embedding cache).",
+      s.cache.bytes,
+    ),
+    ...metric(
+      'ldfsam_interactive_cache_limit_bytes',
+      'gauge',
+      'The embedding cache limit (LDFSAM_INTERACTIVE_CACHE_MB).',
+      s.cache.limitBytes,
+    ),
+    ...metric('ldfsam_interactive_cache_entries', 'gauge', 'Slices in the embedding cache.', s.cache.entries),
+    ...metric('ldfsam_interactive_cache_hits_total', 'counter', 'Embedding lookups answered from the cache.', s.cache.hits),
+    ...metric('ldfsam_interactive_cache_misses_total', 'counter', 'Embedding lookups that ran the encoder.', s.cache.misses),
+    ...metric('ldfsam_interactive_cache_evictions_total', 'counter', 'Embeddings dropped for room.', s.cache.evictions),
+    ...metric(
+      'ldfsam_interactive_cache_hit_ratio',
+      'gauge',
+      'Hits / lookups (0 before any lookup).',
+      lookups ? s.cache.hits / lookups : 0,
+    ),
+    ...metric('ldfsam_interactive_prompts_total', 'counter', 'Prompts answered.', s.prompts),
+    ...metric(
+      'ldfsam_interactive_prompts_cached_total',
+      'counter',
+      'Prompts on a slice already encoded (decoder only).',
+      s.cachedPrompts,
+    ),
+    ...metric('ldfsam_interactive_prompt_seconds_sum', 'counter', 'Server time of the prompts.', s.promptSeconds),
+    ...metric('ldfsam_interactive_encodes_total', 'counter', 'Slices encoded.', s.encodes),
+    ...metric('ldfsam_interactive_encode_seconds_sum', 'counter', 'Encoder time.', s.encodeSeconds),
+    ...metric('ldfsam_interactive_propagations_total', 'counter', 'Propagations started.', s.propagations),
+    ...metric('ldfsam_interactive_propagated_slices_total', 'counter', 'Slices segmented by propagation.', s.propagatedSlices),
+    ...metric('ldfsam_interactive_accepted_total', 'counter', 'Structures stored as SEG.', s.accepted),
+  ];
 }
 
 function errorHandler(log: Logger) {

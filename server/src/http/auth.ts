@@ -23,25 +23,37 @@ export function authEnabled(config: AuthConfig): boolean {
   return config.apiTokens.length > 0 || Boolean(config.oidcIssuer);
 }
 
+/**
+ * Who a request comes from, for per-user limits (interactive sessions): "token:<first 12 hex of
+ * its SHA-256>", "oidc:<subject>", or "anonymous" when authentication is off. Set by createAuth.
+ */
+export function requestUser(res: Response): string {
+  return (res.locals as { user?: string }).user ?? 'anonymous';
+}
+
 export function createAuth(config: AuthConfig) {
   const hashes = config.apiTokens.map((t) => (t.startsWith('sha256:') ? Buffer.from(t.slice(7), 'hex') : tokenHash(t)));
   const jwks = config.oidcIssuer
     ? createRemoteJWKSet(new URL(config.oidcJwksUrl ?? `${config.oidcIssuer.replace(/\/$/, '')}/protocol/openid-connect/certs`))
     : undefined;
-  return async (req: Request, _res: Response, next: NextFunction) => {
+  return async (req: Request, res: Response, next: NextFunction) => {
     if (!authEnabled(config)) return next();
     const header = req.get('authorization') ?? '';
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) return next(new LdfsamError('UNAUTHORIZED', 'authentication required: send Authorization: Bearer <token>'));
     const token = match[1]!;
     const hash = tokenHash(token);
-    if (hashes.some((h) => h.length === hash.length && timingSafeEqual(h, hash))) return next();
+    if (hashes.some((h) => h.length === hash.length && timingSafeEqual(h, hash))) {
+      res.locals.user = `token:${hash.toString('hex').slice(0, 12)}`;
+      return next();
+    }
     if (jwks) {
       try {
-        await jwtVerify(token, jwks, {
+        const { payload } = await jwtVerify(token, jwks, {
           issuer: config.oidcIssuer,
           ...(config.oidcAudience ? { audience: config.oidcAudience } : {}),
         });
+        res.locals.user = `oidc:${payload.sub ?? hash.toString('hex').slice(0, 12)}`;
         return next();
       } catch {
         // fall through: not a valid JWT either

@@ -3,6 +3,35 @@ const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
 const uid = { type: 'string', pattern: '^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$', maxLength: 64 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } };
+const sessionParam = { ...idParam, description: 'the interactive session (its creator only; others get 404)' };
+const coded = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['scheme', 'code', 'meaning'],
+  properties: {
+    scheme: {
+      type: 'string',
+      pattern: '^(SCT|DCM|99[A-Z0-9_]{1,14})$',
+      description: 'SNOMED CT, DICOM, or a local scheme (99…)',
+    },
+    code: { type: 'string', maxLength: 16 },
+    meaning: { type: 'string', maxLength: 64 },
+  },
+};
+const mask = {
+  type: 'object',
+  required: ['rows', 'columns', 'bits'],
+  properties: {
+    rows: { type: 'integer' },
+    columns: { type: 'integer' },
+    bits: {
+      type: 'string',
+      format: 'byte',
+      description:
+        'base64 of the mask over the whole slice: row-major, 8 pixels a byte, least significant bit first (as DICOM SEG packs Pixel Data)',
+    },
+  },
+};
 const errors = {
   '400': { description: 'invalid input', ...json(error) },
   '401': { description: 'authentication required', ...json(error) },
@@ -14,7 +43,9 @@ export const openapi = {
   info: {
     title: 'LDFSAM server API',
     version: '1',
-    description: 'Auto-segmentation jobs: a series in the PACS in, a DICOM SEG stored in the PACS out.',
+    description:
+      'Auto-segmentation jobs: a series in the PACS in, a DICOM SEG stored in the PACS out. Interactive segmentation: ' +
+      'box and point prompts on any slice of a series, propagation through the series, the structure stored as DICOM SEG.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -89,6 +120,150 @@ export const openapi = {
             },
           },
           pacs: { type: 'object', properties: { maxJobs: { type: 'integer' }, inUse: { type: 'integer' } } },
+        },
+      },
+      SessionRequest: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['studyInstanceUID', 'seriesInstanceUID'],
+        properties: {
+          studyInstanceUID: uid,
+          seriesInstanceUID: uid,
+          model: {
+            type: 'string',
+            description: 'a promptable model; default: the first for the modality (trained ones before catch-alls)',
+          },
+        },
+      },
+      Session: {
+        type: 'object',
+        properties: {
+          sessionId: { type: 'string', format: 'uuid' },
+          model: { type: 'object', properties: { name: { type: 'string' }, version: { type: 'string' } } },
+          studyInstanceUID: uid,
+          seriesInstanceUID: uid,
+          modality: { type: 'string' },
+          rows: { type: 'integer' },
+          columns: { type: 'integer' },
+          slices: {
+            type: 'array',
+            description:
+              'the planned order (by position along the slice normal; 2D images by instance and frame number): a slice index is a place here',
+            items: { type: 'object', properties: { sopInstanceUID: uid, frameNumber: { type: 'integer' } } },
+          },
+          maxPoints: { type: 'integer' },
+          idleTimeoutMs: { type: 'integer' },
+          propagation: {
+            type: 'object',
+            properties: { minIou: { type: 'number' }, useMask: { type: 'boolean' }, maxSlices: { type: 'integer' } },
+          },
+          masks: {
+            type: 'array',
+            items: { type: 'object', properties: { slice: { type: 'integer' }, iou: { type: 'number', nullable: true } } },
+          },
+          propagating: { type: 'boolean' },
+        },
+      },
+      PromptRequest: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['slice'],
+        description: 'slice pixel coordinates: x = column, y = row; a box or at least one point',
+        properties: {
+          slice: { type: 'integer', minimum: 0 },
+          box: {
+            type: 'array',
+            items: { type: 'number' },
+            minItems: 4,
+            maxItems: 4,
+            description: '[x0, y0, x1, y1], inclusive pixel indices, inside the image, x1 > x0 and y1 > y0',
+          },
+          points: {
+            type: 'array',
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['x', 'y', 'positive'],
+              properties: { x: { type: 'number' }, y: { type: 'number' }, positive: { type: 'boolean' } },
+            },
+          },
+          usePreviousMask: { type: 'boolean', description: "feed this slice's previous logits to the decoder as its mask input" },
+        },
+      },
+      SliceMask: {
+        type: 'object',
+        properties: {
+          slice: { type: 'integer' },
+          iou: { type: 'number', nullable: true, description: "the model's predicted IoU" },
+          cached: { type: 'boolean', description: "the slice's image embedding was cached: only the decoder ran" },
+          usedPreviousMask: { type: 'boolean' },
+          mask,
+          timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
+        },
+      },
+      PropagateRequest: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['fromSlice'],
+        properties: {
+          fromSlice: { type: 'integer', minimum: 0, description: 'a slice with a mask in this session (prompted first)' },
+          direction: {
+            enum: ['both', 'up', 'down'],
+            description: 'up: higher slice indices (along the slice normal); default both',
+          },
+          minIou: {
+            type: 'number',
+            minimum: 0,
+            maximum: 1,
+            description: 'stop below this predicted IoU (default LDFSAM_INTERACTIVE_MIN_IOU)',
+          },
+          useMask: {
+            type: 'boolean',
+            description: "feed the previous slice's logits as mask input (default LDFSAM_INTERACTIVE_PROPAGATION_MASK_INPUT)",
+          },
+          maxSlices: { type: 'integer', minimum: 1 },
+        },
+      },
+      AcceptRequest: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['label', 'slices'],
+        properties: {
+          label: { type: 'string', maxLength: 64 },
+          category: { ...coded, description: 'default SCT 91723000 Anatomical Structure' },
+          type: {
+            ...coded,
+            description: "default: a local code of the label (scheme 99LDFSAM, code L + 10 hex digits of the label's SHA-256)",
+          },
+          color: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 }, minItems: 3, maxItems: 3 },
+          slices: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['slice'],
+              properties: {
+                slice: { type: 'integer' },
+                bits: {
+                  type: 'string',
+                  format: 'byte',
+                  description: "an edited mask (packed as the prompt answers), else the session's own",
+                },
+              },
+            },
+          },
+        },
+      },
+      Accepted: {
+        type: 'object',
+        properties: {
+          segSeriesInstanceUID: uid,
+          segSopInstanceUID: uid,
+          instanceNumber: { type: 'integer' },
+          frames: { type: 'integer' },
+          slices: { type: 'array', items: { type: 'integer' } },
+          timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
         },
       },
       BatchRequest: {
@@ -189,6 +364,67 @@ export const openapi = {
         summary: 'segment a list of studies or the studies matching a QIDO-RS filter',
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/BatchRequest' }) },
         responses: { '202': { description: '{batchId, jobs}' }, ...errors },
+      },
+    },
+    '/api/interactive': {
+      post: {
+        summary:
+          'open an interactive session on a series: planned (order, geometry) from its metadata; slices are fetched when prompted',
+        requestBody: { required: true, ...json({ $ref: '#/components/schemas/SessionRequest' }) },
+        responses: {
+          '201': { description: 'session', ...json({ $ref: '#/components/schemas/Session' }) },
+          ...errors,
+          '429': { description: 'LIMIT_REACHED: too many sessions open (per user or in all)', ...json(error) },
+        },
+      },
+    },
+    '/api/interactive/{id}': {
+      get: {
+        summary: 'the session: series, slices, the slices holding a mask',
+        parameters: [sessionParam],
+        responses: { '200': { description: 'session', ...json({ $ref: '#/components/schemas/Session' }) }, ...errors },
+      },
+      delete: {
+        summary: 'close the session (its masks are forgotten)',
+        parameters: [sessionParam],
+        responses: { '200': { description: 'closed' }, ...errors },
+      },
+    },
+    '/api/interactive/{id}/prompt': {
+      post: {
+        summary:
+          "a box and/or points on one slice -> that slice's mask; the slice is encoded once (then cached), each prompt runs the decoder",
+        parameters: [sessionParam],
+        requestBody: { required: true, ...json({ $ref: '#/components/schemas/PromptRequest' }) },
+        responses: { '200': { description: 'mask', ...json({ $ref: '#/components/schemas/SliceMask' }) }, ...errors },
+      },
+    },
+    '/api/interactive/{id}/propagate': {
+      post: {
+        summary:
+          "Server-Sent Events: carry a slice's mask through the series (each next slice prompted with the previous mask's box + 10%); " +
+          'events `slice` (a SliceMask with direction, done, total), `stopped` (direction, reason: empty | low-iou | end-of-series | limit | cancelled), then `final` or `error`; closing the stream cancels',
+        parameters: [sessionParam],
+        requestBody: { required: true, ...json({ $ref: '#/components/schemas/PropagateRequest' }) },
+        responses: {
+          '200': { description: 'text/event-stream' },
+          ...errors,
+          '409': { description: 'CONFLICT: already propagating', ...json(error) },
+        },
+      },
+      delete: {
+        summary: 'cancel the running propagation (masks already sent are kept)',
+        parameters: [sessionParam],
+        responses: { '200': { description: '{cancelled}' }, ...errors },
+      },
+    },
+    '/api/interactive/{id}/accept': {
+      post: {
+        summary:
+          'store the chosen slices\' masks as one DICOM SEG instance (one segment, SEMIAUTOMATIC, the model as algorithm) in the series "LDFSAM interactive" of the source series; STOW-RS, then read back',
+        parameters: [sessionParam],
+        requestBody: { required: true, ...json({ $ref: '#/components/schemas/AcceptRequest' }) },
+        responses: { '201': { description: 'stored', ...json({ $ref: '#/components/schemas/Accepted' }) }, ...errors },
       },
     },
     '/api/batches/{id}': {

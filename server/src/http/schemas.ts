@@ -67,3 +67,62 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T 
   }
   return result.data;
 }
+
+// Interactive segmentation (http/interactive.ts). Coordinates are slice pixels (x = column, y = row);
+// their range is checked against the series once it is known (interactive/prompts.ts).
+const coordinate = z.number().finite();
+const point = z.object({ x: coordinate, y: coordinate, positive: z.boolean() }).strict();
+
+export const sessionRequestSchema = z
+  .object({ studyInstanceUID: uid, seriesInstanceUID: uid, model: modelName.optional() })
+  .strict();
+
+export const promptRequestSchema = z
+  .object({
+    slice: z.number().int().min(0),
+    box: z.tuple([coordinate, coordinate, coordinate, coordinate]).optional(),
+    points: z.array(point).max(256).optional(),
+    usePreviousMask: z.boolean().optional(),
+  })
+  .strict();
+
+export const propagateRequestSchema = z
+  .object({
+    fromSlice: z.number().int().min(0),
+    direction: z.enum(['both', 'up', 'down']).default('both'),
+    minIou: z.number().min(0).max(1).optional(),
+    useMask: z.boolean().optional(),
+    maxSlices: z.number().int().min(1).optional(),
+  })
+  .strict();
+
+const code = z
+  .object({
+    // SNOMED CT, DICOM, or a local scheme (PS3.3 8.2: designators starting with 99 are private).
+    scheme: z.string().regex(/^(SCT|DCM|99[A-Z0-9_]{1,14})$/, 'must be SCT, DCM or a local scheme 99…'),
+    code: z.string().regex(/^[A-Za-z0-9._-]{1,16}$/, 'must be 1-16 letters, digits, . _ -'),
+    meaning: z.string().min(1).max(64),
+  })
+  .strict();
+
+export const acceptRequestSchema = z
+  .object({
+    label: z
+      .string()
+      .trim()
+      .min(1)
+      .max(64)
+      .regex(/^[^\\\u0000-\u001f]+$/, 'must be printable text without backslashes'),
+    category: code.optional(),
+    type: code.optional(),
+    color: z
+      .tuple([z.number().int().min(0).max(255), z.number().int().min(0).max(255), z.number().int().min(0).max(255)])
+      .optional(),
+    slices: z
+      .array(z.object({ slice: z.number().int().min(0), bits: z.string().base64().optional() }).strict())
+      .min(1)
+      .max(100_000),
+  })
+  .strict();
+
+export const sessionIdParam = z.string().uuid('must be an interactive session id (UUID)');

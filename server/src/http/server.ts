@@ -12,6 +12,7 @@ import { RedisJobQueue } from '../jobs/redis/redis-queue.js';
 import { startQueueWorker, type QueueWorker } from '../jobs/redis/worker.js';
 import type { Logger } from '../log.js';
 import { chooseExecutionProvider, ModelRegistry } from '../inference/registry.js';
+import { SessionManager, type InteractiveLimits } from '../interactive/sessions.js';
 import { createApp } from './app.js';
 import { locateViewer } from '../viewer/viewer-routes.js';
 import { packageVersion } from '../util/paths.js';
@@ -72,7 +73,8 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
         }
       : undefined;
   const proxy = { dicomwebUrl: config.dicomwebUrl, authorization: config.dicomwebAuthorization, timeoutMs: config.pacsTimeoutMs };
-  const app = createApp({ auth, queue, registry, client, log, proxy, ...(viewer ? { viewer } : {}) });
+  const sessions = new SessionManager({ client, registry, log }, interactiveLimits(config));
+  const app = createApp({ auth, queue, registry, client, log, proxy, sessions, ...(viewer ? { viewer } : {}) });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', (err) =>
@@ -105,12 +107,27 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
     url,
     viewer: viewer ? { url: `${url}/` } : (located as { missing: string }),
     async close() {
+      sessions.closeAll();
       await new Promise((r) => server.close(r));
       server.closeAllConnections();
       await worker?.close();
       await queue.close();
       await registry.close();
     },
+  };
+}
+
+/** The interactive API's limits from the config (README, "Interactive segmentation"). */
+export function interactiveLimits(config: Config): InteractiveLimits {
+  return {
+    idleMs: config.interactiveIdleMs,
+    sessionsPerUser: config.interactiveSessionsPerUser,
+    maxSessions: config.interactiveMaxSessions,
+    maxPoints: config.interactiveMaxPoints,
+    maxPropagationSlices: config.interactiveMaxPropagationSlices,
+    cacheBytes: config.interactiveCacheMb * 1024 * 1024,
+    minIou: config.interactiveMinIou,
+    propagationMaskInput: config.interactivePropagationMaskInput,
   };
 }
 

@@ -141,30 +141,53 @@ export async function segmentSeries(
   if (result.status !== 'written') return result;
   if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled before the SEG was stored');
 
+  const times = await storeSegmentation(
+    client,
+    plan.studyInstanceUID,
+    {
+      bytes: result.segBytes!,
+      seriesInstanceUID: result.segSeriesInstanceUID!,
+      sopInstanceUID: result.segSopInstanceUID!,
+      frames: result.frames,
+    },
+    { signal: options.signal, onStage: (stage) => options.onProgress?.({ stage, done: 0, total: 1 }) },
+  );
+  Object.assign(result.timingsMs, times);
+  return { ...result, status: 'stored', segBytes: undefined, elapsedMs: performance.now() - t0 };
+}
+
+/**
+ * Stores a SEG through STOW-RS, then reads its series' metadata back and requires the instance with
+ * the SEG SOP class and its frame count: what the PACS holds is ours, whole. Shared by the auto path
+ * and interactive accepts. Returns the time of each step.
+ */
+export async function storeSegmentation(
+  client: DicomWebClient,
+  studyInstanceUID: string,
+  seg: { bytes: Uint8Array; seriesInstanceUID: string; sopInstanceUID: string; frames: number },
+  options: { signal?: AbortSignal; onStage?: (stage: 'store' | 'verify') => void } = {},
+): Promise<{ store: number; verify: number }> {
   const t1 = performance.now();
-  options.onProgress?.({ stage: 'store', done: 0, total: 1 });
-  const stored = await client.storeInstances({ datasets: [result.segBytes!], studyInstanceUID: plan.studyInstanceUID });
-  const failed = stored.failed.find((f) => f.sopInstanceUID === result.segSopInstanceUID);
+  options.onStage?.('store');
+  const stored = await client.storeInstances({ datasets: [seg.bytes], studyInstanceUID });
+  const failed = stored.failed.find((f) => f.sopInstanceUID === seg.sopInstanceUID);
   if (failed) {
     throw new LdfsamError(
       'PACS_REJECTED',
-      `the PACS refused the SEG ${result.segSopInstanceUID} (failure reason 0x${failed.failureReason.toString(16)})`,
+      `the PACS refused the SEG ${seg.sopInstanceUID} (failure reason 0x${failed.failureReason.toString(16)})`,
     );
   }
-  result.timingsMs.store = performance.now() - t1;
-
-  // Read back what the PACS holds and check it is ours, whole.
+  const store = performance.now() - t1;
   const t2 = performance.now();
-  options.onProgress?.({ stage: 'verify', done: 0, total: 1 });
+  options.onStage?.('verify');
   const back = await client.retrieveSeriesMetadata({
-    studyInstanceUID: plan.studyInstanceUID,
-    seriesInstanceUID: result.segSeriesInstanceUID!,
+    studyInstanceUID,
+    seriesInstanceUID: seg.seriesInstanceUID,
     signal: options.signal,
   });
-  const mine = back.find((m) => m['00080018']?.Value?.[0] === result.segSopInstanceUID);
-  if (!mine || mine['00080016']?.Value?.[0] !== SEG_SOP_CLASS || Number(mine['00280008']?.Value?.[0]) !== result.frames) {
-    throw new LdfsamError('SEG_INVALID', `the SEG read back from the PACS is not the one stored (${result.segSopInstanceUID})`);
+  const mine = back.find((m) => m['00080018']?.Value?.[0] === seg.sopInstanceUID);
+  if (!mine || mine['00080016']?.Value?.[0] !== SEG_SOP_CLASS || Number(mine['00280008']?.Value?.[0]) !== seg.frames) {
+    throw new LdfsamError('SEG_INVALID', `the SEG read back from the PACS is not the one stored (${seg.sopInstanceUID})`);
   }
-  result.timingsMs.verify = performance.now() - t2;
-  return { ...result, status: 'stored', segBytes: undefined, elapsedMs: performance.now() - t0 };
+  return { store, verify: performance.now() - t2 };
 }

@@ -31,12 +31,34 @@ export interface SegFrame {
   bits: Uint8Array;
 }
 
+/** A segment as the SEG describes it: a manifest's, or one named by the user (interactive; any coding scheme, e.g. a local 99… one). */
+export interface SegmentDescription {
+  number: number;
+  label: string;
+  category: { scheme: string; code: string; meaning: string };
+  type: { scheme: string; code: string; meaning: string };
+  anatomicRegion?: { scheme: string; code: string; meaning: string };
+  color: { cielab: [number, number, number] };
+}
+
 export interface SegInput {
   plan: SeriesPlan;
   /** Metadata of one source instance: patient and study attributes are copied from it. */
   sourceInstance: DicomJson;
   frames: SegFrame[];
-  model: Pick<ModelManifest, 'name' | 'version' | 'segments'>;
+  model: Pick<ModelManifest, 'name' | 'version'> & { segments: SegmentDescription[] };
+  /**
+   * AUTOMATIC (default: the auto path) or SEMIAUTOMATIC (interactive: the model's masks from the
+   * user's prompts). Either way the model is named in the Segmentation Algorithm Identification.
+   */
+  algorithmType?: 'AUTOMATIC' | 'SEMIAUTOMATIC';
+  /** Default: derived from (source series, model name, model version), as the auto path stores. */
+  seriesInstanceUID?: string;
+  seriesDescription?: string;
+  contentDescription?: string;
+  instanceNumber?: number;
+  /** Hashed into the SOP Instance UID with the pixels: tells apart instances with equal masks (two labels). */
+  contentKey?: string;
   /** Software version of the writer (package version). */
   softwareVersion: string;
   seriesNumber?: number;
@@ -95,13 +117,14 @@ export function buildSegmentation(input: SegInput): SegOutput {
   const contentHash = createHash('sha256')
     .update(pixelData)
     .update(JSON.stringify(frames.map((f) => [f.segmentNumber, f.sliceIndex])))
+    .update(input.contentKey ?? '')
     .digest('hex');
-  const seriesInstanceUID = segSeriesUid(plan.seriesInstanceUID, model.name, model.version);
+  const seriesInstanceUID = input.seriesInstanceUID ?? segSeriesUid(plan.seriesInstanceUID, model.name, model.version);
   const sopInstanceUID = segInstanceUid(seriesInstanceUID, contentHash);
   const geometry = orientation !== null;
   const ds: DicomJson = {
     ...header(input, { seriesInstanceUID, sopInstanceUID, frames: frames.length, geometry }),
-    [TAG.SegmentSequence]: segmentSequence(model),
+    [TAG.SegmentSequence]: segmentSequence(model, input.algorithmType ?? 'AUTOMATIC'),
     ...dimensionOrganization(seriesInstanceUID, geometry),
     [TAG.SharedFunctionalGroupsSequence]: seq(sharedFunctionalGroups(plan, orientation)),
     [TAG.PerFrameFunctionalGroupsSequence]: seq(...frames.map(perFrameFunctionalGroups)),
@@ -184,13 +207,13 @@ function header(
     [TAG.ContentTime]: el('TM', time),
     [TAG.Modality]: el('CS', 'SEG'),
     [TAG.Manufacturer]: el('LO', 'LDFSAM project'),
-    [TAG.SeriesDescription]: el('LO', `LDFSAM ${model.name} ${model.version}`.slice(0, 64)),
+    [TAG.SeriesDescription]: el('LO', (input.seriesDescription ?? `LDFSAM ${model.name} ${model.version}`).slice(0, 64)),
     [TAG.ManufacturerModelName]: el('LO', 'ldfsam'),
     [TAG.DeviceSerialNumber]: el('LO', 'none'),
     [TAG.SoftwareVersions]: el('LO', input.softwareVersion),
     [TAG.SeriesInstanceUID]: el('UI', ids.seriesInstanceUID),
     [TAG.SeriesNumber]: el('IS', input.seriesNumber ?? 9001),
-    [TAG.InstanceNumber]: el('IS', 1),
+    [TAG.InstanceNumber]: el('IS', input.instanceNumber ?? 1),
     ...imagePixelModule({
       samplesPerPixel: 1,
       photometricInterpretation: 'MONOCHROME2',
@@ -201,7 +224,10 @@ function header(
     [TAG.NumberOfFrames]: el('IS', ids.frames),
     [TAG.LossyImageCompression]: el('CS', '00'),
     [TAG.ContentLabel]: el('CS', 'LDFSAM'),
-    [TAG.ContentDescription]: el('LO', `Automatic segmentation by ${model.name} ${model.version}`.slice(0, 64)),
+    [TAG.ContentDescription]: el(
+      'LO',
+      (input.contentDescription ?? `Automatic segmentation by ${model.name} ${model.version}`).slice(0, 64),
+    ),
     [TAG.ContentCreatorName]: empty('PN'), // Type 2
     [TAG.SegmentationType]: el('CS', 'BINARY'),
   });
@@ -217,15 +243,15 @@ function header(
   return ds;
 }
 
-/** One item per manifest segment: SNOMED CT category and type, colour, AUTOMATIC with the algorithm's identification. */
-function segmentSequence(model: SegInput['model']): DicomJsonElement {
+/** One item per segment: SNOMED CT (or local) category and type, colour, the algorithm type with its identification. */
+function segmentSequence(model: SegInput['model'], algorithmType: 'AUTOMATIC' | 'SEMIAUTOMATIC'): DicomJsonElement {
   return seq(
     ...model.segments.map((s) => ({
       [TAG.SegmentNumber]: el('US', s.number),
       [TAG.SegmentLabel]: el('LO', s.label),
       [TAG.SegmentedPropertyCategoryCodeSequence]: seq(codeItem(s.category)),
       [TAG.SegmentedPropertyTypeCodeSequence]: seq(codeItem(s.type)),
-      [TAG.SegmentAlgorithmType]: el('CS', 'AUTOMATIC'),
+      [TAG.SegmentAlgorithmType]: el('CS', algorithmType),
       [TAG.SegmentAlgorithmName]: el('LO', 'LDFSAM'),
       [TAG.SegmentationAlgorithmIdentificationSequence]: seq({
         [TAG.AlgorithmFamilyCodeSequence]: seq(codeItem({ code: '123110', scheme: 'DCM', meaning: 'Artificial Intelligence' })),
