@@ -31,6 +31,59 @@ export interface ModelInfo {
   metrics?: { dataset?: string; split?: string; dice?: { mean?: number; ci95?: number[] } } & Record<string, unknown>;
 }
 
+/** A slice pixel (x = column, y = row) and whether it marks the structure (positive) or not. */
+export interface PromptPoint {
+  x: number;
+  y: number;
+  positive: boolean;
+}
+
+/** [x0, y0, x1, y1]: inclusive pixel indices. */
+export type Box = [number, number, number, number];
+
+export interface InteractiveSession {
+  sessionId: string;
+  model: { name: string; version: string };
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  modality: string;
+  rows: number;
+  columns: number;
+  /** The server's planned order: a slice's index in every call is its place here. */
+  slices: { sopInstanceUID: string; frameNumber: number }[];
+  maxPoints: number;
+  idleTimeoutMs: number;
+  propagation: { minIou: number; useMask: boolean; maxSlices: number };
+}
+
+/** A mask as the server sends it: packed bits, row-major, least significant bit first, base64. */
+export interface SliceMask {
+  slice: number;
+  iou: number | null;
+  cached?: boolean;
+  mask: { rows: number; columns: number; bits: string };
+  timingsMs?: Record<string, number>;
+}
+
+export interface PropagationEvent {
+  name: 'slice' | 'stopped' | 'final' | 'error';
+  data: Record<string, unknown>;
+}
+
+export interface Code {
+  scheme: string;
+  code: string;
+  meaning: string;
+}
+
+export interface Accepted {
+  segSeriesInstanceUID: string;
+  segSopInstanceUID: string;
+  instanceNumber: number;
+  frames: number;
+  slices: number[];
+}
+
 export interface Submitted {
   jobId: string;
   jobIds: string[];
@@ -111,6 +164,79 @@ export class LdfsamApi {
     }
   }
 
+  /** Opens an interactive session on a series (the model's name, or the server's default for the modality). */
+  async openSession(body: { studyInstanceUID: string; seriesInstanceUID: string; model?: string }): Promise<InteractiveSession> {
+    return (await this.request('POST', '/interactive', body)) as InteractiveSession;
+  }
+
+  async closeSession(id: string): Promise<void> {
+    await this.request('DELETE', `/interactive/${encodeURIComponent(id)}`);
+  }
+
+  async prompt(
+    id: string,
+    body: { slice: number; box?: Box; points?: PromptPoint[]; usePreviousMask?: boolean },
+  ): Promise<SliceMask> {
+    return (await this.request('POST', `/interactive/${encodeURIComponent(id)}/prompt`, body)) as SliceMask;
+  }
+
+  /**
+   * Propagates a slice's mask through the series: calls onEvent for every server-sent event and
+   * resolves with the last one (`final` or `error`). Aborting `signal` closes the stream, which stops
+   * the propagation on the server.
+   */
+  async propagate(
+    id: string,
+    body: { fromSlice: number; direction?: 'both' | 'up' | 'down'; minIou?: number; useMask?: boolean },
+    onEvent: (e: PropagationEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<PropagationEvent> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(this.url(`/interactive/${encodeURIComponent(id)}/propagate`), {
+        method: 'POST',
+        headers: this.headers({ accept: 'text/event-stream', 'content-type': 'application/json' }),
+        body: JSON.stringify(body),
+        signal,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw new ApiError('CANCELLED', 'propagation cancelled');
+      throw new ApiError('NETWORK', `the LDFSAM server cannot be reached (${(err as Error).message})`);
+    }
+    if (!res.ok || !res.body) throw await toApiError(res);
+    let last: PropagationEvent | undefined;
+    try {
+      await readStream(res.body, (name, data) => {
+        last = { name: name as PropagationEvent['name'], data: data as Record<string, unknown> };
+        onEvent(last);
+        return name === 'final' || name === 'error';
+      });
+    } catch (err) {
+      if (signal?.aborted) throw new ApiError('CANCELLED', 'propagation cancelled');
+      throw err;
+    }
+    if (!last || (last.name !== 'final' && last.name !== 'error'))
+      throw new ApiError('NETWORK', 'the propagation stream ended before its final event');
+    return last;
+  }
+
+  async cancelPropagation(id: string): Promise<void> {
+    await this.request('DELETE', `/interactive/${encodeURIComponent(id)}/propagate`);
+  }
+
+  async accept(
+    id: string,
+    body: {
+      label: string;
+      category?: Code;
+      type?: Code;
+      color?: [number, number, number];
+      slices: { slice: number; bits?: string }[];
+    },
+  ): Promise<Accepted> {
+    return (await this.request('POST', `/interactive/${encodeURIComponent(id)}/accept`, body)) as Accepted;
+  }
+
   private url(path: string): string {
     return `${this.options.apiBase.replace(/\/$/, '')}${path}`;
   }
@@ -152,12 +278,23 @@ async function toApiError(res: Response): Promise<ApiError> {
 
 /** Parses a text/event-stream body; returns the job of a `final` event, or undefined if the stream ended first. */
 export async function readEvents(body: ReadableStream<Uint8Array>, onJob: (job: Job) => void): Promise<Job | undefined> {
+  let final: Job | undefined;
+  await readStream(body, (name, data) => {
+    onJob(data as Job);
+    if (name === 'final') final = data as Job;
+    return name === 'final';
+  });
+  return final;
+}
+
+/** Reads server-sent events until the stream ends or `onEvent` returns true (then the stream is closed). */
+async function readStream(body: ReadableStream<Uint8Array>, onEvent: (name: string, data: unknown) => boolean): Promise<void> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return undefined;
+    if (done) return;
     buffer += decoder.decode(value, { stream: true });
     let end: number;
     while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
@@ -165,10 +302,9 @@ export async function readEvents(body: ReadableStream<Uint8Array>, onJob: (job: 
       buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, '');
       const event = parseEvent(block);
       if (!event) continue;
-      onJob(event.job);
-      if (event.name === 'final') {
+      if (onEvent(event.name, event.job)) {
         await reader.cancel().catch(() => undefined);
-        return event.job;
+        return;
       }
     }
   }

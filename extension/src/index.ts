@@ -5,12 +5,14 @@
  */
 import { LdfsamApi } from './api-client.js';
 import { AutoSegmentController } from './controller.js';
+import { InteractiveController } from './interactive-controller.js';
 import type { PreRegistrationArgs, LdfsamSettings } from './ohif-types.js';
 import { bindActions, renderPanel } from './panel-view.js';
 import { domComponent } from './react-host.js';
 import { EXTENSION_ID, PANEL_NAME } from './ids.js';
 
 let controller: AutoSegmentController | undefined;
+let interactive: InteractiveController | undefined;
 
 const extension = {
   id: EXTENSION_ID,
@@ -30,8 +32,10 @@ const extension = {
       apiBase: settings.apiBase,
       authorization: () => auth.getAuthorizationHeader()?.Authorization,
     });
-    controller = new AutoSegmentController(api, { services: servicesManager.services, commandsManager, extensionManager });
-    (globalThis as { ldfsamPanel?: AutoSegmentController }).ldfsamPanel = controller;
+    const ctx = { services: servicesManager.services, commandsManager, extensionManager };
+    controller = new AutoSegmentController(api, ctx);
+    interactive = new InteractiveController(api, ctx, controller.store);
+    Object.assign(globalThis as object, { ldfsamPanel: controller, ldfsamInteractive: interactive });
   },
 
   getPanelModule() {
@@ -43,7 +47,9 @@ const extension = {
         label: 'LDFSAM auto-segment',
         component: domComponent((container) => {
           const c = controller!;
+          const ia = interactive!;
           c.start();
+          ia.start();
           const root = document.createElement('div');
           root.className = 'ldfsam-panel';
           root.setAttribute('data-cy', 'ldfsam-panel');
@@ -55,16 +61,26 @@ const extension = {
             segmentStudy: () => void c.segmentStudy(),
             dismissRerun: () => c.dismissRerun(),
             showResult: (key: string) => void c.showResult(key),
+            interactive: {
+              tool: (t: 'box' | 'point') => ia.setTool(t),
+              undo: () => ia.undo(),
+              clear: () => ia.clear(),
+              propagate: () => void ia.propagate(),
+              cancelPropagation: () => ia.cancelPropagation(),
+              accept: () => void ia.accept(),
+              chooseModel: (modality: string, name: string) => ia.chooseModel(modality, name),
+              label: (key: string, text?: string) => ia.setLabel(key, text),
+            },
           };
           const unbind = bindActions(root, actions);
-          const draw = () => renderPanel(root, c.store.get(), Date.now());
-          const unsubscribe = c.store.subscribe(draw);
+          const draw = () => renderPanel(root, c.store.get(), Date.now(), ia.store.get());
+          const unsubscribers = [c.store.subscribe(draw), ia.store.subscribe(draw)];
           // Elapsed and remaining times move between server events.
           const clock = setInterval(draw, 1000);
           draw();
           return () => {
             clearInterval(clock);
-            unsubscribe();
+            for (const u of unsubscribers) u();
             unbind();
             root.remove();
           };

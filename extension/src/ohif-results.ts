@@ -16,21 +16,35 @@ interface WadoDataSource extends DataSource {
   deleteStudyMetadataPromise?: (key: string) => void;
 }
 
-/** Fetches one series' metadata into OHIF through its own data source (so OHIF makes the display sets). */
+/**
+ * Fetches one series' metadata into OHIF through its own data source (so OHIF makes the display
+ * sets). With `sopInstanceUID`, the display set of that instance: an interactive SEG series gains an
+ * instance per stored structure, and OHIF makes a display set per SEG instance.
+ */
 export async function fetchSeriesIntoViewer(
   ctx: OhifContext,
   studyInstanceUID: string,
   seriesInstanceUID: string,
+  sopInstanceUID?: string,
 ): Promise<DisplaySet> {
-  const existing = ctx.services.displaySetService.getDisplaySetsForSeries(seriesInstanceUID);
-  if (existing.length > 0) return existing[0]!;
+  const find = () =>
+    ctx.services.displaySetService
+      .getDisplaySetsForSeries(seriesInstanceUID)
+      .find(
+        (ds) =>
+          !sopInstanceUID ||
+          ds.SOPInstanceUID === sopInstanceUID ||
+          ds.instances?.some((i) => (i as { SOPInstanceUID?: string }).SOPInstanceUID === sopInstanceUID),
+      );
+  const existing = find();
+  if (existing) return existing;
   const dataSource = ctx.extensionManager.getActiveDataSource()[0] as WadoDataSource;
   // OHIF 3.13 caches study metadata under "<data source name>:<study UID>" but its
   // deleteStudyMetadataPromise(study) deletes the key "<study UID>", so a second retrieve would
   // return the cached study without the new series. Delete the key it really uses, before and after.
   const cacheKey = `${dataSource.getConfig?.().name}:${studyInstanceUID}`;
   dataSource.deleteStudyMetadataPromise?.(cacheKey);
-  const added = waitForDisplaySet(ctx, seriesInstanceUID, 30_000);
+  const added = waitForDisplaySet(ctx, find, seriesInstanceUID, 30_000);
   try {
     await dataSource.retrieve.series.metadata({
       StudyInstanceUID: studyInstanceUID,
@@ -42,23 +56,32 @@ export async function fetchSeriesIntoViewer(
   return added;
 }
 
-function waitForDisplaySet(ctx: OhifContext, seriesInstanceUID: string, timeoutMs: number): Promise<DisplaySet> {
+function waitForDisplaySet(
+  ctx: OhifContext,
+  check: () => DisplaySet | undefined,
+  seriesInstanceUID: string,
+  timeoutMs: number,
+): Promise<DisplaySet> {
   const service = ctx.services.displaySetService;
   return new Promise((resolve, reject) => {
-    const check = () => service.getDisplaySetsForSeries(seriesInstanceUID)[0];
     const found = check();
     if (found) return resolve(found);
+    const subs = ['DISPLAY_SETS_ADDED', 'DISPLAY_SETS_CHANGED']
+      .map((name) => service.EVENTS[name])
+      .filter((e): e is string => Boolean(e))
+      .map((event) =>
+        service.subscribe(event, () => {
+          const ds = check();
+          if (!ds) return;
+          clearTimeout(timer);
+          for (const s of subs) s.unsubscribe();
+          resolve(ds);
+        }),
+      );
     const timer = setTimeout(() => {
-      sub.unsubscribe();
+      for (const s of subs) s.unsubscribe();
       reject(new Error(`the viewer did not receive series ${seriesInstanceUID} within ${timeoutMs / 1000} s`));
     }, timeoutMs);
-    const sub = service.subscribe(service.EVENTS.DISPLAY_SETS_ADDED!, () => {
-      const ds = check();
-      if (!ds) return;
-      clearTimeout(timer);
-      sub.unsubscribe();
-      resolve(ds);
-    });
   });
 }
 

@@ -9,6 +9,8 @@ export interface DisplaySet {
   displaySetInstanceUID: string;
   StudyInstanceUID: string;
   SeriesInstanceUID: string;
+  /** A SEG display set's own instance. */
+  SOPInstanceUID?: string;
   Modality: string;
   SeriesDescription?: string;
   SeriesNumber?: number | string;
@@ -54,12 +56,19 @@ export interface UserAuthenticationService {
   setServiceImplementation(impl: { getAuthorizationHeader?: () => { Authorization?: string } | undefined }): void;
 }
 
+/** OHIF's cornerstone viewport service: the cornerstone viewport (StackViewport, VolumeViewport) of a viewport id. */
+export interface CornerstoneViewportService {
+  getCornerstoneViewport(viewportId: string): unknown;
+}
+
 export interface Services {
   displaySetService: DisplaySetService;
   viewportGridService: ViewportGridService;
   uiNotificationService: UINotificationService;
   segmentationService: SegmentationService;
   userAuthenticationService: UserAuthenticationService;
+  /** From @ohif/extension-cornerstone (present in the modes we run in). */
+  cornerstoneViewportService?: CornerstoneViewportService;
 }
 
 export interface ServicesManager {

@@ -148,8 +148,13 @@ export class Store<S> {
     return this.state;
   }
 
-  update(change: (s: S) => S): void {
+  /** Changes the state; `notify: false` defers telling the views until notify() (one render for several changes). */
+  update(change: (s: S) => S, notify = true): void {
     this.state = change(this.state);
+    if (notify) this.notify();
+  }
+
+  notify(): void {
     for (const l of this.listeners) l(this.state);
   }
 

@@ -18,6 +18,9 @@ import {
   type SeriesRun,
 } from './panel-state.js';
 import { describeError } from './messages.js';
+import { h, type Child } from './dom.js';
+import { promptableModels, type InteractiveState } from './interactive-state.js';
+import { renderInteractive, type InteractiveActions } from './interactive-view.js';
 
 export interface PanelActions {
   segment(force: boolean): void;
@@ -26,6 +29,7 @@ export interface PanelActions {
   segmentStudy(): void;
   dismissRerun(): void;
   showResult(key: string): void;
+  interactive?: InteractiveActions;
 }
 
 const STYLE = `
@@ -46,20 +50,11 @@ const STYLE = `
 .ldfsam-panel progress::-moz-progress-bar { background: hsl(var(--primary, 214 98% 60%)); border-radius: 4px; }
 .ldfsam-panel .ldfsam-error { border-color: hsl(var(--destructive, 0 62.8% 30.6%)); color: hsl(var(--destructive-foreground, 0 0% 98%)); background: hsl(var(--destructive, 0 62.8% 30.6%) / .25); }
 .ldfsam-panel .ldfsam-actions { display: flex; gap: 8px; margin-top: 6px; flex-wrap: wrap; }
+.ldfsam-panel button[aria-pressed="true"] { background: hsl(var(--primary, 214 98% 60%) / .35); border-color: hsl(var(--primary, 214 98% 60%)); }
+.ldfsam-panel input[type="text"] { font: inherit; width: 100%; box-sizing: border-box; margin-top: 4px; background: hsl(var(--background, 240 15% 3%)); color: inherit; border: 1px solid hsl(var(--input, 216 28% 15%)); border-radius: 4px; padding: 4px; }
+.ldfsam-panel .ldfsam-label-choice { display: flex; flex-direction: column; gap: 2px; margin-top: 6px; }
 .ldfsam-panel code { font-family: Menlo, Consolas, monospace; font-size: 11px; }
 `;
-
-type Child = Node | string | false | undefined | null;
-
-function h(tag: string, attrs: Record<string, string | boolean> = {}, ...children: Child[]): HTMLElement {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === true) el.setAttribute(k, '');
-    else if (v !== false) el.setAttribute(k, v);
-  }
-  for (const c of children) if (c !== false && c !== undefined && c !== null) el.append(c);
-  return el;
-}
 
 function diceText(m: ModelInfo): string {
   const d = m.metrics?.dice;
@@ -146,6 +141,23 @@ export function bindActions(root: HTMLElement, actions: PanelActions): () => voi
       case 'show-result':
         return el.dataset.key ? actions.showResult(el.dataset.key) : undefined;
     }
+    const ia = actions.interactive;
+    switch (ia && el.dataset.action) {
+      case 'ia-box':
+        return ia!.tool('box');
+      case 'ia-point':
+        return ia!.tool('point');
+      case 'ia-undo':
+        return ia!.undo();
+      case 'ia-clear':
+        return ia!.clear();
+      case 'ia-propagate':
+        return ia!.propagate();
+      case 'ia-cancel':
+        return ia!.cancelPropagation();
+      case 'ia-accept':
+        return ia!.accept();
+    }
   };
   // OHIF's hotkeys cancel the default action of Enter on the way up, so a focused button would
   // never be activated by the keyboard: activate ours here, before the event leaves the panel.
@@ -160,14 +172,22 @@ export function bindActions(root: HTMLElement, actions: PanelActions): () => voi
   const onChange = (e: Event) => {
     const el = e.target as HTMLSelectElement;
     if (el.dataset.action === 'choose-model' && el.dataset.modality) actions.chooseModel(el.dataset.modality, el.value);
+    if (el.dataset.action === 'ia-model' && el.dataset.modality) actions.interactive?.chooseModel(el.dataset.modality, el.value);
+    if (el.dataset.action === 'ia-label') actions.interactive?.label(el.value);
+  };
+  const onInput = (e: Event) => {
+    const el = e.target as HTMLInputElement;
+    if (el.dataset.action === 'ia-label-text') actions.interactive?.label('free', el.value);
   };
   root.addEventListener('click', onClick);
   root.addEventListener('keydown', onKey);
   root.addEventListener('change', onChange);
+  root.addEventListener('input', onInput);
   return () => {
     root.removeEventListener('click', onClick);
     root.removeEventListener('keydown', onKey);
     root.removeEventListener('change', onChange);
+    root.removeEventListener('input', onInput);
   };
 }
 
@@ -197,10 +217,13 @@ export function morph(target: Element, source: Element): void {
   // Properties that attributes do not drive once the user has touched the control.
   if (target instanceof HTMLSelectElement && target.dataset.value && target.value !== target.dataset.value)
     target.value = target.dataset.value;
+  // A text field the user is typing in keeps what is typed; otherwise it shows the state's text.
+  if (target instanceof HTMLInputElement && target.dataset.value !== undefined && document.activeElement !== target)
+    target.value = target.dataset.value;
   if (target instanceof HTMLProgressElement) target.value = Number(source.getAttribute('value') ?? 0);
 }
 
-export function renderPanel(root: HTMLElement, state: PanelState, now: number): void {
+export function renderPanel(root: HTMLElement, state: PanelState, now: number, interactive?: InteractiveState): void {
   const nodes: Child[] = [h('style', {}, STYLE)];
   const active = state.active;
   nodes.push(
@@ -246,7 +269,14 @@ export function renderPanel(root: HTMLElement, state: PanelState, now: number): 
   if (active && state.models) {
     const section = h('div', { class: 'ldfsam-section', 'data-cy': 'ldfsam-models' }, h('h3', {}, 'Model'));
     if (accepting.length === 0) {
-      section.append(h('div', { class: 'ldfsam-muted' }, `No installed model accepts ${active.modality} images.`));
+      const prompted = promptableModels(state.models, active.modality).length > 0;
+      section.append(
+        h(
+          'div',
+          { class: 'ldfsam-muted', 'data-cy': 'ldfsam-no-auto' },
+          `No installed model segments ${active.modality} images automatically.${prompted ? ' Use Interactive below: draw a box around a structure.' : ''}`,
+        ),
+      );
     } else {
       const select = h(
         'select',
@@ -310,6 +340,7 @@ export function renderPanel(root: HTMLElement, state: PanelState, now: number): 
   }
 
   if (run) nodes.push(h('div', { class: 'ldfsam-section' }, h('h3', {}, 'Progress'), progressBlock(run, now)));
+  if (interactive) nodes.push(renderInteractive(interactive, state));
 
   if (active) {
     const batch = state.batch?.studyInstanceUID === active.studyInstanceUID ? state.batch : undefined;

@@ -17,7 +17,7 @@ import { silentLogger } from '../../server/src/log.js';
 import { loadFiles } from '../../server/src/pacs/load.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
-import { SHARED_DATA } from '../setup/data.js';
+import { CT_DIR, SHARED_DATA } from '../setup/data.js';
 import { startTestOrthanc } from '../setup/orthanc.js';
 import { runPython } from '../setup/python.js';
 
@@ -32,6 +32,8 @@ export interface Stack {
   twoSeriesStudy: string;
   /** A 300-frame cine of one HC18 image at half size: long enough to cancel (about 10 s of work). */
   cineStudy: string;
+  /** The shared 28-slice CT, when asked for (`withCt`). */
+  ctStudy?: string;
   stop(): Promise<void>;
 }
 
@@ -42,6 +44,12 @@ export interface StackOptions {
   viewerToken?: string;
   /** OIDC: the provider, the access tokens' audience, and the viewer's client id. */
   oidc?: { issuer: string; audience: string; jwksUrl: string; clientId: string };
+  /** Also store the shared 28-slice CT. */
+  withCt?: boolean;
+  /** More model folders to register (e.g. the promptable fixture). */
+  modelDirs?: string[];
+  /** More configuration (config keys, as flags). */
+  flags?: Record<string, unknown>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -89,7 +97,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ])
     ).trim();
     const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
-    const loaded = await loadFiles(pacs, [join(work, 'cine')]);
+    const loaded = await loadFiles(pacs, [join(work, 'cine'), ...(options.withCt ? [CT_DIR] : [])]);
     if (loaded.failed.length > 0) throw new Error(`cine not stored: ${JSON.stringify(loaded.failed)}`);
     const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-006' } }))[0]?.['0020000D']
       ?.Value?.[0] as string;
@@ -101,7 +109,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         dicomwebUrl: orthanc.dicomwebUrl,
         dataDir: join(work, 'data'),
         port: 0,
-        modelDirs: [join(work, 'models')],
+        modelDirs: [join(work, 'models'), ...(options.modelDirs ?? [])],
         batchSize: 2,
         apiTokens: options.apiTokens,
         viewerToken: options.viewerToken,
@@ -109,6 +117,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         oidcAudience: options.oidc?.audience,
         oidcJwksUrl: options.oidc?.jwksUrl,
         oidcClientId: options.oidc?.clientId,
+        ...options.flags,
       },
     });
     server = await startServer({ ...config, port: 0 }, silentLogger);
@@ -116,7 +125,10 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const twoSeriesStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-022' } }))[0]?.['0020000D']
       ?.Value?.[0] as string;
     if (!twoSeriesStudy) throw new Error('the imported HC18-022 study is not in the PACS');
-    return { url: server.url, pacs, usStudy, twoSeriesStudy, cineStudy, stop };
+    const ctStudy = options.withCt
+      ? ((await pacs.searchForStudies({ queryParams: { ModalitiesInStudy: 'CT' } }))[0]?.['0020000D']?.Value?.[0] as string)
+      : undefined;
+    return { url: server.url, pacs, usStudy, twoSeriesStudy, cineStudy, ctStudy, stop };
   } catch (err) {
     await stop();
     throw err;

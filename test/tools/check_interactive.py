@@ -131,7 +131,8 @@ def check_seg(seg_path, sources):
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
             except Exception:
                 continue
-            by_uid[str(ds.SOPInstanceUID)] = ds
+            if "SOPInstanceUID" in ds:  # not a DICOMDIR
+                by_uid[str(ds.SOPInstanceUID)] = ds
     report = {"highdicom": "ok"}
     try:
         import highdicom as hd

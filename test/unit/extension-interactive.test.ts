@@ -1,0 +1,118 @@
+/** The interactive section's pure state functions (extension/src/interactive-state.ts). */
+import { describe, expect, it } from 'vitest';
+import type { ModelInfo } from '../../extension/src/api-client.js';
+import {
+  acceptSlices,
+  chosenLabel,
+  clicksNeedBox,
+  decodeBits,
+  encodeBits,
+  initialInteractive,
+  maskedSlices,
+  nextPrompt,
+  promptableModels,
+  setMask,
+  sliceOf,
+  undo,
+  withPrompt,
+} from '../../extension/src/interactive-state.js';
+
+const model = (
+  name: string,
+  modalities: string[],
+  modes: ModelInfo['modes'],
+  metrics: ModelInfo['metrics'] = undefined,
+): ModelInfo => ({
+  name,
+  version: '1',
+  description: '',
+  modes,
+  modalities,
+  segments: [],
+  metrics,
+});
+
+describe('interactive state', () => {
+  it('lists promptable models for a modality, those made for it before catch-alls', () => {
+    const models = [
+      model('generic', ['*'], ['promptable']),
+      model('auto-only', ['US'], ['auto']),
+      model('us-both', ['US'], ['auto', 'promptable']),
+      model('ct', ['CT'], ['promptable']),
+    ];
+    expect(promptableModels(models, 'US').map((m) => m.name)).toEqual(['us-both', 'generic']);
+    expect(promptableModels(models, 'MR').map((m) => m.name)).toEqual(['generic']);
+  });
+
+  it("reads from a model's prompted metrics whether clicks alone segment", () => {
+    const lite = model('medsam-lite', ['*'], ['promptable'], {
+      prompted: [
+        { dataset: 'hc18', prompt: "the reference's bounding box + 5% of its size per side", dice: { mean: 0.96 } },
+        { dataset: 'hc18', prompt: "one positive point at the reference's centroid", dice: { mean: 0.02 } },
+      ],
+    } as never);
+    const clicks = model('clicks', ['*'], ['promptable'], { prompted: [{ prompt: 'one positive point', dice: 0.9 }] } as never);
+    expect(clicksNeedBox(lite)).toBe(true);
+    expect(clicksNeedBox(clicks)).toBe(false);
+    expect(clicksNeedBox(model('none', ['*'], ['promptable']))).toBeUndefined();
+  });
+
+  it('the box tool replaces a slice prompt, the point tool adds to it', () => {
+    const a = nextPrompt(undefined, { box: [1, 2, 30, 40] });
+    const b = nextPrompt(a, { point: { x: 5, y: 6, positive: false } });
+    expect(b).toEqual({ box: [1, 2, 30, 40], points: [{ x: 5, y: 6, positive: false }] });
+    expect(nextPrompt(b, { box: [3, 3, 9, 9] })).toEqual({ box: [3, 3, 9, 9], points: [] });
+  });
+
+  it('undo restores the slice as it was; a restored mask is marked dirty (the server holds another)', () => {
+    const m1 = { bits: Uint8Array.of(1), iou: 0.9, dirty: false };
+    const m2 = { bits: Uint8Array.of(3), iou: 0.8, dirty: false };
+    let s = withPrompt(initialInteractive, 2, { box: [0, 0, 5, 5], points: [] });
+    s = setMask(s, 2, m1);
+    s = withPrompt(s, 2, { box: [0, 0, 5, 5], points: [{ x: 1, y: 1, positive: true }] });
+    s = setMask(s, 2, m2);
+    s = undo(s);
+    expect(s.prompts[2]).toEqual({ box: [0, 0, 5, 5], points: [] });
+    expect(s.masks[2]).toEqual({ ...m1, dirty: true });
+    s = undo(s);
+    expect(s.prompts[2]).toBeUndefined();
+    expect(s.masks[2]).toBeUndefined();
+    expect(undo(s)).toBe(s);
+  });
+
+  it('accept sends every non-empty mask, with its bits only when the server does not hold it', () => {
+    let s = setMask(initialInteractive, 5, { bits: Uint8Array.of(0, 4), iou: 1, dirty: false });
+    s = setMask(s, 3, { bits: Uint8Array.of(255, 1), iou: 1, dirty: true });
+    s = setMask(s, 7, { bits: Uint8Array.of(0, 0), iou: 1, dirty: true });
+    expect(acceptSlices(s)).toEqual([{ slice: 3, bits: encodeBits(Uint8Array.of(255, 1)) }, { slice: 5 }]);
+    expect(maskedSlices(s)).toEqual([3, 5]);
+  });
+
+  it('base64 bits round-trip, also past the chunk size', () => {
+    const bits = new Uint8Array(100_000).map((_, i) => (i * 31) & 255);
+    expect(decodeBits(encodeBits(bits))).toEqual(bits);
+  });
+
+  it('names the structure from the list (SNOMED CT) or free text', () => {
+    expect(chosenLabel({ ...initialInteractive, label: { key: 'liver', text: '' } })).toMatchObject({
+      label: 'Liver',
+      type: { scheme: 'SCT', code: '10200004', meaning: 'Liver' },
+      category: { scheme: 'SCT', code: '91723000' },
+    });
+    expect(chosenLabel({ ...initialInteractive, label: { key: 'free', text: '  Left adrenal ' } })).toEqual({
+      label: 'Left adrenal',
+    });
+    expect(chosenLabel({ ...initialInteractive, label: { key: 'free', text: ' ' } })).toBeUndefined();
+  });
+
+  it("maps an image to the session's planned slice by SOP instance and frame", () => {
+    const session = {
+      slices: [
+        { sopInstanceUID: '1.2', frameNumber: 2 },
+        { sopInstanceUID: '1.2', frameNumber: 1 },
+      ],
+    } as never;
+    expect(sliceOf(session, '1.2', 1)).toBe(1);
+    expect(sliceOf(session, '1.3', 1)).toBeUndefined();
+  });
+});
