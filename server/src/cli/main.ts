@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { packageVersion } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
+import { registerBenchInteractive } from './commands/bench-interactive.js';
 import { registerImportImages } from './commands/import-images.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
@@ -28,6 +29,7 @@ registerSegment(program);
 registerServe(program);
 registerWorker(program);
 registerBench(program);
+registerBenchInteractive(program);
 registerImportImages(program);
 
 await program.parseAsync(process.argv);
