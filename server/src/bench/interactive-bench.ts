@@ -12,7 +12,7 @@
  * and the predicted IoU on slices with and without it: what LDFSAM_INTERACTIVE_MIN_IOU and
  * LDFSAM_INTERACTIVE_PROPAGATION_MASK_INPUT default to was chosen from these figures.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,7 @@ import { startOrthanc } from '../pacs/orthanc.js';
 import { preprocessSlice } from '../pipeline/preprocess.js';
 import { projectPath } from '../util/paths.js';
 import { freePorts } from '../util/ports.js';
+import { api, startServe } from './serve-child.js';
 
 export interface InteractiveBenchOptions {
   /** A registered model name or a model folder; default: the first promptable model for CT. */
@@ -89,41 +90,6 @@ async function encoderTime(model: RegisteredModel, inputs: Float32Array[]): Prom
     await session.release();
   }
   return percentile(times, 50);
-}
-
-async function startServe(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const [port] = await freePorts(1);
-  const child = spawn(process.execPath, [projectPath('dist', 'server', 'src', 'cli', 'main.js'), 'serve'], {
-    env: { ...process.env, ...env, LDFSAM_PORT: String(port), LDFSAM_HOST: '127.0.0.1' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new LdfsamError('INTERNAL', `ldfsam serve stopped: ${stderr}`);
-    if (
-      await fetch(`${url}/health`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return { url, child };
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  child.kill();
-  throw new LdfsamError('INTERNAL', `ldfsam serve did not answer within 120 s: ${stderr}`);
-}
-
-async function api(url: string, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${url}/api${path}`, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new LdfsamError('INTERNAL', `${path}: HTTP ${res.status} ${text}`);
-  return text.startsWith('{') ? JSON.parse(text) : text;
 }
 
 /** Reads a propagation's event stream to its end; returns the slices done, their masks and the stop reasons. */

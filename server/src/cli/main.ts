@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
 import { registerBenchInteractive } from './commands/bench-interactive.js';
+import { registerEvalInteractive } from './commands/eval-interactive.js';
 import { registerImportImages } from './commands/import-images.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
@@ -30,6 +31,7 @@ registerServe(program);
 registerWorker(program);
 registerBench(program);
 registerBenchInteractive(program);
+registerEvalInteractive(program);
 registerImportImages(program);
 
 await program.parseAsync(process.argv);
