@@ -172,7 +172,10 @@ export async function runInteractiveEval(options: InteractiveEvalOptions): Promi
           },
         );
         // Python's json writes an empty prediction's infinite distances as Infinity, which JSON lacks.
-        const py = JSON.parse(stdout.replace(/-?\bInfinity\b|\bNaN\b/g, 'null')) as { summary: { dice: { mean: number } }; cases: { id: string; dice: number }[] };
+        const py = JSON.parse(stdout.replace(/-?\bInfinity\b|\bNaN\b/g, 'null')) as {
+          summary: { dice: { mean: number } };
+          cases: { id: string; dice: number }[];
+        };
         const theirs = new Map(py.cases.map((x) => [x.id, x.dice]));
         const diffs = r.cases.map((x) => x.dice - theirs.get(x.id)!);
         entry.python = {
