@@ -111,8 +111,8 @@ export class InteractiveController {
     const s = this.store.get();
     const session = s.session;
     const from = s.slice;
-    if (!session || from === undefined || !s.masks[from] || isEmptyMask(s.masks[from]!.bits) || s.busy) return;
-    if (s.masks[from]!.dirty && s.prompts[from]) await this.send(from, s.prompts[from]!, performance.now(), { resync: true });
+    if (!session || from === undefined || !s.masks[from] || isEmptyMask(s.masks[from].bits) || s.busy) return;
+    if (s.masks[from].dirty && s.prompts[from]) await this.send(from, s.prompts[from], performance.now(), { resync: true });
     const abort = new AbortController();
     this.propagation = abort;
     const before: Record<number, { prompt?: SlicePrompt; mask?: InteractiveState['masks'][number] }> = {};

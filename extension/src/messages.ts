@@ -18,6 +18,9 @@ const WORDS: Record<string, string> = {
   NETWORK: 'The segmentation service cannot be reached. Check your network or ask IT.',
   CONFIG_INVALID: 'The segmentation service is misconfigured. Ask IT.',
   INTERNAL: 'The segmentation service had an unexpected problem. Nothing was stored.',
+  CONFLICT: 'This structure is already being carried through the series. Wait for it to finish, or cancel it.',
+  LIMIT_REACHED:
+    'Too many interactive segmentations are open on the segmentation service. Close one (or wait a few minutes) and try again.',
 };
 
 export function describeError(code: string): string {

@@ -227,7 +227,13 @@ def export_promptable_fixture(out: pathlib.Path, size: int = 256) -> dict:
         "modalities": ["*"],
         "training": {"dataset": "none (a fixed rule)", "split": "none", "seed": 0, "epochs": 0, "gitCommit": git_commit(), "date": "n/a"},
         "metrics": None,
-        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": diff, "graphs": "encoder + decoder: fixed arithmetic"},
+        "export": {
+            "opset": OPSET,
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+            "maxAbsDiff": diff,
+            "graphs": "encoder + decoder: fixed arithmetic",
+        },
     }
     validate_manifest(manifest)
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -160,7 +160,14 @@ describe('models and input', () => {
       ],
     ];
     for (const [client, code, message] of cases) {
-      const app = createApp({ auth: { apiTokens: [] }, queue: {} as never, registry: noModels, client, log: silentLogger });
+      const app = createApp({
+        auth: { apiTokens: [] },
+        queue: {} as never,
+        registry: noModels,
+        client,
+        log: silentLogger,
+        sessions: {} as never,
+      });
       const listening = app.listen(0, '127.0.0.1');
       await new Promise((r) => listening.once('listening', r));
       try {

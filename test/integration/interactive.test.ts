@@ -627,7 +627,7 @@ describe('cancel, limits, expiry, memory', () => {
         ),
       );
       for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBe(200);
-      const again = await prompt(sessions[0]!.sessionId, { slice: 8, box: [100, 100, 300, 300] }, small.url);
+      const again = await prompt(sessions[0].sessionId, { slice: 8, box: [100, 100, 300, 300] }, small.url);
       expect(again.body.cached).toBe(true);
       const text = (await call('/api/metrics', { url: small.url })).body as string;
       const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);

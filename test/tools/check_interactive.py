@@ -75,7 +75,8 @@ def fixture_answer(ds, frame_index, case):
     inside = torch.zeros(SIZE, SIZE, dtype=torch.bool)
     if case.get("box"):
         x0, y0, x1, y1 = (np.float32(v) for v in case["box"])
-        inside |= (jj >= float(np.float32(x0 * sx))) & (jj <= float(np.float32(x1 * sx))) & (ii >= float(np.float32(y0 * sy))) & (ii <= float(np.float32(y1 * sy)))
+        in_x = (jj >= float(np.float32(x0 * sx))) & (jj <= float(np.float32(x1 * sx)))
+        inside |= in_x & (ii >= float(np.float32(y0 * sy))) & (ii <= float(np.float32(y1 * sy)))
     for p in case.get("points", []):
         px, py = float(np.float32(p["x"] * sx)), float(np.float32(p["y"] * sy))
         near = (jj - px) ** 2 + (ii - py) ** 2 <= DISC ** 2

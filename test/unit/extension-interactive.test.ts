@@ -50,8 +50,8 @@ describe('interactive state', () => {
         { dataset: 'hc18', prompt: "the reference's bounding box + 5% of its size per side", dice: { mean: 0.96 } },
         { dataset: 'hc18', prompt: "one positive point at the reference's centroid", dice: { mean: 0.02 } },
       ],
-    } as never);
-    const clicks = model('clicks', ['*'], ['promptable'], { prompted: [{ prompt: 'one positive point', dice: 0.9 }] } as never);
+    });
+    const clicks = model('clicks', ['*'], ['promptable'], { prompted: [{ prompt: 'one positive point', dice: 0.9 }] });
     expect(clicksNeedBox(lite)).toBe(true);
     expect(clicksNeedBox(clicks)).toBe(false);
     expect(clicksNeedBox(model('none', ['*'], ['promptable']))).toBeUndefined();

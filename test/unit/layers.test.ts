@@ -1,7 +1,7 @@
 /**
  * The server's layers: an import may only point down this list (a helper two layers need lives in
- * the lower one). Folders of one rank may import each other (http/ and viewer/; pacs/ and seg/ may
- * not, being side by side: that is checked too).
+ * the lower one). Folders of one rank may import each other (http/ and viewer/; jobs/ and interactive/,
+ * pacs/ and seg/ may not, being side by side: that is checked too).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { projectPath } from '../../server/src/util/paths.js';
 const LAYERS: string[][] = [
   ['cli', 'bench'],
   ['http', 'viewer'],
-  ['jobs'],
+  ['jobs', 'interactive'],
   ['pipeline'],
   ['pacs', 'seg'],
   ['dicom'],
@@ -22,6 +22,7 @@ const LAYERS: string[][] = [
 ];
 /** Side by side in one rank, but neither uses the other. */
 const APART = [
+  ['jobs', 'interactive'],
   ['pacs', 'seg'],
   ['dicomweb', 'inference'],
   ['models', 'config.ts'],

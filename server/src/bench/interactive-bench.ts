@@ -22,7 +22,7 @@ import { DicomWebClient } from '../dicomweb/client.js';
 import { loadSeries } from '../dicom/inspect.js';
 import { readSeriesSlices } from '../dicom/series-reader.js';
 import { LdfsamError } from '../errors.js';
-import { ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { sessionOptions } from '../models/session.js';
 import { loadFiles } from '../pacs/load.js';
 import { startOrthanc } from '../pacs/orthanc.js';

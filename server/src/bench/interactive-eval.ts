@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { LdfsamError } from '../errors.js';
-import { ModelRegistry } from '../models/registry.js';
+import { ModelRegistry } from '../inference/registry.js';
 import { startOrthanc } from '../pacs/orthanc.js';
 import { projectPath } from '../util/paths.js';
 import { freePorts } from '../util/ports.js';

@@ -112,6 +112,7 @@ export const acceptRequestSchema = z
       .trim()
       .min(1)
       .max(64)
+      // eslint-disable-next-line no-control-regex -- control characters are what it refuses (a DICOM LO holds none)
       .regex(/^[^\\\u0000-\u001f]+$/, 'must be printable text without backslashes'),
     category: code.optional(),
     type: code.optional(),

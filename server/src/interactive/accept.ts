@@ -16,7 +16,7 @@ import { LdfsamError } from '../errors.js';
 import { storeSegmentation } from '../pipeline/segment.js';
 import { isEmpty } from '../seg/bits.js';
 import { rgbToDicomLab } from '../seg/colour.js';
-import { uidFrom } from '../seg/uids.js';
+import { uidFrom } from '../util/uid.js';
 import { buildSegmentation, type SegFrame } from '../seg/writer.js';
 import { packageVersion } from '../util/paths.js';
 import type { InteractiveSession } from './session.js';

@@ -11,7 +11,7 @@ import { readSeriesSlices } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
 import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
-import type { RegisteredModel } from '../models/registry.js';
+import type { RegisteredModel } from '../inference/registry.js';
 import { logitsToBits } from '../pipeline/postprocess.js';
 import { fittedSize, preprocessSlice } from '../pipeline/preprocess.js';
 import type { EmbeddingCache } from './embedding-cache.js';

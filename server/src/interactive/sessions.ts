@@ -8,7 +8,7 @@ import type { DicomWebClient } from '../dicomweb/client.js';
 import { loadSeries } from '../dicom/inspect.js';
 import { LdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { acceptsModality, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { acceptsModality, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { EmbeddingCache, type CacheStats } from './embedding-cache.js';
 import { PROMPT_INPUTS } from './prompts.js';
 import { InteractiveSession, type PromptResult } from './session.js';
