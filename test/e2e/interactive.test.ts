@@ -210,7 +210,7 @@ describe(`interactive segmentation in OHIF (${MODEL})`, () => {
     expect(slices).toEqual(Array.from({ length: slices.length }, (_, i) => slices[0]! + i));
     expect(s.propagation!.stopped.map((x) => x.direction)).toEqual(['up', 'down']);
     expect(await page.locator('[data-cy="ldfsam-propagation"]').innerText()).toMatch(/Done: \d+ slices/);
-  });
+  }, 1_300_000); // the encoder on every slice: about 20 s here, minutes on a loaded machine
 
   it('Enter stores one SEG: frames on consecutive source slices (pydicom, dciodvfy), and OHIF draws it', async () => {
     await page.locator('[data-cy="ldfsam-label"]').selectOption('mass');
@@ -259,7 +259,7 @@ describe(`interactive segmentation in OHIF (${MODEL})`, () => {
     });
     expect(shown).toBeGreaterThanOrEqual(1);
     await page.screenshot({ path: `${ARTIFACTS}/interactive-stored.png` });
-  });
+  }, 600_000);
 
   it('works on a single ultrasound image: box, preview, store', async () => {
     await page.goto(`${stack.url}/ldfsam?StudyInstanceUIDs=${stack.usStudy}`, { timeout: 180_000 });

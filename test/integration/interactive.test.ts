@@ -564,15 +564,20 @@ describe('cancel, limits, expiry, memory', () => {
       expect(state.body.propagating).toBe(false);
       expect(state.body.masks).toHaveLength(1 + done);
 
-      // Closing the stream stops it too: the session is free again within a slice's time.
+      // Two propagations asked at once: one runs, the other is a CONFLICT (the session is taken
+      // before the first await). Closing the stream stops it too: the session is free again within a slice's time.
       const controller = new AbortController();
-      const res = await fetch(`${slow.url}/api/interactive/${s.sessionId}/propagate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ fromSlice: 0, direction: 'up', minIou: 0 }),
-        signal: controller.signal,
-      });
-      expect(res.status).toBe(200);
+      const start = () =>
+        fetch(`${slow.url}/api/interactive/${s.sessionId}/propagate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ fromSlice: 0, direction: 'up', minIou: 0 }),
+          signal: controller.signal,
+        });
+      const both = await Promise.all([start(), start()]);
+      expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+      const refused = both.find((r) => r.status === 409)!;
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('CONFLICT');
       controller.abort();
       await expect
         .poll(async () => (await call(`/api/interactive/${s.sessionId}`, { url: slow.url })).body.propagating, {

@@ -77,9 +77,16 @@ export function addInteractiveRoutes(
       maxSlices,
       signal: abort.signal,
     });
-    // The first step checks the seed; its refusal is a plain JSON error, before any event is sent.
-    const first = await run.next();
+    // Taken before the first await, so that a second request arriving meanwhile is a CONFLICT too.
     s.propagation = abort;
+    // The first step checks the seed; its refusal is a plain JSON error, before any event is sent.
+    let first: Awaited<ReturnType<typeof run.next>>;
+    try {
+      first = await run.next();
+    } catch (err) {
+      s.propagation = undefined;
+      throw err;
+    }
     sessions.stats.propagations++;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
