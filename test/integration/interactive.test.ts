@@ -182,7 +182,10 @@ function startInteractiveServer(flags: Record<string, unknown>, url = dicomwebUr
   return startServer({ ...config, port: 0 }, silentLogger);
 }
 
-describe('prompts', () => {
+/** Each expected mask is computed by a Python oracle (pydicom + torch): seconds here, a minute or more on a loaded machine. */
+const ORACLE_TIMEOUT_MS = 300_000;
+
+describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
   let session: Awaited<ReturnType<typeof openSession>>;
   let sliceFile: string;
   const SLICE = 6;
@@ -368,7 +371,7 @@ describe('prompts', () => {
   });
 });
 
-describe('propagation and accept', () => {
+describe('propagation and accept', { timeout: ORACLE_TIMEOUT_MS }, () => {
   let session: Awaited<ReturnType<typeof openSession>>;
   let masks: Map<number, string>;
   let ious: Map<number, number>;
@@ -533,7 +536,7 @@ describe('propagation and accept', () => {
   });
 });
 
-describe('cancel, limits, expiry, memory', () => {
+describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () => {
   it('a propagation is cancelled by DELETE and by closing its stream; the slices done stay', async () => {
     // Slow frames (a delaying proxy in front of Orthanc) so that the cancel lands mid-way.
     const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
