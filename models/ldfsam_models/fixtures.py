@@ -238,3 +238,125 @@ def export_promptable_fixture(out: pathlib.Path, size: int = 256) -> dict:
     validate_manifest(manifest)
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+# test/fixtures/model-promptable-box (the MONAI Label API tests): the threshold inside the prompt's box
+# with the slice stretched to the input (not padded), and a score that prefers smaller prompts, so the
+# derived box around clicks alone is checked.
+BOX_FIXTURE_HALF = 16  # input-frame pixels: the square around each positive click when there is no box
+
+
+class PassEncoder(nn.Module):
+    """image (B, 3, S, S) -> image_embeddings (B, 1, S, S): the mean of the channels."""
+
+    def forward(self, image: torch.Tensor):
+        return image.mean(dim=1, keepdim=True)
+
+
+class BoxDecoder(nn.Module):
+    """mask = (value > 0.5) inside the box (input-frame pixels x0 <= x <= x1, y0 <= y <= y1), or without
+    a box inside squares of half side BOX_FIXTURE_HALF around the positive clicks; iou = 1 - the
+    prompted area's share of the frame (smaller prompts score higher)."""
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        s = image_embeddings.shape[-1]
+        value = image_embeddings[0, 0]
+        xs = torch.arange(s, dtype=torch.float32)
+        px, py = point_coords[0, :, 0], point_coords[0, :, 1]
+        labels = point_labels[0]
+        tl, br = (labels == 2).float(), (labels == 3).float()
+        has_box = tl.sum() > 0
+        x0, y0, x1, y1 = (px * tl).sum(), (py * tl).sum(), (px * br).sum(), (py * br).sum()
+        in_box = ((xs >= x0) & (xs <= x1)).float()[None, :] * ((xs >= y0) & (xs <= y1)).float()[:, None]
+        positive = (labels == 1).float()
+        near_x = ((xs[None, :] - px[:, None]).abs() <= BOX_FIXTURE_HALF).float()
+        near_y = ((xs[None, :] - py[:, None]).abs() <= BOX_FIXTURE_HALF).float()
+        near = (near_y[:, :, None] * near_x[:, None, :] * positive[:, None, None]).amax(dim=0)
+        region = torch.where(has_box, in_box, near)
+        logits = torch.where(region > 0, (value - 0.5) * 20.0, torch.full_like(value, -20.0))
+        logits = logits[None, None] + 0.0 * has_mask_input.view(1, 1, 1, 1) * mask_input
+        iou = (1.0 - region.mean()).view(1, 1)
+        return logits, iou
+
+
+def export_promptable_box_fixture(out: pathlib.Path, size: int = 256) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
+    encoder, decoder = PassEncoder().eval(), BoxDecoder().eval()
+    enc_in = [{"name": "image", "dtype": "float32", "shape": ["batch", 3, size, size]}]
+    enc_out = [{"name": "image_embeddings", "dtype": "float32", "shape": ["batch", 1, size, size]}]
+    dec_in = [
+        {"name": "image_embeddings", "dtype": "float32", "shape": [1, 1, size, size]},
+        {"name": "point_coords", "dtype": "float32", "shape": [1, "points", 2]},
+        {"name": "point_labels", "dtype": "float32", "shape": [1, "points"]},
+        {"name": "mask_input", "dtype": "float32", "shape": [1, 1, size, size]},
+        {"name": "has_mask_input", "dtype": "float32", "shape": [1]},
+    ]
+    dec_out = [{"name": "mask_logits", "dtype": "float32", "shape": [1, 1, size, size]}, {"name": "iou", "dtype": "float32", "shape": [1, 1]}]
+    with torch.no_grad():
+        torch.onnx.export(encoder, (torch.rand(1, 3, size, size),), str(enc_path), opset_version=OPSET, input_names=["image"],
+                          output_names=["image_embeddings"], dynamic_axes={"image": {0: "batch"}, "image_embeddings": {0: "batch"}})
+        example = (torch.rand(1, 1, size, size), torch.tensor([[[10.0, 20.0], [30.0, 40.0], [90.0, 120.0]]]), torch.tensor([[1.0, 2.0, 3.0]]),
+                   torch.zeros(1, 1, size, size), torch.zeros(1))
+        torch.onnx.export(decoder, example, str(dec_path), opset_version=OPSET, input_names=[t["name"] for t in dec_in],
+                          output_names=["mask_logits", "iou"], dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}})
+    from .promptable import _write_shapes  # the manifest's dims written into the graphs
+
+    _write_shapes(enc_path, enc_in, enc_out)
+    _write_shapes(dec_path, dec_in, dec_out)
+    # Parity: both graphs against PyTorch, the decoder with a box and with clicks alone.
+    rng = np.random.default_rng(0)
+    enc = ort.InferenceSession(str(enc_path), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(dec_path), providers=["CPUExecutionProvider"])
+    image = rng.random((2, 3, size, size), dtype=np.float32)
+    diff = float(np.abs(enc.run(None, {"image": image})[0] - encoder(torch.from_numpy(image)).numpy()).max())
+    emb = enc.run(None, {"image": image[:1]})[0]
+    for coords, labels in (([[40.5, 60.0], [50.0, 30.0], [200.0, 220.0]], [1, 2, 3]), ([[100.0, 100.0], [20.0, 200.0], [0.0, 0.0]], [1, 0, -1])):
+        feeds = {"image_embeddings": emb, "point_coords": np.array([coords], np.float32), "point_labels": np.array([labels], np.float32),
+                 "mask_input": np.zeros((1, 1, size, size), np.float32), "has_mask_input": np.zeros(1, np.float32)}
+        with torch.no_grad():
+            expected = decoder(*(torch.from_numpy(feeds[t["name"]]) for t in dec_in))
+        for got, want in zip(dec.run(None, feeds), expected):
+            diff = max(diff, float(np.abs(got - want.numpy()).max()))
+    if diff > 1e-5:
+        raise RuntimeError(f"promptable fixture parity failed: max |onnxruntime - PyTorch| = {diff}")
+    from .promptable import LABELS
+
+    manifest = {
+        "schemaVersion": 2,
+        "modes": ["promptable"],
+        "name": "promptable-fixture",
+        "version": "1.0.0",
+        "description": "Geometry test fixture: mask = (slice scaled min-max to [0, 1], mean of channels) > 0.5 inside the prompt's box, "
+                       f"or within {BOX_FIXTURE_HALF} input pixels of a positive click when there is no box. Not a clinical model.",
+        "configuration": {"name": "promptable-fixture"},
+        "files": [
+            {"path": enc_path.name, "sha256": sha256_of(enc_path), "bytes": enc_path.stat().st_size, "role": "image-encoder"},
+            {"path": dec_path.name, "sha256": sha256_of(dec_path), "bytes": dec_path.stat().st_size, "role": "mask-decoder"},
+        ],
+        "promptable": {
+            "encoder": {"file": enc_path.name, "inputs": enc_in, "outputs": enc_out},
+            "decoder": {"file": dec_path.name, "inputs": dec_in, "outputs": dec_out},
+            "prompts": {"frame": "model input: the slice stretched to the input size; (x, y) pixels", "labels": LABELS, "maxPoints": 16,
+                        "padWhenNoBox": True, "order": "points, then the box's two corners", "multimaskForSinglePoint": False},
+            "maxAbsDiff": {"encoder": diff, "decoder": diff},
+        },
+        "preprocessing": {
+            "inputSize": size,
+            "resize": "bilinear",
+            "channels": "rgb",
+            "valueRange": [0, 1],
+            "inGraph": ["mean of the channels", "logit = 20 x (value - 0.5) inside the prompt's region, -20 outside"],
+            "intensity": {"default": {"kind": "minmax"}},
+        },
+        "postprocessing": {"output": "mask_logits", "threshold": 0.0},
+        "segments": segments_from(["tissue"]),
+        "modalities": ["*"],
+        "training": {"dataset": "none (a fixed threshold)", "split": "none", "seed": 0, "epochs": 0, "gitCommit": git_commit(), "date": "n/a"},
+        "metrics": None,
+        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": diff,
+                   "graphs": "two graphs: a fixed arithmetic (encoder: channel mean; decoder: threshold inside the prompt)"},
+    }
+    validate_manifest(manifest)
+    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

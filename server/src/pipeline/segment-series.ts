@@ -26,9 +26,13 @@ export interface SeriesMasks {
   timingsMs: Record<Stage, number>;
 }
 
+/** What the slice pipeline needs of a series: a DICOM plan, or a volume seen slice by slice. */
+export type SliceSource = Pick<SeriesPlan, 'rows' | 'columns' | 'modality'> & { slices: { length: number } };
+export type SourceSlice = Pick<Slice, 'pixels'> & { plan: { index: number } };
+
 export async function segmentSlices(
-  slices: AsyncIterable<Slice>,
-  plan: SeriesPlan,
+  slices: AsyncIterable<SourceSlice>,
+  plan: SliceSource,
   manifest: ModelManifest,
   worker: InferenceWorker,
   options: { batchSize?: number; signal?: AbortSignal; onProgress?: (p: Progress) => void } = {},
@@ -45,7 +49,7 @@ export async function segmentSlices(
   let done = 0;
   let inflight: Promise<void> | undefined;
 
-  const runBatch = async (batch: Slice[], input: Float32Array) => {
+  const runBatch = async (batch: SourceSlice[], input: Float32Array) => {
     const t0 = performance.now();
     const outputs = await worker.run(input, [batch.length, 3, size, size]);
     timingsMs.infer += performance.now() - t0;
@@ -74,7 +78,7 @@ export async function segmentSlices(
     options.onProgress?.({ stage: 'infer', done, total });
   };
 
-  let batch: Slice[] = [];
+  let batch: SourceSlice[] = [];
   let input = new Float32Array(batchSize * plane);
   const iterator = slices[Symbol.asyncIterator]();
   for (;;) {

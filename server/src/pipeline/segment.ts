@@ -34,6 +34,8 @@ export interface SegmentResult {
   /** Wall time of the whole series, plan to verify (PACS mode). */
   elapsedMs?: number;
   segBytes?: Uint8Array;
+  /** masks[segment - 1][sliceIndex] after the clean-ups (rows x columns bits), with `keepMasks` only. */
+  masks?: Uint8Array[][];
 }
 
 export interface SegmentOptions {
@@ -42,6 +44,8 @@ export interface SegmentOptions {
   /** Store (or write) a SEG even when every frame is empty (one empty frame). */
   storeEmpty?: boolean;
   signal?: AbortSignal;
+  /** Return the masks in the result (the MONAI Label API turns them into a label volume). */
+  keepMasks?: boolean;
   onProgress?: (p: Progress | { stage: 'plan' | 'encode' | 'store' | 'verify'; done: number; total: number }) => void;
 }
 
@@ -95,6 +99,7 @@ export async function segmentPlan(
     })),
     removedVoxels,
     timingsMs: timings,
+    ...(options.keepMasks ? { masks } : {}),
   };
   if (frames.length === 0 && !options.storeEmpty) return result;
   if (frames.length === 0) {
