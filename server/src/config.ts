@@ -107,6 +107,14 @@ export const configSchema = z
     interactivePropagationMaskInput: z
       .union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')])
       .default(false),
+    /** MONAI Label API: total size of the uploaded volumes and labels kept (least recently used go first). */
+    monailabelStoreMb: z.coerce.number().int().min(16).max(1_048_576).default(4096),
+    /** MONAI Label API: largest upload (one request body). */
+    monailabelMaxUploadMb: z.coerce.number().int().min(1).max(65_536).default(1024),
+    /** MONAI Label API: largest volume once decompressed (its voxels), uploaded or read from the PACS. */
+    monailabelMaxVolumeMb: z.coerce.number().int().min(1).max(65_536).default(2048),
+    /** MONAI Label API: an uploaded volume unused for this long is removed. */
+    monailabelTtlHours: z.coerce.number().positive().max(8760).default(24),
   })
   .strict();
 
@@ -149,6 +157,10 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   interactiveMaxPropagationSlices: 'LDFSAM_INTERACTIVE_MAX_PROPAGATION_SLICES',
   interactiveMinIou: 'LDFSAM_INTERACTIVE_MIN_IOU',
   interactivePropagationMaskInput: 'LDFSAM_INTERACTIVE_PROPAGATION_MASK_INPUT',
+  monailabelStoreMb: 'LDFSAM_MONAILABEL_STORE_MB',
+  monailabelMaxUploadMb: 'LDFSAM_MONAILABEL_MAX_UPLOAD_MB',
+  monailabelMaxVolumeMb: 'LDFSAM_MONAILABEL_MAX_VOLUME_MB',
+  monailabelTtlHours: 'LDFSAM_MONAILABEL_TTL_HOURS',
 };
 
 export interface ConfigSources {

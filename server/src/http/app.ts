@@ -18,6 +18,7 @@ import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
 import { createAuth, type AuthConfig } from './auth.js';
 import type { SessionManager } from '../interactive/sessions.js';
 import { addInteractiveRoutes } from './interactive.js';
+import { MONAILABEL_PATH, monaiLabelRouter, type MonaiLabelDeps } from './monailabel/router.js';
 import { openapi } from './openapi.js';
 import { batchRequestSchema, idParam, jobRequestSchema, limitParam, parse } from './schemas.js';
 
@@ -34,6 +35,8 @@ export interface AppDeps {
   sessions: SessionManager;
   /** The OHIF viewer with our extension; the API alone when absent. */
   viewer?: { files: ViewerFiles; options: ViewerOptions };
+  /** The MONAI-Label-compatible API (3D Slicer) under /monailabel; absent = not served. */
+  monailabel?: Omit<MonaiLabelDeps, 'auth' | 'registry' | 'client' | 'log'>;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -189,6 +192,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use('/api', api);
+  if (deps.monailabel)
+    app.use(
+      MONAILABEL_PATH,
+      monaiLabelRouter({ ...deps.monailabel, auth: deps.auth, registry: deps.registry, client: deps.client, log: deps.log }),
+    );
   if (deps.proxy) app.use(DICOMWEB_PROXY_PATH, createAuth(deps.auth), dicomwebProxy(deps.proxy));
   if (deps.viewer) app.use(viewerRouter(deps.viewer.files, deps.viewer.options));
   app.use((_req, _res, next) => next(new LdfsamError('NOT_FOUND', 'no such route')));

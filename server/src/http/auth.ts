@@ -31,34 +31,44 @@ export function requestUser(res: Response): string {
   return (res.locals as { user?: string }).user ?? 'anonymous';
 }
 
-export function createAuth(config: AuthConfig) {
+/**
+ * Who a bearer token belongs to: "token:<first 12 hex of its SHA-256>" for a configured token,
+ * "oidc:<subject>" for an OIDC access token of the issuer, undefined when it is neither.
+ */
+export function tokenVerifier(config: AuthConfig): (token: string) => Promise<string | undefined> {
   const hashes = config.apiTokens.map((t) => (t.startsWith('sha256:') ? Buffer.from(t.slice(7), 'hex') : tokenHash(t)));
   const jwks = config.oidcIssuer
     ? createRemoteJWKSet(new URL(config.oidcJwksUrl ?? `${config.oidcIssuer.replace(/\/$/, '')}/protocol/openid-connect/certs`))
     : undefined;
-  return async (req: Request, res: Response, next: NextFunction) => {
-    if (!authEnabled(config)) return next();
-    const header = req.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match) return next(new LdfsamError('UNAUTHORIZED', 'authentication required: send Authorization: Bearer <token>'));
-    const token = match[1]!;
+  return async (token: string) => {
     const hash = tokenHash(token);
-    if (hashes.some((h) => h.length === hash.length && timingSafeEqual(h, hash))) {
-      res.locals.user = `token:${hash.toString('hex').slice(0, 12)}`;
-      return next();
-    }
+    if (hashes.some((h) => h.length === hash.length && timingSafeEqual(h, hash)))
+      return `token:${hash.toString('hex').slice(0, 12)}`;
     if (jwks) {
       try {
         const { payload } = await jwtVerify(token, jwks, {
           issuer: config.oidcIssuer,
           ...(config.oidcAudience ? { audience: config.oidcAudience } : {}),
         });
-        res.locals.user = `oidc:${payload.sub ?? hash.toString('hex').slice(0, 12)}`;
-        return next();
+        return `oidc:${payload.sub ?? hash.toString('hex').slice(0, 12)}`;
       } catch {
-        // fall through: not a valid JWT either
+        // not a valid JWT either
       }
     }
-    next(new LdfsamError('UNAUTHORIZED', 'the token is not valid'));
+    return undefined;
+  };
+}
+
+export function createAuth(config: AuthConfig) {
+  const verify = tokenVerifier(config);
+  return async (req: Request, res: Response, next: NextFunction) => {
+    if (!authEnabled(config)) return next();
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match) return next(new LdfsamError('UNAUTHORIZED', 'authentication required: send Authorization: Bearer <token>'));
+    const user = await verify(match[1]!);
+    if (!user) return next(new LdfsamError('UNAUTHORIZED', 'the token is not valid'));
+    res.locals.user = user;
+    next();
   };
 }

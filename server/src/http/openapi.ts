@@ -1,3 +1,5 @@
+import { monaiLabelPaths } from './monailabel/openapi.js';
+
 /** The OpenAPI 3 description of every route, served at /api/openapi.json (a test checks it against the routes). */
 const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
@@ -439,5 +441,6 @@ export const openapi = {
         responses: { '200': { description: 'batch' }, ...errors },
       },
     },
+    ...monaiLabelPaths,
   },
 } as const;

@@ -17,6 +17,7 @@ import { createApp } from './app.js';
 import { locateViewer } from '../viewer/viewer-routes.js';
 import { packageVersion } from '../util/paths.js';
 import { authEnabled } from './auth.js';
+import { VolumeStore } from '../volume/store.js';
 
 export interface RunningServer {
   url: string;
@@ -74,7 +75,20 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
       : undefined;
   const proxy = { dicomwebUrl: config.dicomwebUrl, authorization: config.dicomwebAuthorization, timeoutMs: config.pacsTimeoutMs };
   const sessions = new SessionManager({ client, registry, log }, interactiveLimits(config));
-  const app = createApp({ auth, queue, registry, client, log, proxy, sessions, ...(viewer ? { viewer } : {}) });
+  const MB = 1024 * 1024;
+  const monailabel = {
+    store: new VolumeStore(join(config.dataDir, 'monailabel'), {
+      maxBytes: config.monailabelStoreMb * MB,
+      ttlMs: config.monailabelTtlHours * 3_600_000,
+    }),
+    version: packageVersion(),
+    maxUploadBytes: config.monailabelMaxUploadMb * MB,
+    maxVolumeBytes: config.monailabelMaxVolumeMb * MB,
+    batchSize: config.batchSize,
+    minComponentVoxels: config.minComponentVoxels,
+    ...(config.oidcClientId ? { oidcClientId: config.oidcClientId } : {}),
+  };
+  const app = createApp({ auth, queue, registry, client, log, proxy, sessions, monailabel, ...(viewer ? { viewer } : {}) });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', (err) =>
