@@ -65,6 +65,8 @@ beforeAll(async () => {
     join(work, 'client'),
     '--series',
     ctSeries,
+    // By hand: LDFSAM_MONAILABEL_CLIENT_MODULE=<Slicer's MONAILabelLib/client.py> runs the Slicer module's copy instead.
+    ...(process.env.LDFSAM_MONAILABEL_CLIENT_MODULE ? ['--client-module', process.env.LDFSAM_MONAILABEL_CLIENT_MODULE] : []),
   ]);
   report = JSON.parse(out);
   if (process.env.LDFSAM_MONAILABEL_REPORT) writeFileSync(process.env.LDFSAM_MONAILABEL_REPORT, JSON.stringify(report, null, 1));
@@ -86,7 +88,8 @@ function expectPlaced(entry: { dice: number; wrong: Record<string, number> }, wh
 
 /** Flipped or transposed labels agree far less; shifted by two voxels (about 1 mm in plane), clearly less. */
 function expectWorse(dice: number, wrong: Record<string, number>, what: string) {
-  for (const [name, d] of Object.entries(wrong)) expect(d, `${what} vs ${name}`).toBeLessThan(dice - (name.startsWith('shift') ? 0.03 : 0.3));
+  for (const [name, d] of Object.entries(wrong))
+    expect(d, `${what} vs ${name}`).toBeLessThan(dice - (name.startsWith('shift') ? 0.03 : 0.3));
 }
 
 describe('MONAI Label API with the monailabel 0.8.5 client', () => {

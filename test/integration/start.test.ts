@@ -72,6 +72,7 @@ it('with the default sample data (the README main command): images wrapped as DI
     expect(output()).toMatch(/US\s+1\s+540x800\s+2D images\s+ready/); // an HC18 image
     expect(output()).toMatch(/XC\s+1\s+57\dx76\d\s+2D images\s+ready/); // a PH2 image
     expect(output()).toContain(`Viewer: http://127.0.0.1:${api}/ (OHIF with the "LDFSAM auto-segment" mode)`);
+    expect(output()).toContain(`3D Slicer: http://127.0.0.1:${api}/monailabel (server URL for 3D Slicer's MONAI Label module)`);
     const index = await fetch(`http://127.0.0.1:${api}/`);
     expect(await index.text()).toContain('<div id="root">');
     // The demo segments an HC18 image with the fetal-head model and links the viewer to it.

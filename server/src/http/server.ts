@@ -18,6 +18,7 @@ import { locateViewer } from '../viewer/viewer-routes.js';
 import { packageVersion } from '../util/paths.js';
 import { authEnabled } from './auth.js';
 import { VolumeStore } from '../volume/store.js';
+import { MONAILABEL_PATH } from './monailabel/router.js';
 
 export interface RunningServer {
   url: string;
@@ -111,6 +112,7 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
   const url = `http://${host}:${port}`;
   log.info('server listening', {
     url,
+    monailabel: `${url}${MONAILABEL_PATH}`,
     dicomweb: config.dicomwebUrl,
     models: registry.list().map((m) => m.manifest.name),
     auth: authEnabled(auth),

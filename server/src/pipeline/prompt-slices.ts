@@ -4,7 +4,7 @@
  * rows x columns and thresholded into bit-packed masks (as the automatic path does).
  *
  * Points without a box: models trained with boxes (LiteMedSAM) barely segment from a lone click, so
- * a box is derived (see derivedPrompt), and the clicks refine it.
+ * a box is derived from them (see derivedPrompt), and the clicks refine it.
  */
 import type { SlicePixels } from '../dicom/pixels.js';
 import { LdfsamError } from '../errors.js';
@@ -29,8 +29,8 @@ export interface PromptedMask {
   prompt: SlicePrompt;
 }
 
-/** Box sides tried around clicks without a box, as fractions of the slice's longest side. */
-export const DERIVED_BOX_SCALES = [0.1, 0.2, 0.3, 0.45];
+/** Box sides tried around clicks without a box, as fractions of the slice's longest side (measured: see the README). */
+export const DERIVED_BOX_SCALES = [0.1, 0.2, 0.3, 0.45, 0.6];
 
 export async function promptSlices(
   worker: PromptWorker,
@@ -79,10 +79,12 @@ async function decodeOne(
 }
 
 /**
- * Clicks without a box: the clicks alone, then boxes around them (the box of that first mask and
- * squares of DERIVED_BOX_SCALES centred on the positive clicks), each with the clicks; the answer is
- * the mask the model rates best (predicted IoU) among those holding every positive click, else the
- * clicks-alone mask.
+ * Clicks without a box: squares of DERIVED_BOX_SCALES centred on the positive clicks (each at least
+ * as large as the clicks' own extent), each prompted with the clicks; the answer is the mask the
+ * model rates best (predicted IoU) among those holding every positive click, else the clicks alone.
+ * Measured with medsam-lite, one click at the reference's centroid, 25 test images each: Dice 0.72
+ * (HC18) and 0.75 (PH2), against 0.002 and 0.0004 for the click alone, 0.02 and 0.005 for the box of
+ * the click's own mask, and 0.73 and 0.69 for the best single fixed box size.
  */
 async function derivedPrompt(
   prompt: SlicePrompt,
@@ -91,30 +93,23 @@ async function derivedPrompt(
 ): Promise<PromptedMask> {
   const { rows, columns } = geometry;
   const positive = prompt.points.filter((p) => p.positive);
-  const first = await decode(prompt);
-  if (positive.length === 0) return first;
-  const mask = unpackBits(first.bits, 0, rows * columns);
-  const boxes: [number, number, number, number][] = [];
-  const around = holdsAll(mask, positive, columns) ? boxAround(mask, rows, columns, positive) : undefined;
-  if (around) boxes.push(around);
+  if (positive.length === 0) return decode(prompt);
   const cx = positive.reduce((s, p) => s + p.x, 0) / positive.length;
   const cy = positive.reduce((s, p) => s + p.y, 0) / positive.length;
   const spread = boxAround(undefined, rows, columns, positive)!;
+  let best: PromptedMask | undefined;
   for (const f of DERIVED_BOX_SCALES) {
     const half = (f * Math.max(rows, columns)) / 2;
-    boxes.push([
+    const box: [number, number, number, number] = [
       Math.max(0, Math.min(cx - half, spread[0])),
       Math.max(0, Math.min(cy - half, spread[1])),
       Math.min(columns - 1, Math.max(cx + half, spread[2])),
       Math.min(rows - 1, Math.max(cy + half, spread[3])),
-    ]);
-  }
-  let best: PromptedMask | undefined;
-  for (const box of boxes) {
+    ];
     const r = await decode({ points: prompt.points, box });
     if (holdsAll(unpackBits(r.bits, 0, rows * columns), positive, columns) && (!best || r.iou > best.iou)) best = r;
   }
-  return best ?? first;
+  return best ?? decode(prompt);
 }
 
 function holdsAll(mask: Uint8Array, points: { x: number; y: number }[], columns: number): boolean {

@@ -63,7 +63,7 @@ export function readNifti(bytes: Uint8Array, what = 'the NIfTI file'): Volume {
   // A copy: aligned for the typed array, and byte-swapped when the file is big-endian.
   const raw = copy(bytes, offset, offset + needed);
   if (!header.littleEndian && type.bytes > 1) swapBytes(raw, type.bytes);
-  const data = new type.array(raw.buffer);
+  const data = new type.array(raw.buffer as ArrayBuffer);
   const slope = header.scl_slope;
   const scale =
     Number.isFinite(slope) && slope !== 0 ? { slope, intercept: Number(header.scl_inter) || 0 } : { slope: 1, intercept: 0 };
@@ -109,7 +109,10 @@ function placement(header: Header, what: string): { columns: [Vec3, Vec3, Vec3];
     const columns = [0, 1, 2].map((c) => [ras[0]![c]!, ras[1]![c]!, ras[2]![c]!]) as Vec3[];
     const usable = isRotationWithSpacing(columns);
     if (!(header.qform_code > 0) && !usable)
-      throw new LdfsamError('INVALID_INPUT', `${what}: the sform is sheared (not a rotation with spacings) and there is no qform; resample it first`);
+      throw new LdfsamError(
+        'INVALID_INPUT',
+        `${what}: the sform is sheared (not a rotation with spacings) and there is no qform; resample it first`,
+      );
     if (usable && (!(header.qform_code > 0) || header.sform_code === 1))
       return toLps(withSpacing(columns.map(unit)), [ras[0]![3]!, ras[1]![3]!, ras[2]![3]!]);
   }

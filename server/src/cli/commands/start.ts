@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { inspectStudy } from '../../dicom/inspect.js';
 import { loadFiles, type LoadReport } from '../../pacs/load.js';
 import { startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
+import { MONAILABEL_PATH } from '../../http/monailabel/router.js';
 import { startServer } from '../../http/server.js';
 import { createLogger } from '../../log.js';
 import { projectPath } from '../../util/paths.js';
@@ -94,6 +95,7 @@ export function registerStart(program: Command): void {
         out(`API: ${server.url}/api (models: ${server.url}/api/models)`);
         if ('missing' in server.viewer) out(`Viewer: not served: ${server.viewer.missing}`);
         else out(`Viewer: ${server.viewer.url} (OHIF with the "LDFSAM auto-segment" mode)`);
+        out(`3D Slicer: ${server.url}${MONAILABEL_PATH} (server URL for 3D Slicer's MONAI Label module)`);
         if (flags.demo && paths.length > 0) await demo(server.url, orthanc.dicomwebUrl, out);
         if (!orthanc.child) {
           out('Orthanc was started earlier by `ldfsam pacs start`; it keeps running (stop it with `ldfsam pacs stop`).');

@@ -48,11 +48,29 @@ const TRAINING =
 
 export function monaiLabelRouter(deps: MonaiLabelDeps): express.Router {
   const router = express.Router();
-  const images = new ImageResolver(deps.store, deps.client, deps.maxVolumeBytes);
-  const form = express.raw({ type: 'multipart/form-data', limit: deps.maxUploadBytes });
+  const ctx: Context = {
+    deps,
+    images: new ImageResolver(deps.store, deps.client, deps.maxVolumeBytes),
+    form: express.raw({ type: 'multipart/form-data', limit: deps.maxUploadBytes }),
+  };
   router.use(loginRoutes(deps.auth, deps.oidcClientId));
   router.use(createAuth(deps.auth));
+  serviceRoutes(router, ctx);
+  datastoreRoutes(router, ctx);
+  sessionRoutes(router, ctx);
+  inferRoute(router, ctx);
+  return router;
+}
 
+interface Context {
+  deps: MonaiLabelDeps;
+  images: ImageResolver;
+  /** The body parser of the multipart routes (bounded by LDFSAM_MONAILABEL_MAX_UPLOAD_MB). */
+  form: express.RequestHandler;
+}
+
+/** Info, login check, training (not here) and active learning. */
+function serviceRoutes(router: express.Router, { deps }: Context): void {
   router.get('/auth/token/valid', (_req, res) => void res.json({ valid: true }));
   router.get('/info', (_req, res) => void res.json(info(deps.registry, deps.store, deps.version)));
 
@@ -69,6 +87,23 @@ export function monaiLabelRouter(deps: MonaiLabelDeps): express.Router {
     throw new LdfsamError('NOT_FOUND', TRAINING);
   });
 
+  router.post('/activelearning/:strategy', express.json({ limit: '256kb' }), async (req, res) => {
+    const strategy = req.params.strategy as string;
+    if (!(strategy in STRATEGIES))
+      throw new LdfsamError(
+        'NOT_FOUND',
+        `unknown strategy ${JSON.stringify(strategy)}; known: ${Object.keys(STRATEGIES).join(', ')}`,
+      );
+    const model = (req.body as { model?: unknown } | undefined)?.model;
+    const sample = await nextSample(deps.client, deps.registry, strategy as Strategy, {
+      ...(typeof model === 'string' && model !== 'any' && model !== '' ? { model } : {}),
+    });
+    res.json(sample ?? {});
+  });
+}
+
+/** The local datastore (uploads, labels, sessions) and PACS series as volumes. */
+function datastoreRoutes(router: express.Router, { deps, images, form }: Context): void {
   router.get('/datastore', (req, res) => {
     const output = String(req.query.output ?? 'stats');
     if (output === 'stats') return void res.json(datastoreStats(deps.store));
@@ -152,8 +187,10 @@ export function monaiLabelRouter(deps: MonaiLabelDeps): express.Router {
     if (!entry || !label) throw new LdfsamError('NOT_FOUND', `no label ${JSON.stringify(tag)} for ${JSON.stringify(id)}`);
     res.download(deps.store.path(entry, label.file), `${safeName(id)}${label.file.slice(`label-${tag}`.length)}`);
   });
+}
 
-  // Sessions (the Slicer module uploads a volume it loaded itself this way): a datastore entry of their own.
+/** Sessions (the Slicer module uploads a volume it loaded itself this way): datastore entries of their own. */
+function sessionRoutes(router: express.Router, { deps, images, form }: Context): void {
   router.put('/session', form, (req, res) => {
     const data = parseForm(req.body, req.get('content-type'));
     const file = data.files.files ?? Object.values(data.files)[0];
@@ -178,7 +215,9 @@ export function monaiLabelRouter(deps: MonaiLabelDeps): express.Router {
     deps.store.remove(entry.id);
     res.json(sessionInfo(req.params.id, entry));
   });
+}
 
+function inferRoute(router: express.Router, { deps, images, form }: Context): void {
   router.post('/infer/:model', form, async (req, res) => {
     const name = req.params.model as string;
     const entry = monaiModels(deps.registry).get(name);
@@ -211,21 +250,6 @@ export function monaiLabelRouter(deps: MonaiLabelDeps): express.Router {
       .set({ 'content-type': contentType, 'content-length': String(body.length) })
       .end(body);
   });
-
-  router.post('/activelearning/:strategy', express.json({ limit: '256kb' }), async (req, res) => {
-    const strategy = req.params.strategy as string;
-    if (!(strategy in STRATEGIES))
-      throw new LdfsamError(
-        'NOT_FOUND',
-        `unknown strategy ${JSON.stringify(strategy)}; known: ${Object.keys(STRATEGIES).join(', ')}`,
-      );
-    const model = (req.body as { model?: unknown } | undefined)?.model;
-    const sample = await nextSample(deps.client, deps.registry, strategy as Strategy, {
-      ...(typeof model === 'string' && model !== 'any' && model !== '' ? { model } : {}),
-    });
-    res.json(sample ?? {});
-  });
-  return router;
 }
 
 function sessionInfo(id: string, entry: { uploadedAt: string; lastUsedAt: string; bytes: number }) {
