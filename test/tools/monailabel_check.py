@@ -28,7 +28,8 @@ PARAMS = {"result_extension": ".nrrd", "result_dtype": "uint8"}
 
 def load_client(module_path):
     if not module_path:
-        from monailabel.client import MONAILabelClient, client as mod
+        from monailabel.client import MONAILabelClient
+        from monailabel.client import client as mod
 
         return MONAILabelClient, mod.MONAILabelUtils
     spec = importlib.util.spec_from_file_location("slicer_client", module_path)

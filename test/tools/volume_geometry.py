@@ -80,7 +80,7 @@ def ras_line(line):
         return key + ": " + " ".join(flip(v) for v in vectors.split())
     return line
 ras = os.path.join(out, "itk-ras.nrrd")
-open(ras, "wb").write("\n".join(ras_line(l) for l in lines).encode() + b"\n\n" + body)
+open(ras, "wb").write("\n".join(ras_line(line) for line in lines).encode() + b"\n\n" + body)
 cases.append(ras)
 
 report = []

@@ -1,7 +1,7 @@
 /**
  * The server's layers: an import may only point down this list (a helper two layers need lives in
  * the lower one). Folders of one rank may import each other (http/ and viewer/; jobs/ and interactive/,
- * pacs/ and seg/ may not, being side by side: that is checked too).
+ * and pacs/, seg/ and volume/ may not, being side by side: that is checked too).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -14,7 +14,7 @@ const LAYERS: string[][] = [
   ['http', 'viewer'],
   ['jobs', 'interactive'],
   ['pipeline'],
-  ['pacs', 'seg'],
+  ['pacs', 'seg', 'volume'],
   ['dicom'],
   ['dicomweb', 'inference'],
   ['models', 'config.ts'],
@@ -24,6 +24,8 @@ const LAYERS: string[][] = [
 const APART = [
   ['jobs', 'interactive'],
   ['pacs', 'seg'],
+  ['pacs', 'volume'],
+  ['seg', 'volume'],
   ['dicomweb', 'inference'],
   ['models', 'config.ts'],
 ];

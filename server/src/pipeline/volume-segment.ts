@@ -10,7 +10,7 @@ import type { SeriesPlan } from '../dicom/series-plan.js';
 import { readSeriesSlices } from '../dicom/series-reader.js';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError } from '../errors.js';
-import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../models/registry.js';
+import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import {
   acquisitionAxis,
   paintSlice,

@@ -181,7 +181,7 @@ export interface NrrdWriteOptions {
 
 /** An NRRD file of `data` (uint8, int16, float32 ...) on `grid`, in LPS. */
 export function writeNrrd(grid: Grid, data: VoxelArray, options: NrrdWriteOptions = {}): Buffer {
-  const type = TYPE_NAMES.get(data.constructor as never);
+  const type = TYPE_NAMES.get(data.constructor);
   if (!type) throw new LdfsamError('INTERNAL', `no NRRD type for ${data.constructor.name}`);
   const f = (v: number) => (Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(17))));
   const vec = (v: readonly number[]) => `(${v.map(f).join(',')})`;

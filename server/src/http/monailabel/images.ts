@@ -9,7 +9,7 @@ import { loadSeries } from '../../dicom/inspect.js';
 import type { SeriesPlan } from '../../dicom/series-plan.js';
 import type { DicomJson } from '../../dicomweb/types.js';
 import { str, TAG } from '../../dicom/tags.js';
-import { isValidUid } from '../../dicomweb/client.js';
+import { isValidUid } from '../../util/uid.js';
 import { LdfsamError } from '../../errors.js';
 import type { Volume } from '../../volume/grid.js';
 import { readVolume } from '../../volume/read.js';

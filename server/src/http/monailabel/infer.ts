@@ -7,7 +7,7 @@
 import { readSeriesSlices } from '../../dicom/series-reader.js';
 import type { DicomWebClient } from '../../dicomweb/client.js';
 import { LdfsamError } from '../../errors.js';
-import type { ModelRegistry } from '../../models/registry.js';
+import type { ModelRegistry } from '../../inference/registry.js';
 import { segmentPlan, segmentSeries, type SegmentResult } from '../../pipeline/segment.js';
 import {
   autoLabel,
@@ -22,7 +22,7 @@ import {
 import { seriesGrid } from '../../volume/series-volume.js';
 import type { ImageRef } from './images.js';
 import type { ModelMode } from './info.js';
-import type { RegisteredModel } from '../../models/registry.js';
+import type { RegisteredModel } from '../../inference/registry.js';
 
 export type Output = 'image' | 'json' | 'all' | 'dicom_seg';
 

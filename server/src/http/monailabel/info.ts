@@ -7,7 +7,7 @@
  * 2-D handling would place ROI prompts on the wrong slice).
  */
 import { hasAutoMode, type ModelManifest } from '../../models/manifest.js';
-import type { ModelRegistry, RegisteredModel } from '../../models/registry.js';
+import type { ModelRegistry, RegisteredModel } from '../../inference/registry.js';
 import type { VolumeStore } from '../../volume/store.js';
 import { STRATEGIES } from './next-sample.js';
 

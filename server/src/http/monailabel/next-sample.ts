@@ -15,7 +15,7 @@ import { str, TAG } from '../../dicom/tags.js';
 import { loadSeries } from '../../dicom/inspect.js';
 import { LdfsamError, toLdfsamError } from '../../errors.js';
 import { seriesGrid } from '../../volume/series-volume.js';
-import { accepts, type ModelRegistry } from '../../models/registry.js';
+import { accepts, type ModelRegistry } from '../../inference/registry.js';
 import { segSeriesUid } from '../../seg/uids.js';
 
 export const STRATEGIES = {

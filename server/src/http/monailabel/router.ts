@@ -12,7 +12,7 @@ import type { DicomWebClient } from '../../dicomweb/client.js';
 import { readSeriesSlices } from '../../dicom/series-reader.js';
 import { LdfsamError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { ModelRegistry } from '../../models/registry.js';
+import type { ModelRegistry } from '../../inference/registry.js';
 import { writeNrrd } from '../../volume/nrrd.js';
 import { volumeFormat } from '../../volume/read.js';
 import { seriesGrid, seriesVoxels } from '../../volume/series-volume.js';
@@ -88,7 +88,7 @@ function serviceRoutes(router: express.Router, { deps }: Context): void {
   });
 
   router.post('/activelearning/:strategy', express.json({ limit: '256kb' }), async (req, res) => {
-    const strategy = req.params.strategy as string;
+    const strategy = req.params.strategy;
     if (!(strategy in STRATEGIES))
       throw new LdfsamError(
         'NOT_FOUND',
@@ -105,7 +105,7 @@ function serviceRoutes(router: express.Router, { deps }: Context): void {
 /** The local datastore (uploads, labels, sessions) and PACS series as volumes. */
 function datastoreRoutes(router: express.Router, { deps, images, form }: Context): void {
   router.get('/datastore', (req, res) => {
-    const output = String(req.query.output ?? 'stats');
+    const output = queryString(req, 'output') ?? 'stats';
     if (output === 'stats') return void res.json(datastoreStats(deps.store));
     if (output === 'train') return void res.json([]);
     if (output !== 'all') throw new LdfsamError('INVALID_INPUT', 'output must be stats, all or train');
@@ -135,7 +135,7 @@ function datastoreRoutes(router: express.Router, { deps, images, form }: Context
     if (!file || file.data.length === 0)
       throw new LdfsamError('INVALID_INPUT', 'send the volume as the multipart file field "file"');
     const params = paramsOf(data);
-    const id = String(req.query.image ?? '') || stripExtension(file.filename);
+    const id = queryString(req, 'image') || stripExtension(file.filename);
     const found = volumeFormat(file.data);
     if (!found)
       throw new LdfsamError('INVALID_INPUT', `${file.filename || 'the file'} is neither NIfTI (.nii, .nii.gz) nor NRRD (.nrrd)`);
@@ -160,7 +160,7 @@ function datastoreRoutes(router: express.Router, { deps, images, form }: Context
 
   router.put('/datastore/label', form, (req, res) => {
     const id = requiredQuery(req, 'image');
-    const tag = String(req.query.tag ?? 'final') || 'final';
+    const tag = queryString(req, 'tag') || 'final';
     const data = parseForm(req.body, req.get('content-type'));
     const label = data.files.label;
     if (!label || label.data.length === 0)
@@ -181,7 +181,7 @@ function datastoreRoutes(router: express.Router, { deps, images, form }: Context
 
   router.get('/datastore/label', (req, res) => {
     const id = requiredQuery(req, 'label');
-    const tag = String(req.query.tag ?? 'final');
+    const tag = queryString(req, 'tag') ?? 'final';
     const entry = deps.store.get(id);
     const label = entry?.labels[tag];
     if (!entry || !label) throw new LdfsamError('NOT_FOUND', `no label ${JSON.stringify(tag)} for ${JSON.stringify(id)}`);
@@ -223,7 +223,7 @@ function inferRoute(router: express.Router, { deps, images, form }: Context): vo
     const entry = monaiModels(deps.registry).get(name);
     if (!entry)
       throw new LdfsamError('NOT_FOUND', `unknown model ${JSON.stringify(name)}; GET ${MONAILABEL_PATH}/info/ lists them`);
-    const output = String(req.query.output ?? 'all') as Output;
+    const output = (queryString(req, 'output') ?? 'all') as Output;
     if (!OUTPUTS.has(output)) throw new LdfsamError('INVALID_INPUT', 'output must be image, json, all or dicom_seg');
     const data = parseForm(req.body, req.get('content-type'));
     if (data.files.file)
@@ -260,6 +260,14 @@ function sessionInfo(id: string, entry: { uploadedAt: string; lastUsedAt: string
     last_access_ts: Date.parse(entry.lastUsedAt) / 1000,
     bytes: entry.bytes,
   };
+}
+
+/** A query parameter given once as text; undefined when absent (a repeated or nested one is refused). */
+function queryString(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new LdfsamError('INVALID_INPUT', `the query parameter ${name} must be given once, as text`);
+  return v;
 }
 
 function requiredQuery(req: Request, name: string): string {
