@@ -8,7 +8,6 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import { InferenceWorker } from './inference-worker.js';
-import { PromptWorker } from './prompt-worker.js';
 import { projectPath } from '../util/paths.js';
 import { hasAutoMode, readManifest, type ModelManifest } from '../models/manifest.js';
 import type { SessionSettings } from '../models/session.js';
@@ -35,7 +34,6 @@ export function modelFolders(dir: string): string[] {
 export class ModelRegistry {
   private readonly models = new Map<string, RegisteredModel>();
   private readonly workers = new Map<string, Promise<InferenceWorker>>();
-  private readonly promptWorkers = new Map<string, Promise<PromptWorker>>();
   readonly rejected: { folder: string; reason: string }[] = [];
 
   constructor(
@@ -117,23 +115,9 @@ export class ModelRegistry {
     return w;
   }
 
-  /** The worker thread of a model's promptable pair (encoder + decoder), started on first use. */
-  promptWorker(model: RegisteredModel): Promise<PromptWorker> {
-    if (!model.manifest.promptable)
-      return Promise.reject(new LdfsamError('INVALID_INPUT', `model ${model.manifest.name} has no promptable export`));
-    let w = this.promptWorkers.get(model.folder);
-    if (!w) {
-      w = PromptWorker.start(model.folder, this.settings);
-      w.catch(() => this.promptWorkers.delete(model.folder));
-      this.promptWorkers.set(model.folder, w);
-    }
-    return w;
-  }
-
   async close(): Promise<void> {
-    const workers = await Promise.allSettled([...this.workers.values(), ...this.promptWorkers.values()]);
+    const workers = await Promise.allSettled([...this.workers.values()]);
     this.workers.clear();
-    this.promptWorkers.clear();
     await Promise.all(workers.flatMap((w) => (w.status === 'fulfilled' ? [w.value.close()] : [])));
   }
 }

@@ -8,8 +8,7 @@
  */
 import type { SlicePixels } from '../dicom/pixels.js';
 import { LdfsamError } from '../errors.js';
-import type { Outputs } from '../inference/inference-worker.js';
-import type { PromptWorker } from '../inference/prompt-worker.js';
+import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { unpackBits } from '../seg/bits.js';
 import { logitsToBits } from './postprocess.js';
@@ -33,7 +32,7 @@ export interface PromptedMask {
 export const DERIVED_BOX_SCALES = [0.1, 0.2, 0.3, 0.45, 0.6];
 
 export async function promptSlices(
-  worker: PromptWorker,
+  worker: InferenceWorker,
   manifest: ModelManifest,
   geometry: SliceGeometry,
   slices: AsyncIterable<{ index: number; pixels: SlicePixels }>,
@@ -47,7 +46,7 @@ export async function promptSlices(
     const prompt = prompts.get(slice.index);
     if (!prompt) continue;
     const image = preprocessSlice(slice.pixels, geometry.rows, geometry.columns, manifest, geometry.modality);
-    const embedding = await worker.run('encoder', { image: { data: image, dims: [1, 3, size, size] } });
+    const embedding = await worker.encode(image, [1, 3, size, size]);
     const decode = (p: SlicePrompt) => decodeOne(worker, manifest, embedding, p, geometry);
     out.set(slice.index, prompt.box ? await decode(prompt) : await derivedPrompt(prompt, geometry, decode));
   }
@@ -55,20 +54,20 @@ export async function promptSlices(
 }
 
 async function decodeOne(
-  worker: PromptWorker,
+  worker: InferenceWorker,
   manifest: ModelManifest,
   embedding: Outputs,
   prompt: SlicePrompt,
   geometry: SliceGeometry,
 ): Promise<PromptedMask> {
   const feeds: Feeds = decoderFeeds(manifest, prompt, geometry.rows, geometry.columns);
-  // The embedding is reused by later prompts of the slice: each decode gets its own copy.
+  // Every encoder output by name (the worker copies the feeds, so later prompts of the slice reuse them).
   for (const t of manifest.promptable!.encoder.outputs) {
     const e = embedding[t.name];
     if (!e) throw new LdfsamError('INFERENCE_FAILED', `the encoder gave no output named ${t.name}`);
-    feeds[t.name] = { data: e.data.slice(), dims: [...e.dims] };
+    feeds[t.name] = { data: e.data, dims: [...e.dims] };
   }
-  const outputs = await worker.run('decoder', feeds);
+  const outputs = await worker.decode(feeds);
   const logits = outputs[manifest.postprocessing.output];
   if (!logits) throw new LdfsamError('INFERENCE_FAILED', `the decoder gave no output named ${manifest.postprocessing.output}`);
   const size = manifest.preprocessing.inputSize;

@@ -201,7 +201,7 @@ export async function promptedLabel(
   if (perSlice.size === 0)
     throw new LdfsamError('INVALID_INPUT', `model ${manifest.name} needs a prompt: foreground points and/or an roi`);
   const t0 = performance.now();
-  const worker = await registry.promptWorker(model);
+  const worker = await registry.worker(model); // the model's one inference thread: decodes go before auto batches
   const indices = [...perSlice.keys()].sort((a, b) => a - b);
   const { view } = source;
   const masks = await promptSlices(
