@@ -113,14 +113,6 @@ def cmd_fixture_promptable(args) -> int:
     return 0
 
 
-def cmd_fixture_promptable_box(args) -> int:
-    from .fixtures import export_promptable_box_fixture
-
-    export_promptable_box_fixture(pathlib.Path(args.out))
-    print(f"wrote {args.out}/encoder.onnx, decoder.onnx and model.json (promptable box fixture)")
-    return 0
-
-
 def cmd_verify(args) -> int:
     manifest = verify_folder(pathlib.Path(args.folder))
     print(f"{args.folder}: {manifest['name']} {manifest['version']} ({manifest['configuration']['name']}): manifest valid, hashes match")
@@ -231,9 +223,6 @@ def main(argv=None) -> int:
     p = sub.add_parser("fixture-promptable", help="write the promptable geometry-test model (the threshold inside the prompt's box and point discs)")
     p.add_argument("--out", default="../test/fixtures/model-promptable")
     p.set_defaults(func=cmd_fixture_promptable)
-    p = sub.add_parser("fixture-promptable-box", help="write the MONAI Label API test model (threshold inside the prompt's box, stretched)")
-    p.add_argument("--out", default="../test/fixtures/model-promptable-box")
-    p.set_defaults(func=cmd_fixture_promptable_box)
     p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)

@@ -24,7 +24,7 @@ import { CT_DIR, ctFiles, mrFiles, SINGLE_DIR } from '../setup/data.js';
 import { startTestOrthanc } from '../setup/orthanc.js';
 import { runPython } from '../setup/python.js';
 
-const FIXTURES = [projectPath('test', 'fixtures', 'model-threshold'), projectPath('test', 'fixtures', 'model-promptable-box')];
+const FIXTURES = [projectPath('test', 'fixtures', 'model-threshold'), projectPath('test', 'fixtures', 'model-promptable')];
 let work: string;
 let orthanc: OrthancHandle;
 let server: RunningServer;
@@ -103,10 +103,10 @@ describe('MONAI Label API with the monailabel 0.8.5 client', () => {
     const info = report.info;
     expect(info.config).toBeUndefined(); // a top-level config makes Slicer refuse the server
     expect(info.models['threshold-fixture']).toMatchObject({ type: 'segmentation', labels: { Tissue: 1 }, dimension: 3 });
-    expect(info.models['promptable-fixture']).toMatchObject({ type: 'deepgrow', labels: { Tissue: 1 }, dimension: 3 });
+    expect(info.models['promptable-fixture']).toMatchObject({ type: 'deepgrow', labels: { Structure: 1 }, dimension: 3 });
     expect(Object.keys(info.strategies)).toEqual(['first', 'random']);
     expect(info.trainers).toEqual({});
-    expect(info.labels).toEqual(expect.arrayContaining(['Tissue', 'Fetal head', 'Skin lesion'])); // with the shipped models
+    expect(info.labels).toEqual(expect.arrayContaining(['Tissue', 'Structure', 'Fetal head', 'Skin lesion'])); // with the shipped models
   });
 
   it('auto-segments uploaded NIfTI volumes into NRRD labels on their exact grid (qform, sform, flipped, slices along i)', () => {

@@ -5,7 +5,7 @@ back with SimpleITK, the reader 3D Slicer loads them with. Prints one JSON repor
 
 Expected labels are the fixtures' known answers: the threshold fixture marks voxels whose value,
 scaled min-max per slice along the acquisition axis, is > 0.5; the promptable fixture does the same
-inside the prompt's box. Each label is compared with its expectation and with the expectation
+inside the prompt's box (and within discs around clicks). Each label is compared with its expectation and with the expectation
 flipped, transposed and shifted by two voxels, which must agree far less.
 
 usage: python monailabel_check.py --server URL --ct DIR --work DIR [--series UID] [--client-module FILE]
