@@ -31,11 +31,11 @@ def load_client(module_path):
         from monailabel.client import MONAILabelClient
         from monailabel.client import client as mod
 
-        return MONAILabelClient, mod.MONAILabelUtils
+        return MONAILabelClient, mod.MONAILabelUtils, mod.__file__
     spec = importlib.util.spec_from_file_location("slicer_client", module_path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.MONAILabelClient, mod.MONAILabelUtils
+    return mod.MONAILabelClient, mod.MONAILabelUtils, module_path
 
 
 def ct_volume(folder):
@@ -169,8 +169,8 @@ def bad_files(hu, work):
 
 
 def run(args):
-    Client, Utils = load_client(args.client_module)
-    report, errors = {}, {}
+    Client, Utils, client_file = load_client(args.client_module)
+    report, errors = {"clientModule": client_file}, {}
     client = Client(args.server, tmpdir=args.work, client_id="ldfsam-test")
     report["authEnabled"] = client.auth_enabled()
     report["info"] = client.info()
