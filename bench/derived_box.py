@@ -1,5 +1,5 @@
 """Which box to derive from a lone click for a box-trained promptable model (the MONAI Label API's
-rule for points without an ROI, server/src/pipeline/prompt-slices.ts): one positive click at the
+rule for points without an ROI, server/src/interactive/volume-prompts.ts): one positive click at the
 reference's centroid on test images of HC18 and PH2, prompted alone, with the box of its own mask,
 with squares of several sizes around it, and with the server's rule (the square the model rates
 best by predicted IoU among those whose mask holds the click). Prints the mean Dice of each.

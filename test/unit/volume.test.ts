@@ -4,8 +4,6 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { LdfsamError } from '../../server/src/errors.js';
-import type { ModelManifest } from '../../server/src/models/manifest.js';
-import { decoderFeeds } from '../../server/src/pipeline/prompt-feeds.js';
 import { slicePrompts } from '../../server/src/pipeline/volume-segment.js';
 import {
   acquisitionAxis,
@@ -148,31 +146,6 @@ describe('prompts', () => {
     expect([...p.keys()]).toEqual([1]);
     expect(code(() => slicePrompts(grid, view, { foreground: [[4, 0, 0]], background: [] }))).toMatch(/not a voxel/);
     expect(code(() => slicePrompts(grid, view, { foreground: [], background: [], roi: [1, 2, 3] }))).toMatch(/roi must be/);
-  });
-
-  it('builds the decoder inputs in the input frame, points then box corners, padding without a box', () => {
-    const manifest = {
-      name: 'm',
-      preprocessing: { inputSize: 8, fit: 'stretch' },
-      promptable: {
-        encoder: { outputs: [] },
-        prompts: {
-          labels: { positive: 1, negative: 0, boxTopLeft: 2, boxBottomRight: 3, padding: -1 },
-          maxPoints: 2,
-          padWhenNoBox: true,
-          multimaskForSinglePoint: false,
-        },
-      },
-    } as unknown as ModelManifest;
-    const boxed = decoderFeeds(manifest, { points: [{ x: 2, y: 1, positive: false }], box: [0, 0, 3, 1] }, 2, 4);
-    expect(Array.from(boxed.point_coords!.data)).toEqual([4, 4, 0, 0, 6, 4]);
-    expect(Array.from(boxed.point_labels!.data)).toEqual([0, 2, 3]);
-    expect(boxed.point_coords!.dims).toEqual([1, 3, 2]);
-    const clicks = decoderFeeds(manifest, { points: [{ x: 1, y: 1, positive: true }] }, 2, 4);
-    expect(Array.from(clicks.point_labels!.data)).toEqual([1, -1]);
-    expect(Array.from(clicks.has_mask_input!.data)).toEqual([0]);
-    const three = [0, 1, 2].map((x) => ({ x, y: 0, positive: true }));
-    expect(code(() => decoderFeeds(manifest, { points: three }, 2, 4))).toMatch(/at most 2/);
   });
 });
 

@@ -1,9 +1,9 @@
 /**
  * Segmentation on voxel grids, for the MONAI Label API: an uploaded volume (seen slice by slice
  * along its acquisition axis, each slice as DICOM would display it) or a PACS series (read by the
- * series reader, on the grid seriesGrid() gives it). Automatic models run on every slice; promptable
- * ones on the slices their prompts point to. The answer is a uint8 label on the source's grid:
- * segment numbers for automatic models, 1 for a prompted structure.
+ * series reader, on the grid seriesGrid() gives it). Automatic models run on every slice; prompts
+ * are placed on the slices they point to (interactive/volume-prompts.ts runs them). The answer is a
+ * uint8 label on the source's grid: segment numbers for automatic models, 1 for a prompted structure.
  */
 import type { SlicePixels } from '../dicom/pixels.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
@@ -23,8 +23,6 @@ import {
   type Volume,
 } from '../volume/grid.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
-import type { SlicePrompt } from './prompt-feeds.js';
-import { promptSlices } from './prompt-slices.js';
 import { segmentSlices } from './segment-series.js';
 
 /** Where slices come from: an uploaded volume or a planned PACS series. */
@@ -124,6 +122,12 @@ export function labelFromMasks(masks: Uint8Array[][], source: SliceSourceOf): Ui
   return label;
 }
 
+/** One slice's prompt in its view pixels (x = column, y = row; the box [x0, y0, x1, y1] inclusive). */
+export interface SlicePrompt {
+  points: { x: number; y: number; positive: boolean }[];
+  box?: [number, number, number, number];
+}
+
 /** MONAI Label's prompt parameters: voxel indices [i, j, k] and an ROI [i0, i1, j0, j1, k0, k1]. */
 export interface VoxelPrompts {
   foreground: number[][];
@@ -186,38 +190,4 @@ export function slicePrompts(grid: Grid, view: SliceView, prompts: VoxelPrompts)
   if (out.size > MAX_PROMPTED_SLICES)
     throw new LdfsamError('INVALID_INPUT', `prompts on ${out.size} slices; at most ${MAX_PROMPTED_SLICES} per request`);
   return out;
-}
-
-/** A promptable model on the prompted slices, painted into a label (value 1). */
-export async function promptedLabel(
-  registry: ModelRegistry,
-  model: RegisteredModel,
-  source: SliceSourceOf,
-  prompts: VoxelPrompts,
-  signal?: AbortSignal,
-): Promise<LabelResult & { slices: { index: number; iou: number }[] }> {
-  const { manifest } = model;
-  const perSlice = slicePrompts(source.grid, source.view, prompts);
-  if (perSlice.size === 0)
-    throw new LdfsamError('INVALID_INPUT', `model ${manifest.name} needs a prompt: foreground points and/or an roi`);
-  const t0 = performance.now();
-  const worker = await registry.worker(model); // the model's one inference thread: decodes go before auto batches
-  const indices = [...perSlice.keys()].sort((a, b) => a - b);
-  const { view } = source;
-  const masks = await promptSlices(
-    worker,
-    manifest,
-    { rows: view.rows, columns: view.columns, modality: source.modality },
-    source.read(indices, signal),
-    perSlice,
-    signal,
-  );
-  const label = new Uint8Array(voxelCount(source.grid.size));
-  for (const [s, m] of masks) paintSlice(label, source.grid, view, s, m.bits, 1);
-  return {
-    label,
-    labelNames: { [manifest.segments[0]!.label]: 1 },
-    timingsMs: { infer: performance.now() - t0 },
-    slices: [...masks].map(([index, m]) => ({ index, iou: m.iou })),
-  };
 }

@@ -9,10 +9,10 @@ import type { DicomWebClient } from '../../dicomweb/client.js';
 import { LdfsamError } from '../../errors.js';
 import type { ModelRegistry } from '../../inference/registry.js';
 import { segmentPlan, segmentSeries, type SegmentResult } from '../../pipeline/segment.js';
+import { promptedLabel } from '../../interactive/volume-prompts.js';
 import {
   autoLabel,
   labelFromMasks,
-  promptedLabel,
   seriesSource,
   volumeSource,
   type LabelResult,

@@ -1,7 +1,9 @@
 /**
- * Runs a promptable model on the slices that carry prompts: each slice through the manifest's
- * preprocessing and the encoder once, then the decoder per prompt, the logits back to the slice's
- * rows x columns and thresholded into bit-packed masks (as the automatic path does).
+ * Prompts on a voxel grid, for the MONAI Label API: a promptable model on the slices its prompts
+ * point to, on the model's one inference worker (encode, then decode per prompt), with the
+ * interactive API's prompt contract (prompts.ts: checks, tensors, decoder feeds by name) and the
+ * automatic path's postprocessing; the masks painted into a label on the source's grid (value 1).
+ * A MONAI Label request carries its whole prompt, so no session and no embedding cache here.
  *
  * Points without a box: models trained with boxes (LiteMedSAM) barely segment from a lone click, so
  * a box is derived from them (see derivedPrompt), and the clicks refine it.
@@ -9,13 +11,22 @@
 import type { SlicePixels } from '../dicom/pixels.js';
 import { LdfsamError } from '../errors.js';
 import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
+import type { ModelRegistry, RegisteredModel } from '../inference/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
+import { logitsToBits } from '../pipeline/postprocess.js';
+import { fittedSize, preprocessSlice } from '../pipeline/preprocess.js';
+import {
+  slicePrompts,
+  type LabelResult,
+  type SlicePrompt,
+  type SliceSourceOf,
+  type VoxelPrompts,
+} from '../pipeline/volume-segment.js';
 import { unpackBits } from '../seg/bits.js';
-import { logitsToBits } from './postprocess.js';
-import { boxAround, decoderFeeds, type Feeds, type SlicePrompt } from './prompt-feeds.js';
-import { fittedSize, preprocessSlice } from './preprocess.js';
+import { paintSlice, voxelCount } from '../volume/grid.js';
+import { checkPrompt, decoderFeeds, promptTensors, widenBox, type Box } from './prompts.js';
 
-export interface SliceGeometry {
+interface SliceGeometry {
   rows: number;
   columns: number;
   modality: string;
@@ -30,7 +41,40 @@ export interface PromptedMask {
 
 /** Box sides tried around clicks without a box, as fractions of the slice's longest side (measured: see the README). */
 export const DERIVED_BOX_SCALES = [0.1, 0.2, 0.3, 0.45, 0.6];
+/** The clicks' own extent is widened by this share per side before it bounds a derived box. */
+const CLICK_SPREAD_MARGIN = 0.05;
 
+/** A promptable model on the prompted slices, painted into a label (value 1). */
+export async function promptedLabel(
+  registry: ModelRegistry,
+  model: RegisteredModel,
+  source: SliceSourceOf,
+  prompts: VoxelPrompts,
+  signal?: AbortSignal,
+): Promise<LabelResult & { slices: { index: number; iou: number }[] }> {
+  const { manifest } = model;
+  if (!manifest.promptable) throw new LdfsamError('INVALID_INPUT', `model ${manifest.name} has no promptable export`);
+  const perSlice = slicePrompts(source.grid, source.view, prompts);
+  if (perSlice.size === 0)
+    throw new LdfsamError('INVALID_INPUT', `model ${manifest.name} needs a prompt: foreground points and/or an roi`);
+  const { view } = source;
+  const geometry = { rows: view.rows, columns: view.columns, modality: source.modality };
+  for (const p of perSlice.values()) checkPrompt(p, geometry.rows, geometry.columns, manifest.promptable.prompts.maxPoints);
+  const t0 = performance.now();
+  const worker = await registry.worker(model); // the model's one inference thread: decodes go before auto batches
+  const indices = [...perSlice.keys()].sort((a, b) => a - b);
+  const masks = await promptSlices(worker, manifest, geometry, source.read(indices, signal), perSlice, signal);
+  const label = new Uint8Array(voxelCount(source.grid.size));
+  for (const [s, m] of masks) paintSlice(label, source.grid, view, s, m.bits, 1);
+  return {
+    label,
+    labelNames: { [manifest.segments[0]!.label]: 1 },
+    timingsMs: { infer: performance.now() - t0 },
+    slices: [...masks].map(([index, m]) => ({ index, iou: m.iou })),
+  };
+}
+
+/** Each prompted slice preprocessed and encoded once, then decoded per prompt into bit-packed masks. */
 export async function promptSlices(
   worker: InferenceWorker,
   manifest: ModelManifest,
@@ -60,19 +104,16 @@ async function decodeOne(
   prompt: SlicePrompt,
   geometry: SliceGeometry,
 ): Promise<PromptedMask> {
-  const feeds: Feeds = decoderFeeds(manifest, prompt, geometry.rows, geometry.columns);
-  // Every encoder output by name (the worker copies the feeds, so later prompts of the slice reuse them).
-  for (const t of manifest.promptable!.encoder.outputs) {
-    const e = embedding[t.name];
-    if (!e) throw new LdfsamError('INFERENCE_FAILED', `the encoder gave no output named ${t.name}`);
-    feeds[t.name] = { data: e.data, dims: [...e.dims] };
-  }
-  const outputs = await worker.decode(feeds);
+  const { rows, columns } = geometry;
+  // The worker copies the feeds, so later prompts of the slice reuse the embedding.
+  const outputs = await worker.decode(
+    decoderFeeds(manifest, embedding, promptTensors(prompt, rows, columns, manifest), undefined),
+  );
   const logits = outputs[manifest.postprocessing.output];
   if (!logits) throw new LdfsamError('INFERENCE_FAILED', `the decoder gave no output named ${manifest.postprocessing.output}`);
   const size = manifest.preprocessing.inputSize;
-  const fitted = fittedSize(geometry.rows, geometry.columns, manifest);
-  const bits = logitsToBits(logits.data, size, geometry.rows, geometry.columns, manifest.postprocessing.threshold, fitted);
+  const fitted = fittedSize(rows, columns, manifest);
+  const bits = logitsToBits(logits.data, size, rows, columns, manifest.postprocessing.threshold, fitted);
   const iou = Object.entries(outputs).find(([name]) => name !== manifest.postprocessing.output)?.[1].data[0] ?? NaN;
   return { bits, iou, prompt };
 }
@@ -95,11 +136,18 @@ async function derivedPrompt(
   if (positive.length === 0) return decode(prompt);
   const cx = positive.reduce((s, p) => s + p.x, 0) / positive.length;
   const cy = positive.reduce((s, p) => s + p.y, 0) / positive.length;
-  const spread = boxAround(undefined, rows, columns, positive)!;
+  const xs = positive.map((p) => p.x);
+  const ys = positive.map((p) => p.y);
+  const spread = widenBox(
+    [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)],
+    CLICK_SPREAD_MARGIN,
+    rows,
+    columns,
+  );
   let best: PromptedMask | undefined;
   for (const f of DERIVED_BOX_SCALES) {
     const half = (f * Math.max(rows, columns)) / 2;
-    const box: [number, number, number, number] = [
+    const box: Box = [
       Math.max(0, Math.min(cx - half, spread[0])),
       Math.max(0, Math.min(cy - half, spread[1])),
       Math.min(columns - 1, Math.max(cx + half, spread[2])),
