@@ -68,6 +68,11 @@ export const configSchema = z
      * A worker that dies loses its job to another after at most this plus half of it (the stalled-job check).
      */
     queueLockMs: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+    /**
+     * How long `worker`, `serve` and `start` take at most to stop after SIGTERM/SIGINT (running jobs
+     * handed back, connections closed); then they exit anyway. Below a supervisor's grace period (10 s).
+     */
+    stopTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
     /** `ldfsam worker` with CUDA: the GPU this worker uses (one worker per GPU); sets CUDA_VISIBLE_DEVICES. */
     cudaDevice: z.coerce.number().int().min(0).max(63).optional(),
     /** The prebuilt OHIF viewer's dist folder; default: vendor/ohif-app/dist (put there by npm run setup). */
@@ -145,6 +150,7 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   queue: 'LDFSAM_QUEUE',
   pacsMaxJobs: 'LDFSAM_PACS_MAX_JOBS',
   queueLockMs: 'LDFSAM_QUEUE_LOCK_MS',
+  stopTimeoutMs: 'LDFSAM_STOP_TIMEOUT_MS',
   cudaDevice: 'LDFSAM_CUDA_DEVICE',
   viewerDir: 'LDFSAM_VIEWER_DIR',
   viewerToken: 'LDFSAM_VIEWER_TOKEN',

@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import { clientFrom } from '../dicomweb/from-config.js';
 import { LdfsamError } from '../errors.js';
 import { EmbeddedQueue } from '../jobs/embedded.js';
-import type { JobQueue } from '../jobs/queue.js';
+import type { JobQueue, StopReport } from '../jobs/queue.js';
 import { JobRunner } from '../jobs/runner.js';
 import { JobStore } from '../jobs/store.js';
 import { RedisJobQueue } from '../jobs/redis/redis-queue.js';
@@ -24,7 +24,11 @@ export interface RunningServer {
   url: string;
   /** Where the viewer is served, or why it is not. */
   viewer: { url: string } | { missing: string };
-  close(): Promise<void>;
+  /**
+   * Stops listening (open connections, SSE streams included, are closed), stops the inference (the
+   * running jobs go back to the queue) and closes the queue and the models; says which jobs went back.
+   */
+  close(why?: string): Promise<StopReport>;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
@@ -122,13 +126,18 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
   return {
     url,
     viewer: viewer ? { url: `${url}/` } : (located as { missing: string }),
-    async close() {
+    async close(why = 'the server stops') {
       sessions.closeAll();
-      await new Promise((r) => server.close(r));
+      const closed = new Promise((r) => server.close(r));
       server.closeAllConnections();
-      await worker?.close();
-      await queue.close();
+      await closed;
+      const fromWorker = await worker?.stop(why);
+      const fromQueue = await queue.close();
       await registry.close();
+      return {
+        handedBack: [...(fromWorker?.handedBack ?? []), ...fromQueue.handedBack],
+        left: [...(fromWorker?.left ?? []), ...fromQueue.left],
+      };
     },
   };
 }

@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import type { JobRunner } from './runner.js';
 import type { JobStore } from './store.js';
-import type { BatchView, JobQueue, QueueInfo, RunnerStats } from './queue.js';
+import type { BatchView, JobQueue, QueueInfo, RunnerStats, StopReport } from './queue.js';
 import type { Job, JobRequest, JobState } from './types.js';
 
 export class EmbeddedQueue implements JobQueue {
@@ -19,9 +19,10 @@ export class EmbeddedQueue implements JobQueue {
     this.runner.start();
   }
 
-  async close(): Promise<void> {
-    await this.runner.stop();
+  async close(): Promise<StopReport> {
+    const { handedBack } = await this.runner.stop();
     this.store.close();
+    return { handedBack, left: [] };
   }
 
   async submit(request: JobRequest, options: { force?: boolean; priority?: number } = {}) {

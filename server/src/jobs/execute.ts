@@ -3,7 +3,9 @@
  * (the embedded runner, ./runner.ts, and the Redis worker, ./redis/worker.ts). It persists progress
  * at most 4 times a second (and at every stage change, and at the last slice) and publishes every
  * step, treats a cancel as cancelled when nothing was stored, and sorts a failure into cancelled,
- * retried or failed. What each outcome means for the job's record is the backend's (JobBackend).
+ * retried or failed. A job interrupted because its worker stops (aborted with a StopRequested reason,
+ * not a cancel) is handed back to its queue. What each outcome means for the job's record is the
+ * backend's (JobBackend).
  */
 import type { Config } from '../config.js';
 import type { DicomWebClient } from '../dicomweb/client.js';
@@ -38,6 +40,11 @@ export interface JobBackend {
   /** Re-queues a retryable failure when attempts are left: the fields to log, or false when it will not be retried. */
   retry(error: LdfsamError): Fields | false | Promise<Fields | false>;
   failed(error: LdfsamError): void | Promise<void>;
+  /**
+   * The worker stops: puts the job back in its queue to run again from the start, without counting
+   * an attempt; false when it could not (the queue unreachable: its own recovery takes the job back).
+   */
+  handBack(): boolean | Promise<boolean>;
   /** Always, last (a PACS slot released). */
   end?(): void | Promise<void>;
 }
@@ -46,7 +53,19 @@ export type JobEnding =
   | { ending: 'succeeded'; result: SegmentResult }
   | { ending: 'cancelled' }
   | { ending: 'retried'; error: LdfsamError }
-  | { ending: 'failed'; error: LdfsamError };
+  | { ending: 'failed'; error: LdfsamError }
+  | { ending: 'handed-back'; queued: boolean };
+
+/** The abort reason of a job interrupted because its worker stops: not a cancel, the job runs again. */
+export class StopRequested extends Error {
+  constructor(readonly why: string) {
+    super(`the worker stopped (${why}) before the job ended; it runs again from the start`);
+    this.name = 'StopRequested';
+  }
+}
+
+export const stopRequested = (signal: AbortSignal): StopRequested | undefined =>
+  signal.aborted && signal.reason instanceof StopRequested ? signal.reason : undefined;
 
 export const CANCELLED_BY_REQUEST = { code: 'CANCELLED', message: 'cancelled by request; nothing was stored' } as const;
 
@@ -66,7 +85,8 @@ export async function executeJob(
       signal,
       onProgress: throttledProgress(backend),
     });
-    if (result.status !== 'stored' && (await backend.cancelRequested())) throw new LdfsamError('CANCELLED', 'cancelled');
+    if (result.status !== 'stored' && (stopRequested(signal) || (await backend.cancelRequested())))
+      throw new LdfsamError('CANCELLED', 'cancelled');
     await backend.succeeded(jobResult(result));
     log.info('job succeeded', {
       status: result.status,
@@ -75,6 +95,8 @@ export async function executeJob(
     });
     return { ending: 'succeeded', result };
   } catch (err) {
+    const stop = stopRequested(signal);
+    if (stop) return await handBack(stop, backend, log);
     return await settleFailure(toLdfsamError(err), backend, log);
   } finally {
     await backend.end?.();
@@ -94,6 +116,13 @@ function throttledProgress(backend: JobBackend): (p: JobProgress) => void {
     }
     backend.publishProgress(p);
   };
+}
+
+async function handBack(stop: StopRequested, backend: JobBackend, log: Logger): Promise<JobEnding> {
+  const queued = await backend.handBack();
+  if (queued) log.warn('job handed back to the queue (the worker stops)', { why: stop.why });
+  else log.warn("job left to the queue's stalled-job recovery (the worker stops, the queue is unreachable)", { why: stop.why });
+  return { ending: 'handed-back', queued };
 }
 
 async function settleFailure(e: LdfsamError, backend: JobBackend, log: Logger): Promise<JobEnding> {

@@ -40,10 +40,17 @@ export interface BatchView {
   jobs: Job[];
 }
 
+/** What stopping took from the running jobs: handed back to the queue, or left to its recovery (queue unreachable). */
+export interface StopReport {
+  handedBack: string[];
+  left: string[];
+}
+
 export interface JobQueue {
   readonly backend: 'sqlite' | 'redis';
   start(): Promise<void>;
-  close(): Promise<void>;
+  /** Stops (the embedded queue hands its running jobs back) and closes its connections. */
+  close(): Promise<StopReport>;
   /** Accepts a job, or returns the same request's queued/running job (or its last success unless forced). */
   submit(request: JobRequest, options?: { force?: boolean; priority?: number }): Promise<{ job: Job; created: boolean }>;
   /** One batch job per request not queued, running or (unless forced) done; says how many were skipped. */

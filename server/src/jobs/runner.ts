@@ -10,7 +10,7 @@ import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelRegistry } from '../inference/registry.js';
-import { CANCELLED_BY_REQUEST, executeJob } from './execute.js';
+import { CANCELLED_BY_REQUEST, executeJob, StopRequested } from './execute.js';
 import type { RunnerStats } from './queue.js';
 import type { JobStore } from './store.js';
 import { FINAL_STATES, type Job, type JobRequest, type JobResult } from './types.js';
@@ -46,11 +46,14 @@ export class JobRunner {
     this.pump();
   }
 
-  async stop(): Promise<void> {
+  /** Takes no more jobs; the running ones stop after their current slice batch and go back to the queue. */
+  async stop(): Promise<{ handedBack: string[] }> {
     this.stopped = true;
     clearTimeout(this.timer);
-    for (const c of this.running.values()) c.abort();
+    const handedBack = [...this.running.keys()];
+    for (const c of this.running.values()) c.abort(new StopRequested('the server stops'));
     while (this.running.size > 0) await new Promise((r) => setTimeout(r, 20));
+    return { handedBack: handedBack.filter((id) => this.deps.store.get(id)?.state === 'queued') };
   }
 
   /** Accepts a job, or returns the same request's queued/running job (or its last success unless forced). */
@@ -149,6 +152,11 @@ export class JobRunner {
           return { attempt: job.attempts, delayMs: delay };
         },
         failed: (e) => publish(store.finish(job.id, 'failed', { error: { code: e.code, message: e.message } })),
+        handBack: () => {
+          const queued = store.handBack(job.id);
+          publish(store.get(job.id)!);
+          return queued;
+        },
       },
       controller.signal,
       this.deps.log.child({ jobId: job.id }),

@@ -210,6 +210,17 @@ export class JobStore {
       );
   }
 
+  /** Puts a running job back in the queue (its worker stops) without counting the attempt; says whether it was running. */
+  handBack(id: string): boolean {
+    return (
+      this.db
+        .prepare(
+          `UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), not_before = NULL, updated_at = ? WHERE id = ? AND state = 'running'`,
+        )
+        .run(new Date().toISOString(), id).changes > 0
+    );
+  }
+
   /** Cancels a queued job at once; says whether it was queued. */
   cancelQueued(id: string): boolean {
     const now = new Date().toISOString();

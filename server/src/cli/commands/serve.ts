@@ -5,6 +5,7 @@ import { LdfsamError } from '../../errors.js';
 import { startServer } from '../../http/server.js';
 import { createLogger } from '../../log.js';
 import { action, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
+import { runUntilStopped, STOP_HELP } from '../stop.js';
 
 export function registerServe(program: Command): void {
   withPacsOptions(program.command('serve'))
@@ -17,14 +18,19 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
     .option('--queue <url>', 'sqlite (embedded, default) or redis://host:port/db (env LDFSAM_QUEUE)')
     .option('--with-worker', 'with the Redis queue: also run an inference worker in this process')
+    .option('--stop-timeout <ms>', 'longest stop after SIGTERM/SIGINT (env LDFSAM_STOP_TIMEOUT_MS, default 10000)')
+    .addHelpText('after', STOP_HELP)
     .action(
-      action(async (flags: CommonFlags & { host?: string; port?: string; queue?: string; withWorker?: boolean }) => {
+      action(async (flags: ServeFlags) => {
         const config = configFrom({ ...flags });
         const resolved = {
           ...config,
           ...(flags.host ? { host: flags.host } : {}),
           ...(flags.port !== undefined ? { port: Number(flags.port) } : {}),
           ...(flags.queue ? { queue: loadConfig({ flags: { queue: flags.queue } }).queue } : {}),
+          ...(flags.stopTimeout
+            ? { stopTimeoutMs: loadConfig({ flags: { stopTimeoutMs: flags.stopTimeout } }).stopTimeoutMs }
+            : {}),
         };
         const log = createLogger({ service: 'ldfsam' });
         const server = await startServer(resolved, log, { withWorker: flags.withWorker });
@@ -36,11 +42,7 @@ export function registerServe(program: Command): void {
         process.stdout.write(
           'missing' in server.viewer ? `Viewer not served: ${server.viewer.missing}\n` : `Viewer at ${server.viewer.url}\n`,
         );
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
-        });
-        await server.close();
+        await runUntilStopped({ log, timeoutMs: resolved.stopTimeoutMs, stop: (why) => server.close(why) });
       }),
     );
 
@@ -110,6 +112,14 @@ export function registerServe(program: Command): void {
         }
       }),
     );
+}
+
+interface ServeFlags extends CommonFlags {
+  host?: string;
+  port?: string;
+  queue?: string;
+  withWorker?: boolean;
+  stopTimeout?: string;
 }
 
 interface BatchFlags extends CommonFlags {

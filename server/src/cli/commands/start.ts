@@ -14,9 +14,10 @@ import { loadFiles, type LoadReport } from '../../pacs/load.js';
 import { startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
 import { MONAILABEL_PATH } from '../../http/monailabel/router.js';
 import { startServer } from '../../http/server.js';
-import { createLogger } from '../../log.js';
+import { createLogger, type Fields, type Logger } from '../../log.js';
 import { projectPath } from '../../util/paths.js';
 import { action, clientFrom, configFrom, table, withOrthancOptions, type CommonFlags } from '../context.js';
+import { runUntilStopped, STOP_HELP } from '../stop.js';
 import { importImages } from './import-images.js';
 
 /**
@@ -45,6 +46,7 @@ export function registerStart(program: Command): void {
     .option('--no-sample-data', 'store nothing')
     .option('--port <port>', 'API server port (env LDFSAM_PORT, default 5080)')
     .option('--no-demo', 'do not run the demonstration segmentation')
+    .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: CommonFlags & { sampleData?: string[] | boolean; port?: string; demo: boolean }) => {
         const config = { ...configFrom(flags), ...(flags.port !== undefined ? { port: Number(flags.port) } : {}) };
@@ -101,26 +103,39 @@ export function registerStart(program: Command): void {
           out('Orthanc was started earlier by `ldfsam pacs start`; it keeps running (stop it with `ldfsam pacs stop`).');
         }
         out('Press Ctrl-C to stop.');
-        if (!orthanc.child) {
-          await new Promise<void>((r) => {
-            process.once('SIGINT', r);
-            process.once('SIGTERM', r);
-          });
-          await server.close();
-          out('Stopped.');
-          return;
-        }
         const child = orthanc.child;
-        const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-        const stop = () => child.kill('SIGTERM');
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-        const code = await exited;
-        await server.close();
-        await stopOrthanc(config);
-        out(code === 0 || code === null ? 'Stopped.' : `Orthanc exited with code ${code}.`);
+        const exited = child && new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+        await runUntilStopped({
+          log: textLogger(out),
+          timeoutMs: config.stopTimeoutMs,
+          ended: exited?.then((code) => `Orthanc exited with code ${code}`),
+          // The server first (its running job goes back to the queue), then Orthanc and its pid file.
+          stop: async (why) => {
+            const report = await server.close(why);
+            if (child) {
+              child.kill('SIGTERM');
+              await exited;
+              await stopOrthanc(config);
+            }
+            return report;
+          },
+          kill: () => child?.kill('SIGKILL'),
+        });
       }),
     );
+}
+
+/** The stop's lines as text for the terminal: "Stopped cleanly (SIGINT, 0.4 s)." */
+function textLogger(out: (s: string) => void): Logger {
+  const say = (message: string, fields: Fields = {}) => {
+    const details = [
+      typeof fields.why === 'string' ? fields.why : '',
+      typeof fields.seconds === 'number' ? `${fields.seconds} s` : '',
+    ].filter(Boolean);
+    out(`${message[0]!.toUpperCase()}${message.slice(1)}${details.length ? ` (${details.join(', ')})` : ''}.`);
+  };
+  const log: Logger = { info: say, warn: say, error: say, child: () => log };
+  return log;
 }
 
 /** Wraps the sample images as DICOM (into the data folder) and stores them; returns their series. */

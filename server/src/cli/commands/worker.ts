@@ -9,12 +9,14 @@ import { chooseExecutionProvider, ModelRegistry } from '../../inference/registry
 import { startRedisServer } from '../../jobs/redis/redis-server.js';
 import { startQueueWorker } from '../../jobs/redis/worker.js';
 import { action, withPacsOptions, type CommonFlags } from '../context.js';
+import { runUntilStopped, STOP_HELP } from '../stop.js';
 
 interface WorkerFlags extends CommonFlags {
   queue?: string;
   provider?: string;
   device?: string;
   concurrency?: string;
+  stopTimeout?: string;
 }
 
 export function registerWorker(program: Command): void {
@@ -24,6 +26,8 @@ export function registerWorker(program: Command): void {
     .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_EXECUTION_PROVIDER)')
     .option('--device <index>', 'with cuda: the GPU of this worker (env LDFSAM_CUDA_DEVICE)')
     .option('--concurrency <n>', 'jobs at once in this worker (env LDFSAM_JOB_CONCURRENCY, default 1)')
+    .option('--stop-timeout <ms>', 'longest stop after SIGTERM/SIGINT (env LDFSAM_STOP_TIMEOUT_MS, default 10000)')
+    .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: WorkerFlags) => {
         const config = loadConfig({
@@ -35,6 +39,7 @@ export function registerWorker(program: Command): void {
             executionProvider: flags.provider,
             cudaDevice: flags.device,
             jobConcurrency: flags.concurrency,
+            stopTimeoutMs: flags.stopTimeout,
           },
         });
         if (config.queue === 'sqlite')
@@ -63,18 +68,18 @@ export function registerWorker(program: Command): void {
         });
         process.stdout.write(
           `LDFSAM worker ${worker.id} (${provider}${config.cudaDevice === undefined ? '' : ` device ${config.cudaDevice}`}, ` +
-            `${config.jobConcurrency} at once) takes jobs from ${redacted(config.queue)}; Ctrl-C stops after the running jobs\n`,
+            `${config.jobConcurrency} at once) takes jobs from ${redacted(config.queue)}; ` +
+            `Ctrl-C stops within ${config.stopTimeoutMs / 1000} s, handing the running jobs back to the queue\n`,
         );
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
+        await runUntilStopped({
+          log,
+          timeoutMs: config.stopTimeoutMs,
+          stop: async (why) => {
+            const report = await worker.stop(why);
+            await registry.close();
+            return report;
+          },
         });
-        // A second signal does not wait: the running jobs go to another worker when their lock expires.
-        const quit = () => process.exit(130);
-        process.once('SIGINT', quit);
-        process.once('SIGTERM', quit);
-        await worker.close();
-        await registry.close();
       }),
     );
 

@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { LdfsamError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { BatchView, JobQueue, QueueInfo, RunnerStats, WorkerInfo } from '../queue.js';
+import type { BatchView, JobQueue, QueueInfo, RunnerStats, StopReport, WorkerInfo } from '../queue.js';
 import { FINAL_STATES, type Job, type JobRequest, type JobState } from '../types.js';
 import { connectRedis } from './connection.js';
 import { JobRecords, QUEUE_NAME } from './records.js';
@@ -45,6 +45,8 @@ export class RedisJobQueue implements JobQueue {
     this.events.setMaxListeners(0);
     for (const c of [this.redis, this.sub])
       c.on('error', (err: Error) => opts.log.warn('redis connection', { message: err.message }));
+    // The same errors again through BullMQ (which, unheard, prints them with their stack): logged above.
+    this.bull.on('error', () => undefined);
   }
 
   async start(): Promise<void> {
@@ -55,10 +57,17 @@ export class RedisJobQueue implements JobQueue {
     await this.sub.subscribe(this.records.k.events);
   }
 
-  async close(): Promise<void> {
-    await this.bull.close();
+  async close(): Promise<StopReport> {
     this.sub.disconnect();
-    await this.redis.quit().catch(() => undefined);
+    // With Redis gone a polite close waits for it (commands wait for a reconnection): drop the connection.
+    if (this.redis.status === 'ready') {
+      await this.bull.close();
+      await this.redis.quit().catch(() => undefined);
+    } else {
+      void this.bull.close().catch(() => undefined);
+      this.redis.disconnect();
+    }
+    return { handedBack: [], left: [] };
   }
 
   async submit(request: JobRequest, options: { force?: boolean; priority?: number } = {}) {

@@ -8,17 +8,22 @@
  * the queue and another worker runs it from the start. A job that stalls twice more is failed (it may
  * be what kills the workers). A repeat stores nothing twice: the SEG's UIDs are derived from the
  * source series, the model and the masks, and Orthanc keeps one copy of a re-sent identical instance.
+ *
+ * A worker told to stop (stop()) takes no more jobs and aborts the running ones after their current
+ * slice batch; each goes back to the queue at once (BullMQ moveToWait, no attempt counted), or, with
+ * Redis gone, is left where it is: its lock expires and the stalled-job check of the next worker to
+ * see Redis puts it back. stop() never waits for Redis to come back.
  */
 import { hostname } from 'node:os';
-import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config.js';
 import type { DicomWebClient } from '../../dicomweb/client.js';
 import { LdfsamError } from '../../errors.js';
 import type { ModelRegistry } from '../../inference/registry.js';
 import type { Logger } from '../../log.js';
-import { CANCELLED_BY_REQUEST, executeJob, type JobBackend, type JobEnding } from '../execute.js';
-import type { WorkerInfo } from '../queue.js';
+import { CANCELLED_BY_REQUEST, executeJob, StopRequested, type JobBackend, type JobEnding } from '../execute.js';
+import type { StopReport, WorkerInfo } from '../queue.js';
 import { FINAL_STATES, type Job } from '../types.js';
 import { connectRedis } from './connection.js';
 import { HEARTBEAT_MS } from './redis-queue.js';
@@ -37,8 +42,11 @@ export interface QueueWorkerOptions {
 
 export interface QueueWorker {
   id: string;
-  /** Waits for the running jobs to finish (or, with force, leaves them to another worker once their lock expires). */
-  close(force?: boolean): Promise<void>;
+  /**
+   * Takes no more jobs, hands the running ones back (or leaves them to the stalled-job recovery when
+   * Redis is gone) and closes the connections; `why` is logged with each job handed back.
+   */
+  stop(why: string): Promise<StopReport>;
 }
 
 export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueWorker> {
@@ -49,7 +57,9 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   for (const c of [redis, sub]) c.on('error', (err: Error) => log.warn('redis connection', { message: err.message }));
   const records = new JobRecords(redis);
   const slots = new PacsSlots(redis, records.k.pacs, config.pacsMaxJobs, config.queueLockMs, log);
-  const running = new Map<string, AbortController>();
+  const running = new Map<string, { controller: AbortController; released: Promise<void> }>();
+  const report: StopReport = { handedBack: [], left: [] };
+  let stopping: StopRequested | undefined;
   const info = workerInfo(opts, id);
   const dropped = droppedWrites(log);
   const beat = () =>
@@ -57,23 +67,35 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       .hset(records.k.workers, id, JSON.stringify({ ...info, active: [...running.keys()], seenAt: new Date().toISOString() }))
       .catch(dropped('heartbeat'));
 
-  sub.on('message', (_channel: string, jobId: string) => running.get(jobId)?.abort());
+  sub.on('message', (_channel: string, jobId: string) => running.get(jobId)?.controller.abort());
   await sub.subscribe(records.k.cancel);
 
-  const processor = async (bj: BullJob<{ id: string }>) => {
+  const processor = async (bj: BullJob<{ id: string }>, token?: string) => {
     const job = await records.get(bj.data.id);
     // Finished already (a repeat after a lost lock) or unknown: nothing to do.
     if (!job || FINAL_STATES.includes(job.state)) return { skipped: true };
     const controller = new AbortController();
-    running.set(job.id, controller);
+    // Taken just as the worker was told to stop: handed back before it starts.
+    if (stopping) controller.abort(stopping);
+    let release = () => undefined as void;
+    running.set(job.id, { controller, released: new Promise<void>((r) => (release = r)) });
     void beat();
     try {
-      const backend = recordBackend(job, bj, controller, { id, redis, records, slots, dropped });
-      return bullOutcome(await executeJob(job, opts, backend, controller.signal, log.child({ jobId: job.id, worker: id })));
+      const backend = recordBackend(job, bj, token, controller, { id, redis, records, slots, dropped });
+      const ending = await executeJob(job, opts, backend, controller.signal, log.child({ jobId: job.id, worker: id }));
+      if (ending.ending === 'handed-back') {
+        (ending.queued ? report.handedBack : report.left).push(job.id);
+        // Back in the queue: BullMQ is told so. Left: nothing more is written; its lock expires.
+        if (ending.queued) throw new WaitingError();
+        release();
+        return await new Promise<never>(() => undefined);
+      }
+      return bullOutcome(ending);
     } finally {
       running.delete(job.id);
       info.processed++;
       void beat();
+      release();
     }
   };
 
@@ -96,14 +118,36 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
 
   return {
     id,
-    async close(force = false) {
+    async stop(why) {
+      stopping = new StopRequested(why);
       clearInterval(heartbeat);
-      await worker.close(force);
-      await redis.hdel(records.k.workers, id).catch(dropped('worker entry removal'));
+      const closing = worker.close().catch((err: Error) => log.warn('worker close', { message: err.message }));
+      for (const { controller } of running.values()) controller.abort(stopping);
+      // Redis gone: what it would take to hand a job back (or to close politely) waits for Redis; give it up.
+      const gone = redisGone(redis);
+      await Promise.race([Promise.all([...running.values()].map((r) => r.released)), gone.promise]);
+      if (redis.status === 'ready') await Promise.race([closing, gone.promise]);
+      gone.cancel();
+      for (const jobId of running.keys())
+        if (!report.handedBack.includes(jobId) && !report.left.includes(jobId)) report.left.push(jobId);
       sub.disconnect();
-      await redis.quit().catch(dropped('connection close'));
+      if (redis.status === 'ready') {
+        await redis.hdel(records.k.workers, id).catch(dropped('worker entry removal'));
+        await redis.quit().catch(dropped('connection close'));
+      } else redis.disconnect();
+      return report;
     },
   };
+}
+
+/** Resolves once the connection is not ready (at once if it is not now); cancel() stops watching. */
+function redisGone(redis: Redis): { promise: Promise<void>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((resolve) => {
+    const check = () => (redis.status === 'ready' ? (timer = setTimeout(check, 50)) : resolve());
+    check();
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
 }
 
 function workerInfo(opts: QueueWorkerOptions, id: string): WorkerInfo {
@@ -122,7 +166,7 @@ function workerInfo(opts: QueueWorkerOptions, id: string): WorkerInfo {
 }
 
 /** What BullMQ is told: a result, a plain error to retry with its backoff (while attempts are left), or an unrecoverable one. */
-function bullOutcome(outcome: JobEnding): Record<string, unknown> {
+function bullOutcome(outcome: Exclude<JobEnding, { ending: 'handed-back' }>): Record<string, unknown> {
   switch (outcome.ending) {
     case 'succeeded':
       return { status: outcome.result.status, segSeriesInstanceUID: outcome.result.segSeriesInstanceUID ?? null };
@@ -144,8 +188,15 @@ interface RedisParts {
 }
 
 /** What the executor's outcomes mean for a job record in Redis (state moves are atomic scripts). */
-function recordBackend(job: Job, bj: BullJob<{ id: string }>, controller: AbortController, r: RedisParts): JobBackend {
+function recordBackend(
+  job: Job,
+  bj: BullJob<{ id: string }>,
+  token: string | undefined,
+  controller: AbortController,
+  r: RedisParts,
+): JobBackend {
   const { records } = r;
+  // Aborted: by a cancel, or because the worker stops (the executor tells them apart by the reason).
   const cancelled = async () => controller.signal.aborted || (await records.cancelRequested(job.id));
   const publishRecord = async () => records.publish(await records.get(job.id));
   let current = job;
@@ -201,6 +252,14 @@ function recordBackend(job: Job, bj: BullJob<{ id: string }>, controller: AbortC
         finishedAt: new Date().toISOString(),
       });
       await publishRecord();
+    },
+    handBack: async () => {
+      if (r.redis.status !== 'ready') return false;
+      if (await records.transition(job.id, 'queued', ['running'], { progress: null }))
+        await r.redis.hincrby(records.k.job(job.id), 'attempts', -1);
+      await bj.moveToWait(token);
+      await publishRecord();
+      return true;
     },
     end: async () => {
       await release?.();
