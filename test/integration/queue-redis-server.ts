@@ -10,6 +10,12 @@ export interface TestRedis {
   url(db?: number): string;
   /** Stops Redis (SIGTERM: it writes its append-only file) and starts it again on the same port and folder. */
   restart(): Promise<void>;
+  /** Redis gone: stopped (SIGTERM, its append-only file written), folder kept; `up()` starts it again. */
+  down(): Promise<void>;
+  up(): Promise<void>;
+  /** Redis hung (SIGSTOP): connections stay open, nothing answers; `resume()` (SIGCONT). */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -23,7 +29,14 @@ export async function startTestRedis(): Promise<TestRedis> {
       await server.stop();
       server = await startRedisServer({ dir, port: port! });
     },
+    down: () => server.stop(),
+    async up() {
+      server = await startRedisServer({ dir, port: port! });
+    },
+    pause: () => void server.child.kill('SIGSTOP'),
+    resume: () => void server.child.kill('SIGCONT'),
     async stop() {
+      server.child.kill('SIGCONT');
       await server.stop();
       await rm(dir, { recursive: true, force: true });
     },

@@ -54,7 +54,7 @@ it('starts Orthanc and the API, stores the sample data, segments a sample series
     child.kill('SIGINT');
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(0);
-    expect(output()).toMatch(/Stopped\.\n$/);
+    expect(output()).toMatch(/Stopped cleanly \(SIGINT, [\d.]+ s\)\.\n$/);
     await expect(fetch(`http://127.0.0.1:${http}/system`)).rejects.toThrow();
   } finally {
     child.kill('SIGKILL');
