@@ -11,6 +11,8 @@ export interface CommonFlags {
   httpPort?: string;
   dicomPort?: string;
   json?: boolean;
+  /** `--stop-timeout` of the long-running commands (LDFSAM_STOP_TIMEOUT_MS). */
+  stopTimeout?: string;
 }
 
 export function withPacsOptions(cmd: Command): Command {
@@ -36,9 +38,16 @@ export function configFrom(flags: CommonFlags): Config {
       dataDir: flags.dataDir,
       pacsHttpPort: flags.httpPort,
       pacsDicomPort: flags.dicomPort,
+      stopTimeoutMs: flags.stopTimeout,
     },
   });
 }
+
+/** The `--stop-timeout` option of the commands that stop as cli/stop.ts says. */
+export const STOP_TIMEOUT_OPTION = [
+  '--stop-timeout <ms>',
+  'longest stop after SIGTERM/SIGINT (env LDFSAM_STOP_TIMEOUT_MS, default 10000)',
+] as const;
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

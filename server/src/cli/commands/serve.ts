@@ -4,7 +4,7 @@ import { loadConfig } from '../../config.js';
 import { LdfsamError } from '../../errors.js';
 import { startServer } from '../../http/server.js';
 import { createLogger } from '../../log.js';
-import { action, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
+import { action, configFrom, printJson, STOP_TIMEOUT_OPTION, table, withPacsOptions, type CommonFlags } from '../context.js';
 import { runUntilStopped, STOP_HELP } from '../stop.js';
 
 export function registerServe(program: Command): void {
@@ -18,7 +18,7 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
     .option('--queue <url>', 'sqlite (embedded, default) or redis://host:port/db (env LDFSAM_QUEUE)')
     .option('--with-worker', 'with the Redis queue: also run an inference worker in this process')
-    .option('--stop-timeout <ms>', 'longest stop after SIGTERM/SIGINT (env LDFSAM_STOP_TIMEOUT_MS, default 10000)')
+    .option(...STOP_TIMEOUT_OPTION)
     .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: ServeFlags) => {
@@ -28,9 +28,6 @@ export function registerServe(program: Command): void {
           ...(flags.host ? { host: flags.host } : {}),
           ...(flags.port !== undefined ? { port: Number(flags.port) } : {}),
           ...(flags.queue ? { queue: loadConfig({ flags: { queue: flags.queue } }).queue } : {}),
-          ...(flags.stopTimeout
-            ? { stopTimeoutMs: loadConfig({ flags: { stopTimeoutMs: flags.stopTimeout } }).stopTimeoutMs }
-            : {}),
         };
         const log = createLogger({ service: 'ldfsam' });
         const server = await startServer(resolved, log, { withWorker: flags.withWorker });
@@ -119,7 +116,6 @@ interface ServeFlags extends CommonFlags {
   port?: string;
   queue?: string;
   withWorker?: boolean;
-  stopTimeout?: string;
 }
 
 interface BatchFlags extends CommonFlags {

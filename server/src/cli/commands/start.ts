@@ -16,7 +16,7 @@ import { MONAILABEL_PATH } from '../../http/monailabel/router.js';
 import { startServer } from '../../http/server.js';
 import { createLogger, type Fields, type Logger } from '../../log.js';
 import { projectPath } from '../../util/paths.js';
-import { action, clientFrom, configFrom, table, withOrthancOptions, type CommonFlags } from '../context.js';
+import { action, clientFrom, configFrom, STOP_TIMEOUT_OPTION, table, withOrthancOptions, type CommonFlags } from '../context.js';
 import { runUntilStopped, STOP_HELP } from '../stop.js';
 import { importImages } from './import-images.js';
 
@@ -46,6 +46,7 @@ export function registerStart(program: Command): void {
     .option('--no-sample-data', 'store nothing')
     .option('--port <port>', 'API server port (env LDFSAM_PORT, default 5080)')
     .option('--no-demo', 'do not run the demonstration segmentation')
+    .option(...STOP_TIMEOUT_OPTION)
     .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: CommonFlags & { sampleData?: string[] | boolean; port?: string; demo: boolean }) => {

@@ -8,7 +8,7 @@ import { createLogger } from '../../log.js';
 import { chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
 import { startRedisServer } from '../../jobs/redis/redis-server.js';
 import { startQueueWorker } from '../../jobs/redis/worker.js';
-import { action, withPacsOptions, type CommonFlags } from '../context.js';
+import { action, STOP_TIMEOUT_OPTION, withPacsOptions, type CommonFlags } from '../context.js';
 import { runUntilStopped, STOP_HELP } from '../stop.js';
 
 interface WorkerFlags extends CommonFlags {
@@ -16,7 +16,6 @@ interface WorkerFlags extends CommonFlags {
   provider?: string;
   device?: string;
   concurrency?: string;
-  stopTimeout?: string;
 }
 
 export function registerWorker(program: Command): void {
@@ -26,7 +25,7 @@ export function registerWorker(program: Command): void {
     .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_EXECUTION_PROVIDER)')
     .option('--device <index>', 'with cuda: the GPU of this worker (env LDFSAM_CUDA_DEVICE)')
     .option('--concurrency <n>', 'jobs at once in this worker (env LDFSAM_JOB_CONCURRENCY, default 1)')
-    .option('--stop-timeout <ms>', 'longest stop after SIGTERM/SIGINT (env LDFSAM_STOP_TIMEOUT_MS, default 10000)')
+    .option(...STOP_TIMEOUT_OPTION)
     .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: WorkerFlags) => {
