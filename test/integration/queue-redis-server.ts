@@ -16,6 +16,8 @@ export interface TestRedis {
   /** Redis hung (SIGSTOP): connections stay open, nothing answers; `resume()` (SIGCONT). */
   pause(): void;
   resume(): void;
+  /** Running and answering again, whatever a test left it as. */
+  ensureUp(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,6 +37,11 @@ export async function startTestRedis(): Promise<TestRedis> {
     },
     pause: () => void server.child.kill('SIGSTOP'),
     resume: () => void server.child.kill('SIGCONT'),
+    async ensureUp() {
+      server.child.kill('SIGCONT');
+      if (server.child.exitCode !== null || server.child.signalCode !== null)
+        server = await startRedisServer({ dir, port: port! });
+    },
     async stop() {
       server.child.kill('SIGCONT');
       await server.stop();

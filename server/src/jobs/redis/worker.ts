@@ -58,7 +58,9 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const records = new JobRecords(redis);
   const slots = new PacsSlots(redis, records.k.pacs, config.pacsMaxJobs, config.queueLockMs, log);
   const running = new Map<string, { controller: AbortController; released: Promise<void> }>();
-  const report: StopReport = { handedBack: [], left: [] };
+  // Sets: a job left by stop() may also be reported by its processor as it ends.
+  const handedBack = new Set<string>();
+  const left = new Set<string>();
   let stopping: StopRequested | undefined;
   const info = workerInfo(opts, id);
   const dropped = droppedWrites(log);
@@ -84,7 +86,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       const backend = recordBackend(job, bj, token, controller, { id, redis, records, slots, dropped });
       const ending = await executeJob(job, opts, backend, controller.signal, log.child({ jobId: job.id, worker: id }));
       if (ending.ending === 'handed-back') {
-        (ending.queued ? report.handedBack : report.left).push(job.id);
+        (ending.queued ? handedBack : left).add(job.id);
         // Back in the queue: BullMQ is told so. Left: nothing more is written; its lock expires.
         if (ending.queued) throw new WaitingError();
         release();
@@ -128,14 +130,13 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       await Promise.race([Promise.all([...running.values()].map((r) => r.released)), gone.promise]);
       if (redis.status === 'ready') await Promise.race([closing, gone.promise]);
       gone.cancel();
-      for (const jobId of running.keys())
-        if (!report.handedBack.includes(jobId) && !report.left.includes(jobId)) report.left.push(jobId);
+      for (const jobId of running.keys()) if (!handedBack.has(jobId)) left.add(jobId);
       sub.disconnect();
       if (redis.status === 'ready') {
         await redis.hdel(records.k.workers, id).catch(dropped('worker entry removal'));
         await redis.quit().catch(dropped('connection close'));
       } else redis.disconnect();
-      return report;
+      return { handedBack: [...handedBack], left: [...left] };
     },
   };
 }
