@@ -113,6 +113,20 @@ def cmd_fixture_promptable(args) -> int:
     return 0
 
 
+def cmd_fixture_presence(args) -> int:
+    from .fixtures import export_presence_fixture
+
+    export_presence_fixture(pathlib.Path(args.out))
+    print(f"wrote {args.out}/model.onnx and model.json (presence fixture)")
+    return 0
+
+
+def cmd_presence(args) -> int:
+    from .presence import main_presence
+
+    return main_presence(args)
+
+
 def cmd_verify(args) -> int:
     manifest = verify_folder(pathlib.Path(args.folder))
     print(f"{args.folder}: {manifest['name']} {manifest['version']} ({manifest['configuration']['name']}): manifest valid, hashes match")
@@ -223,6 +237,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("fixture-promptable", help="write the promptable geometry-test model (the threshold inside the prompt's box and point discs)")
     p.add_argument("--out", default="../test/fixtures/model-promptable")
     p.set_defaults(func=cmd_fixture_promptable)
+    p = sub.add_parser("fixture-presence", help="write the presence-test model (the threshold fixture + a presence score from the mask area)")
+    p.add_argument("--out", default="../test/fixtures/model-presence")
+    p.set_defaults(func=cmd_fixture_presence)
+    p = sub.add_parser("presence", help="presence gate: fit and threshold on validation with negative sets (calibrate [--write]), or report it (eval)")
+    from .presence import add_arguments as presence_arguments
+
+    presence_arguments(p)
+    p.set_defaults(func=cmd_presence)
     p = sub.add_parser("verify", help="validate a model folder's model.json and file hashes")
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)

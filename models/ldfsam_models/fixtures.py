@@ -238,3 +238,77 @@ def export_promptable_fixture(out: pathlib.Path, size: int = 256) -> dict:
     validate_manifest(manifest)
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+# The presence-test model (test/fixtures/model-presence): the threshold fixture's mask, plus a
+# presence_features output whose value is known from the pixels, so that tests decide per slice exactly.
+PRESENCE_FIXTURE_FEATURES = ("meanValue", "predictedIou", "maskArea", "maskConfidence")
+# score = sigmoid(40 x maskArea - 4): a slice passes (score >= 0.5) when more than 10 % of the input
+# frame is above 0.5 after min-max scaling.
+PRESENCE_FIXTURE_BLOCK = {"output": "presence_features", "features": list(PRESENCE_FIXTURE_FEATURES), "weights": [0.0, 0.0, 40.0, 0.0],
+                          "bias": -4.0, "threshold": 0.5,
+                          "notes": "test fixture: score = sigmoid(40 x maskArea - 4), i.e. a slice passes when its mask covers "
+                                   "more than 10 % of the input frame"}
+
+
+class PresenceGraph(nn.Module):
+    """ThresholdGraph's logits and iou, and per slice (meanValue, predictedIou = 1, maskArea, maskConfidence):
+    the mean scaled value, the share of the input above 0.5, the mean sigmoid probability inside the mask."""
+
+    def forward(self, image: torch.Tensor):
+        logits, iou = ThresholdGraph()(image)
+        inside = (logits > 0).float().flatten(1)
+        prob = torch.sigmoid(logits).flatten(1)
+        area = inside.mean(1)
+        confidence = (prob * inside).sum(1) / inside.sum(1).clamp(min=1.0)
+        mean = image.mean(dim=1).flatten(1).mean(1)
+        return logits, iou, torch.stack([mean, iou[:, 0], area, confidence], dim=1)
+
+
+def export_presence_fixture(out: pathlib.Path, size: int = 256) -> dict:
+    """model.onnx + model.json of the presence fixture: the mask is the threshold fixture's, cleaned
+    up by fillHoles + fitEllipse (so a clean-up that ran on a gated slice would show), and
+    postprocessing.presence = PRESENCE_FIXTURE_BLOCK."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model.onnx"
+    graph = PresenceGraph().eval()
+    names = ["mask_logits", "iou", "presence_features"]
+    with torch.no_grad():
+        torch.onnx.export(graph, (torch.rand(1, 3, size, size),), str(path), opset_version=OPSET, input_names=["image"], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in ["image"] + names})
+    image = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph(torch.from_numpy(image))]
+    max_diff = float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
+    manifest = {
+        "schemaVersion": 1,
+        "name": "presence-fixture",
+        "version": "1.0.0",
+        "description": "Presence test fixture: mask = (slice scaled min-max, mean of channels) > 0.5; the structure counts as present "
+                       "when the mask covers more than 10 % of the input frame. Not a clinical model.",
+        "configuration": {"name": "presence-fixture"},
+        "files": [{"path": "model.onnx", "sha256": sha256_of(path), "bytes": path.stat().st_size, "role": "segmentation"}],
+        "inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 3, size, size]}],
+        "outputs": [{"name": "mask_logits", "dtype": "float32", "shape": ["batch", 1, size, size]}, {"name": "iou", "dtype": "float32", "shape": ["batch", 1]},
+                    {"name": "presence_features", "dtype": "float32", "shape": ["batch", len(PRESENCE_FIXTURE_FEATURES)]}],
+        "preprocessing": {
+            "inputSize": size,
+            "resize": "bilinear",
+            "channels": "rgb",
+            "valueRange": [0, 1],
+            "inGraph": ["mean of the channels", "logit = 20 x (value - 0.5)",
+                        "presence features: mean value, 1, mask area share, mean probability in the mask"],
+            "intensity": {"default": {"kind": "minmax"}},
+        },
+        "postprocessing": {"output": "mask_logits", "threshold": 0.0, "fillHoles": True, "fitEllipse": True, "presence": PRESENCE_FIXTURE_BLOCK},
+        "segments": segments_from(["tissue"]),
+        "modalities": ["*"],
+        "training": {"dataset": "none (a fixed threshold)", "split": "none", "seed": 0, "epochs": 0, "gitCommit": git_commit(), "date": "n/a"},
+        "metrics": None,
+        "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": max_diff,
+                   "graphs": "one graph: a fixed arithmetic"},
+    }
+    validate_manifest(manifest)
+    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
