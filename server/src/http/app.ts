@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { DicomWebClient } from '../dicomweb/client.js';
 import { str, TAG } from '../dicom/tags.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
-import { emptyCounts, PRIORITY, type JobQueue } from '../jobs/queue.js';
+import { emptyCounts, foundNothing, PRIORITY, type JobQueue } from '../jobs/queue.js';
 import { FINAL_STATES, type Job, type JobRequest } from '../jobs/types.js';
 import type { Logger } from '../log.js';
 import { modelModes } from '../models/manifest.js';
@@ -222,6 +222,8 @@ async function batchView(deps: AppDeps, id: string) {
     request: batch.request,
     createdAt: batch.createdAt,
     counts,
+    // Of the succeeded jobs, those that stored nothing because the model found nothing: not failures.
+    nothingFound: batch.jobs.filter(foundNothing).length,
     done: batch.jobs.every((j) => FINAL_STATES.includes(j.state)),
     jobs: batch.jobs,
   };

@@ -87,10 +87,39 @@ export const openapi = {
             nullable: true,
             properties: { stage: { type: 'string' }, done: { type: 'integer' }, total: { type: 'integer' } },
           },
-          result: { type: 'object', nullable: true },
+          result: { $ref: '#/components/schemas/JobResult' },
           error: { type: 'object', nullable: true },
           attempts: { type: 'integer' },
           worker: { type: 'string', nullable: true, description: 'the worker that ran it last (Redis queue)' },
+        },
+      },
+      JobResult: {
+        type: 'object',
+        nullable: true,
+        description:
+          'a succeeded job: what was stored. A model with a presence gate (model.json postprocessing.presence) puts no frame on a slice scoring below its threshold; when no slice passes, the job still succeeds, with status not-found, slicesFound 0, no SEG and a message saying so',
+        properties: {
+          status: {
+            enum: ['stored', 'empty', 'not-found'],
+            description:
+              'stored: a SEG is in the PACS; empty: the model segmented nothing; not-found: no slice passed the presence gate',
+          },
+          segSeriesInstanceUID: { type: 'string', nullable: true },
+          segSopInstanceUID: { type: 'string', nullable: true },
+          frames: { type: 'integer', description: 'frames in the SEG' },
+          slices: { type: 'integer' },
+          slicesFound: { type: 'integer', description: 'slices with a frame in the SEG ("found on N of M slices")' },
+          scores: {
+            type: 'array',
+            nullable: true,
+            items: { type: 'number' },
+            description:
+              "per slice, in the series' order, the presence score in [0, 1] (4 decimals); null without a presence gate",
+          },
+          presenceThreshold: { type: 'number', nullable: true },
+          confidence: { type: 'number', nullable: true, description: 'mean presence score of the slices found' },
+          message: { type: 'string', description: 'the outcome in plain words' },
+          timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
         },
       },
       Queue: {
@@ -431,7 +460,8 @@ export const openapi = {
     },
     '/api/batches/{id}': {
       get: {
-        summary: 'counts per state and every job',
+        summary:
+          'counts per state, nothingFound (succeeded jobs that stored nothing because the model found nothing), and every job',
         parameters: [idParam],
         responses: { '200': { description: 'batch' }, ...errors },
       },

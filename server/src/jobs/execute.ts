@@ -91,6 +91,7 @@ export async function executeJob(
     log.info('job succeeded', {
       status: result.status,
       frames: result.frames,
+      slicesFound: result.slicesFound,
       segSeriesInstanceUID: result.segSeriesInstanceUID,
     });
     return { ending: 'succeeded', result };

@@ -81,6 +81,11 @@ export function jobResult(r: {
   segSopInstanceUID?: string;
   frames: number;
   slices: number;
+  slicesFound: number;
+  scores: number[] | null;
+  presenceThreshold: number | null;
+  confidence: number | null;
+  message: string;
   timingsMs: Record<string, number>;
 }): JobResult {
   return {
@@ -89,6 +94,16 @@ export function jobResult(r: {
     segSopInstanceUID: r.segSopInstanceUID ?? null,
     frames: r.frames,
     slices: r.slices,
+    slicesFound: r.slicesFound,
+    scores: r.scores,
+    presenceThreshold: r.presenceThreshold,
+    confidence: r.confidence,
+    message: r.message,
     timingsMs: r.timingsMs,
   };
+}
+
+/** A succeeded job that stored nothing because nothing was found (or segmented). */
+export function foundNothing(job: Job): boolean {
+  return job.state === 'succeeded' && (job.result?.status === 'not-found' || job.result?.status === 'empty');
 }

@@ -20,11 +20,21 @@ export interface JobProgress {
 }
 
 export interface JobResult {
+  /** stored, or empty / not-found (the job succeeded and stored nothing: see message). */
   status: string;
   segSeriesInstanceUID: string | null;
   segSopInstanceUID: string | null;
   frames: number;
   slices: number;
+  /** Slices with a frame in the SEG. Absent in results recorded before it existed. */
+  slicesFound?: number;
+  /** Per slice the model's presence score (4 decimals); null for a model without a presence gate. */
+  scores?: number[] | null;
+  presenceThreshold?: number | null;
+  /** Mean presence score of the slices found (null when none, or no presence gate). */
+  confidence?: number | null;
+  /** The outcome in plain words. */
+  message?: string;
   timingsMs: Record<string, number>;
 }
 

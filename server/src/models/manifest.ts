@@ -142,6 +142,22 @@ function checkConsistency(manifest: ModelManifest, path: string): void {
       throw new LdfsamError('MODEL_REJECTED', `${path}: ${graph.file} is described but not listed (with its SHA-256) in files`);
   }
   if (manifest.promptable) checkPromptablePair(manifest.promptable, path);
+  if (manifest.postprocessing.presence) checkPresence(manifest, manifest.postprocessing.presence, path);
+}
+
+/** The presence block names an output of the automatic graph of shape (batch, features) and one weight per feature. */
+function checkPresence(manifest: ModelManifest, presence: PresenceSpec, path: string): void {
+  const n = presence.features.length;
+  if (presence.weights.length !== n)
+    throw new LdfsamError('MODEL_REJECTED', `${path}: presence has ${n} feature(s) but ${presence.weights.length} weight(s)`);
+  const output = manifest.outputs?.find((o) => o.name === presence.output);
+  if (!output || output.shape.length !== 2 || output.shape[1] !== n) {
+    const got = output ? `[${output.shape.join(', ')}]` : 'no such output of the automatic graph';
+    throw new LdfsamError(
+      'MODEL_REJECTED',
+      `${path}: presence reads ${presence.output} as (batch, ${n}), but the model has ${got}`,
+    );
+  }
 }
 
 /** Every encoder output must be a decoder input of the same name, dtype and shape (batch 1 in the decoder). */

@@ -11,6 +11,7 @@ import type { InferenceWorker } from '../inference/inference-worker.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { logitsToBits } from './postprocess.js';
 import { fittedSize, preprocessSlice } from './preprocess.js';
+import { presenceScores } from './presence.js';
 
 export type Stage = 'fetch' | 'preprocess' | 'infer' | 'postprocess';
 
@@ -23,6 +24,8 @@ export interface Progress {
 export interface SeriesMasks {
   /** masks[segment - 1][sliceIndex]: rows x columns bits. */
   masks: Uint8Array[][];
+  /** scores[sliceIndex]: the presence score, when the manifest has postprocessing.presence; else null. */
+  scores: number[] | null;
   timingsMs: Record<Stage, number>;
 }
 
@@ -44,6 +47,9 @@ export async function segmentSlices(
   const segments = manifest.segments.length;
   const fitted = fittedSize(plan.rows, plan.columns, manifest);
   const masks: Uint8Array[][] = manifest.segments.map(() => new Array<Uint8Array>(plan.slices.length));
+  const presence = manifest.postprocessing.presence;
+  const scores: number[] | null = presence ? new Array<number>(plan.slices.length) : null;
+  const sliceBytes = Math.ceil((plan.rows * plan.columns) / 8);
   const timingsMs: Record<Stage, number> = { fetch: 0, preprocess: 0, infer: 0, postprocess: 0 };
   const total = plan.slices.length;
   let done = 0;
@@ -59,9 +65,22 @@ export async function segmentSlices(
     if (channels !== segments)
       throw new LdfsamError('INFERENCE_FAILED', `the model gave ${channels} channel(s) for ${segments} segment(s)`);
     const t1 = performance.now();
+    let passed: boolean[] | undefined;
+    if (presence) {
+      const features = outputs[presence.output];
+      if (!features) throw new LdfsamError('INFERENCE_FAILED', `the model gave no output named ${presence.output}`);
+      const batchScores = presenceScores(presence, features, batch.length);
+      batchScores.forEach((score, b) => (scores![batch[b]!.plan.index] = score));
+      passed = batchScores.map((score) => score >= presence.threshold);
+    }
     for (let b = 0; b < batch.length; b++) {
       const slice = batch[b]!;
       for (let s = 0; s < segments; s++) {
+        if (passed && !passed[b]) {
+          // Below the presence threshold: no mask, whatever the logits say.
+          masks[s]![slice.plan.index] = new Uint8Array(sliceBytes);
+          continue;
+        }
         const offset = (b * channels + s) * size * size;
         masks[s]![slice.plan.index] = logitsToBits(
           logits.data.subarray(offset, offset + size * size),
@@ -114,5 +133,5 @@ export async function segmentSlices(
     if (next.done) break;
   }
   await inflight;
-  return { masks, timingsMs };
+  return { masks, scores, timingsMs };
 }

@@ -10,14 +10,21 @@ import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
 import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
+import type { ModelManifest } from '../models/manifest.js';
 import { isEmpty } from '../seg/bits.js';
 import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
 import { packageVersion } from '../util/paths.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
+import { outcomeMessage, roundScore } from './presence.js';
 import { segmentSlices, type Progress } from './segment-series.js';
 
 export interface SegmentResult {
-  status: 'stored' | 'empty' | 'written';
+  /**
+   * stored / written: a SEG was stored (PACS) or made (files); empty: the model segmented nothing
+   * (a model without a presence gate); not-found: no slice passed the model's presence gate. Both
+   * store nothing; with storeEmpty one empty frame is stored (status stored / written, slicesFound 0).
+   */
+  status: 'stored' | 'empty' | 'not-found' | 'written';
   sourceStudyInstanceUID: string;
   sourceSeriesInstanceUID: string;
   modality: string;
@@ -25,6 +32,15 @@ export interface SegmentResult {
   slices: number;
   /** Non-empty frames written (0 when every frame was empty and nothing was stored). */
   frames: number;
+  /** Slices with at least one frame in the SEG (for a gated model: slices that passed and kept a mask). */
+  slicesFound: number;
+  /** Per slice (processing order) the presence score, 4 decimals; null for a model without presence. */
+  scores: number[] | null;
+  presenceThreshold: number | null;
+  /** Mean presence score of the slices found; null when none was found or the model has no presence. */
+  confidence: number | null;
+  /** The outcome in words ("Fetal head found on 1 of 1 slice (...)", "No fetal head found: ..."). */
+  message: string;
   segments: { number: number; label: string; frames: number }[];
   segSeriesInstanceUID?: string;
   segSopInstanceUID?: string;
@@ -62,36 +78,42 @@ export async function segmentPlan(
   const refusal = autoRefusal(manifest, plan.modality);
   if (refusal) throw new LdfsamError('INVALID_INPUT', refusal);
   const worker = await registry.worker(model);
-  const { masks, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
+  const { masks, scores, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
   const timings: Record<string, number> = { ...timingsMs };
   const t0 = performance.now();
-  let removedVoxels = 0;
-  const minVoxels = options.minComponentVoxels ?? manifest.postprocessing.minComponentVoxels ?? 0;
-  const post = manifest.postprocessing;
-  for (const seg of masks) {
-    // The manifest's order: component clean-up first (a stray blob must not win "largest"), then
-    // holes, then the ellipse (its moments must not see blobs or holes).
-    if (minVoxels > 1) removedVoxels += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
-    if (post.largestComponentOnly) removedVoxels += keepLargestComponent(seg, plan.rows, plan.columns);
-    if (post.fillHoles) fillHoles(seg, plan.rows, plan.columns);
-    if (post.fitEllipse) fitEllipse(seg, plan.rows, plan.columns);
-  }
+  const removedVoxels = cleanUp(masks, scores, plan, manifest, options.minComponentVoxels);
   timings.cleanup = performance.now() - t0;
 
   const frames: SegFrame[] = [];
   masks.forEach((perSlice, s) =>
     perSlice.forEach((bits, sliceIndex) => {
-      if (!isEmpty(bits)) frames.push({ sliceIndex, segmentNumber: s + 1, bits });
+      if (!isEmpty(bits)) frames.push({ sliceIndex, segmentNumber: s + 1, bits, score: scores?.[sliceIndex] });
     }),
   );
+  const found = [...new Set(frames.map((f) => f.sliceIndex))];
+  const threshold = manifest.postprocessing.presence?.threshold ?? null;
+  const foundScores = scores ? found.map((i) => scores[i]!) : [];
+  const storedEmpty = frames.length === 0 && options.storeEmpty === true;
   const result: SegmentResult = {
-    status: 'empty',
+    status: scores ? 'not-found' : 'empty', // until a SEG is built
     sourceStudyInstanceUID: plan.studyInstanceUID,
     sourceSeriesInstanceUID: plan.seriesInstanceUID,
     modality: plan.modality,
     model: { name: manifest.name, version: manifest.version },
     slices: plan.slices.length,
     frames: frames.length,
+    slicesFound: found.length,
+    scores: scores ? scores.map(roundScore) : null,
+    presenceThreshold: threshold,
+    confidence: foundScores.length > 0 ? roundScore(foundScores.reduce((a, b) => a + b, 0) / foundScores.length) : null,
+    message: outcomeMessage(manifest, {
+      slices: plan.slices.length,
+      slicesFound: found.length,
+      scores,
+      threshold,
+      foundScores,
+      storedEmpty,
+    }),
     segments: manifest.segments.map((s) => ({
       number: s.number,
       label: s.label,
@@ -103,20 +125,54 @@ export async function segmentPlan(
   };
   if (frames.length === 0 && !options.storeEmpty) return result;
   if (frames.length === 0) {
-    frames.push({ sliceIndex: 0, segmentNumber: 1, bits: masks[0]![0]! });
+    frames.push({ sliceIndex: 0, segmentNumber: 1, bits: masks[0]![0]!, score: scores?.[0] });
     result.frames = 1;
   }
   const t1 = performance.now();
   options.onProgress?.({ stage: 'encode', done: 0, total: 1 });
-  const seg = buildSegmentation({ plan, sourceInstance, frames, model: manifest, softwareVersion: packageVersion() });
+  const seg = buildSegmentation({
+    plan,
+    sourceInstance,
+    frames,
+    model: manifest,
+    softwareVersion: packageVersion(),
+    presenceThreshold: threshold ?? undefined,
+  });
   timings.encode = performance.now() - t1;
   return {
     ...result,
-    status: 'written',
     segSeriesInstanceUID: seg.seriesInstanceUID,
     segSopInstanceUID: seg.sopInstanceUID,
+    status: 'written',
     segBytes: seg.bytes,
   };
+}
+
+/**
+ * The manifest's clean-ups, in its order: component clean-up first (a stray blob must not win
+ * "largest"), then holes, then the ellipse (its moments must not see blobs or holes). With a presence
+ * gate the per-slice ones run only on the slices that passed (the 3D ones see gated slices empty), so
+ * no clean-up can put a mask on a slice the gate emptied. Returns the voxels the component steps removed.
+ */
+function cleanUp(
+  masks: Uint8Array[][],
+  scores: number[] | null,
+  plan: SeriesPlan,
+  manifest: ModelManifest,
+  minComponentVoxels: number | undefined,
+): number {
+  const post = manifest.postprocessing;
+  const minVoxels = minComponentVoxels ?? post.minComponentVoxels ?? 0;
+  const threshold = post.presence?.threshold ?? 0;
+  let removed = 0;
+  for (const seg of masks) {
+    if (minVoxels > 1) removed += dropSmallComponents(seg, plan.rows, plan.columns, minVoxels);
+    if (post.largestComponentOnly) removed += keepLargestComponent(seg, plan.rows, plan.columns);
+    const passed = scores ? seg.filter((_, i) => scores[i]! >= threshold) : seg;
+    if (post.fillHoles) fillHoles(passed, plan.rows, plan.columns);
+    if (post.fitEllipse) fitEllipse(passed, plan.rows, plan.columns);
+  }
+  return removed;
 }
 
 /** Segments one series of the PACS and stores the SEG there. */
@@ -143,7 +199,7 @@ export async function segmentSeries(
     options,
   );
   result.timingsMs = { plan: planMs, ...result.timingsMs };
-  if (result.status !== 'written') return result;
+  if (!result.segBytes) return result;
   if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled before the SEG was stored');
 
   const times = await storeSegmentation(

@@ -17,7 +17,7 @@ import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
 import { str, TAG, tagNumber } from '../dicom/tags.js';
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { concatFrames } from './bits.js';
+import { concatFrames, isEmpty } from './bits.js';
 import { segInstanceUid, segSeriesUid } from './uids.js';
 
 export const SEG_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.66.4';
@@ -29,6 +29,8 @@ export interface SegFrame {
   segmentNumber: number;
   /** rows x columns bits, LSB first (packBits): exactly ceil(rows x columns / 8) bytes. */
   bits: Uint8Array;
+  /** The model's presence score of the slice (models with postprocessing.presence): kept in Frame Comments. */
+  score?: number;
 }
 
 /** A segment as the SEG describes it: a manifest's, or one named by the user (interactive; any coding scheme, e.g. a local 99… one). */
@@ -61,6 +63,8 @@ export interface SegInput {
   contentKey?: string;
   /** Software version of the writer (package version). */
   softwareVersion: string;
+  /** The presence threshold the frames' scores passed (written beside each score). */
+  presenceThreshold?: number;
   seriesNumber?: number;
   /** Fixed creation time (tests); default now. */
   now?: Date;
@@ -124,10 +128,14 @@ export function buildSegmentation(input: SegInput): SegOutput {
   const geometry = orientation !== null;
   const ds: DicomJson = {
     ...header(input, { seriesInstanceUID, sopInstanceUID, frames: frames.length, geometry }),
-    [TAG.SegmentSequence]: segmentSequence(model, input.algorithmType ?? 'AUTOMATIC'),
+    [TAG.SegmentSequence]: segmentSequence(model, input.algorithmType ?? 'AUTOMATIC', {
+      frames,
+      slices: plan.slices.length,
+      threshold: input.presenceThreshold,
+    }),
     ...dimensionOrganization(seriesInstanceUID, geometry),
     [TAG.SharedFunctionalGroupsSequence]: seq(sharedFunctionalGroups(plan, orientation)),
-    [TAG.PerFrameFunctionalGroupsSequence]: seq(...frames.map(perFrameFunctionalGroups)),
+    [TAG.PerFrameFunctionalGroupsSequence]: seq(...frames.map((f) => perFrameFunctionalGroups(f, input.presenceThreshold))),
     [TAG.ReferencedSeriesSequence]: referencedSeries(plan),
   };
   const bytes = writePart10(
@@ -243,8 +251,15 @@ function header(
   return ds;
 }
 
-/** One item per segment: SNOMED CT (or local) category and type, colour, the algorithm type with its identification. */
-function segmentSequence(model: SegInput['model'], algorithmType: 'AUTOMATIC' | 'SEMIAUTOMATIC'): DicomJsonElement {
+/**
+ * One item per segment: SNOMED CT (or local) category and type, colour, the algorithm type with its
+ * identification, and for a gated model a Segment Description of its presence scores.
+ */
+function segmentSequence(
+  model: SegInput['model'],
+  algorithmType: 'AUTOMATIC' | 'SEMIAUTOMATIC',
+  presence: { frames: SegFrame[]; slices: number; threshold: number | undefined },
+): DicomJsonElement {
   return seq(
     ...model.segments.map((s) => ({
       [TAG.SegmentNumber]: el('US', s.number),
@@ -259,6 +274,7 @@ function segmentSequence(model: SegInput['model'], algorithmType: 'AUTOMATIC' | 
         [TAG.AlgorithmVersion]: el('LO', `${model.name} ${model.version}`.slice(0, 64)),
       }),
       [TAG.RecommendedDisplayCIELabValue]: el('US', ...s.color.cielab),
+      ...presenceDescription(presence.frames, s.number, presence.slices, presence.threshold),
       ...(s.anatomicRegion ? { [TAG.AnatomicRegionSequence]: seq(codeItem(s.anatomicRegion)) } : {}),
     })),
   );
@@ -311,7 +327,7 @@ function sharedFunctionalGroups(plan: SeriesPlan, orientation: number[] | null):
 }
 
 /** Derivation Image -> Source Image (instance and, for multi-frame sources, frame), Frame Content, Segment Identification, Plane Position. */
-function perFrameFunctionalGroups(f: PlacedFrame): DicomJson {
+function perFrameFunctionalGroups(f: PlacedFrame, threshold: number | undefined): DicomJson {
   const source: DicomJson = {
     [TAG.ReferencedSOPClassUID]: el('UI', f.slice.sopClassUID),
     [TAG.ReferencedSOPInstanceUID]: el('UI', f.slice.sopInstanceUID),
@@ -328,11 +344,34 @@ function perFrameFunctionalGroups(f: PlacedFrame): DicomJson {
     [TAG.FrameContentSequence]: seq({
       [TAG.DimensionIndexValues]: el('UL', f.segmentNumber, f.sliceIndex + 1),
       ...(f.position ? {} : { [TAG.StackID]: el('SH', '1'), [TAG.InStackPositionNumber]: el('UL', f.sliceIndex + 1) }),
+      ...(f.score !== undefined ? { [TAG.FrameComments]: el('LT', frameComment(f.score, threshold)) } : {}),
     }),
     [TAG.SegmentIdentificationSequence]: seq({ [TAG.ReferencedSegmentNumber]: el('US', f.segmentNumber) }),
   };
   if (f.position) item[TAG.PlanePositionSequence] = seq({ [TAG.ImagePositionPatient]: el('DS', ...f.position.map(dsNumber)) });
   return item;
+}
+
+/** Frame Comments (0020,9158) of a frame of a gated model: how sure it was that the structure is there. */
+function frameComment(score: number, threshold: number | undefined): string {
+  return `LDFSAM presence score ${score.toFixed(4)}${threshold !== undefined ? ` (threshold ${threshold.toFixed(4)})` : ''}`;
+}
+
+/** Segment Description (0062,0006, ST) of a gated model's segment: on how many slices, how sure. */
+function presenceDescription(frames: SegFrame[], segment: number, slices: number, threshold: number | undefined): DicomJson {
+  if (!frames.some((f) => f.score !== undefined)) return {};
+  const scores = frames
+    .filter((f) => f.segmentNumber === segment && f.score !== undefined && !isEmpty(f.bits))
+    .map((f) => f.score!);
+  const of = threshold !== undefined ? ` (threshold ${threshold.toFixed(2)})` : '';
+  if (scores.length === 0)
+    return { [TAG.SegmentDescription]: el('ST', `LDFSAM presence: not found on any of ${slices} slices${of}`) };
+  const lo = scores.reduce((a, b) => Math.min(a, b), 1).toFixed(2);
+  const hi = scores.reduce((a, b) => Math.max(a, b), 0).toFixed(2);
+  const range = lo === hi ? lo : `${lo}-${hi}`;
+  return {
+    [TAG.SegmentDescription]: el('ST', `LDFSAM presence: found on ${scores.length} of ${slices} slices, score ${range}${of}`),
+  };
 }
 
 /** Common Instance Reference: every source instance of the series (OHIF matches on it). */

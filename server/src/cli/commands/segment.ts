@@ -33,7 +33,10 @@ export function registerSegment(program: Command): void {
     .option('--output <file>', 'with --input: where to write the SEG')
     .option('--batch-size <n>', 'slices per inference call (env LDFSAM_BATCH_SIZE)')
     .option('--min-component-voxels <n>', '3D clean-up: drop components smaller than this (env LDFSAM_MIN_COMPONENT_VOXELS)')
-    .option('--store-empty', 'store (or write) a SEG even when no voxel was segmented')
+    .option(
+      '--store-empty',
+      'store (or write) a SEG even when no voxel was segmented or, for a model with a presence gate, no slice passed it',
+    )
     .option('--json', 'print the result as JSON')
     .action(
       action(async (flags: SegmentFlags) => {
@@ -134,7 +137,7 @@ type Reported = SegmentResult | { sourceSeriesInstanceUID: string; error: { code
 
 function summary(r: SegmentResult, output?: string) {
   return {
-    status: output ? 'written' : r.status,
+    status: r.status,
     segSeriesInstanceUID: r.segSeriesInstanceUID ?? null,
     segSopInstanceUID: r.segSopInstanceUID ?? null,
     sourceStudyInstanceUID: r.sourceStudyInstanceUID,
@@ -143,13 +146,18 @@ function summary(r: SegmentResult, output?: string) {
     model: r.model,
     slices: r.slices,
     frames: r.frames,
+    slicesFound: r.slicesFound,
+    scores: r.scores,
+    presenceThreshold: r.presenceThreshold,
+    confidence: r.confidence,
+    message: r.message,
     segments: r.segments,
     removedVoxels: r.removedVoxels,
     timingsMs: Object.fromEntries(Object.entries(r.timingsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])),
     elapsedMs: r.elapsedMs === undefined ? null : Math.round(r.elapsedMs),
     // Peak resident memory of this process so far (the benchmark reads it).
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
-    ...(output ? { output } : {}),
+    ...(output && r.status === 'written' ? { output } : {}),
   };
 }
 
@@ -167,13 +175,16 @@ function report(results: Reported[], flags: SegmentFlags, output?: string): void
     }
     const what =
       r.frames === 0
-        ? 'nothing segmented: every frame is empty, no SEG stored (use --store-empty to store one)'
+        ? r.status === 'not-found'
+          ? 'no SEG stored (use --store-empty to store an empty one)'
+          : 'nothing segmented: every frame is empty, no SEG stored (use --store-empty to store one)'
         : output
           ? `SEG written to ${output}`
           : `SEG stored: series ${r.segSeriesInstanceUID}, instance ${r.segSopInstanceUID}`;
     process.stdout.write(
       `series ${r.sourceSeriesInstanceUID} (${r.modality}, ${r.slices} slices) with ${r.model.name} ${r.model.version}: ${r.frames} frame(s); ${what}\n`,
     );
+    if (r.scores) process.stdout.write(`${r.message}\n`);
     process.stdout.write(
       `${table([Object.keys(r.timingsMs).map((k) => k.toUpperCase()), Object.values(r.timingsMs).map((v) => `${v} ms`)])}\n`,
     );

@@ -151,7 +151,7 @@ async function followBatch(flags: BatchFlags): Promise<void> {
     if (!flags.json && process.stdout.isTTY) {
       // One live line per job, redrawn in place, and the counts.
       const lines = batch.jobs.map(
-        (j) => `${j.request.seriesInstanceUID.slice(-24).padStart(24)}  ${j.state.padEnd(9)} ${progressText(j)}`,
+        (j) => `${j.request.seriesInstanceUID.slice(-24).padStart(24)}  ${stateText(j).padEnd(13)} ${progressText(j)}`,
       );
       lines.push(
         Object.entries(batch.counts)
@@ -162,7 +162,7 @@ async function followBatch(flags: BatchFlags): Promise<void> {
       drawn = lines.length;
     } else if (!flags.json) {
       for (const j of batch.jobs) {
-        if (seen.get(j.id) !== j.state) process.stdout.write(`${j.request.seriesInstanceUID}: ${j.state}\n`);
+        if (seen.get(j.id) !== j.state) process.stdout.write(`${j.request.seriesInstanceUID}: ${stateText(j)}\n`);
         seen.set(j.id, j.state);
       }
     }
@@ -170,21 +170,23 @@ async function followBatch(flags: BatchFlags): Promise<void> {
     await new Promise((r) => setTimeout(r, 500));
   }
   if (flags.json) return printJson(batch);
-  const rows = [['SERIES', 'STATE', 'FRAMES', 'SECONDS', 'SEG SERIES / ERROR']];
+  const rows = [['SERIES', 'STATE', 'FOUND', 'FRAMES', 'SECONDS', 'SEG SERIES / ERROR']];
   for (const j of batch.jobs) {
     const seconds = j.result ? (Object.values(j.result.timingsMs).reduce((a, b) => a + b, 0) / 1000).toFixed(1) : '';
     rows.push([
       j.request.seriesInstanceUID,
-      j.state,
+      stateText(j),
+      j.result ? `${j.result.slicesFound ?? (j.result.frames > 0 ? '?' : 0)}/${j.result.slices}` : '',
       String(j.result?.frames ?? ''),
       seconds,
-      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? j.result?.message ?? ''),
     ]);
   }
+  // Nothing found is a result, not a failure: counted apart from the failed jobs (and within succeeded).
   process.stdout.write(
     `\n${table(rows)}\n${Object.entries(batch.counts)
       .map(([k, v]) => `${k}: ${v}`)
-      .join(', ')}\n`,
+      .join(', ')}; nothing found: ${batch.nothingFound ?? 0}\n`,
   );
   if ((batch.counts.failed ?? 0) > 0) process.exitCode = 1;
 }
@@ -194,11 +196,20 @@ interface JobView {
   state: string;
   request: { seriesInstanceUID: string; model: string };
   progress: { stage: string; done: number; total: number } | null;
-  result: { segSeriesInstanceUID: string | null; frames: number; timingsMs: Record<string, number> } | null;
+  result: {
+    status: string;
+    segSeriesInstanceUID: string | null;
+    frames: number;
+    slices: number;
+    slicesFound?: number;
+    message?: string;
+    timingsMs: Record<string, number>;
+  } | null;
   error: { code: string; message: string } | null;
 }
 interface BatchView {
   counts: Record<string, number>;
+  nothingFound?: number;
   done: boolean;
   jobs: JobView[];
 }
@@ -215,11 +226,11 @@ function jobsTable(jobs: JobView[]): string {
   for (const j of jobs)
     rows.push([
       j.id,
-      j.state,
+      stateText(j),
       progressText(j),
       j.request.seriesInstanceUID,
       j.request.model,
-      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? ''),
+      j.error ? `[${j.error.code}] ${j.error.message}` : (j.result?.segSeriesInstanceUID ?? j.result?.message ?? ''),
     ]);
   return table(rows);
 }
@@ -240,6 +251,13 @@ function queueText(q: QueueView): string {
       String(w.processed),
     ]);
   return `queue (${q.backend}): ${counts}  ${pacs}  [${new Date().toISOString().slice(11, 19)}]\n${table(rows)}`;
+}
+
+/** The state, with "nothing found" for a succeeded job that stored nothing because nothing was found. */
+function stateText(j: JobView): string {
+  return j.state === 'succeeded' && (j.result?.status === 'not-found' || j.result?.status === 'empty')
+    ? 'nothing found'
+    : j.state;
 }
 
 function progressText(j: JobView): string {
