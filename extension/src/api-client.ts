@@ -13,11 +13,26 @@ export interface Job {
   state: JobState;
   request: { studyInstanceUID: string; seriesInstanceUID: string; model: string };
   progress: { stage: string; done: number; total: number } | null;
-  result: { segSeriesInstanceUID: string | null; segSopInstanceUID: string | null; frames: number; slices: number } | null;
+  result: JobResult | null;
   error: { code: string; message: string } | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+}
+
+/** What a succeeded job stored (server/src/jobs/types.ts); the presence fields are absent in older results. */
+export interface JobResult {
+  /** stored, or empty / not-found: nothing was found and nothing stored. */
+  status: string;
+  segSeriesInstanceUID: string | null;
+  segSopInstanceUID: string | null;
+  frames: number;
+  slices: number;
+  slicesFound?: number;
+  scores?: number[] | null;
+  presenceThreshold?: number | null;
+  confidence?: number | null;
+  message?: string;
 }
 
 export interface ModelInfo {

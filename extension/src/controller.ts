@@ -172,13 +172,15 @@ export class AutoSegmentController {
         const run = this.store.get().runs[key]!;
         const [study, series] = key.split('|') as [string, string];
         if (final.state === 'succeeded') {
+          const stored = Boolean(final.result?.segSeriesInstanceUID);
+          const words = final.result?.message ? ` ${final.result.message}` : '';
           this.ctx.services.uiNotificationService.show({
-            title: 'Auto-segmentation done',
-            message: final.result?.segSeriesInstanceUID
-              ? `${run.model}: ${plural(final.result.slices, 'slice')} segmented; the result is stored in the PACS.`
-              : `${run.model}: nothing was found on ${plural(final.result?.slices ?? 0, 'slice')}; no segmentation was stored.`,
-            type: 'success',
-            duration: 5000,
+            title: stored ? 'Auto-segmentation done' : 'Auto-segmentation: nothing found',
+            message: stored
+              ? `${run.model}:${words || ` ${plural(final.result!.slices, 'slice')} segmented.`} The result is stored in the PACS.`
+              : `${run.model}:${words || ` nothing was found on ${plural(final.result?.slices ?? 0, 'slice')}; no segmentation was stored.`}`,
+            type: stored ? 'success' : 'info',
+            duration: stored ? 5000 : 10000,
           });
           if (final.result?.segSeriesInstanceUID)
             await this.display(study, series, final.result.segSeriesInstanceUID, options.show !== false);

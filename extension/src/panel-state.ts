@@ -3,7 +3,7 @@
  * running job must still be shown when the panel comes back. Reducer-style pure functions over a
  * plain object, plus a tiny store that notifies the mounted view.
  */
-import { FINAL_STATES, type Job, type JobState, type ModelInfo } from './api-client.js';
+import { FINAL_STATES, type Job, type JobResult, type JobState, type ModelInfo } from './api-client.js';
 
 export interface ActiveSeries {
   studyInstanceUID: string;
@@ -35,8 +35,20 @@ export interface SeriesRun {
   finishedAt?: number;
   error?: ErrorInfo;
   segSeriesInstanceUID?: string;
+  /** A succeeded run: on how many slices the structure was found, how sure, in words. */
+  found?: FoundSummary;
   /** The result existed before this click (the server answered with an earlier job). */
   earlier?: boolean;
+}
+
+export interface FoundSummary {
+  /** Slices with a mask in the stored SEG (0: nothing found, nothing stored). */
+  slicesFound: number;
+  slices: number;
+  /** Mean presence score of the slices found (models with a presence gate). */
+  confidence?: number;
+  /** The server's words about the outcome. */
+  message?: string;
 }
 
 export interface PanelState {
@@ -104,10 +116,47 @@ export function applyJob(run: SeriesRun | undefined, job: Job, now: number): Ser
     if (job.state === 'succeeded') {
       next.done = next.total = Math.max(next.total, job.result?.slices ?? next.total);
       next.segSeriesInstanceUID = job.result?.segSeriesInstanceUID ?? undefined;
+      if (job.result) next.found = foundSummary(job.result);
     }
     if (job.error) next.error = { code: job.error.code, message: job.error.message };
   }
   return next;
+}
+
+/** A result's "found on N of M slices" (older results without slicesFound: a stored SEG counts every frame's slice). */
+export function foundSummary(result: JobResult): FoundSummary {
+  const slicesFound = result.slicesFound ?? (result.segSeriesInstanceUID ? Math.min(result.frames, result.slices) : 0);
+  return {
+    slicesFound,
+    slices: result.slices,
+    ...(typeof result.confidence === 'number' ? { confidence: result.confidence } : {}),
+    ...(result.message ? { message: result.message } : {}),
+  };
+}
+
+/** A succeeded run that stored nothing because the model found nothing. */
+export function foundNothing(run: SeriesRun): boolean {
+  return run.state === 'succeeded' && run.found !== undefined && run.found.slicesFound === 0;
+}
+
+/** The whole-study view's counts: segmented, nothing found (not a failure), failed, cancelled, still running. */
+export function batchCounts(runs: (SeriesRun | undefined)[]): {
+  segmented: number;
+  nothingFound: number;
+  failed: number;
+  cancelled: number;
+  running: number;
+} {
+  const counts = { segmented: 0, nothingFound: 0, failed: 0, cancelled: 0, running: 0 };
+  for (const r of runs) {
+    if (!r) continue;
+    if (!isFinal(r)) counts.running++;
+    else if (r.state === 'failed') counts.failed++;
+    else if (r.state === 'cancelled') counts.cancelled++;
+    else if (foundNothing(r)) counts.nothingFound++;
+    else counts.segmented++;
+  }
+  return counts;
 }
 
 /** Fraction done in [0, 1]; 1 when succeeded. */

@@ -7,6 +7,8 @@
 import type { ModelInfo } from './api-client.js';
 import {
   acceptingModels,
+  batchCounts,
+  foundNothing,
   elapsedMs,
   formatDuration,
   fractionDone,
@@ -63,6 +65,15 @@ function diceText(m: ModelInfo): string {
   return `Dice ${d.mean.toFixed(3)}${ci} on ${m.metrics?.dataset ?? '?'} ${m.metrics?.split ?? ''}`.trim();
 }
 
+/** "Found on 3 of 6 slices · confidence 0.91", "Nothing found: nothing was stored", or (older results) "Done: 6 slices". */
+function succeededText(run: SeriesRun): string {
+  const found = run.found;
+  if (!found) return `Done: ${run.total} slice${run.total === 1 ? '' : 's'}`;
+  if (found.slicesFound === 0) return 'Nothing found; nothing was stored';
+  const confidence = found.confidence !== undefined ? ` · confidence ${found.confidence.toFixed(2)}` : '';
+  return `Found on ${found.slicesFound} of ${found.slices} slice${found.slices === 1 ? '' : 's'}${confidence}`;
+}
+
 function progressBlock(run: SeriesRun, now: number, label?: string): HTMLElement {
   const pct = Math.round(fractionDone(run) * 100);
   const running = !isFinal(run);
@@ -74,13 +85,18 @@ function progressBlock(run: SeriesRun, now: number, label?: string): HTMLElement
         : run.state === 'running'
           ? `${run.stage ?? 'working'}: ${run.done} / ${run.total || '?'} slices`
           : run.state === 'succeeded'
-            ? `Done: ${run.total} slice${run.total === 1 ? '' : 's'}${run.earlier ? ' (earlier result)' : ''}`
+            ? `${succeededText(run)}${run.earlier ? ' (earlier result)' : ''}`
             : run.state === 'cancelled'
               ? 'Cancelled; nothing stored'
               : 'Failed';
   return h(
     'div',
-    { 'data-cy': 'ldfsam-progress', 'data-state': run.state, 'data-percent': String(pct) },
+    {
+      'data-cy': 'ldfsam-progress',
+      'data-state': run.state,
+      'data-percent': String(pct),
+      ...(run.found ? { 'data-outcome': foundNothing(run) ? 'nothing-found' : 'found' } : {}),
+    },
     label ? h('div', { class: 'ldfsam-row' }, h('span', {}, label)) : null,
     h('progress', { max: '100', value: String(pct), 'aria-label': `segmentation progress ${pct}%` }),
     h(
@@ -89,6 +105,9 @@ function progressBlock(run: SeriesRun, now: number, label?: string): HTMLElement
       h('span', { 'data-cy': 'ldfsam-stage', role: 'status' }, stateText),
       h('span', {}, `${pct}%`),
     ),
+    run.state === 'succeeded' && run.found?.message
+      ? h('div', { class: 'ldfsam-muted', 'data-cy': 'ldfsam-outcome' }, run.found.message)
+      : null,
     h(
       'div',
       { class: 'ldfsam-row ldfsam-muted' },
@@ -374,6 +393,13 @@ export function renderPanel(root: HTMLElement, state: PanelState, now: number, i
           h('code', {}, `error code ${batch.error.code}`),
         ),
       );
+    }
+    if (batchRuns.length > 0) {
+      const c = batchCounts(batchRuns.map(([, r]) => r));
+      const parts = [`${c.segmented} segmented`, `${c.nothingFound} nothing found`, `${c.failed} failed`];
+      if (c.cancelled) parts.push(`${c.cancelled} cancelled`);
+      if (c.running) parts.push(`${c.running} running`);
+      section.append(h('div', { class: 'ldfsam-muted', 'data-cy': 'ldfsam-batch-counts' }, parts.join(' · ')));
     }
     for (const [k, r] of batchRuns) {
       if (r) section.append(progressBlock(r, now, `series …${k.split('|')[1]!.slice(-12)} (${r.model})`));

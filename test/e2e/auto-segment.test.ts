@@ -146,7 +146,7 @@ describe('LDFSAM auto-segment in OHIF', () => {
     await openPanel();
     const progress = page.locator('[data-cy="ldfsam-progress"]');
     await expect.poll(() => progress.getAttribute('data-percent')).toBe('100');
-    expect(await progress.innerText()).toMatch(/Done: 1 slice/);
+    expect(await progress.innerText()).toMatch(/Found on 1 of 1 slice/);
     await page.screenshot({ path: `${ARTIFACTS}/panel-after-run.png` });
   });
 
@@ -192,6 +192,29 @@ describe('LDFSAM auto-segment in OHIF', () => {
     expect(await segSeries(stack.cineStudy)).toHaveLength(0);
   });
 
+  it('a series without the structure: the panel says nothing was found, and nothing is stored or drawn', async () => {
+    await page.goto(`${stack.url}/ldfsam?StudyInstanceUIDs=${stack.negativeStudy}`);
+    await openPanel();
+    await expect.poll(() => page.locator('[data-cy="ldfsam-series"]').innerText(), { timeout: 60_000 }).toContain('3 slices');
+    await page.locator('[data-cy="ldfsam-model"]').selectOption('presence-fixture');
+    await page.locator('[data-cy="ldfsam-segment"]').click();
+    const final = await waitForRun((r) => ['succeeded', 'failed', 'cancelled'].includes(r.state), 'the job to end');
+    expect(final).toMatchObject({ state: 'succeeded', done: 3, total: 3 });
+    expect(final.segSeriesInstanceUID).toBeUndefined();
+    const progress = page.locator('[data-cy="ldfsam-progress"]');
+    await expect.poll(() => progress.getAttribute('data-outcome')).toBe('nothing-found');
+    expect(await page.locator('[data-cy="ldfsam-stage"]').innerText()).toBe('Nothing found; nothing was stored');
+    expect(await page.locator('[data-cy="ldfsam-outcome"]').innerText()).toMatch(
+      /^No tissue found: none of the 3 slices reached the presence threshold 0\.50 \(highest score 0\.0\d\); nothing was stored\.$/,
+    );
+    const toast = page.locator('[data-sonner-toast]').filter({ hasText: 'nothing found' });
+    await toast.first().waitFor();
+    expect(await toast.first().innerText()).toMatch(/No tissue found/);
+    expect(await page.evaluate(() => (globalThis as any).services.segmentationService.getSegmentations().length)).toBe(0);
+    expect(await segSeries(stack.negativeStudy)).toHaveLength(0);
+    await page.screenshot({ path: `${ARTIFACTS}/panel-nothing-found.png` });
+  });
+
   it('segments every series of a study, each with its own progress', async () => {
     await page.goto(`${stack.url}/ldfsam?StudyInstanceUIDs=${stack.twoSeriesStudy}`);
     await openPanel();
@@ -206,6 +229,7 @@ describe('LDFSAM auto-segment in OHIF', () => {
       })
       .toBe('succeeded,succeeded');
     expect(await blocks.evaluateAll((els) => els.map((e) => e.getAttribute('data-percent')))).toEqual(['100', '100']);
+    expect(await page.locator('[data-cy="ldfsam-batch-counts"]').innerText()).toBe('2 segmented · 0 nothing found · 0 failed');
     expect(await segSeries(stack.twoSeriesStudy)).toHaveLength(2);
   });
 

@@ -34,6 +34,8 @@ export interface Stack {
   cineStudy: string;
   /** The shared 28-slice CT, when asked for (`withCt`). */
   ctStudy?: string;
+  /** Three CT-geometry slices on which the presence fixture (test/fixtures/model-presence) finds nothing. */
+  negativeStudy: string;
   stop(): Promise<void>;
 }
 
@@ -96,8 +98,17 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         join(work, 'cine', 'cine.dcm'),
       ])
     ).trim();
+    const presence = JSON.parse(
+      await runPython('test/tools/make_presence_series.py', [
+        '--ct',
+        projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips'),
+        '--out',
+        join(work, 'presence'),
+      ]),
+    ) as Record<string, { folder: string; studyInstanceUID: string }>;
+    const negative = presence['presence-none']!;
     const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
-    const loaded = await loadFiles(pacs, [join(work, 'cine'), ...(options.withCt ? [CT_DIR] : [])]);
+    const loaded = await loadFiles(pacs, [join(work, 'cine'), negative.folder, ...(options.withCt ? [CT_DIR] : [])]);
     if (loaded.failed.length > 0) throw new Error(`cine not stored: ${JSON.stringify(loaded.failed)}`);
     const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-006' } }))[0]?.['0020000D']
       ?.Value?.[0] as string;
@@ -109,7 +120,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         dicomwebUrl: orthanc.dicomwebUrl,
         dataDir: join(work, 'data'),
         port: 0,
-        modelDirs: [join(work, 'models'), ...(options.modelDirs ?? [])],
+        modelDirs: [join(work, 'models'), projectPath('test', 'fixtures', 'model-presence'), ...(options.modelDirs ?? [])],
         batchSize: 2,
         apiTokens: options.apiTokens,
         viewerToken: options.viewerToken,
@@ -125,10 +136,22 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const twoSeriesStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-022' } }))[0]?.['0020000D']
       ?.Value?.[0] as string;
     if (!twoSeriesStudy) throw new Error('the imported HC18-022 study is not in the PACS');
-    const ctStudy = options.withCt
-      ? ((await pacs.searchForStudies({ queryParams: { ModalitiesInStudy: 'CT' } }))[0]?.['0020000D']?.Value?.[0] as string)
-      : undefined;
-    return { url: server.url, pacs, usStudy, twoSeriesStudy, cineStudy, ctStudy, stop };
+    // The presence series is a CT study too (slices of the shared CT): the shared CT is the other one.
+    const ctStudies = options.withCt ? await pacs.searchForStudies({ queryParams: { ModalitiesInStudy: 'CT' } }) : [];
+    const ctStudy = ctStudies
+      .map((s) => s['0020000D']?.Value?.[0] as string | undefined)
+      .find((uid) => uid !== undefined && uid !== negative.studyInstanceUID);
+    if (options.withCt && !ctStudy) throw new Error('the shared CT study is not in the PACS');
+    return {
+      url: server.url,
+      pacs,
+      usStudy,
+      twoSeriesStudy,
+      cineStudy,
+      ctStudy,
+      negativeStudy: negative.studyInstanceUID,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
