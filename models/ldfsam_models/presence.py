@@ -471,6 +471,21 @@ def format_report(name: str, dataset: str, ops: Mapping[str, Optional[dict]], th
     return "\n".join(lines)
 
 
+def acceptance(op: Optional[dict], max_dice_drop: float = 0.002, min_specificity: float = 0.9) -> List[str]:
+    """The issue's bars on a split (test): the gate costs at most max_dice_drop mean Dice on the
+    positives, and the model draws its structure on at most 1 - min_specificity of every negative set.
+    Returns what fails (empty: all met)."""
+    if not op:
+        return ["no images"]
+    failures = []
+    if op.get("diceDrop", 0.0) > max_dice_drop:
+        failures.append(f"the gate costs {op['diceDrop']:.4f} Dice (> {max_dice_drop})")
+    for name, v in op.get("negatives", {}).items():
+        if v["specificity"] < min_specificity:
+            failures.append(f"{name}: specificity {v['specificity']:.3f} (< {min_specificity})")
+    return failures
+
+
 def add_arguments(p) -> None:
     p.add_argument("action", choices=["calibrate", "eval"], help="calibrate: fit and choose on validation (and --write it); eval: report the model.json's presence block")
     p.add_argument("--model", required=True, help="exported model folder (model.json + model.onnx with a presence_features output)")
@@ -484,6 +499,8 @@ def add_arguments(p) -> None:
     p.add_argument("--save-features", help="write every image's features to this JSON")
     p.add_argument("--write", action="store_true", help="calibrate: write the presence block into the folder's model.json")
     p.add_argument("--limit", type=int, help="only the first N images of each set and split (smoke runs)")
+    p.add_argument("--max-test-dice-drop", type=float, default=0.002, help="eval: the bar on the test split's Dice cost (exit status 3 when missed)")
+    p.add_argument("--min-test-specificity", type=float, default=0.9, help="eval: the bar on every negative set's test specificity (exit status 3 when missed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--out", help="also write the JSON result to this file")
 
@@ -505,6 +522,8 @@ def main_presence(args) -> int:
             log(f"wrote postprocessing.presence into {folder / 'model.json'}")
         ops = {"val": block["operatingPoint"]["validation"], "test": block["operatingPoint"]["test"]}
         result = {"model": collected.get("name"), "dataset": collected["dataset"], "presence": block}
+        if ops["test"]:
+            result["testFailures"] = acceptance(ops["test"], args.max_test_dice_drop, args.min_test_specificity)
     else:
         block = json.loads((folder / "model.json").read_text())["postprocessing"].get("presence")
         if not block:
@@ -515,6 +534,8 @@ def main_presence(args) -> int:
             rows = [r for r in collected["rows"] if r["split"] == split]
             ops[split] = operating_point(rows, scores_of(rows, block["weights"], block["bias"]), block["threshold"]) if rows else None
         result = {"model": collected.get("name"), "dataset": collected["dataset"], "threshold": block["threshold"], "splits": ops}
+        if "test" in ops:
+            result["testFailures"] = acceptance(ops["test"], args.max_test_dice_drop, args.min_test_specificity)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -522,4 +543,9 @@ def main_presence(args) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_report(str(collected.get("name")), collected["dataset"], ops, block["threshold"]))
-    return 0
+        if "testFailures" in result:
+            failures = result["testFailures"]
+            print(f"  test bars (Dice cost <= {args.max_test_dice_drop}, specificity >= {args.min_test_specificity} per negative set): "
+                  + ("met" if not failures else "MISSED: " + "; ".join(failures)))
+    # eval is the check (exit 3 when a bar is missed); calibrate only reports it
+    return 3 if args.action == "eval" and result.get("testFailures") else 0

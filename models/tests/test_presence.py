@@ -110,8 +110,16 @@ def test_calibrate_and_eval_end_to_end_on_the_presence_fixture(tmp_path, capsys)
     assert block["features"] == ["meanValue", "predictedIou", "maskArea", "maskConfidence"] and 0 <= block["threshold"] <= 1
     assert block["operatingPoint"]["validation"]["diceDrop"] <= 0.001
     capsys.readouterr()
-    assert main(["presence", "eval", "--model", str(model), "--dataset", "hc18", "--features", str(features), "--json"]) == 0
+    status = main(["presence", "eval", "--model", str(model), "--dataset", "hc18", "--features", str(features), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert report["threshold"] == block["threshold"]
+    assert isinstance(report["testFailures"], list)
     assert report["splits"]["val"] == block["operatingPoint"]["validation"]
     assert report["splits"]["test"] == block["operatingPoint"]["test"]
+    assert status == (3 if report["testFailures"] else 0)
+
+
+def test_acceptance_names_what_misses_the_bars():
+    op = {"diceDrop": 0.003, "negatives": {"crops": {"images": 10, "specificity": 0.8}, "noise": {"images": 5, "specificity": 1.0}}}
+    assert presence.acceptance(op) == ["the gate costs 0.0030 Dice (> 0.002)", "crops: specificity 0.800 (< 0.9)"]
+    assert presence.acceptance({"diceDrop": 0.001, "negatives": {"noise": {"images": 5, "specificity": 0.9}}}) == []
