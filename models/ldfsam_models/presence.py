@@ -275,8 +275,10 @@ def _export_feature_names() -> Tuple[str, ...]:
 
 
 def collect(folder: Path, dataset: str, data: Optional[str] = None, splits: Sequence[str] = SPLITS,
-            negatives: Sequence[str] = NEGATIVE_SETS, limit: Optional[int] = None, log: Callable[[str], None] = print) -> dict:
-    """Every item's features: {"model", "dataset", "features": names, "rows": [...]}."""
+            negatives: Sequence[str] = NEGATIVE_SETS, limit: Optional[int] = None, log: Callable[[str], None] = print,
+            max_per_set: Optional[int] = None) -> dict:
+    """Every item's features: {"model", "dataset", "features": names, "rows": [...]}. `max_per_set` caps the
+    other-dataset and crops sets per split (records spread evenly over the split, so the cap keeps its variety)."""
     from .data import default_data_root
     from .train import dataset_splits
 
@@ -295,11 +297,13 @@ def collect(folder: Path, dataset: str, data: Optional[str] = None, splits: Sequ
         take = (lambda rs: rs[:limit]) if limit else (lambda rs: rs)
         sources: List[Iterable[Item]] = [positive_items(take(parts[split]), split, runner.intensity)]
         if "other-dataset" in negatives and other:
-            sources.append(other_dataset_items(dataset, split, take(other_parts[split]), runner.intensity, modality, grey=grey_model))
+            other_records = spread(take(other_parts[split]), max_per_set)
+            sources.append(other_dataset_items(dataset, split, other_records, runner.intensity, modality, grey=grey_model))
         if "shared-dicom" in negatives:
             sources.append(_limited(shared_dicom_items(default_data_root() / "dicom", split, runner.intensity, grey_model, log), limit))
         if "crops" in negatives:
-            sources.append(crop_items(take(parts[split]), split, runner.intensity))
+            # two crops (as is, flipped) per image
+            sources.append(crop_items(spread(take(parts[split]), max_per_set // 2 if max_per_set else None), split, runner.intensity))
         if "noise" in negatives:
             sources.append(noise_items(split, shape, colour, count=min(16, limit or 16)))
         for source in sources:
@@ -307,6 +311,13 @@ def collect(folder: Path, dataset: str, data: Optional[str] = None, splits: Sequ
     log(f"features of {len(rows)} images in {time.time() - t0:.0f} s")
     return {"model": str(folder), "name": runner.manifest["name"], "version": runner.manifest["version"], "dataset": dataset,
             "features": runner.feature_names, "rows": rows}
+
+
+def spread(records: Sequence, cap: Optional[int]) -> list:
+    """At most `cap` records, evenly spaced over the sequence (all of them without a cap)."""
+    if not cap or len(records) <= cap:
+        return list(records)
+    return [records[int(i * len(records) / cap)] for i in range(cap)]
 
 
 def _limited(items: Iterator[Item], limit: Optional[int]) -> Iterator[Item]:
@@ -430,7 +441,8 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
         "threshold": threshold,
         "operatingPoint": {
             "chosenOn": "validation",
-            "criterion": f"best mean specificity over the negative sets with a Dice cost of at most {max_dice_drop} and a sensitivity of at least {min_sensitivity} on the validation positives",
+            "criterion": f"best mean specificity over the negative sets with a Dice cost of at most {max_dice_drop} "
+                         f"and a sensitivity of at least {min_sensitivity} on the validation positives",
             "dataset": collected["dataset"],
             "negativeSets": sets,
             "validation": val_op,
@@ -487,18 +499,21 @@ def acceptance(op: Optional[dict], max_dice_drop: float = 0.002, min_specificity
 
 
 def add_arguments(p) -> None:
-    p.add_argument("action", choices=["calibrate", "eval"], help="calibrate: fit and choose on validation (and --write it); eval: report the model.json's presence block")
+    p.add_argument("action", choices=["calibrate", "eval"],
+                   help="calibrate: fit and choose on validation (and --write it); eval: report the model.json's presence block")
     p.add_argument("--model", required=True, help="exported model folder (model.json + model.onnx with a presence_features output)")
     p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2"], help="the model's data set (its positives; the other one is a negative set)")
     p.add_argument("--data", help="data set folder (default ../shared/data/<dataset>)")
     p.add_argument("--split", action="append", choices=list(SPLITS), help="eval: splits to report (default val and test)")
     p.add_argument("--negatives", default=",".join(NEGATIVE_SETS), help=f"comma-separated negative sets (default {','.join(NEGATIVE_SETS)})")
-    p.add_argument("--max-dice-drop", type=float, default=0.001, help="calibrate: the most mean Dice the gate may cost on the validation positives (default 0.001, half the 0.002 allowed on test)")
+    p.add_argument("--max-dice-drop", type=float, default=0.001,
+                   help="calibrate: the most mean Dice the gate may cost on the validation positives (default 0.001, half the 0.002 allowed on test)")
     p.add_argument("--min-sensitivity", type=float, default=0.98, help="calibrate: the least share of validation positives that must pass (default 0.98)")
     p.add_argument("--features", help="a features JSON written by an earlier run (--save-features): skips the inference")
     p.add_argument("--save-features", help="write every image's features to this JSON")
     p.add_argument("--write", action="store_true", help="calibrate: write the presence block into the folder's model.json")
     p.add_argument("--limit", type=int, help="only the first N images of each set and split (smoke runs)")
+    p.add_argument("--max-per-set", type=int, help="at most N images of the other-dataset and crops sets per split, spread evenly (time on a small machine)")
     p.add_argument("--max-test-dice-drop", type=float, default=0.002, help="eval: the bar on the test split's Dice cost (exit status 3 when missed)")
     p.add_argument("--min-test-specificity", type=float, default=0.9, help="eval: the bar on every negative set's test specificity (exit status 3 when missed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -511,7 +526,8 @@ def main_presence(args) -> int:
     if args.features:
         collected = json.loads(Path(args.features).read_text())
     else:
-        collected = collect(folder, args.dataset, args.data, negatives=[n for n in args.negatives.split(",") if n], limit=args.limit, log=log)
+        collected = collect(folder, args.dataset, args.data, negatives=[n for n in args.negatives.split(",") if n], limit=args.limit, log=log,
+                            max_per_set=args.max_per_set)
     if args.save_features:
         Path(args.save_features).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_features).write_text(json.dumps(collected) + "\n")

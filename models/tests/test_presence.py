@@ -17,7 +17,9 @@ SHARED = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
 
 def rows_from(scores_pos, dice_pos, scores_neg, split="val", sets=("noise",)):
     """Rows whose single feature is the logit of the wanted score (so weights [1], bias 0 reproduce it)."""
-    logit = lambda s: float(np.log(s / (1 - s)))
+    def logit(s):
+        return float(np.log(s / (1 - s)))
+
     rows = [{"set": "positives", "split": split, "id": f"p{i}", "features": [logit(s)], "dice": d} for i, (s, d) in enumerate(zip(scores_pos, dice_pos))]
     rows += [{"set": sets[i % len(sets)], "split": split, "id": f"n{i}", "features": [logit(s)]} for i, s in enumerate(scores_neg)]
     return rows
@@ -123,3 +125,9 @@ def test_acceptance_names_what_misses_the_bars():
     op = {"diceDrop": 0.003, "negatives": {"crops": {"images": 10, "specificity": 0.8}, "noise": {"images": 5, "specificity": 1.0}}}
     assert presence.acceptance(op) == ["the gate costs 0.0030 Dice (> 0.002)", "crops: specificity 0.800 (< 0.9)"]
     assert presence.acceptance({"diceDrop": 0.001, "negatives": {"noise": {"images": 5, "specificity": 0.9}}}) == []
+
+
+def test_spread_caps_a_set_evenly_over_the_split():
+    records = list(range(10))
+    assert presence.spread(records, 4) == [0, 2, 5, 7]
+    assert presence.spread(records, None) == records and presence.spread(records, 20) == records
