@@ -206,7 +206,7 @@ export async function segmentSeries(
     client,
     plan.studyInstanceUID,
     {
-      bytes: result.segBytes!,
+      bytes: result.segBytes,
       seriesInstanceUID: result.segSeriesInstanceUID!,
       sopInstanceUID: result.segSopInstanceUID!,
       frames: result.frames,
