@@ -400,9 +400,12 @@ def operating_point(rows: Sequence[dict], scores: np.ndarray, threshold: float) 
     return out
 
 
-def choose_threshold(rows: Sequence[dict], scores: np.ndarray, max_dice_drop: float, min_sensitivity: float) -> Tuple[float, dict]:
-    """On validation rows: the threshold with the best mean specificity among those that cost at most
-    max_dice_drop mean Dice and keep min_sensitivity of the positives (ties: the lowest threshold).
+def choose_threshold(rows: Sequence[dict], scores: np.ndarray, max_dice_drop: float, min_sensitivity: float,
+                     target_specificity: Optional[float] = None) -> Tuple[float, dict]:
+    """On validation rows, among the thresholds that cost at most max_dice_drop mean Dice and keep
+    min_sensitivity of the positives: with target_specificity, the lowest one at which every negative
+    set reaches it (sensitivity first: the most positives kept for the specificity asked); otherwise,
+    or when none reaches it, the one with the best mean specificity (ties: the lowest threshold).
     Candidates are the midpoints between consecutive distinct scores (and 0)."""
     distinct = np.unique(scores)
     candidates = [0.0] + [float((a + b) / 2) for a, b in zip(distinct[:-1], distinct[1:])] + [float(min(1.0, distinct[-1] + 1e-6))]
@@ -411,6 +414,8 @@ def choose_threshold(rows: Sequence[dict], scores: np.ndarray, max_dice_drop: fl
         op = operating_point(rows, scores, t)
         if op.get("diceDrop", 0.0) > max_dice_drop + 1e-12 or op.get("sensitivity", 1.0) < min_sensitivity:
             continue
+        if target_specificity and all(v["specificity"] >= target_specificity for v in op["negatives"].values()):
+            return t, op
         spec = op.get("specificity", 0.0)
         if best is None or spec > best[1] + 1e-12:
             best = (t, spec)
@@ -418,7 +423,7 @@ def choose_threshold(rows: Sequence[dict], scores: np.ndarray, max_dice_drop: fl
     return threshold, operating_point(rows, scores, threshold)
 
 
-def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: float = 0.98) -> dict:
+def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: float = 0.98, target_specificity: Optional[float] = 0.95) -> dict:
     """The presence block of model.json, fitted and thresholded on the validation rows, with its
     operating point on validation and (measured, not chosen) on test."""
     val = [r for r in collected["rows"] if r["split"] == "val"]
@@ -429,7 +434,7 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
     y = np.array([1.0 if r["set"] == "positives" else 0.0 for r in val])
     weights, bias = fit_logistic(x, y, training_weights(val))
     val_scores = scores_of(val, weights, bias)
-    threshold, val_op = choose_threshold(val, val_scores, max_dice_drop, min_sensitivity)
+    threshold, val_op = choose_threshold(val, val_scores, max_dice_drop, min_sensitivity, target_specificity)
     threshold = round(threshold, 6)
     test_op = operating_point(test, scores_of(test, weights, bias), threshold) if test else None
     sets = sorted({r["set"] for r in collected["rows"]} - {"positives"})
@@ -441,8 +446,7 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
         "threshold": threshold,
         "operatingPoint": {
             "chosenOn": "validation",
-            "criterion": f"best mean specificity over the negative sets with a Dice cost of at most {max_dice_drop} "
-                         f"and a sensitivity of at least {min_sensitivity} on the validation positives",
+            "criterion": criterion(max_dice_drop, min_sensitivity, target_specificity),
             "dataset": collected["dataset"],
             "negativeSets": sets,
             "validation": val_op,
@@ -452,6 +456,14 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
                  "logistic fit on validation positives against validation negatives (" + ", ".join(sets) + "), "
                  "threshold chosen on validation (ldfsam_models/presence.py); test figures measured, not used to choose",
     }
+
+
+def criterion(max_dice_drop: float, min_sensitivity: float, target_specificity: Optional[float]) -> str:
+    within = f"a Dice cost of at most {max_dice_drop} and a sensitivity of at least {min_sensitivity} on the validation positives"
+    if target_specificity:
+        return (f"the lowest threshold at which every negative set reaches a specificity of {target_specificity}, with {within} "
+                f"(else the best mean specificity)")
+    return f"best mean specificity over the negative sets with {within}"
 
 
 def write_presence(folder: Path, block: dict) -> dict:
@@ -509,6 +521,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-dice-drop", type=float, default=0.001,
                    help="calibrate: the most mean Dice the gate may cost on the validation positives (default 0.001, half the 0.002 allowed on test)")
     p.add_argument("--min-sensitivity", type=float, default=0.98, help="calibrate: the least share of validation positives that must pass (default 0.98)")
+    p.add_argument("--target-specificity", type=float, default=0.95,
+                   help="calibrate: the lowest threshold at which every negative set reaches this validation specificity "
+                        "(default 0.95, a margin over the 0.9 bar); 0: the best mean specificity instead")
     p.add_argument("--features", help="a features JSON written by an earlier run (--save-features): skips the inference")
     p.add_argument("--save-features", help="write every image's features to this JSON")
     p.add_argument("--write", action="store_true", help="calibrate: write the presence block into the folder's model.json")
@@ -532,7 +547,7 @@ def main_presence(args) -> int:
         Path(args.save_features).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_features).write_text(json.dumps(collected) + "\n")
     if args.action == "calibrate":
-        block = calibrate(collected, args.max_dice_drop, args.min_sensitivity)
+        block = calibrate(collected, args.max_dice_drop, args.min_sensitivity, args.target_specificity or None)
         if args.write:
             write_presence(folder, block)
             log(f"wrote postprocessing.presence into {folder / 'model.json'}")
