@@ -131,3 +131,16 @@ def test_spread_caps_a_set_evenly_over_the_split():
     records = list(range(10))
     assert presence.spread(records, 4) == [0, 2, 5, 7]
     assert presence.spread(records, None) == records and presence.spread(records, 20) == records
+
+
+def test_a_target_specificity_takes_the_lowest_threshold_that_reaches_it_on_every_set():
+    pos = [0.95, 0.9, 0.92, 0.97, 0.3, 0.88, 0.99, 0.93, 0.91, 0.96]
+    neg = [0.05, 0.1, 0.2, 0.25, 0.4, 0.5, 0.6, 0.02]
+    rows = rows_from(pos, [0.9] * 10, neg)
+    scores = presence.scores_of(rows, [1.0], 0.0)
+    # 0.75 on 8 negatives lets 2 pass: the lowest such threshold lies between 0.4 and 0.5 (not above 0.6).
+    t, op = presence.choose_threshold(rows, scores, max_dice_drop=0.1, min_sensitivity=0.9, target_specificity=0.75)
+    assert 0.4 < t < 0.5 and op["specificity"] == 0.75 and op["sensitivity"] == 0.9
+    # When the Dice budget rules every such threshold out, the best mean specificity within it is taken.
+    t2, op2 = presence.choose_threshold(rows, scores, max_dice_drop=0.001, min_sensitivity=0.9, target_specificity=0.75)
+    assert 0.25 < t2 < 0.3 and op2["sensitivity"] == 1.0 and op2["specificity"] == pytest.approx(5 / 8)
