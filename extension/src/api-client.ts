@@ -5,13 +5,16 @@
  * stream, read with fetch (EventSource cannot send an Authorization header), with reconnection.
  */
 
+/** The results a job writes: DICOM SEG, RT Structure Set, or both. */
+export type OutputFormat = 'seg' | 'rtstruct' | 'both';
+
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const FINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
 export interface Job {
   id: string;
   state: JobState;
-  request: { studyInstanceUID: string; seriesInstanceUID: string; model: string };
+  request: { studyInstanceUID: string; seriesInstanceUID: string; model: string; outputs?: OutputFormat };
   progress: { stage: string; done: number; total: number } | null;
   result: JobResult | null;
   error: { code: string; message: string } | null;
@@ -26,6 +29,10 @@ export interface JobResult {
   status: string;
   segSeriesInstanceUID: string | null;
   segSopInstanceUID: string | null;
+  rtstructSeriesInstanceUID?: string | null;
+  rtstructSopInstanceUID?: string | null;
+  /** What the user should know (e.g. why no RTSTRUCT was written). */
+  notes?: string[];
   frames: number;
   slices: number;
   slicesFound?: number;
@@ -141,6 +148,7 @@ export class LdfsamApi {
     seriesInstanceUID?: string;
     model?: string;
     force?: boolean;
+    outputs?: OutputFormat;
   }): Promise<Submitted> {
     return (await this.request('POST', '/jobs', { ...body, priority: 'interactive' })) as Submitted;
   }

@@ -3,7 +3,7 @@
  * active viewport, loads the models, submits jobs, follows their progress, and shows results.
  * One controller per viewer page (created in the extension's preRegistration).
  */
-import { ApiError, type LdfsamApi, type Job } from './api-client.js';
+import { ApiError, type LdfsamApi, type Job, type OutputFormat } from './api-client.js';
 import { describeError } from './messages.js';
 import { fetchSeriesIntoViewer, showSegmentation, type OhifContext } from './ohif-results.js';
 import {
@@ -17,8 +17,10 @@ import {
   type PanelState,
 } from './panel-state.js';
 
+const OUTPUTS_KEY = 'ldfsam.outputs';
+
 export class AutoSegmentController {
-  readonly store = new Store<PanelState>(initialState);
+  readonly store = new Store<PanelState>({ ...initialState, outputs: savedOutputs() });
   private readonly following = new Map<string, AbortController>();
   private started = false;
 
@@ -87,6 +89,16 @@ export class AutoSegmentController {
     this.store.update((s) => ({ ...s, chosenModel: { ...s.chosenModel, [modality]: name } }));
   }
 
+  /** The result format setting, kept in this browser. */
+  chooseOutputs(outputs: OutputFormat): void {
+    this.store.update((s) => ({ ...s, outputs }));
+    try {
+      globalThis.localStorage?.setItem(OUTPUTS_KEY, outputs);
+    } catch {
+      // storage disabled: the setting lasts for this page
+    }
+  }
+
   dismissRerun(): void {
     this.store.update((s) => ({ ...s, confirmRerun: undefined }));
   }
@@ -107,6 +119,7 @@ export class AutoSegmentController {
         seriesInstanceUID: active.seriesInstanceUID,
         model: model.name,
         ...(force ? { force: true } : {}),
+        ...(state.outputs !== 'seg' ? { outputs: state.outputs } : {}),
       });
       const job = await this.api.job(submitted.jobId);
       if (!submitted.created[0] && job.state === 'succeeded') {
@@ -128,7 +141,8 @@ export class AutoSegmentController {
     const study = active.studyInstanceUID;
     this.store.update((s) => ({ ...s, batch: { studyInstanceUID: study, keys: [] } }));
     try {
-      const submitted = await this.api.submit({ studyInstanceUID: study });
+      const outputs = this.store.get().outputs;
+      const submitted = await this.api.submit({ studyInstanceUID: study, ...(outputs !== 'seg' ? { outputs } : {}) });
       const keys: string[] = [];
       for (const id of submitted.jobIds) {
         const job = await this.api.job(id);
@@ -158,7 +172,8 @@ export class AutoSegmentController {
     this.dismissRerun();
     const run = this.store.get().runs[key];
     const [study, series] = key.split('|') as [string, string];
-    if (run?.segSeriesInstanceUID) await this.display(study, series, run.segSeriesInstanceUID);
+    for (const uid of [run?.segSeriesInstanceUID, run?.rtstructSeriesInstanceUID])
+      if (uid) await this.display(study, series, uid);
   }
 
   private track(key: string, job: Job, options: { show?: boolean } = { show: true }): void {
@@ -172,18 +187,22 @@ export class AutoSegmentController {
         const run = this.store.get().runs[key]!;
         const [study, series] = key.split('|') as [string, string];
         if (final.state === 'succeeded') {
-          const stored = Boolean(final.result?.segSeriesInstanceUID);
+          const stored = [final.result?.segSeriesInstanceUID, final.result?.rtstructSeriesInstanceUID].filter((u): u is string =>
+            Boolean(u),
+          );
           const words = final.result?.message ? ` ${final.result.message}` : '';
+          const notes = final.result?.notes?.length ? ` ${final.result.notes.join(' ')}` : '';
           this.ctx.services.uiNotificationService.show({
-            title: stored ? 'Auto-segmentation done' : 'Auto-segmentation: nothing found',
-            message: stored
-              ? `${run.model}:${words || ` ${plural(final.result!.slices, 'slice')} segmented.`} The result is stored in the PACS.`
-              : `${run.model}:${words || ` nothing was found on ${plural(final.result?.slices ?? 0, 'slice')}; no segmentation was stored.`}`,
-            type: stored ? 'success' : 'info',
-            duration: stored ? 5000 : 10000,
+            title: stored.length > 0 ? 'Auto-segmentation done' : 'Auto-segmentation: nothing found',
+            message:
+              stored.length > 0
+                ? `${run.model}:${words || ` ${plural(final.result!.slices, 'slice')} segmented.`} The result is stored in the PACS.${notes}`
+                : `${run.model}:${words || ` nothing was found on ${plural(final.result?.slices ?? 0, 'slice')}; no segmentation was stored.`}`,
+            type: stored.length === 0 ? 'info' : notes ? 'warning' : 'success',
+            duration: stored.length > 0 && !notes ? 5000 : 10000,
           });
-          if (final.result?.segSeriesInstanceUID)
-            await this.display(study, series, final.result.segSeriesInstanceUID, options.show !== false);
+          // The SEG first (drawn as a labelmap), then the RTSTRUCT (drawn as contours).
+          for (const uid of stored) await this.display(study, series, uid, options.show !== false);
         } else if (final.state === 'failed' && final.error) {
           this.notifyError({ code: final.error.code, message: final.error.message });
         }
@@ -232,6 +251,15 @@ export class AutoSegmentController {
       type: 'error',
       duration: 10000,
     });
+  }
+}
+
+function savedOutputs(): OutputFormat {
+  try {
+    const saved = globalThis.localStorage?.getItem(OUTPUTS_KEY);
+    return saved === 'rtstruct' || saved === 'both' ? saved : 'seg';
+  } catch {
+    return 'seg';
   }
 }
 

@@ -3,6 +3,7 @@
  * OHIF viewer from the URL in window.config.extensions (the server's generated app-config.js);
  * OHIF imports the module and takes its default export.
  */
+import type { OutputFormat } from './api-client.js';
 import { LdfsamApi } from './api-client.js';
 import { AutoSegmentController } from './controller.js';
 import { InteractiveController } from './interactive-controller.js';
@@ -58,6 +59,7 @@ const extension = {
             segment: (force: boolean) => void c.segment(force),
             cancel: (jobId: string) => void c.cancel(jobId),
             chooseModel: (modality: string, name: string) => c.chooseModel(modality, name),
+            chooseOutputs: (outputs: OutputFormat) => c.chooseOutputs(outputs),
             segmentStudy: () => void c.segmentStudy(),
             dismissRerun: () => c.dismissRerun(),
             showResult: (key: string) => void c.showResult(key),

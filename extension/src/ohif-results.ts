@@ -99,7 +99,7 @@ export function viewportShowing(ctx: OhifContext, seriesInstanceUID: string): st
   return undefined;
 }
 
-/** Loads a SEG display set and draws it in the viewport showing its source series. */
+/** Loads a SEG or RTSTRUCT display set and draws it (labelmap or contours) in the viewport showing its source series. */
 export async function showSegmentation(ctx: OhifContext, seg: DisplaySet, sourceSeriesInstanceUID: string): Promise<boolean> {
   const viewportId = viewportShowing(ctx, sourceSeriesInstanceUID) ?? ctx.services.viewportGridService.getActiveViewportId();
   if (!viewportId) return false;
@@ -111,12 +111,14 @@ export async function showSegmentation(ctx: OhifContext, seg: DisplaySet, source
   // source series, so the overlay comes back when the user returns to it.
   await ctx.commandsManager.runCommand('hydrateSecondaryDisplaySet', { displaySet: seg, viewportId });
   // When the viewport already shows the source series, OHIF 3.13 does not re-render it with the
-  // stored presentation; add the labelmap representation to it directly. The segmentation's id
-  // is the SEG display set's UID (segmentationService.createSegmentationForSEGDisplaySet).
+  // stored presentation; add the representation to it directly (OHIF draws an RTSTRUCT as
+  // contours). The segmentation's id is the display set's UID
+  // (segmentationService.createSegmentationForSEGDisplaySet / ForRTDisplaySet).
   const segmentationId = seg.displaySetInstanceUID;
   const service = ctx.services.segmentationService;
   if (service.getSegmentationRepresentations(viewportId, { segmentationId }).length === 0) {
-    await service.addSegmentationRepresentation(viewportId, { segmentationId, type: 'Labelmap' });
+    const type = seg.Modality === 'RTSTRUCT' ? 'Contour' : 'Labelmap';
+    await service.addSegmentationRepresentation(viewportId, { segmentationId, type });
   }
   return true;
 }

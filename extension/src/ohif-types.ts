@@ -48,7 +48,10 @@ export interface UINotificationService {
 export interface SegmentationService extends PubSubService {
   getSegmentations(): { segmentationId: string; label?: string; segments?: Record<string, unknown> }[];
   getSegmentationRepresentations(viewportId: string, filter?: { segmentationId?: string }): { segmentationId: string }[];
-  addSegmentationRepresentation(viewportId: string, options: { segmentationId: string; type: 'Labelmap' }): Promise<void> | void;
+  addSegmentationRepresentation(
+    viewportId: string,
+    options: { segmentationId: string; type: 'Labelmap' | 'Contour' },
+  ): Promise<void> | void;
 }
 
 export interface UserAuthenticationService {

@@ -3,7 +3,7 @@
  * running job must still be shown when the panel comes back. Reducer-style pure functions over a
  * plain object, plus a tiny store that notifies the mounted view.
  */
-import { FINAL_STATES, type Job, type JobResult, type JobState, type ModelInfo } from './api-client.js';
+import { FINAL_STATES, type Job, type JobResult, type JobState, type ModelInfo, type OutputFormat } from './api-client.js';
 
 export interface ActiveSeries {
   studyInstanceUID: string;
@@ -37,6 +37,7 @@ export interface SeriesRun {
   segSeriesInstanceUID?: string;
   /** A succeeded run: on how many slices the structure was found, how sure, in words. */
   found?: FoundSummary;
+  rtstructSeriesInstanceUID?: string;
   /** The result existed before this click (the server answered with an earlier job). */
   earlier?: boolean;
 }
@@ -57,6 +58,8 @@ export interface PanelState {
   active?: ActiveSeries;
   /** The user's model choice per modality; the best default otherwise. */
   chosenModel: Record<string, string>;
+  /** The results to write (a setting, kept in the browser): SEG by default. */
+  outputs: OutputFormat;
   runs: Record<string, SeriesRun>;
   /** "Segment every series of this study": the study and its series keys. */
   batch?: { studyInstanceUID: string; keys: string[]; error?: ErrorInfo };
@@ -64,7 +67,13 @@ export interface PanelState {
   confirmRerun?: string;
 }
 
-export const initialState: PanelState = { chosenModel: {}, runs: {} };
+export const initialState: PanelState = { chosenModel: {}, outputs: 'seg', runs: {} };
+
+export const OUTPUT_LABELS: Record<OutputFormat, string> = {
+  seg: 'DICOM SEG',
+  rtstruct: 'RT Structure Set (RTSTRUCT)',
+  both: 'SEG and RTSTRUCT',
+};
 
 export function seriesKey(studyInstanceUID: string, seriesInstanceUID: string): string {
   return `${studyInstanceUID}|${seriesInstanceUID}`;
@@ -117,6 +126,7 @@ export function applyJob(run: SeriesRun | undefined, job: Job, now: number): Ser
       next.done = next.total = Math.max(next.total, job.result?.slices ?? next.total);
       next.segSeriesInstanceUID = job.result?.segSeriesInstanceUID ?? undefined;
       if (job.result) next.found = foundSummary(job.result);
+      next.rtstructSeriesInstanceUID = job.result?.rtstructSeriesInstanceUID ?? undefined;
     }
     if (job.error) next.error = { code: job.error.code, message: job.error.message };
   }

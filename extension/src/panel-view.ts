@@ -15,6 +15,7 @@ import {
   isFinal,
   remainingMs,
   selectedModel,
+  OUTPUT_LABELS,
   seriesKey,
   type PanelState,
   type SeriesRun,
@@ -23,11 +24,13 @@ import { describeError } from './messages.js';
 import { h, type Child } from './dom.js';
 import { promptableModels, type InteractiveState } from './interactive-state.js';
 import { renderInteractive, type InteractiveActions } from './interactive-view.js';
+import type { OutputFormat } from './api-client.js';
 
 export interface PanelActions {
   segment(force: boolean): void;
   cancel(jobId: string): void;
   chooseModel(modality: string, name: string): void;
+  chooseOutputs(outputs: OutputFormat): void;
   segmentStudy(): void;
   dismissRerun(): void;
   showResult(key: string): void;
@@ -193,6 +196,7 @@ export function bindActions(root: HTMLElement, actions: PanelActions): () => voi
     if (el.dataset.action === 'choose-model' && el.dataset.modality) actions.chooseModel(el.dataset.modality, el.value);
     if (el.dataset.action === 'ia-model' && el.dataset.modality) actions.interactive?.chooseModel(el.dataset.modality, el.value);
     if (el.dataset.action === 'ia-label') actions.interactive?.label(el.value);
+    if (el.dataset.action === 'choose-outputs') actions.chooseOutputs(el.value as OutputFormat);
   };
   const onInput = (e: Event) => {
     const el = e.target as HTMLInputElement;
@@ -309,6 +313,21 @@ export function renderPanel(root: HTMLElement, state: PanelState, now: number, i
         ...accepting.map((m) => h('option', { value: m.name }, `${m.name} ${m.version}`)),
       );
       section.append(select);
+      // The result format: a setting for every run from this browser (SEG unless changed).
+      section.append(
+        h('label', { class: 'ldfsam-muted', for: 'ldfsam-outputs' }, 'Result format'),
+        h(
+          'select',
+          {
+            id: 'ldfsam-outputs',
+            'aria-label': 'result format',
+            'data-cy': 'ldfsam-outputs',
+            'data-action': 'choose-outputs',
+            'data-value': state.outputs,
+          },
+          ...(Object.entries(OUTPUT_LABELS) as [OutputFormat, string][]).map(([value, label]) => h('option', { value }, label)),
+        ),
+      );
       if (model) {
         section.append(
           h(

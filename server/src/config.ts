@@ -9,6 +9,9 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { LdfsamError } from './errors.js';
 
+/** AE titles: 1-16 characters of the default repertoire, no backslash, not only spaces. */
+const AE_TITLE = /^(?=.*\S)[ -[\]-~]{1,16}$/;
+
 const port = z.coerce.number().int().min(1).max(65535);
 /** A list from a JSON array (config file) or a comma-separated string (environment). */
 const commaList = z
@@ -120,10 +123,32 @@ export const configSchema = z
     monailabelMaxVolumeMb: z.coerce.number().int().min(1).max(65_536).default(2048),
     /** MONAI Label API: an uploaded volume unused for this long is removed. */
     monailabelTtlHours: z.coerce.number().positive().max(8760).default(24),
+    /** A DICOM node (AET@host:port) that results are sent to by C-STORE. */
+    storeDimse: z
+      .string()
+      .transform((value, ctx) => {
+        try {
+          return parseDimseNode(value);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+    /** Where results go: STOW-RS to the PACS, C-STORE to storeDimse, or both; default stow, or both with a node. */
+    storeVia: z.enum(['stow', 'dimse', 'both']).optional(),
+    /** Our AE title when we call the DICOM node. */
+    storeAet: z.string().regex(AE_TITLE, 'must be an AE title: 1-16 characters, no backslash').default('LDFSAM'),
+    /** RTSTRUCT contours: Douglas-Peucker tolerance in pixels (0 = along the pixel edges, exact). */
+    rtstructTolerance: z.coerce.number().min(0).lt(0.5).default(0),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.storeVia && c.storeVia !== 'stow' && !c.storeDimse)
+      ctx.addIssue({ code: 'custom', path: ['storeVia'], message: `"${c.storeVia}" needs a DICOM node in LDFSAM_STORE_DIMSE` });
+  });
 
-export type Config = z.infer<typeof configSchema> & { dicomwebUrl: string };
+export type Config = z.infer<typeof configSchema> & { dicomwebUrl: string; storeVia: 'stow' | 'dimse' | 'both' };
 
 /** Environment variable for each config key. */
 export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
@@ -167,6 +192,10 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   monailabelMaxUploadMb: 'LDFSAM_MONAILABEL_MAX_UPLOAD_MB',
   monailabelMaxVolumeMb: 'LDFSAM_MONAILABEL_MAX_VOLUME_MB',
   monailabelTtlHours: 'LDFSAM_MONAILABEL_TTL_HOURS',
+  storeDimse: 'LDFSAM_STORE_DIMSE',
+  storeVia: 'LDFSAM_STORE_VIA',
+  storeAet: 'LDFSAM_STORE_AET',
+  rtstructTolerance: 'LDFSAM_RTSTRUCT_TOLERANCE',
 };
 
 export interface ConfigSources {
@@ -202,7 +231,29 @@ export function loadConfig({ env = {}, flags = {}, file }: ConfigSources = {}): 
     ...config,
     dataDir: resolve(config.dataDir),
     dicomwebUrl: (config.dicomwebUrl ?? `http://127.0.0.1:${config.pacsHttpPort}/dicom-web`).replace(/\/+$/, ''),
+    // A configured DICOM node receives results besides the PACS unless told otherwise.
+    storeVia: config.storeVia ?? (config.storeDimse ? 'both' : 'stow'),
   };
+}
+
+/** A DICOM node that results are sent to by C-STORE. */
+export interface DimseNode {
+  aet: string;
+  host: string;
+  port: number;
+}
+
+/** Parses AET@host:port (host: a name, an IPv4 address or [IPv6]). */
+export function parseDimseNode(value: string): DimseNode {
+  const m = /^([^@]+)@(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : 0;
+  if (!m || !AE_TITLE.test(m[1]!) || port < 1 || port > 65535) {
+    throw new LdfsamError(
+      'CONFIG_INVALID',
+      `"${value}" is not a DICOM node: write AET@host:port (AE title of 1-16 characters, port 1-65535)`,
+    );
+  }
+  return { aet: m[1]!.trim(), host: m[2]!.replace(/^\[|\]$/g, ''), port };
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

@@ -41,4 +41,26 @@ describe('config', () => {
     writeFileSync(file, '[1,2]');
     expect(() => loadConfig({ file })).toThrow(/is not a JSON object/);
   });
+
+  it('reads the DICOM node as AET@host:port, sends to it besides STOW-RS by default, and refuses what cannot work', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({ storeVia: 'stow', storeAet: 'LDFSAM', rtstructTolerance: 0 });
+    expect(loadConfig({ env: {} }).storeDimse).toBeUndefined();
+    const c = loadConfig({ env: { LDFSAM_STORE_DIMSE: 'TPS_SCP@planning.example.org:11112' } });
+    expect(c.storeDimse).toEqual({ aet: 'TPS_SCP', host: 'planning.example.org', port: 11112 });
+    expect(c.storeVia).toBe('both');
+    expect(loadConfig({ env: { LDFSAM_STORE_DIMSE: 'A@[::1]:104', LDFSAM_STORE_VIA: 'dimse' } })).toMatchObject({
+      storeDimse: { aet: 'A', host: '::1', port: 104 },
+      storeVia: 'dimse',
+    });
+    for (const bad of ['host:104', 'A@host', 'A@host:0', 'A@host:70000', 'THIS_AE_IS_TOO_LONG@h:1', 'A\\B@h:1', '@h:1']) {
+      expect(() => loadConfig({ env: { LDFSAM_STORE_DIMSE: bad } }), bad).toThrow(
+        /storeDimse \(LDFSAM_STORE_DIMSE\).*AET@host:port/,
+      );
+    }
+    expect(() => loadConfig({ env: { LDFSAM_STORE_VIA: 'dimse' } })).toThrow(/storeVia \(LDFSAM_STORE_VIA\).*needs a DICOM node/);
+    expect(() => loadConfig({ env: { LDFSAM_STORE_VIA: 'ftp' } })).toThrow(/LDFSAM_STORE_VIA/);
+    expect(() => loadConfig({ env: { LDFSAM_RTSTRUCT_TOLERANCE: '0.5' } })).toThrow(/LDFSAM_RTSTRUCT_TOLERANCE/);
+    expect(loadConfig({ env: { LDFSAM_RTSTRUCT_TOLERANCE: '0.45' } }).rtstructTolerance).toBe(0.45);
+    expect(() => loadConfig({ env: { LDFSAM_STORE_AET: 'A'.repeat(17) } })).toThrow(/LDFSAM_STORE_AET/);
+  });
 });

@@ -337,6 +337,26 @@ describe('Store', () => {
     expect(b).toHaveLength(2);
     expect(b[1]!.runs[key]!.state).toBe('queued');
     // The initial state object is never mutated.
-    expect(initialState).toEqual({ chosenModel: {}, runs: {} });
+    expect(initialState).toEqual({ chosenModel: {}, outputs: 'seg', runs: {} });
+  });
+});
+
+describe('result format', () => {
+  it('is SEG by default; a finished job gives the run its SEG and RTSTRUCT series', () => {
+    expect(initialState.outputs).toBe('seg');
+    const done = {
+      ...job('succeeded', { stage: 'done', done: 28, total: 28 }),
+      result: {
+        status: 'stored',
+        segSeriesInstanceUID: '1.2.3.4',
+        segSopInstanceUID: '1.2.3.5',
+        rtstructSeriesInstanceUID: '1.2.3.6',
+        rtstructSopInstanceUID: '1.2.3.7',
+        frames: 28,
+        slices: 28,
+      },
+    };
+    const run = applyJob(undefined, done, 0);
+    expect(run).toMatchObject({ segSeriesInstanceUID: '1.2.3.4', rtstructSeriesInstanceUID: '1.2.3.6' });
   });
 });

@@ -29,7 +29,8 @@ export function withOrthancOptions(cmd: Command): Command {
     .option('--config <file>', 'JSON config file (env LDFSAM_CONFIG)');
 }
 
-export function configFrom(flags: CommonFlags): Config {
+/** `more`: a command's own flags, named like the config keys (undefined = not given). */
+export function configFrom(flags: CommonFlags, more: Record<string, unknown> = {}): Config {
   return loadConfig({
     env: process.env,
     file: flags.config,
@@ -39,6 +40,7 @@ export function configFrom(flags: CommonFlags): Config {
       pacsHttpPort: flags.httpPort,
       pacsDicomPort: flags.dicomPort,
       stopTimeoutMs: flags.stopTimeout,
+      ...more,
     },
   });
 }

@@ -46,3 +46,37 @@ export function imagePixelModule(p: {
 export function dsNumber(v: number): number {
   return Number(v.toPrecision(10));
 }
+
+/** Attributes copied as they are from the source (Patient, General Study), with their VR and whether they are Type 2. */
+const PATIENT_AND_STUDY: { tag: string; vr: string; type2: boolean }[] = [
+  { tag: TAG.PatientName, vr: 'PN', type2: true },
+  { tag: TAG.PatientID, vr: 'LO', type2: true },
+  { tag: TAG.PatientBirthDate, vr: 'DA', type2: true },
+  { tag: TAG.PatientSex, vr: 'CS', type2: true },
+  { tag: TAG.StudyInstanceUID, vr: 'UI', type2: false },
+  { tag: TAG.StudyDate, vr: 'DA', type2: true },
+  { tag: TAG.StudyTime, vr: 'TM', type2: true },
+  { tag: TAG.ReferringPhysicianName, vr: 'PN', type2: true },
+  { tag: TAG.StudyID, vr: 'SH', type2: true },
+  { tag: TAG.AccessionNumber, vr: 'SH', type2: true },
+];
+
+/**
+ * The Patient and General Study modules of an object derived from `source` (SEG, RTSTRUCT): each
+ * attribute copied as it is; a Type 2 one the source lacks is present and empty.
+ */
+export function patientAndStudy(source: DicomJson): DicomJson {
+  const ds: DicomJson = {};
+  for (const { tag, vr, type2 } of PATIENT_AND_STUDY) {
+    const value = source[tag];
+    if (value?.Value && value.Value.length > 0) ds[tag] = { vr: value.vr, Value: value.Value };
+    else if (type2) ds[tag] = { vr: value?.vr ?? vr, Value: [] };
+  }
+  return ds;
+}
+
+/** A DICOM DA and TM (UTC) of an instant. */
+export function dicomDateTime(now: Date): { date: string; time: string } {
+  const iso = now.toISOString();
+  return { date: iso.slice(0, 10).replace(/-/g, ''), time: iso.slice(11, 19).replace(/:/g, '') };
+}

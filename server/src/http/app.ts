@@ -101,7 +101,7 @@ export function createApp(deps: AppDeps): express.Express {
   api.post('/jobs', async (req, res) => {
     const body = parse(jobRequestSchema, req.body, 'job request');
     const named = body.model ? await deps.registry.resolveName(body.model) : undefined;
-    const series = await acceptedSeries(deps, body.studyInstanceUID, named, body.seriesInstanceUID);
+    const series = await acceptedSeries(deps, body.studyInstanceUID, named, body.seriesInstanceUID, body.outputs);
     const priority = body.priority === 'batch' ? PRIORITY.batch : PRIORITY.interactive;
     const submitted = [];
     for (const s of series) submitted.push(await deps.queue.submit(s, { force: body.force, priority }));
@@ -164,7 +164,7 @@ export function createApp(deps: AppDeps): express.Express {
     const requests: JobRequest[] = [];
     for (const study of studies ?? []) {
       try {
-        requests.push(...(await acceptedSeries(deps, study, named)));
+        requests.push(...(await acceptedSeries(deps, study, named, undefined, body.outputs)));
       } catch (err) {
         const e = toLdfsamError(err);
         if (e.code !== 'NOT_FOUND') throw e;
@@ -230,17 +230,21 @@ async function batchView(deps: AppDeps, id: string) {
 }
 
 /** The series of a study to segment: the named one, or every image series a model accepts. */
+/** Series of results (ours or others'), never segmented themselves. */
+const RESULT_MODALITIES = ['SEG', 'RTSTRUCT'];
+
 async function acceptedSeries(
   deps: AppDeps,
   study: string,
   model: RegisteredModel | undefined,
   seriesUid?: string,
+  outputs?: JobRequest['outputs'],
 ): Promise<JobRequest[]> {
   const found = await deps.client.searchForSeries({ studyInstanceUID: study });
   if (found.length === 0) throw new LdfsamError('NOT_FOUND', `study ${study} is not in the PACS`);
   const candidates = found
     .map((s) => ({ uid: str(s, TAG.SeriesInstanceUID) ?? '', modality: str(s, TAG.Modality) ?? '' }))
-    .filter((s) => (seriesUid ? s.uid === seriesUid : s.modality !== 'SEG'));
+    .filter((s) => (seriesUid ? s.uid === seriesUid : !RESULT_MODALITIES.includes(s.modality)));
   if (seriesUid && candidates.length === 0) throw new LdfsamError('NOT_FOUND', `series ${seriesUid} is not in study ${study}`);
   const out: JobRequest[] = [];
   for (const s of candidates) {
@@ -254,7 +258,13 @@ async function acceptedSeries(
       }
       continue;
     }
-    out.push({ studyInstanceUID: study, seriesInstanceUID: s.uid, model: m.manifest.name });
+    // SEG, the default, is left out of the request: the same request as before outputs existed.
+    out.push({
+      studyInstanceUID: study,
+      seriesInstanceUID: s.uid,
+      model: m.manifest.name,
+      ...(outputs && outputs !== 'seg' ? { outputs } : {}),
+    });
   }
   if (out.length === 0)
     throw new LdfsamError(

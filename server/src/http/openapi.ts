@@ -4,6 +4,12 @@ import { monaiLabelPaths } from './monailabel/openapi.js';
 const error = { $ref: '#/components/schemas/Error' };
 const json = (schema: object) => ({ content: { 'application/json': { schema } } });
 const uid = { type: 'string', pattern: '^(0|[1-9][0-9]*)(\\.(0|[1-9][0-9]*))*$', maxLength: 64 };
+const outputs = {
+  enum: ['seg', 'rtstruct', 'both'],
+  default: 'seg',
+  description:
+    'the results to write: DICOM SEG, RT Structure Set (needs a series with patient coordinates: refused for ultrasound and photographs), or both (then a series without patient coordinates gets the SEG only, and a note says why)',
+};
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } };
 const sessionParam = { ...idParam, description: 'the interactive session (its creator only; others get 404)' };
 const coded = {
@@ -46,8 +52,9 @@ export const openapi = {
     title: 'LDFSAM server API',
     version: '1',
     description:
-      'Auto-segmentation jobs: a series in the PACS in, a DICOM SEG stored in the PACS out. Interactive segmentation: ' +
-      'box and point prompts on any slice of a series, propagation through the series, the structure stored as DICOM SEG.',
+      'Auto-segmentation jobs: a series in the PACS in; a DICOM SEG and/or an RT Structure Set out, stored in the PACS by STOW-RS ' +
+      'and/or sent to a configured DICOM node by C-STORE (LDFSAM_STORE_VIA). Interactive segmentation: box and point prompts ' +
+      'on any slice of a series, propagation through the series, the structure stored as DICOM SEG.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -73,6 +80,7 @@ export const openapi = {
           model: { type: 'string' },
           force: { type: 'boolean' },
           priority: { enum: ['interactive', 'batch'] },
+          outputs,
         },
       },
       Job: {
@@ -106,6 +114,14 @@ export const openapi = {
           },
           segSeriesInstanceUID: { type: 'string', nullable: true },
           segSopInstanceUID: { type: 'string', nullable: true },
+          rtstructSeriesInstanceUID: { type: 'string', nullable: true },
+          rtstructSopInstanceUID: { type: 'string', nullable: true },
+          storedIn: { type: 'array', items: { type: 'string' }, description: "'stow' and/or 'dimse:AET@host:port'" },
+          notes: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'what the user should know (e.g. why no RTSTRUCT was written)',
+          },
           frames: { type: 'integer', description: 'frames in the SEG' },
           slices: { type: 'integer' },
           slicesFound: { type: 'integer', description: 'slices with a frame in the SEG ("found on N of M slices")' },
@@ -314,6 +330,7 @@ export const openapi = {
           },
           model: { type: 'string' },
           force: { type: 'boolean' },
+          outputs,
         },
       },
     },

@@ -5,6 +5,8 @@ import { LdfsamError } from '../errors.js';
 
 export const uid = z.string().refine(isValidUid, 'must be a DICOM UID (dotted numerics, at most 64 characters)');
 const modelName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'must be a registered model name');
+/** The results a job writes (default seg). */
+const outputs = z.enum(['seg', 'rtstruct', 'both']);
 const dicomDate = z.string().regex(/^(\d{8})?(-(\d{8})?)?$/, 'must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD');
 
 export const jobRequestSchema = z
@@ -15,6 +17,7 @@ export const jobRequestSchema = z
     force: z.boolean().optional(),
     /** Viewer clicks are interactive and go before batch work. */
     priority: z.enum(['interactive', 'batch']).optional(),
+    outputs: outputs.optional(),
   })
   .strict();
 
@@ -45,6 +48,7 @@ export const batchRequestSchema = z
       .optional(),
     model: modelName.optional(),
     force: z.boolean().optional(),
+    outputs: outputs.optional(),
   })
   .strict()
   .refine((b) => (b.studies ? 1 : 0) + (b.query ? 1 : 0) === 1, 'give either "studies" or "query"');

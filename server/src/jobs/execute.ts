@@ -13,16 +13,38 @@ import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { ModelRegistry } from '../inference/registry.js';
 import type { Fields, Logger } from '../log.js';
 import { segmentSeries, type SegmentResult } from '../pipeline/segment.js';
+import { storeTargetsFrom } from '../pipeline/store-results.js';
 import { jobResult } from './queue.js';
-import type { Job, JobProgress, JobResult } from './types.js';
+import type { Job, JobProgress, JobRequest, JobResult } from './types.js';
 
 /** Persisting progress more often than this (ms) costs more than it tells. */
 export const PROGRESS_WRITE_MS = 250;
 
+/** What a job needs of the configuration to store its results (absent in tests: STOW-RS only). */
+export type StoreConfig = Pick<
+  Config,
+  'storeVia' | 'storeDimse' | 'storeAet' | 'pacsTimeoutMs' | 'pacsRetries' | 'rtstructTolerance'
+>;
+
 export interface ExecutorDeps {
   client: DicomWebClient;
   registry: ModelRegistry;
-  config: Pick<Config, 'batchSize' | 'minComponentVoxels'>;
+  config: Pick<Config, 'batchSize' | 'minComponentVoxels'> & Partial<StoreConfig>;
+}
+
+/** The pipeline options a job's request and the configuration give: which outputs, where they are stored. */
+export function jobOptions(request: JobRequest, config: Partial<StoreConfig>) {
+  return {
+    outputs: request.outputs ?? 'seg',
+    rtstructTolerance: config.rtstructTolerance,
+    store: storeTargetsFrom({
+      storeVia: config.storeVia ?? 'stow',
+      storeDimse: config.storeDimse,
+      storeAet: config.storeAet ?? 'LDFSAM',
+      pacsTimeoutMs: config.pacsTimeoutMs ?? 60_000,
+      pacsRetries: config.pacsRetries ?? 3,
+    }),
+  };
 }
 
 /** What a backend does at each point of a job's run; every hook may be synchronous or not. */
@@ -80,6 +102,7 @@ export async function executeJob(
     const attempt = await backend.begin();
     log.info('job started', { attempt, ...job.request });
     const result = await segmentSeries(deps.client, deps.registry, job.request, {
+      ...jobOptions(job.request, deps.config),
       batchSize: deps.config.batchSize,
       minComponentVoxels: deps.config.minComponentVoxels || undefined,
       signal,
@@ -93,6 +116,8 @@ export async function executeJob(
       frames: result.frames,
       slicesFound: result.slicesFound,
       segSeriesInstanceUID: result.segSeriesInstanceUID,
+      rtstructSeriesInstanceUID: result.rtstructSeriesInstanceUID,
+      storedIn: result.storedIn,
     });
     return { ending: 'succeeded', result };
   } catch (err) {

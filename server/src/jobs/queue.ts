@@ -79,6 +79,10 @@ export function jobResult(r: {
   status: string;
   segSeriesInstanceUID?: string;
   segSopInstanceUID?: string;
+  rtstructSeriesInstanceUID?: string;
+  rtstructSopInstanceUID?: string;
+  storedIn?: string[];
+  notes?: string[];
   frames: number;
   slices: number;
   slicesFound: number;
@@ -92,6 +96,10 @@ export function jobResult(r: {
     status: r.status,
     segSeriesInstanceUID: r.segSeriesInstanceUID ?? null,
     segSopInstanceUID: r.segSopInstanceUID ?? null,
+    rtstructSeriesInstanceUID: r.rtstructSeriesInstanceUID ?? null,
+    rtstructSopInstanceUID: r.rtstructSopInstanceUID ?? null,
+    storedIn: r.storedIn ?? [],
+    notes: r.notes ?? [],
     frames: r.frames,
     slices: r.slices,
     slicesFound: r.slicesFound,

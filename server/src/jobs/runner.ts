@@ -10,7 +10,7 @@ import type { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ModelRegistry } from '../inference/registry.js';
-import { CANCELLED_BY_REQUEST, executeJob, StopRequested } from './execute.js';
+import { CANCELLED_BY_REQUEST, executeJob, StopRequested, type StoreConfig } from './execute.js';
 import type { RunnerStats } from './queue.js';
 import type { JobStore } from './store.js';
 import { FINAL_STATES, type Job, type JobRequest, type JobResult } from './types.js';
@@ -30,7 +30,7 @@ export class JobRunner {
       store: JobStore;
       client: DicomWebClient;
       registry: ModelRegistry;
-      config: Pick<Config, 'batchSize' | 'minComponentVoxels'>;
+      config: Pick<Config, 'batchSize' | 'minComponentVoxels'> & Partial<StoreConfig>;
       log: Logger;
       concurrency?: number;
       maxAttempts?: number;

@@ -6,11 +6,15 @@ export interface JobRequest {
   studyInstanceUID: string;
   seriesInstanceUID: string;
   model: string;
+  /** seg (absent: the default), rtstruct or both. */
+  outputs?: 'seg' | 'rtstruct' | 'both';
 }
 
-/** The identity of a request (idempotency): the same series with the same model is the same request. */
+/** The identity of a request (idempotency): the same series with the same model and outputs is the same request. */
 export function requestKey(r: JobRequest): string {
-  return `${r.studyInstanceUID}|${r.seriesInstanceUID}|${r.model}`;
+  // SEG (the default) keeps the key it always had, so jobs recorded before outputs existed still match.
+  const outputs = r.outputs && r.outputs !== 'seg' ? `|${r.outputs}` : '';
+  return `${r.studyInstanceUID}|${r.seriesInstanceUID}|${r.model}${outputs}`;
 }
 
 export interface JobProgress {
@@ -24,6 +28,12 @@ export interface JobResult {
   status: string;
   segSeriesInstanceUID: string | null;
   segSopInstanceUID: string | null;
+  rtstructSeriesInstanceUID?: string | null;
+  rtstructSopInstanceUID?: string | null;
+  /** Where the results were stored: 'stow', 'dimse:AET@host:port'. */
+  storedIn?: string[];
+  /** What the user should know (e.g. why no RTSTRUCT was written). */
+  notes?: string[];
   frames: number;
   slices: number;
   /** Slices with a frame in the SEG. Absent in results recorded before it existed. */

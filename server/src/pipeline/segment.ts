@@ -1,7 +1,9 @@
 /**
- * One segmentation job, end to end: plan the series, check the model accepts it, run the slice
- * pipeline, optional 3D clean-up, write the SEG (empty frames left out), store it through STOW-RS,
- * read it back and check it, and report per-stage times. Nothing is stored when any step fails.
+ * One segmentation job, end to end: plan the series, check the model accepts it (and, for an
+ * RTSTRUCT, that the series has patient coordinates), run the slice pipeline, optional 3D clean-up,
+ * write the SEG (empty frames left out) and/or the RTSTRUCT, store them where the configuration
+ * says (store-results.ts), and report per-stage times. Nothing is stored when a step before storing
+ * fails.
  */
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { DicomJson } from '../dicomweb/types.js';
@@ -12,11 +14,17 @@ import { LdfsamError } from '../errors.js';
 import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { isEmpty } from '../seg/bits.js';
-import { buildSegmentation, SEG_SOP_CLASS, type SegFrame } from '../seg/writer.js';
+import { buildRtStruct, rtstructUnsupported } from '../seg/rtstruct.js';
+import { buildSegmentation, type SegFrame } from '../seg/writer.js';
 import { packageVersion } from '../util/paths.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
 import { outcomeMessage, roundScore } from './presence.js';
 import { segmentSlices, type Progress } from './segment-series.js';
+import { storeResults, type ResultObject, type StoreTargets } from './store-results.js';
+
+/** Which results a run writes: DICOM SEG (the default), RT Structure Set, or both. */
+export type OutputFormat = 'seg' | 'rtstruct' | 'both';
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['seg', 'rtstruct', 'both'];
 
 export interface SegmentResult {
   /**
@@ -44,6 +52,15 @@ export interface SegmentResult {
   segments: { number: number; label: string; frames: number }[];
   segSeriesInstanceUID?: string;
   segSopInstanceUID?: string;
+  rtstructSeriesInstanceUID?: string;
+  rtstructSopInstanceUID?: string;
+  /** Contours per ROI of the RTSTRUCT. */
+  rtstructRois?: { number: number; label: string; contours: number; points: number }[];
+  outputs: OutputFormat;
+  /** Where the results were stored ('stow', 'dimse:AET@host:port'). */
+  storedIn?: string[];
+  /** What the user should know about the result (e.g. why no RTSTRUCT was written). */
+  notes: string[];
   removedVoxels: number;
   /** Per stage; stages overlap (inference runs while the next slices are fetched), so they do not add up. */
   timingsMs: Record<string, number>;
@@ -52,13 +69,20 @@ export interface SegmentResult {
   segBytes?: Uint8Array;
   /** masks[segment - 1][sliceIndex] after the clean-ups (rows x columns bits), with `keepMasks` only. */
   masks?: Uint8Array[][];
+  rtstructBytes?: Uint8Array;
 }
 
 export interface SegmentOptions {
   batchSize?: number;
   minComponentVoxels?: number;
-  /** Store (or write) a SEG even when every frame is empty (one empty frame). */
+  /** Store (or write) a SEG even when every frame is empty (one empty frame); an RTSTRUCT then has ROIs without contours. */
   storeEmpty?: boolean;
+  /** Default seg. */
+  outputs?: OutputFormat;
+  /** RTSTRUCT contour simplification, pixels (below 0.5; 0 = pixel edges, exact). */
+  rtstructTolerance?: number;
+  /** Where segmentSeries stores; default STOW-RS to the PACS it read from. */
+  store?: StoreTargets;
   signal?: AbortSignal;
   /** Return the masks in the result (the MONAI Label API turns them into a label volume). */
   keepMasks?: boolean;
@@ -77,6 +101,12 @@ export async function segmentPlan(
   const { manifest } = model;
   const refusal = autoRefusal(manifest, plan.modality);
   if (refusal) throw new LdfsamError('INVALID_INPUT', refusal);
+  const outputs = options.outputs ?? 'seg';
+  const notes: string[] = [];
+  const noRtstruct = outputs === 'seg' ? undefined : rtstructUnsupported(plan);
+  // Before any inference: an RTSTRUCT alone is impossible without patient coordinates.
+  if (noRtstruct && outputs === 'rtstruct') throw new LdfsamError('INVALID_INPUT', noRtstruct);
+  if (noRtstruct) notes.push(`no RTSTRUCT: ${noRtstruct}`);
   const worker = await registry.worker(model);
   const { masks, scores, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
   const timings: Record<string, number> = { ...timingsMs };
@@ -119,33 +149,82 @@ export async function segmentPlan(
       label: s.label,
       frames: frames.filter((f) => f.segmentNumber === s.number).length,
     })),
+    outputs,
+    notes,
     removedVoxels,
     timingsMs: timings,
     ...(options.keepMasks ? { masks } : {}),
   };
   if (frames.length === 0 && !options.storeEmpty) return result;
-  if (frames.length === 0) {
-    frames.push({ sliceIndex: 0, segmentNumber: 1, bits: masks[0]![0]!, score: scores?.[0] });
-    result.frames = 1;
-  }
   const t1 = performance.now();
   options.onProgress?.({ stage: 'encode', done: 0, total: 1 });
-  const seg = buildSegmentation({
-    plan,
-    sourceInstance,
-    frames,
-    model: manifest,
-    softwareVersion: packageVersion(),
-    presenceThreshold: threshold ?? undefined,
-  });
+  Object.assign(
+    result,
+    encodeResults(plan, sourceInstance, masks, frames, manifest, {
+      outputs,
+      rtstruct: !noRtstruct,
+      tolerance: options.rtstructTolerance,
+      scores,
+      presenceThreshold: threshold,
+    }),
+  );
   timings.encode = performance.now() - t1;
-  return {
-    ...result,
-    segSeriesInstanceUID: seg.seriesInstanceUID,
-    segSopInstanceUID: seg.sopInstanceUID,
-    status: 'written',
-    segBytes: seg.bytes,
-  };
+  return { ...result, status: 'written' };
+}
+
+/** The SEG (empty frames left out; one empty frame when there are none) and/or the RTSTRUCT of the masks. */
+function encodeResults(
+  plan: SeriesPlan,
+  sourceInstance: DicomJson,
+  masks: Uint8Array[][],
+  frames: SegFrame[],
+  manifest: RegisteredModel['manifest'],
+  what: {
+    outputs: OutputFormat;
+    rtstruct: boolean;
+    tolerance?: number;
+    scores: number[] | null;
+    presenceThreshold: number | null;
+  },
+): Partial<SegmentResult> {
+  const { outputs } = what;
+  const out: Partial<SegmentResult> = {};
+  if (outputs !== 'rtstruct') {
+    const segFrames =
+      frames.length > 0 ? frames : [{ sliceIndex: 0, segmentNumber: 1, bits: masks[0]![0]!, score: what.scores?.[0] }];
+    const seg = buildSegmentation({
+      plan,
+      sourceInstance,
+      frames: segFrames,
+      model: manifest,
+      softwareVersion: packageVersion(),
+      presenceThreshold: what.presenceThreshold ?? undefined,
+    });
+    Object.assign(out, {
+      frames: segFrames.length,
+      segSeriesInstanceUID: seg.seriesInstanceUID,
+      segSopInstanceUID: seg.sopInstanceUID,
+      segBytes: seg.bytes,
+    });
+  }
+  if (outputs !== 'seg' && what.rtstruct) {
+    const nonEmpty = masks.map((perSlice) => perSlice.map((bits) => (isEmpty(bits) ? undefined : bits)));
+    const rt = buildRtStruct({
+      plan,
+      sourceInstance,
+      masks: nonEmpty,
+      model: manifest,
+      softwareVersion: packageVersion(),
+      tolerance: what.tolerance,
+    });
+    Object.assign(out, {
+      rtstructSeriesInstanceUID: rt.seriesInstanceUID,
+      rtstructSopInstanceUID: rt.sopInstanceUID,
+      rtstructRois: rt.rois,
+      rtstructBytes: rt.bytes,
+    });
+  }
+  return out;
 }
 
 /**
@@ -175,7 +254,7 @@ function cleanUp(
   return removed;
 }
 
-/** Segments one series of the PACS and stores the SEG there. */
+/** Segments one series of the PACS and stores the results (SEG, RTSTRUCT) where `options.store` says. */
 export async function segmentSeries(
   client: DicomWebClient,
   registry: ModelRegistry,
@@ -199,28 +278,44 @@ export async function segmentSeries(
     options,
   );
   result.timingsMs = { plan: planMs, ...result.timingsMs };
-  if (!result.segBytes) return result;
-  if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled before the SEG was stored');
+  if (result.status !== 'written') return result;
+  if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled before the results were stored');
 
-  const times = await storeSegmentation(
-    client,
-    plan.studyInstanceUID,
-    {
+  const objects: ResultObject[] = [];
+  if (result.segBytes)
+    objects.push({
+      kind: 'SEG',
       bytes: result.segBytes,
       seriesInstanceUID: result.segSeriesInstanceUID!,
       sopInstanceUID: result.segSopInstanceUID!,
       frames: result.frames,
-    },
-    { signal: options.signal, onStage: (stage) => options.onProgress?.({ stage, done: 0, total: 1 }) },
-  );
-  Object.assign(result.timingsMs, times);
-  return { ...result, status: 'stored', segBytes: undefined, elapsedMs: performance.now() - t0 };
+    });
+  if (result.rtstructBytes)
+    objects.push({
+      kind: 'RTSTRUCT',
+      bytes: result.rtstructBytes,
+      seriesInstanceUID: result.rtstructSeriesInstanceUID!,
+      sopInstanceUID: result.rtstructSopInstanceUID!,
+    });
+  const { storedIn, timingsMs } = await storeResults(client, plan.studyInstanceUID, objects, options.store ?? { stow: true }, {
+    signal: options.signal,
+    onStage: (stage) => options.onProgress?.({ stage, done: 0, total: 1 }),
+  });
+  Object.assign(result.timingsMs, timingsMs);
+  return {
+    ...result,
+    status: 'stored',
+    storedIn,
+    segBytes: undefined,
+    rtstructBytes: undefined,
+    elapsedMs: performance.now() - t0,
+  };
 }
 
 /**
  * Stores a SEG through STOW-RS, then reads its series' metadata back and requires the instance with
- * the SEG SOP class and its frame count: what the PACS holds is ours, whole. Shared by the auto path
- * and interactive accepts. Returns the time of each step.
+ * the SEG SOP class and its frame count (store-results.ts): what the PACS holds is ours, whole.
+ * Interactive accepts use it. Returns the time of each step.
  */
 export async function storeSegmentation(
   client: DicomWebClient,
@@ -228,27 +323,6 @@ export async function storeSegmentation(
   seg: { bytes: Uint8Array; seriesInstanceUID: string; sopInstanceUID: string; frames: number },
   options: { signal?: AbortSignal; onStage?: (stage: 'store' | 'verify') => void } = {},
 ): Promise<{ store: number; verify: number }> {
-  const t1 = performance.now();
-  options.onStage?.('store');
-  const stored = await client.storeInstances({ datasets: [seg.bytes], studyInstanceUID });
-  const failed = stored.failed.find((f) => f.sopInstanceUID === seg.sopInstanceUID);
-  if (failed) {
-    throw new LdfsamError(
-      'PACS_REJECTED',
-      `the PACS refused the SEG ${seg.sopInstanceUID} (failure reason 0x${failed.failureReason.toString(16)})`,
-    );
-  }
-  const store = performance.now() - t1;
-  const t2 = performance.now();
-  options.onStage?.('verify');
-  const back = await client.retrieveSeriesMetadata({
-    studyInstanceUID,
-    seriesInstanceUID: seg.seriesInstanceUID,
-    signal: options.signal,
-  });
-  const mine = back.find((m) => m['00080018']?.Value?.[0] === seg.sopInstanceUID);
-  if (!mine || mine['00080016']?.Value?.[0] !== SEG_SOP_CLASS || Number(mine['00280008']?.Value?.[0]) !== seg.frames) {
-    throw new LdfsamError('SEG_INVALID', `the SEG read back from the PACS is not the one stored (${seg.sopInstanceUID})`);
-  }
-  return { store, verify: performance.now() - t2 };
+  const { timingsMs } = await storeResults(client, studyInstanceUID, [{ kind: 'SEG', ...seg }], { stow: true }, options);
+  return { store: timingsMs.store ?? 0, verify: timingsMs.verify ?? 0 };
 }

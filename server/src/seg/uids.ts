@@ -10,3 +10,13 @@ export function segSeriesUid(sourceSeriesInstanceUID: string, modelName: string,
 export function segInstanceUid(segSeriesInstanceUID: string, contentHash: string): string {
   return uidFrom('ldfsam-seg-instance', segSeriesInstanceUID, contentHash);
 }
+
+/** The RT Structure Set series of a source series and a model, apart from the SEG's (a series holds one modality). */
+export function rtstructSeriesUid(sourceSeriesInstanceUID: string, modelName: string, modelVersion: string): string {
+  return uidFrom('ldfsam-rtstruct-series', sourceSeriesInstanceUID, modelName, modelVersion);
+}
+
+/** The RT Structure Set instance: same series and same contours give the same instance. */
+export function rtstructInstanceUid(rtstructSeriesInstanceUID: string, contentHash: string): string {
+  return uidFrom('ldfsam-rtstruct-instance', rtstructSeriesInstanceUID, contentHash);
+}

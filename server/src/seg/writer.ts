@@ -10,7 +10,16 @@
  */
 import { createHash } from 'node:crypto';
 import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
-import { codeItem, dsNumber, element as el, empty, imagePixelModule, sequence as seq } from '../dicom/elements.js';
+import {
+  codeItem,
+  dicomDateTime,
+  dsNumber,
+  element as el,
+  empty,
+  imagePixelModule,
+  patientAndStudy,
+  sequence as seq,
+} from '../dicom/elements.js';
 import type { Vec3 } from '../dicom/geometry.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
 import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
@@ -82,20 +91,6 @@ interface PlacedFrame extends SegFrame {
   slice: SlicePlan;
   position: Vec3 | undefined;
 }
-
-/** Attributes copied as they are from the source (Patient, General Study), with their VR and whether they are Type 2. */
-const COPIED: { tag: string; vr: string; type2: boolean }[] = [
-  { tag: TAG.PatientName, vr: 'PN', type2: true },
-  { tag: TAG.PatientID, vr: 'LO', type2: true },
-  { tag: TAG.PatientBirthDate, vr: 'DA', type2: true },
-  { tag: TAG.PatientSex, vr: 'CS', type2: true },
-  { tag: TAG.StudyInstanceUID, vr: 'UI', type2: false },
-  { tag: TAG.StudyDate, vr: 'DA', type2: true },
-  { tag: TAG.StudyTime, vr: 'TM', type2: true },
-  { tag: TAG.ReferringPhysicianName, vr: 'PN', type2: true },
-  { tag: TAG.StudyID, vr: 'SH', type2: true },
-  { tag: TAG.AccessionNumber, vr: 'SH', type2: true },
-];
 
 /**
  * Builds the SEG of `frames` over the series `plan`. Its input is validated first, as highdicom's
@@ -186,11 +181,6 @@ function validated(input: SegInput): { frames: PlacedFrame[]; orientation: numbe
   return { frames, orientation };
 }
 
-function dicomDateTime(now: Date): { date: string; time: string } {
-  const iso = now.toISOString();
-  return { date: iso.slice(0, 10).replace(/-/g, ''), time: iso.slice(11, 19).replace(/:/g, '') };
-}
-
 /** Patient and study (copied), SOP Common, series, equipment, image, Segmentation Image and Frame of Reference modules. */
 function header(
   input: SegInput,
@@ -198,12 +188,7 @@ function header(
 ): DicomJson {
   const { plan, model } = input;
   const { date, time } = dicomDateTime(input.now ?? new Date());
-  const ds: DicomJson = {};
-  for (const { tag, vr, type2 } of COPIED) {
-    const source = input.sourceInstance[tag];
-    if (source?.Value && source.Value.length > 0) ds[tag] = { vr: source.vr, Value: source.Value };
-    else if (type2) ds[tag] = { vr: source?.vr ?? vr, Value: [] };
-  }
+  const ds: DicomJson = patientAndStudy(input.sourceInstance);
   Object.assign(ds, {
     [TAG.SpecificCharacterSet]: el('CS', 'ISO_IR 192'),
     [TAG.ImageType]: el('CS', 'DERIVED', 'PRIMARY'),

@@ -5,7 +5,8 @@ import { readFileSeries, readFileSlices } from '../../dicom/file-series.js';
 import { uidPath } from '../../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../../errors.js';
 import { accepts, chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
-import { segmentPlan, segmentSeries, type SegmentResult } from '../../pipeline/segment.js';
+import { OUTPUT_FORMATS, segmentPlan, segmentSeries, type OutputFormat, type SegmentResult } from '../../pipeline/segment.js';
+import { storeTargetsFrom } from '../../pipeline/store-results.js';
 import { str, TAG } from '../../dicom/tags.js';
 import { action, clientFrom, configFrom, printJson, table, withPacsOptions, type CommonFlags } from '../context.js';
 
@@ -18,11 +19,17 @@ interface SegmentFlags extends CommonFlags {
   batchSize?: string;
   minComponentVoxels?: string;
   storeEmpty?: boolean;
+  outputFormat?: string;
+  storeVia?: string;
+  storeDimse?: string;
+  rtstructTolerance?: string;
 }
 
 export function registerSegment(program: Command): void {
   withPacsOptions(program.command('segment'))
-    .description('segment a series with LDFSAM and store the DICOM SEG in the PACS (or write it to a file with --input/--output)')
+    .description(
+      'segment a series with LDFSAM and store the DICOM SEG and/or RT Structure Set in the PACS (STOW-RS) and/or a DICOM node (C-STORE), or write them to files with --input/--output',
+    )
     .option('--study <uid>', 'Study Instance UID (PACS mode)')
     .option('--series <uid>', 'Series Instance UID; without it every image series of the study that the model accepts')
     .option(
@@ -30,7 +37,20 @@ export function registerSegment(program: Command): void {
       'a registered model name or a model folder (default: the first model accepting the modality)',
     )
     .option('--input <folder>', 'segment DICOM files from this folder instead of the PACS')
-    .option('--output <file>', 'with --input: where to write the SEG')
+    .option(
+      '--output <file>',
+      'with --input: where to write the SEG (or the RTSTRUCT; with both, the RTSTRUCT goes beside it as <name>.rtstruct.dcm)',
+    )
+    .option('--output-format <seg|rtstruct|both>', 'results to write: DICOM SEG (default), RT Structure Set, or both')
+    .option(
+      '--store-via <stow|dimse|both>',
+      'where results go (env LDFSAM_STORE_VIA; default stow, both when a DICOM node is set)',
+    )
+    .option('--store-dimse <AET@host:port>', 'DICOM node that receives the results by C-STORE (env LDFSAM_STORE_DIMSE)')
+    .option(
+      '--rtstruct-tolerance <pixels>',
+      'RTSTRUCT contour simplification below 0.5 pixel; 0 = along the pixel edges (env LDFSAM_RTSTRUCT_TOLERANCE)',
+    )
     .option('--batch-size <n>', 'slices per inference call (env LDFSAM_BATCH_SIZE)')
     .option('--min-component-voxels <n>', '3D clean-up: drop components smaller than this (env LDFSAM_MIN_COMPONENT_VOXELS)')
     .option(
@@ -40,7 +60,17 @@ export function registerSegment(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (flags: SegmentFlags) => {
-        const config = configFrom(flags);
+        const config = configFrom(flags, {
+          storeVia: flags.storeVia,
+          storeDimse: flags.storeDimse,
+          rtstructTolerance: flags.rtstructTolerance,
+        });
+        const outputs = (flags.outputFormat ?? 'seg') as OutputFormat;
+        if (!OUTPUT_FORMATS.includes(outputs))
+          throw new LdfsamError(
+            'INVALID_INPUT',
+            `--output-format must be one of ${OUTPUT_FORMATS.join(', ')}, not ${flags.outputFormat}`,
+          );
         const batchSize = Number(flags.batchSize ?? config.batchSize);
         const minComponentVoxels =
           flags.minComponentVoxels !== undefined ? Number(flags.minComponentVoxels) : config.minComponentVoxels || undefined;
@@ -60,6 +90,9 @@ export function registerSegment(program: Command): void {
           batchSize,
           minComponentVoxels,
           storeEmpty: flags.storeEmpty === true,
+          outputs,
+          rtstructTolerance: config.rtstructTolerance,
+          store: storeTargetsFrom(config),
           onProgress: progressPrinter(flags.json === true),
         };
         try {
@@ -73,8 +106,9 @@ export function registerSegment(program: Command): void {
                 `no registered model accepts modality ${series.plan.modality}; name one with --model`,
               );
             const result = await segmentPlan(series.plan, series.instances[0]!, readFileSlices(series), registry, model, options);
-            if (result.segBytes) await writeFile(flags.output, result.segBytes);
-            report([result], flags, flags.output);
+            const files = outputFiles(flags.output, result);
+            for (const [file, bytes] of files) await writeFile(file, bytes);
+            report([result], flags, files.map(([file]) => file).join(', '));
             return;
           }
           if (!flags.study)
@@ -91,7 +125,8 @@ export function registerSegment(program: Command): void {
               .filter((s) => {
                 const modality = str(s, TAG.Modality) ?? '';
                 return (
-                  modality !== 'SEG' && (named ? accepts(named.manifest, modality) : registry.forModality(modality) !== undefined)
+                  !['SEG', 'RTSTRUCT'].includes(modality) &&
+                  (named ? accepts(named.manifest, modality) : registry.forModality(modality) !== undefined)
                 );
               })
               .map((s) => str(s, TAG.SeriesInstanceUID)!);
@@ -127,6 +162,14 @@ export function registerSegment(program: Command): void {
     );
 }
 
+/** File mode: the SEG at --output, the RTSTRUCT there too (alone) or beside it (both). */
+function outputFiles(output: string, r: SegmentResult): [string, Uint8Array][] {
+  const files: [string, Uint8Array][] = [];
+  if (r.segBytes) files.push([output, r.segBytes]);
+  if (r.rtstructBytes) files.push([r.segBytes ? `${output.replace(/\.dcm$/i, '')}.rtstruct.dcm` : output, r.rtstructBytes]);
+  return files;
+}
+
 function progressPrinter(json: boolean) {
   return (p: { stage: string; done: number; total: number }) => {
     if (!json && process.stderr.isTTY) process.stderr.write(`\r${p.stage.padEnd(10)} ${p.done}/${p.total}   `);
@@ -140,6 +183,12 @@ function summary(r: SegmentResult, output?: string) {
     status: r.status,
     segSeriesInstanceUID: r.segSeriesInstanceUID ?? null,
     segSopInstanceUID: r.segSopInstanceUID ?? null,
+    rtstructSeriesInstanceUID: r.rtstructSeriesInstanceUID ?? null,
+    rtstructSopInstanceUID: r.rtstructSopInstanceUID ?? null,
+    rtstructRois: r.rtstructRois ?? null,
+    outputs: r.outputs,
+    storedIn: r.storedIn ?? [],
+    notes: r.notes,
     sourceStudyInstanceUID: r.sourceStudyInstanceUID,
     sourceSeriesInstanceUID: r.sourceSeriesInstanceUID,
     modality: r.modality,
@@ -161,6 +210,9 @@ function summary(r: SegmentResult, output?: string) {
   };
 }
 
+/** What an output choice writes, in words. */
+const WHAT: Record<OutputFormat, string> = { seg: 'SEG', rtstruct: 'RTSTRUCT', both: 'SEG or RTSTRUCT' };
+
 function report(results: Reported[], flags: SegmentFlags, output?: string): void {
   if (!flags.json && process.stderr.isTTY) process.stderr.write('\n');
   const out = results.map((r) => ('error' in r ? r : summary(r, output)));
@@ -173,18 +225,23 @@ function report(results: Reported[], flags: SegmentFlags, output?: string): void
       process.stdout.write(`series ${r.sourceSeriesInstanceUID}: FAILED [${r.error.code}] ${r.error.message}\n`);
       continue;
     }
+    const stored = [
+      r.segSeriesInstanceUID && `SEG series ${r.segSeriesInstanceUID}, instance ${r.segSopInstanceUID}`,
+      r.rtstructSeriesInstanceUID && `RTSTRUCT series ${r.rtstructSeriesInstanceUID}, instance ${r.rtstructSopInstanceUID}`,
+    ].filter(Boolean);
     const what =
       r.frames === 0
         ? r.status === 'not-found'
-          ? 'no SEG stored (use --store-empty to store an empty one)'
-          : 'nothing segmented: every frame is empty, no SEG stored (use --store-empty to store one)'
+          ? `no ${WHAT[r.outputs]} stored (use --store-empty to store an empty one)`
+          : `nothing segmented: every frame is empty, no ${WHAT[r.outputs]} stored (use --store-empty to store one)`
         : output
-          ? `SEG written to ${output}`
-          : `SEG stored: series ${r.segSeriesInstanceUID}, instance ${r.segSopInstanceUID}`;
+          ? `written to ${output}`
+          : `stored (${r.storedIn.join(', ')}): ${stored.join('; ')}`;
     process.stdout.write(
       `series ${r.sourceSeriesInstanceUID} (${r.modality}, ${r.slices} slices) with ${r.model.name} ${r.model.version}: ${r.frames} frame(s); ${what}\n`,
     );
     if (r.scores) process.stdout.write(`${r.message}\n`);
+    for (const note of r.notes) process.stdout.write(`  note: ${note}\n`);
     process.stdout.write(
       `${table([Object.keys(r.timingsMs).map((k) => k.toUpperCase()), Object.values(r.timingsMs).map((v) => `${v} ms`)])}\n`,
     );

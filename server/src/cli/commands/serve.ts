@@ -86,6 +86,7 @@ export function registerServe(program: Command): void {
     )
     .option('--model <name>', 'registered model (default: per modality)')
     .option('--force', 're-run series that already have a result')
+    .option('--output-format <seg|rtstruct|both>', 'results to write: DICOM SEG (default), RT Structure Set, or both')
     .option('--server <url>', 'server URL (env LDFSAM_SERVER_URL, default http://127.0.0.1:5080)')
     .option('--local', 'run the batch in this process (job store in the data folder), no server needed')
     .option('--data-dir <dir>', 'with --local: data folder (env LDFSAM_DATA_DIR)')
@@ -123,6 +124,7 @@ interface BatchFlags extends CommonFlags {
   query?: string[];
   model?: string;
   force?: boolean;
+  outputFormat?: string;
   server?: string;
   local?: boolean;
 }
@@ -133,6 +135,7 @@ async function followBatch(flags: BatchFlags): Promise<void> {
     ...(flags.studies ? { studies: flags.studies } : { query }),
     ...(flags.model ? { model: flags.model } : {}),
     ...(flags.force ? { force: true } : {}),
+    ...(flags.outputFormat ? { outputs: flags.outputFormat } : {}),
   };
   const accepted = (await api(flags.server, '/api/batches', { method: 'POST', body })) as {
     batchId: string;

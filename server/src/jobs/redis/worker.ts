@@ -22,7 +22,14 @@ import type { DicomWebClient } from '../../dicomweb/client.js';
 import { LdfsamError } from '../../errors.js';
 import type { ModelRegistry } from '../../inference/registry.js';
 import type { Logger } from '../../log.js';
-import { CANCELLED_BY_REQUEST, executeJob, StopRequested, type JobBackend, type JobEnding } from '../execute.js';
+import {
+  CANCELLED_BY_REQUEST,
+  executeJob,
+  StopRequested,
+  type JobBackend,
+  type JobEnding,
+  type StoreConfig,
+} from '../execute.js';
 import type { StopReport, WorkerInfo } from '../queue.js';
 import { FINAL_STATES, type Job } from '../types.js';
 import { connectRedis } from './connection.js';
@@ -31,7 +38,7 @@ import { JobRecords, QUEUE_NAME } from './records.js';
 import { PacsSlots } from './semaphore.js';
 
 export interface QueueWorkerOptions {
-  config: Pick<Config, 'queue' | 'batchSize' | 'minComponentVoxels' | 'pacsMaxJobs' | 'queueLockMs'>;
+  config: Pick<Config, 'queue' | 'batchSize' | 'minComponentVoxels' | 'pacsMaxJobs' | 'queueLockMs'> & Partial<StoreConfig>;
   client: DicomWebClient;
   registry: ModelRegistry;
   log: Logger;
