@@ -229,8 +229,16 @@ describe('LDFSAM auto-segment in OHIF', () => {
       })
       .toBe('succeeded,succeeded');
     expect(await blocks.evaluateAll((els) => els.map((e) => e.getAttribute('data-percent')))).toEqual(['100', '100']);
-    expect(await page.locator('[data-cy="ldfsam-batch-counts"]').innerText()).toBe('2 segmented · 0 nothing found · 0 failed');
-    expect(await segSeries(stack.twoSeriesStudy)).toHaveLength(2);
+    // The shipped HC18 model's presence gate may find no head on a series (it scores 022_2HC's small
+    // head 0.0005, models/README "Presence gate"): such a job succeeds as nothing found, stores
+    // nothing, and the batch view counts it apart from the segmented ones and the failures.
+    const counts = await page.locator('[data-cy="ldfsam-batch-counts"]').innerText();
+    const m = /^(\d+) segmented · (\d+) nothing found · 0 failed$/.exec(counts);
+    expect(m, counts).not.toBeNull();
+    const [segmented, nothing] = [Number(m![1]), Number(m![2])];
+    expect(segmented + nothing).toBe(2);
+    expect(segmented).toBeGreaterThanOrEqual(1);
+    expect(await segSeries(stack.twoSeriesStudy)).toHaveLength(segmented);
   });
 
   it('printed no errors in the browser console', () => {
