@@ -46,10 +46,16 @@ export const configSchema = z
     dicomwebAuthorization: z.string().min(1).optional(),
     /** Extra model folders (each with model.json), beside the shipped ones in models/. */
     modelDirs: commaList,
-    /** onnxruntime execution provider: auto = CUDA when its provider library is present, else CPU. */
-    executionProvider: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-    /** Slices per inference call; 4 measured 21% faster per slice than 1 for `tiny` on 2 cores, 8 no better. */
-    batchSize: z.coerce.number().int().min(1).max(64).default(4),
+    /**
+     * onnxruntime execution provider: auto = CUDA when it runs here (probed once: provider library,
+     * driver, GPU), else the CPU with one log line saying why; cuda = CUDA or stop with the reason.
+     */
+    provider: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    /**
+     * Slices per inference call; unset = the provider's default (inference/providers.ts: 4 on the CPU,
+     * measured 21% faster per slice than 1 for `tiny` on 2 cores, 8 no better; 16 on CUDA).
+     */
+    batchSize: z.coerce.number().int().min(1).max(256).optional(),
     /** 3D clean-up: connected components smaller than this many voxels are dropped (0 = off). */
     minComponentVoxels: z.coerce.number().int().min(0).default(0),
     /** Bearer tokens for the API: plain, or "sha256:<hex>" of the token. */
@@ -164,7 +170,7 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   pacsRetries: 'LDFSAM_PACS_RETRIES',
   dicomwebAuthorization: 'LDFSAM_DICOMWEB_AUTHORIZATION',
   modelDirs: 'LDFSAM_MODEL_DIRS',
-  executionProvider: 'LDFSAM_EXECUTION_PROVIDER',
+  provider: 'LDFSAM_PROVIDER',
   batchSize: 'LDFSAM_BATCH_SIZE',
   minComponentVoxels: 'LDFSAM_MIN_COMPONENT_VOXELS',
   apiTokens: 'LDFSAM_API_TOKENS',
@@ -198,6 +204,11 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   rtstructTolerance: 'LDFSAM_RTSTRUCT_TOLERANCE',
 };
 
+/** Older names still read when the current one is not set. */
+const ENV_ALIASES: Record<string, keyof typeof ENV_VARS> = {
+  LDFSAM_EXECUTION_PROVIDER: 'provider',
+};
+
 export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
   /** Values from command-line flags, already named like the config keys; undefined = not given. */
@@ -210,6 +221,10 @@ export function loadConfig({ env = {}, flags = {}, file }: ConfigSources = {}): 
   const merged: Record<string, unknown> = {};
   const configFile = file ?? env.LDFSAM_CONFIG;
   if (configFile) Object.assign(merged, readConfigFile(configFile));
+  for (const [name, key] of Object.entries(ENV_ALIASES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
   for (const [key, name] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value !== undefined && value !== '') merged[key] = value;

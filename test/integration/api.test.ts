@@ -103,9 +103,14 @@ function startApiServer(backend: Backend): Promise<RunningServer> {
 }
 
 describe('models and input', () => {
-  it('lists the registered models with segments and metrics', async () => {
+  it('lists the registered models with segments and metrics, and the provider they run on', async () => {
     const { status, body } = await call('/api/models');
     expect(status).toBe(200);
+    // No GPU on these machines: LDFSAM_PROVIDER's default (auto) fell back to the CPU and says why.
+    expect(body).toMatchObject({ provider: 'cpu', device: null });
+    expect(body.providerFallback).toMatch(/CUDA provider library is not installed/);
+    expect((await call('/health')).body).toEqual({ status: 'ok', provider: 'cpu' });
+    expect((await call('/api/metrics')).body).toMatch(/^ldfsam_inference_provider\{provider="cpu",device=""\} 1$/m);
     const names = body.models.map((m: { name: string }) => m.name);
     expect(names).toEqual(expect.arrayContaining(['threshold-fixture', 'random-tiny']));
     const fixture = body.models.find((m: { name: string }) => m.name === 'threshold-fixture');

@@ -105,10 +105,14 @@ describe('ldfsam segment (PACS)', () => {
   it('segments the shared CT and stores a SEG that dciodvfy, highdicom and pydicom accept', async () => {
     const ids = await idsOf([CT_DIR]);
     const r = await segment(ids);
-    expect(r.stderr).toMatch(/onnxruntime CPU execution provider|^$/);
+    // LDFSAM_PROVIDER=auto without a GPU: one line saying why not CUDA, then the CPU.
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^inference on the CPU: .*CUDA provider library is not installed/),
+    ]);
     expect(r.code).toBe(0);
     ct = JSON.parse(r.stdout) as Result;
     expect(ct).toMatchObject({
+      provider: 'cpu',
       status: 'stored',
       sourceSeriesInstanceUID: ids.seriesInstanceUID,
       slices: 28,

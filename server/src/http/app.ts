@@ -12,6 +12,7 @@ import { FINAL_STATES, type Job, type JobRequest } from '../jobs/types.js';
 import type { Logger } from '../log.js';
 import { modelModes } from '../models/manifest.js';
 import { accepts, autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
+import type { ProviderChoice } from '../inference/providers.js';
 import { dicomwebProxy, type ProxyOptions } from '../viewer/dicomweb-proxy.js';
 import { DICOMWEB_PROXY_PATH, type ViewerOptions } from '../viewer/app-config.js';
 import { viewerRouter, type ViewerFiles } from '../viewer/viewer-routes.js';
@@ -37,6 +38,15 @@ export interface AppDeps {
   viewer?: { files: ViewerFiles; options: ViewerOptions };
   /** The MONAI-Label-compatible API (3D Slicer) under /monailabel; absent = not served. */
   monailabel?: Omit<MonaiLabelDeps, 'auth' | 'registry' | 'client' | 'log'>;
+  /** The execution provider of the inference in this process; null when it runs none (Redis queue, no --with-worker). */
+  provider?: ProviderChoice | null;
+}
+
+/** What /health, /api/models and /api/metrics say about the inference in this process. */
+function providerView(deps: AppDeps): { provider: string | null; device: number | null; providerFallback?: string } {
+  const p = deps.provider ?? null;
+  if (!p) return { provider: null, device: null };
+  return { provider: p.provider, device: p.device, ...(p.fallbackReason ? { providerFallback: p.fallbackReason } : {}) };
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -44,7 +54,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
 
-  app.get('/health', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/health', (_req, res) => void res.json({ status: 'ok', provider: providerView(deps).provider }));
 
   const api = express.Router();
   api.use(createAuth(deps.auth));
@@ -79,6 +89,7 @@ export function createApp(deps: AppDeps): express.Express {
 
   api.get('/models', (_req, res) => {
     res.json({
+      ...providerView(deps),
       models: deps.registry.list().map(({ manifest: m }) => ({
         name: m.name,
         version: m.version,
@@ -305,6 +316,12 @@ async function metricsText(deps: AppDeps): Promise<string> {
     );
   }
   lines.push(...interactiveMetrics(deps.sessions));
+  const p = providerView(deps);
+  lines.push(
+    '# HELP ldfsam_inference_provider The onnxruntime execution provider of the inference in this process (none: it runs no inference).',
+    '# TYPE ldfsam_inference_provider gauge',
+    `ldfsam_inference_provider{provider="${p.provider ?? 'none'}",device="${p.device ?? ''}"} 1`,
+  );
   lines.push(
     '# HELP ldfsam_models Registered models.',
     '# TYPE ldfsam_models gauge',

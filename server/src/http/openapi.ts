@@ -40,6 +40,7 @@ const mask = {
     },
   },
 };
+const providerSchema = { type: 'string', enum: ['cpu', 'cuda'], nullable: true };
 const errors = {
   '400': { description: 'invalid input', ...json(error) },
   '401': { description: 'authentication required', ...json(error) },
@@ -337,7 +338,24 @@ export const openapi = {
   },
   security: [{ bearer: [] }],
   paths: {
-    '/health': { get: { summary: 'liveness', security: [], responses: { '200': { description: 'alive' } } } },
+    '/health': {
+      get: {
+        summary: 'liveness, and the execution provider of the inference in this process',
+        security: [],
+        responses: {
+          '200': {
+            description: 'alive',
+            ...json({
+              type: 'object',
+              properties: {
+                status: { enum: ['ok'] },
+                provider: { ...providerSchema, description: 'cpu or cuda; null when this process runs no inference' },
+              },
+            }),
+          },
+        },
+      },
+    },
     '/api/ready': {
       get: {
         summary: 'PACS reachable and models loaded',
@@ -364,8 +382,25 @@ export const openapi = {
     '/api/openapi.json': { get: { summary: 'this document', responses: { '200': { description: 'OpenAPI 3' } } } },
     '/api/models': {
       get: {
-        summary: 'registered models: name, version, modes (auto, promptable), modalities, segments, metrics',
-        responses: { '200': { description: 'models' } },
+        summary:
+          'registered models: name, version, modes (auto, promptable), modalities, segments, metrics; the execution provider they run on',
+        responses: {
+          '200': {
+            description: 'models',
+            ...json({
+              type: 'object',
+              properties: {
+                provider: providerSchema,
+                device: { type: 'integer', nullable: true, description: 'the GPU (CUDA) or null' },
+                providerFallback: {
+                  type: 'string',
+                  description: 'why CUDA is not used, when LDFSAM_PROVIDER=auto fell back to the CPU',
+                },
+                models: { type: 'array', items: { type: 'object' } },
+              },
+            }),
+          },
+        },
       },
     },
     '/api/jobs': {

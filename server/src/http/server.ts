@@ -11,7 +11,8 @@ import { JobStore } from '../jobs/store.js';
 import { RedisJobQueue } from '../jobs/redis/redis-queue.js';
 import { startQueueWorker, type QueueWorker } from '../jobs/redis/worker.js';
 import type { Logger } from '../log.js';
-import { chooseExecutionProvider, ModelRegistry } from '../inference/registry.js';
+import { DEFAULT_BATCH_SIZE, resolveProvider, type ProviderChoice } from '../inference/providers.js';
+import { ModelRegistry } from '../inference/registry.js';
 import { SessionManager, type InteractiveLimits } from '../interactive/sessions.js';
 import { createApp } from './app.js';
 import { locateViewer } from '../viewer/viewer-routes.js';
@@ -52,8 +53,13 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
       `refusing to listen on ${config.host} without authentication: set LDFSAM_API_TOKENS (or LDFSAM_OIDC_ISSUER), or bind to 127.0.0.1`,
     );
   }
-  const provider = chooseExecutionProvider(config.executionProvider);
-  log.info('inference execution provider', { provider });
+  // Only a process that runs inference needs a provider (and probes CUDA for it).
+  const runsInference = config.queue === 'sqlite' || options.withWorker === true;
+  const choice: ProviderChoice | null = runsInference
+    ? await resolveProvider(config.provider, { log: (m) => log.warn(m) })
+    : null;
+  const provider = choice?.provider ?? 'cpu';
+  if (choice) log.info('inference execution provider', { provider, wanted: choice.wanted });
   const registry = await ModelRegistry.load(
     config.modelDirs,
     { executionProvider: provider },
@@ -89,11 +95,22 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
     version: packageVersion(),
     maxUploadBytes: config.monailabelMaxUploadMb * MB,
     maxVolumeBytes: config.monailabelMaxVolumeMb * MB,
-    batchSize: config.batchSize,
+    batchSize: config.batchSize ?? DEFAULT_BATCH_SIZE[provider],
     minComponentVoxels: config.minComponentVoxels,
     ...(config.oidcClientId ? { oidcClientId: config.oidcClientId } : {}),
   };
-  const app = createApp({ auth, queue, registry, client, log, proxy, sessions, monailabel, ...(viewer ? { viewer } : {}) });
+  const app = createApp({
+    auth,
+    queue,
+    registry,
+    client,
+    log,
+    proxy,
+    sessions,
+    monailabel,
+    provider: choice,
+    ...(viewer ? { viewer } : {}),
+  });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', (err) =>

@@ -37,7 +37,7 @@ export class ModelRegistry {
   readonly rejected: { folder: string; reason: string }[] = [];
 
   constructor(
-    private readonly settings: SessionSettings,
+    readonly settings: SessionSettings,
     private readonly log: RegistryLog = { info: () => undefined, warn: () => undefined },
   ) {}
 
@@ -62,6 +62,11 @@ export class ModelRegistry {
       this.log.warn(`model folder ${folder} refused: ${e.message}`);
       throw e;
     }
+  }
+
+  /** The execution provider the sessions run on. */
+  get provider(): 'cpu' | 'cuda' {
+    return this.settings.executionProvider ?? 'cpu';
   }
 
   list(): RegisteredModel[] {
@@ -137,21 +142,4 @@ export function autoRefusal(manifest: ModelManifest, modality: string): string |
 
 export function acceptsModality(manifest: ModelManifest, modality: string): boolean {
   return manifest.modalities.includes('*') || manifest.modalities.includes(modality);
-}
-
-/** CUDA when asked for, or on auto when onnxruntime-node's CUDA provider library is installed. */
-export function chooseExecutionProvider(wanted: 'auto' | 'cpu' | 'cuda'): 'cpu' | 'cuda' {
-  if (wanted !== 'auto') return wanted;
-  const bin = projectPath('node_modules', 'onnxruntime-node', 'bin');
-  const found = existsSync(bin) && findFile(bin, 'libonnxruntime_providers_cuda.so', 4);
-  return found ? 'cuda' : 'cpu';
-}
-
-function findFile(dir: string, name: string, depth: number): boolean {
-  if (depth < 0) return false;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.isFile() && entry.name === name) return true;
-    if (entry.isDirectory() && findFile(join(dir, entry.name), name, depth - 1)) return true;
-  }
-  return false;
 }

@@ -21,8 +21,11 @@ export interface LoadedModel {
 }
 
 export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSession.SessionOptions {
+  // CUDA_VISIBLE_DEVICES (ldfsam worker --device) leaves one GPU, numbered 0; nodes CUDA lacks run on the CPU.
+  const providers: ort.InferenceSession.ExecutionProviderConfig[] =
+    settings.executionProvider === 'cuda' ? [{ name: 'cuda', deviceId: 0 }, 'cpu'] : ['cpu'];
   return {
-    executionProviders: [settings.executionProvider ?? 'cpu'],
+    executionProviders: providers,
     graphOptimizationLevel: 'all',
     intraOpNumThreads: settings.intraOpNumThreads ?? 2,
     interOpNumThreads: 1,

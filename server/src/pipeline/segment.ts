@@ -11,6 +11,7 @@ import { loadSeries } from '../dicom/inspect.js';
 import { readSeriesSlices, type Slice } from '../dicom/series-reader.js';
 import type { SeriesPlan } from '../dicom/series-plan.js';
 import { LdfsamError } from '../errors.js';
+import { DEFAULT_BATCH_SIZE } from '../inference/providers.js';
 import { autoRefusal, type ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { isEmpty } from '../seg/bits.js';
@@ -73,6 +74,7 @@ export interface SegmentResult {
 }
 
 export interface SegmentOptions {
+  /** Slices per inference call; default: the provider's (inference/providers.ts). */
   batchSize?: number;
   minComponentVoxels?: number;
   /** Store (or write) a SEG even when every frame is empty (one empty frame); an RTSTRUCT then has ROIs without contours. */
@@ -108,7 +110,8 @@ export async function segmentPlan(
   if (noRtstruct && outputs === 'rtstruct') throw new LdfsamError('INVALID_INPUT', noRtstruct);
   if (noRtstruct) notes.push(`no RTSTRUCT: ${noRtstruct}`);
   const worker = await registry.worker(model);
-  const { masks, scores, timingsMs } = await segmentSlices(slices, plan, manifest, worker, options);
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE[registry.provider];
+  const { masks, scores, timingsMs } = await segmentSlices(slices, plan, manifest, worker, { ...options, batchSize });
   const timings: Record<string, number> = { ...timingsMs };
   const t0 = performance.now();
   const removedVoxels = cleanUp(masks, scores, plan, manifest, options.minComponentVoxels);

@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { readFileSeries, readFileSlices } from '../../dicom/file-series.js';
 import { uidPath } from '../../dicomweb/client.js';
 import { LdfsamError, toLdfsamError } from '../../errors.js';
-import { accepts, chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
+import { resolveProvider } from '../../inference/providers.js';
+import { accepts, ModelRegistry } from '../../inference/registry.js';
 import { OUTPUT_FORMATS, segmentPlan, segmentSeries, type OutputFormat, type SegmentResult } from '../../pipeline/segment.js';
 import { storeTargetsFrom } from '../../pipeline/store-results.js';
 import { str, TAG } from '../../dicom/tags.js';
@@ -23,6 +24,7 @@ interface SegmentFlags extends CommonFlags {
   storeVia?: string;
   storeDimse?: string;
   rtstructTolerance?: string;
+  provider?: string;
 }
 
 export function registerSegment(program: Command): void {
@@ -51,7 +53,8 @@ export function registerSegment(program: Command): void {
       '--rtstruct-tolerance <pixels>',
       'RTSTRUCT contour simplification below 0.5 pixel; 0 = along the pixel edges (env LDFSAM_RTSTRUCT_TOLERANCE)',
     )
-    .option('--batch-size <n>', 'slices per inference call (env LDFSAM_BATCH_SIZE)')
+    .option('--batch-size <n>', 'slices per inference call (env LDFSAM_BATCH_SIZE; default 4 on the CPU, 16 on CUDA)')
+    .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_PROVIDER, default auto)')
     .option('--min-component-voxels <n>', '3D clean-up: drop components smaller than this (env LDFSAM_MIN_COMPONENT_VOXELS)')
     .option(
       '--store-empty',
@@ -64,6 +67,8 @@ export function registerSegment(program: Command): void {
           storeVia: flags.storeVia,
           storeDimse: flags.storeDimse,
           rtstructTolerance: flags.rtstructTolerance,
+          provider: flags.provider,
+          batchSize: flags.batchSize,
         });
         const outputs = (flags.outputFormat ?? 'seg') as OutputFormat;
         if (!OUTPUT_FORMATS.includes(outputs))
@@ -71,15 +76,12 @@ export function registerSegment(program: Command): void {
             'INVALID_INPUT',
             `--output-format must be one of ${OUTPUT_FORMATS.join(', ')}, not ${flags.outputFormat}`,
           );
-        const batchSize = Number(flags.batchSize ?? config.batchSize);
         const minComponentVoxels =
           flags.minComponentVoxels !== undefined ? Number(flags.minComponentVoxels) : config.minComponentVoxels || undefined;
-        if (!Number.isInteger(batchSize) || batchSize < 1)
-          throw new LdfsamError('INVALID_INPUT', '--batch-size must be a positive integer');
-        const provider = chooseExecutionProvider(config.executionProvider);
         const log = (m: string) => {
           if (!flags.json) process.stderr.write(`${m}\n`);
         };
+        const { provider } = await resolveProvider(config.provider, { log: (m) => process.stderr.write(`${m}\n`) });
         log(`inference: onnxruntime ${provider.toUpperCase()} execution provider`);
         const registry = await ModelRegistry.load(
           config.modelDirs,
@@ -87,7 +89,7 @@ export function registerSegment(program: Command): void {
           { info: () => undefined, warn: log },
         );
         const options = {
-          batchSize,
+          batchSize: config.batchSize,
           minComponentVoxels,
           storeEmpty: flags.storeEmpty === true,
           outputs,
@@ -108,7 +110,7 @@ export function registerSegment(program: Command): void {
             const result = await segmentPlan(series.plan, series.instances[0]!, readFileSlices(series), registry, model, options);
             const files = outputFiles(flags.output, result);
             for (const [file, bytes] of files) await writeFile(file, bytes);
-            report([result], flags, files.map(([file]) => file).join(', '));
+            report([result], flags, provider, files.map(([file]) => file).join(', '));
             return;
           }
           if (!flags.study)
@@ -153,7 +155,7 @@ export function registerSegment(program: Command): void {
               results.push({ sourceSeriesInstanceUID: seriesInstanceUID, error: { code: e.code, message: e.message } });
             }
           }
-          report(results, flags);
+          report(results, flags, provider);
           if (results.some((r) => 'error' in r)) process.exitCode = 1;
         } finally {
           await registry.close();
@@ -178,7 +180,7 @@ function progressPrinter(json: boolean) {
 
 type Reported = SegmentResult | { sourceSeriesInstanceUID: string; error: { code: string; message: string } };
 
-function summary(r: SegmentResult, output?: string) {
+function summary(r: SegmentResult, provider: string, output?: string) {
   return {
     status: r.status,
     segSeriesInstanceUID: r.segSeriesInstanceUID ?? null,
@@ -193,6 +195,8 @@ function summary(r: SegmentResult, output?: string) {
     sourceSeriesInstanceUID: r.sourceSeriesInstanceUID,
     modality: r.modality,
     model: r.model,
+    /** The onnxruntime execution provider that ran the model. */
+    provider,
     slices: r.slices,
     frames: r.frames,
     slicesFound: r.slicesFound,
@@ -213,9 +217,9 @@ function summary(r: SegmentResult, output?: string) {
 /** What an output choice writes, in words. */
 const WHAT: Record<OutputFormat, string> = { seg: 'SEG', rtstruct: 'RTSTRUCT', both: 'SEG or RTSTRUCT' };
 
-function report(results: Reported[], flags: SegmentFlags, output?: string): void {
+function report(results: Reported[], flags: SegmentFlags, provider: string, output?: string): void {
   if (!flags.json && process.stderr.isTTY) process.stderr.write('\n');
-  const out = results.map((r) => ('error' in r ? r : summary(r, output)));
+  const out = results.map((r) => ('error' in r ? r : summary(r, provider, output)));
   if (flags.json) {
     printJson(out.length === 1 ? out[0] : { results: out });
     return;
@@ -238,7 +242,7 @@ function report(results: Reported[], flags: SegmentFlags, output?: string): void
           ? `written to ${output}`
           : `stored (${r.storedIn.join(', ')}): ${stored.join('; ')}`;
     process.stdout.write(
-      `series ${r.sourceSeriesInstanceUID} (${r.modality}, ${r.slices} slices) with ${r.model.name} ${r.model.version}: ${r.frames} frame(s); ${what}\n`,
+      `series ${r.sourceSeriesInstanceUID} (${r.modality}, ${r.slices} slices) with ${r.model.name} ${r.model.version} on ${r.provider.toUpperCase()}: ${r.frames} frame(s); ${what}\n`,
     );
     if (r.scores) process.stdout.write(`${r.message}\n`);
     for (const note of r.notes) process.stdout.write(`  note: ${note}\n`);

@@ -18,11 +18,12 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
     .option('--queue <url>', 'sqlite (embedded, default) or redis://host:port/db (env LDFSAM_QUEUE)')
     .option('--with-worker', 'with the Redis queue: also run an inference worker in this process')
+    .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_PROVIDER, default auto)')
     .option(...STOP_TIMEOUT_OPTION)
     .addHelpText('after', STOP_HELP)
     .action(
       action(async (flags: ServeFlags) => {
-        const config = configFrom({ ...flags });
+        const config = configFrom({ ...flags }, { provider: flags.provider });
         const resolved = {
           ...config,
           ...(flags.host ? { host: flags.host } : {}),
@@ -117,6 +118,7 @@ interface ServeFlags extends CommonFlags {
   port?: string;
   queue?: string;
   withWorker?: boolean;
+  provider?: string;
 }
 
 interface BatchFlags extends CommonFlags {

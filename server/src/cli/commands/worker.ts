@@ -5,7 +5,8 @@ import { loadConfig } from '../../config.js';
 import { clientFrom } from '../../dicomweb/from-config.js';
 import { LdfsamError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { chooseExecutionProvider, ModelRegistry } from '../../inference/registry.js';
+import { resolveProvider } from '../../inference/providers.js';
+import { ModelRegistry } from '../../inference/registry.js';
 import { startRedisServer } from '../../jobs/redis/redis-server.js';
 import { startQueueWorker } from '../../jobs/redis/worker.js';
 import { action, STOP_TIMEOUT_OPTION, withPacsOptions, type CommonFlags } from '../context.js';
@@ -22,7 +23,7 @@ export function registerWorker(program: Command): void {
   withPacsOptions(program.command('worker'))
     .description('run an inference worker that takes jobs from the Redis queue (LDFSAM_QUEUE); start one per GPU')
     .option('--queue <url>', 'Redis queue, redis://host:port/db (env LDFSAM_QUEUE)')
-    .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_EXECUTION_PROVIDER)')
+    .option('--provider <provider>', 'onnxruntime execution provider: auto, cpu or cuda (env LDFSAM_PROVIDER, default auto)')
     .option('--device <index>', 'with cuda: the GPU of this worker (env LDFSAM_CUDA_DEVICE)')
     .option('--concurrency <n>', 'jobs at once in this worker (env LDFSAM_JOB_CONCURRENCY, default 1)')
     .option(...STOP_TIMEOUT_OPTION)
@@ -35,7 +36,7 @@ export function registerWorker(program: Command): void {
           flags: {
             dicomwebUrl: flags.dicomweb,
             queue: flags.queue,
-            executionProvider: flags.provider,
+            provider: flags.provider,
             cudaDevice: flags.device,
             jobConcurrency: flags.concurrency,
             stopTimeoutMs: flags.stopTimeout,
@@ -50,7 +51,7 @@ export function registerWorker(program: Command): void {
         // (Set before any session exists; the inference threads share this process's environment.)
         if (config.cudaDevice !== undefined) process.env.CUDA_VISIBLE_DEVICES = String(config.cudaDevice);
         const log = createLogger({ service: 'ldfsam-worker' });
-        const provider = chooseExecutionProvider(config.executionProvider);
+        const { provider } = await resolveProvider(config.provider, { log: (m) => log.warn(m) });
         const registry = await ModelRegistry.load(
           config.modelDirs,
           { executionProvider: provider },

@@ -1,0 +1,149 @@
+/**
+ * Which onnxruntime execution provider runs the models: `LDFSAM_PROVIDER` / `--provider`.
+ * - `cpu`: the CPU provider, nothing is probed.
+ * - `cuda`: the CUDA provider; when it cannot run (provider library missing, no driver, no GPU) the
+ *   command stops with the reason.
+ * - `auto`: CUDA when it runs, else the CPU, with one log line saying why not CUDA.
+ * "Runs" is tested, not guessed from files: a one-node graph is loaded and run with the CUDA provider
+ * (the provider library loads, the CUDA runtime finds a driver and a GPU). Decided once per process.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { LdfsamError } from '../errors.js';
+
+export type ProviderWish = 'auto' | 'cpu' | 'cuda';
+export type Provider = 'cpu' | 'cuda';
+
+export interface ProviderChoice {
+  provider: Provider;
+  /** What was asked for. */
+  wanted: ProviderWish;
+  /** The GPU index inside CUDA_VISIBLE_DEVICES' numbering (always 0: one worker, one GPU), or null on the CPU. */
+  device: number | null;
+  /** Why CUDA is not used, when `auto` fell back to the CPU. */
+  fallbackReason?: string;
+}
+
+/** Slices per inference call when LDFSAM_BATCH_SIZE is not set. */
+export const DEFAULT_BATCH_SIZE: Record<Provider, number> = {
+  // Measured: 4 is 21% faster per slice than 1 for `tiny` on 2 cores; 8 no better (bench/RESULTS.md).
+  cpu: 4,
+  // A starting point, not measured here (no GPU): bench/gpu-check.sh reports onnxruntime per batch
+  // 1..64 on the card, so a deployment can set LDFSAM_BATCH_SIZE to its best one.
+  cuda: 16,
+};
+
+/** The file onnxruntime loads for the CUDA provider, beside its own library. */
+export const CUDA_PROVIDER_LIBRARY = 'libonnxruntime_providers_cuda.so';
+
+/** onnxruntime-node's native folder for this platform: libonnxruntime.so.1 and the provider libraries. */
+export function onnxruntimeBinDir(): string {
+  const require = createRequire(import.meta.url);
+  const pkg = require.resolve('onnxruntime-node/package.json');
+  return join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+export type CudaProbe = () => Promise<void>;
+
+export interface ResolveOptions {
+  /** Where onnxruntime looks for its provider libraries (default: onnxruntime-node's bin folder). */
+  libraryDir?: string;
+  /** Loads and runs a tiny graph on CUDA; throws with the reason when it cannot (injectable for tests). */
+  probe?: CudaProbe;
+  /** The one line saying why `auto` did not pick CUDA. */
+  log?: (line: string) => void;
+}
+
+/** Why CUDA cannot run here, or undefined when it can. */
+export async function cudaUnavailableReason(options: ResolveOptions = {}): Promise<string | undefined> {
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    return `onnxruntime-node has no CUDA provider for ${process.platform}/${process.arch}`;
+  const dir = options.libraryDir ?? onnxruntimeBinDir();
+  if (!existsSync(join(dir, CUDA_PROVIDER_LIBRARY)))
+    return `onnxruntime-node's CUDA provider library is not installed (${join(dir, CUDA_PROVIDER_LIBRARY)} is missing; run npm run setup:gpu)`;
+  try {
+    await (options.probe ?? probeCuda)();
+    return undefined;
+  } catch (err) {
+    return `the CUDA provider does not run here: ${firstLine((err as Error).message)}`;
+  }
+}
+
+let resolved: Promise<ProviderChoice> | undefined;
+let resolvedWish: ProviderWish | undefined;
+
+/** The provider for this process; probed once per wish, then remembered. */
+export function resolveProvider(wanted: ProviderWish, options: ResolveOptions = {}): Promise<ProviderChoice> {
+  if (!resolved || resolvedWish !== wanted || options.probe || options.libraryDir) {
+    resolvedWish = wanted;
+    resolved = choose(wanted, options);
+    resolved.catch(() => (resolved = undefined));
+  }
+  return resolved;
+}
+
+async function choose(wanted: ProviderWish, options: ResolveOptions): Promise<ProviderChoice> {
+  if (wanted === 'cpu') return { provider: 'cpu', wanted, device: null };
+  const reason = await cudaUnavailableReason(options);
+  if (reason === undefined) return { provider: 'cuda', wanted, device: 0 };
+  if (wanted === 'cuda')
+    throw new LdfsamError('CONFIG_INVALID', `LDFSAM_PROVIDER=cuda (--provider cuda), but CUDA cannot run: ${reason}`);
+  options.log?.(`inference on the CPU: ${reason}`);
+  return { provider: 'cpu', wanted, device: null, fallbackReason: reason };
+}
+
+/** Loads and runs y = x + x on the CUDA provider; throws onnxruntime's error when it cannot. */
+async function probeCuda(): Promise<void> {
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(addModel(), {
+    executionProviders: [{ name: 'cuda', deviceId: 0 }],
+    graphOptimizationLevel: 'disabled',
+  });
+  try {
+    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1.5]), [1]) });
+    const y = (out.y?.data as Float32Array | undefined)?.[0];
+    if (y !== 3) throw new Error(`the probe graph computed ${y} instead of 3`);
+  } finally {
+    await session.release();
+  }
+}
+
+function firstLine(text: string): string {
+  return (
+    text
+      .split('\n')
+      .find((l) => l.trim())
+      ?.trim() ?? text
+  );
+}
+
+/**
+ * A one-node ONNX model, y = Add(x, x) over float32[1] (opset 17), encoded here so the probe needs
+ * no file. Protocol-buffer fields of onnx.proto: ModelProto ir_version 1, graph 7, opset_import 8;
+ * GraphProto node 1, name 2, input 11, output 12; NodeProto input 1, output 2, op_type 4.
+ */
+export function addModel(): Uint8Array {
+  const varint = (n: number) => {
+    const out: number[] = [];
+    while (n > 0x7f) {
+      out.push((n & 0x7f) | 0x80);
+      n >>>= 7;
+    }
+    out.push(n);
+    return out;
+  };
+  const field = (num: number, wire: 0 | 2, value: number | number[] | string): number[] => {
+    const key = varint((num << 3) | wire);
+    if (wire === 0) return [...key, ...varint(value as number)];
+    const bytes = typeof value === 'string' ? [...Buffer.from(value, 'utf8')] : (value as number[]);
+    return [...key, ...varint(bytes.length), ...bytes];
+  };
+  // TypeProto { tensor_type { elem_type FLOAT, shape { dim { dim_value 1 } } } }
+  const type = field(1, 2, [...field(1, 0, 1), ...field(2, 2, field(1, 2, field(1, 0, 1)))]);
+  const valueInfo = (name: string) => [...field(1, 2, name), ...field(2, 2, type)];
+  const node = [...field(1, 2, 'x'), ...field(1, 2, 'x'), ...field(2, 2, 'y'), ...field(4, 2, 'Add')];
+  const graph = [...field(1, 2, node), ...field(2, 2, 'probe'), ...field(11, 2, valueInfo('x')), ...field(12, 2, valueInfo('y'))];
+  const opset = [...field(1, 2, ''), ...field(2, 0, 17)];
+  return Uint8Array.from([...field(1, 0, 8), ...field(7, 2, graph), ...field(8, 2, opset)]);
+}
