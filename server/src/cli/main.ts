@@ -5,6 +5,7 @@ import { packageVersion } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
 import { registerBenchInteractive } from './commands/bench-interactive.js';
 import { registerEvalInteractive } from './commands/eval-interactive.js';
+import { registerGpu } from './commands/gpu.js';
 import { registerImportImages } from './commands/import-images.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerPacs } from './commands/pacs.js';
@@ -20,7 +21,7 @@ const program = new Command('ldfsam')
   .addHelpText(
     'after',
     '\nEnvironment: LDFSAM_DICOMWEB_URL, LDFSAM_PACS_HTTP_PORT, LDFSAM_PACS_DICOM_PORT, LDFSAM_DATA_DIR, ' +
-      'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_QUEUE, LDFSAM_STOP_TIMEOUT_MS, LDFSAM_CONFIG (see README.md).',
+      'LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR, LDFSAM_QUEUE, LDFSAM_STOP_TIMEOUT_MS, LDFSAM_PROVIDER, LDFSAM_CONFIG (see README.md).',
   );
 
 registerStart(program);
@@ -33,5 +34,6 @@ registerBench(program);
 registerBenchInteractive(program);
 registerEvalInteractive(program);
 registerImportImages(program);
+registerGpu(program);
 
 await program.parseAsync(process.argv);

@@ -7,9 +7,11 @@
  * "Runs" is tested, not guessed from files: a one-node graph is loaded and run with the CUDA provider
  * (the provider library loads, the CUDA runtime finds a driver and a GPU). Decided once per process.
  */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { LdfsamError } from '../errors.js';
 
 export type ProviderWish = 'auto' | 'cpu' | 'cuda';
@@ -66,7 +68,21 @@ export async function cudaUnavailableReason(options: ResolveOptions = {}): Promi
     await (options.probe ?? probeCuda)();
     return undefined;
   } catch (err) {
-    return `the CUDA provider does not run here: ${firstLine((err as Error).message)}`;
+    // onnxruntime's own message says only "Failed to load shared library"; ldd names what is missing.
+    const missing = await unresolvedLibraries(join(dir, CUDA_PROVIDER_LIBRARY));
+    const why = missing.length
+      ? ` (not found: ${missing.map((m) => (m === 'libcuda.so.1' ? `${m}, the NVIDIA driver's library` : m)).join(', ')})`
+      : '';
+    return `the CUDA provider does not run here: ${firstLine((err as Error).message)}${why}`;
+  }
+}
+
+async function unresolvedLibraries(file: string): Promise<string[]> {
+  try {
+    const { stdout } = await promisify(execFile)('ldd', [file], { timeout: 30_000 });
+    return [...stdout.matchAll(/^\s*(\S+)\s+=>\s+not found/gm)].map((m) => m[1]!);
+  } catch {
+    return [];
   }
 }
 
