@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
+import { addModel, matmulModel } from '../../server/src/inference/onnx-graph.js';
 import {
-  addModel,
   CUDA_PROVIDER_LIBRARY,
   cudaUnavailableReason,
   onnxruntimeBinDir,
@@ -90,11 +90,15 @@ describe('execution provider choice', () => {
     expect(reason).toMatch(/^the CUDA provider does not run here: .*(Failed to load|CUDA)/i);
   });
 
-  it('the probe graph is a valid model: y = x + x on the CPU', async () => {
+  it('the probe and matrix-product graphs are valid models: y = x + x, c = a x b on the CPU', async () => {
     const session = await ort.InferenceSession.create(addModel());
     const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1.5]), [1]) });
     expect(Array.from(out.y!.data as Float32Array)).toEqual([3]);
     await session.release();
+    const mm = await ort.InferenceSession.create(matmulModel(2));
+    const a = new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [2, 2]);
+    expect(Array.from((await mm.run({ a, b: a })).c!.data as Float32Array)).toEqual([7, 10, 15, 22]);
+    await mm.release();
   });
 });
 

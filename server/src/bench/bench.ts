@@ -1,9 +1,11 @@
 /**
  * `ldfsam bench`: every figure measured side by side in one run, reported as ratios (these machines
- * drift by ~30% in minutes). Model-only throughput through onnxruntime-node against the machine's
- * fp32 matrix-product rate (the compute floor per slice) and against PyTorch eager on the same
- * weights, fp32 and its int8 twin; the host work per slice outside the model; the pipeline end to end on the real shared CT in a real Orthanc; and the peak resident
- * memory of `ldfsam segment` on a long generated series.
+ * drift by ~30% in minutes). Model-only throughput through onnxruntime-node on the chosen execution
+ * provider, against the machine's matrix-product rate (the compute floor per slice) and, for a
+ * random-weight configuration, against PyTorch eager on the same weights and its int8 twin; the
+ * host path per slice (the whole pipeline but the model, process CPU time) on 512x512 and 820x820
+ * series; the pipeline end to end on the real shared CT in a real Orthanc; and the peak resident
+ * memory and overhead of `ldfsam segment` on a long generated series.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,29 +15,32 @@ import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DicomWebClient } from '../dicomweb/client.js';
 import { LdfsamError } from '../errors.js';
-import { modalityValues } from '../dicom/pixels.js';
-import type { PixelFormat } from '../dicom/series-plan.js';
-import type { ModelManifest } from '../models/manifest.js';
-import { loadModel, sessionOptions } from '../models/session.js';
-import { logitsToBits } from '../pipeline/postprocess.js';
-import { preprocessSlice } from '../pipeline/preprocess.js';
+import { matmulModel } from '../inference/onnx-graph.js';
+import { DEFAULT_BATCH_SIZE, resolveProvider, type Provider, type ProviderWish } from '../inference/providers.js';
+import { loadModel, sessionOptions, type SessionSettings } from '../models/session.js';
 import { ModelRegistry } from '../inference/registry.js';
 import { loadFiles } from '../pacs/load.js';
 import { startOrthanc } from '../pacs/orthanc.js';
 import { segmentSeries } from '../pipeline/segment.js';
 import { projectPath } from '../util/paths.js';
 import { freePorts } from '../util/ports.js';
+import { LogitsReplay, measureHostPath, pixelWork, recordInto, type HostPathFigure } from './host-path.js';
+import { python, randomModel, shippedModel, type ModelUnderTest } from './model-under-test.js';
 
 const run = promisify(execFile);
 
 export interface BenchOptions {
   config: 'tiny' | 'full';
+  /** A shipped model (name or folder) instead of a random-weight configuration. */
+  model?: string;
+  provider: ProviderWish;
   /** Slices for the model-only timings. */
   slices: number;
-  /** Slices of the long series for the memory figure (0 = skip). */
+  /** Slices of the long series (0 = skip). */
   longSlices: number;
   longSize: number;
-  batchSize: number;
+  /** Slices per inference call in the pipeline; default: the provider's. */
+  batchSize?: number;
   orthancBin: string;
   orthancPluginsDir: string;
   log: (line: string) => void;
@@ -43,24 +48,33 @@ export interface BenchOptions {
 
 export interface BenchResult {
   date: string;
+  /** The configuration, or the shipped model's name and version. */
   config: string;
+  provider: Provider;
+  batchSize: number;
   matmulGflops: number;
-  gflopsPerSlice: number;
-  floorMsPerSlice: number;
+  /** Inference GFLOP per slice: from the exporter's count (random configurations) or the manifest's export.gflopsPerSlice. */
+  gflopsPerSlice: number | null;
+  floorMsPerSlice: number | null;
   ortMsPerSlice: number;
   ortByBatch: Record<string, number>;
-  /** The same model with int8 MatMul weights (publish --compress int8), same inputs. */
-  ortInt8MsPerSlice: number;
-  ortInt8ByBatch: Record<string, number>;
+  /** The same model with int8 MatMul weights (publish --compress int8), same inputs; CPU and random configurations only. */
+  ortInt8MsPerSlice: number | null;
+  ortInt8ByBatch: Record<string, number> | null;
   /** fp32 ort time / int8 ort time (best batch each). */
-  int8Speedup: number;
+  int8Speedup: number | null;
   /** torch fp32 time / int8 ort time, batch 1. */
-  int8VsTorch: number;
-  /** Host work per slice of the long series' size outside the model: modality values, preprocess, logits to bits. */
+  int8VsTorch: number | null;
+  /** Pixel work per synthetic slice of the long series' size: modality values, preprocess, logits to bits (the older, narrower figure). */
   hostMsPerSlice: number;
-  torchMsPerSlice: number;
-  ortVsTorch: number;
-  fractionOfFloor: number;
+  /** The whole host path per 512x512 slice (the shared CT): node CPU for plan, fetch, multipart, decoding, pre/postprocessing, clean-ups, SEG encoding, store. */
+  hostMsPerSlice512: number;
+  /** The same per 820x820 slice (the long series); null without one. */
+  hostMsPerSlice820: number | null;
+  hostPath: { '512': HostPathFigure; '820': HostPathFigure | null };
+  torchMsPerSlice: number | null;
+  ortVsTorch: number | null;
+  fractionOfFloor: number | null;
   endToEndMsPerSlice: number;
   endToEndSlices: number;
   stageMs: Record<string, number>;
@@ -81,25 +95,19 @@ export interface BenchResult {
     inferShare: number;
     stageMs: Record<string, number>;
   } | null;
+  /** What a null means, and what the figures are of. */
+  notes: string[];
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
-async function python(script: string, args: string[], env: Record<string, string> = {}): Promise<string> {
-  const { stdout } = await run(projectPath('models', '.venv', 'bin', 'python'), [projectPath(script), ...args], {
-    env: { ...process.env, ...env },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  return stdout;
-}
-
 /**
- * The machine's fp32 matrix-product rate: a 2048x2048 MatMul through onnxruntime-node, the best of 10
- * runs (a peak rate: the median of a few 1024x1024 runs swung from 92 to 158 GFLOP/s between runs
- * on this machine, which made the floor, and the fraction of it, swing as much).
+ * The machine's fp32 matrix-product rate on the provider: a 2048x2048 MatMul, the best of 10 runs (a
+ * peak rate: the median of a few 1024x1024 runs swung from 92 to 158 GFLOP/s between runs on this
+ * machine, which made the floor, and the fraction of it, swing as much).
  */
-async function matmulRate(folder: string, n = 2048): Promise<number> {
-  const session = await ort.InferenceSession.create(join(folder, 'matmul.onnx'), sessionOptions());
+async function matmulRate(settings: SessionSettings, n = 2048): Promise<number> {
+  const session = await ort.InferenceSession.create(matmulModel(n), sessionOptions(settings));
   const a = new ort.Tensor(
     'float32',
     Float32Array.from({ length: n * n }, (_, i) => (i % 7) / 7),
@@ -116,9 +124,15 @@ async function matmulRate(folder: string, n = 2048): Promise<number> {
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 
-async function modelOnly(folder: string, batches: number[], slices: number): Promise<Record<string, number>> {
-  const { session, manifest } = await loadModel(folder);
+async function modelOnly(
+  folder: string,
+  batches: number[],
+  slices: number,
+  settings: SessionSettings,
+): Promise<Record<string, number>> {
+  const { session, manifest } = await loadModel(folder, settings);
   const s = manifest.preprocessing.inputSize;
+  const name = manifest.inputs?.[0]?.name ?? 'image';
   const out: Record<string, number> = {};
   for (const b of batches) {
     const input = new ort.Tensor(
@@ -126,11 +140,11 @@ async function modelOnly(folder: string, batches: number[], slices: number): Pro
       Float32Array.from({ length: b * 3 * s * s }, (_, i) => (i % 255) / 255),
       [b, 3, s, s],
     );
-    await session.run({ image: input });
+    await session.run({ [name]: input });
     const times: number[] = [];
     for (let i = 0; i < Math.max(3, Math.ceil(slices / b)); i++) {
       const t = performance.now();
-      await session.run({ image: input });
+      await session.run({ [name]: input });
       times.push((performance.now() - t) / b);
     }
     out[String(b)] = median(times);
@@ -139,72 +153,90 @@ async function modelOnly(folder: string, batches: number[], slices: number): Pro
   return out;
 }
 
-/**
- * The pipeline's own work on one slice of `rows` x `rows` 16-bit pixels, outside the model and the
- * network: modality values from the frame bytes, intensity + resize into the model input, logits back
- * to packed mask bits. Median ms over `n` slices.
- */
-function hostWork(rows: number, size: number, n: number): number {
-  const format: PixelFormat = {
-    rows,
-    columns: rows,
-    samplesPerPixel: 1,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    highBit: 15,
-    pixelRepresentation: 0,
-    photometricInterpretation: 'MONOCHROME2',
-    planarConfiguration: 0,
-  };
-  const bytes = Uint8Array.from({ length: rows * rows * 2 }, (_, i) => (i * 7) & 0xff);
-  const manifest = {
-    preprocessing: { inputSize: size, intensity: { default: { kind: 'window', center: 40, width: 400 } } },
-  } as unknown as ModelManifest;
-  const logits = Float32Array.from({ length: size * size }, (_, i) => Math.sin(i / 500));
-  const input = new Float32Array(3 * size * size);
-  const times: number[] = [];
-  for (let i = 0; i <= n; i++) {
-    const t = performance.now();
-    const values = modalityValues({ bytes, planar: false, photometric: 'MONOCHROME2' }, format, { slope: 1, intercept: -1024 });
-    preprocessSlice({ kind: 'grey', values, invert: false }, rows, rows, manifest, 'CT', input);
-    logitsToBits(logits, size, rows, rows, 0);
-    if (i > 0) times.push(performance.now() - t); // the first is warm-up
-  }
-  return median(times);
-}
-
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log;
-  const cache = projectPath('bench', '.cache', options.config);
-  log(`PyTorch eager and the model export (${options.config}, random weights, seed 0)...`);
-  // The faster OpenBLAS kernel for PyTorch, as shared/docs/environment-facts.md measured (bench only).
-  const torch = JSON.parse(
-    (
-      await python(
-        'bench/tools/bench_models.py',
-        ['--config', options.config, '--out', cache, '--slices', String(Math.max(3, Math.min(options.slices, 16)))],
-        {
-          OPENBLAS_CORETYPE: 'SkylakeX',
-          OMP_WAIT_POLICY: 'PASSIVE',
-        },
-      )
-    )
-      .trim()
-      .split('\n')
-      .at(-1)!,
-  ) as { torchMsPerSlice: number; gflopsPerSlice: number };
-  log('matrix-product rate and model-only throughput (onnxruntime-node)...');
-  const matmulGflops = await matmulRate(cache);
-  const ortByBatch = await modelOnly(cache, [1, 4, 8], options.slices);
-  const ortMsPerSlice = Math.min(...Object.values(ortByBatch));
-  log('the int8 twin (MatMul weights int8) and the host work per slice...');
-  const ortInt8ByBatch = await modelOnly(join(cache, 'int8'), [1, 4, 8], options.slices);
-  const ortInt8MsPerSlice = Math.min(...Object.values(ortInt8ByBatch));
-  const hostMsPerSlice = hostWork(options.longSize, 256, Math.max(5, Math.min(options.slices, 20)));
-  const floorMsPerSlice = (torch.gflopsPerSlice / matmulGflops) * 1000;
-
-  log('end to end on the shared CT in a real Orthanc...');
+  const choice = await resolveProvider(options.provider, { log });
+  const settings: SessionSettings = { executionProvider: choice.provider };
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE[choice.provider];
+  const batches = choice.provider === 'cuda' ? [1, 4, 8, 16, 32, 64] : [1, 4, 8];
+  if (!batches.includes(batchSize)) batches.push(batchSize);
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-'));
+  try {
+    log(
+      options.model
+        ? `the shipped model ${options.model}...`
+        : `PyTorch eager and the model export (${options.config}, random weights, seed 0)...`,
+    );
+    const model = options.model ? await shippedModel(options.model, work) : await randomModel(options.config, options.slices);
+    const notes = [
+      ...model.notes,
+      `onnxruntime-node on ${choice.provider.toUpperCase()}${choice.fallbackReason ? ` (${choice.fallbackReason})` : ''}`,
+    ];
+    log(`matrix-product rate and model-only throughput (onnxruntime-node, ${choice.provider})...`);
+    const matmulGflops = await matmulRate(settings);
+    const ortByBatch = await modelOnly(model.folder, batches, options.slices, settings);
+    const ortMsPerSlice = Math.min(...Object.values(ortByBatch));
+    let ortInt8ByBatch: Record<string, number> | null = null;
+    if (model.int8Folder && choice.provider === 'cpu') {
+      log('the int8 twin (MatMul weights int8)...');
+      ortInt8ByBatch = await modelOnly(model.int8Folder, [1, 4, 8], options.slices, settings);
+    } else if (model.int8Folder) notes.push('int8: measured on the CPU only (its dynamic-quantised MatMuls are CPU kernels)');
+    const ortInt8MsPerSlice = ortInt8ByBatch ? Math.min(...Object.values(ortInt8ByBatch)) : null;
+    const hostMsPerSlice = pixelWork(options.longSize, 256, Math.max(5, Math.min(options.slices, 20)));
+    const floorMsPerSlice = model.gflopsPerSlice === null ? null : (model.gflopsPerSlice / matmulGflops) * 1000;
+    const reference = ortByBatch[String(batchSize)]!;
+    const pipeline = await pipelineFigures(options, model, settings, batchSize, reference, work);
+    return {
+      date: new Date().toISOString(),
+      config: options.model ? model.label : options.config,
+      provider: choice.provider,
+      batchSize,
+      matmulGflops,
+      gflopsPerSlice: model.gflopsPerSlice,
+      floorMsPerSlice,
+      ortMsPerSlice,
+      ortByBatch,
+      ortInt8MsPerSlice,
+      ortInt8ByBatch,
+      int8Speedup: ortInt8MsPerSlice === null ? null : ortMsPerSlice / ortInt8MsPerSlice,
+      int8VsTorch: ortInt8ByBatch && model.torchMsPerSlice !== null ? model.torchMsPerSlice / ortInt8ByBatch['1']! : null,
+      hostMsPerSlice,
+      torchMsPerSlice: model.torchMsPerSlice,
+      ortVsTorch: model.torchMsPerSlice === null ? null : model.torchMsPerSlice / ortByBatch['1']!,
+      fractionOfFloor: floorMsPerSlice === null ? null : floorMsPerSlice / ortMsPerSlice,
+      ...pipeline,
+      notes,
+    };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+type PipelineFigures = Pick<
+  BenchResult,
+  | 'endToEndMsPerSlice'
+  | 'endToEndSlices'
+  | 'stageMs'
+  | 'pipelineOverhead'
+  | 'endToEndInferShare'
+  | 'peakRssMb'
+  | 'longSeries'
+  | 'hostMsPerSlice512'
+  | 'hostMsPerSlice820'
+  | 'hostPath'
+>;
+
+/** Everything that needs the PACS: end to end on the CT, the host path, the long series. */
+async function pipelineFigures(
+  options: BenchOptions,
+  model: ModelUnderTest,
+  settings: SessionSettings,
+  batchSize: number,
+  reference: number,
+  work: string,
+): Promise<PipelineFigures> {
+  const log = options.log;
+  log('end to end on the shared CT in a real Orthanc...');
   const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
   const orthanc = await startOrthanc(
     {
@@ -216,28 +248,37 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     },
     { detached: false },
   );
-  const registry = new ModelRegistry({});
+  const registry = new ModelRegistry(settings);
   try {
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
-    const ct = (await loadFiles(client, [projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips')])).series[0];
+    const ctDir = projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips');
+    const ct = (await loadFiles(client, [ctDir])).series[0];
     if (!ct) throw new LdfsamError('NOT_FOUND', 'the shared CT is missing (../shared/data/dicom/ct-head-phantom-philips)');
-    const model = await registry.add(cache);
-    await registry.worker(model);
-    await segmentSeries(client, registry, { ...ct, model: model.manifest.name }, { batchSize: options.batchSize }); // warm-up
+    const registered = await registry.add(model.folder);
+    const worker = await registry.worker(registered);
+    const m = registered.manifest;
+    const replay = new LogitsReplay(m.postprocessing.output, m.segments.length, m.preprocessing.inputSize);
+    const stopRecording = recordInto(worker, replay);
+    const request = { ...ct, model: m.name };
+    await segmentSeries(client, registry, request, { batchSize }); // warm-up, and the logits the host path replays
+    stopRecording();
     const t = performance.now();
-    const e2e = await segmentSeries(client, registry, { ...ct, model: model.manifest.name }, { batchSize: options.batchSize });
+    const e2e = await segmentSeries(client, registry, request, { batchSize });
     const endToEndMsPerSlice = (performance.now() - t) / e2e.slices;
-    const reference = ortByBatch[String(options.batchSize)] ?? ortMsPerSlice;
+
+    log('the host path (the pipeline with the model replaced by its recorded logits) on the CT...');
+    const host512 = await measureHostPath(client, registered, replay, ct, { runs: 3, batchSize, pacsPid: orthanc.child?.pid });
 
     let peakRssMb: number | null = null;
     let longSeries: BenchResult['longSeries'] = null;
+    let host820: HostPathFigure | null = null;
     if (options.longSlices > 0) {
       log(`generating and storing a ${options.longSlices}-slice ${options.longSize}x${options.longSize} series...`);
       const dir = join(work, 'long');
       const ids = JSON.parse(
         await python('bench/tools/long_series.py', [
           '--ct',
-          projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips'),
+          ctDir,
           '--out',
           dir,
           '--slices',
@@ -248,66 +289,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       ) as { studyInstanceUID: string; seriesInstanceUID: string };
       await loadFiles(client, [dir]);
       await rm(dir, { recursive: true, force: true });
+      log(`the host path on the ${options.longSize}x${options.longSize} series...`);
+      host820 = await measureHostPath(client, registered, replay, ids, { runs: 1, batchSize, pacsPid: orthanc.child?.pid });
       log('segmenting it in a separate process (ldfsam segment) for its peak memory...');
-      const t0 = performance.now();
-      const { stdout } = await run(
-        process.execPath,
-        [
-          projectPath('dist', 'server', 'src', 'cli', 'main.js'),
-          'segment',
-          '--json',
-          '--model',
-          cache,
-          '--study',
-          ids.studyInstanceUID,
-          '--series',
-          ids.seriesInstanceUID,
-          '--batch-size',
-          String(options.batchSize),
-        ],
-        {
-          env: { ...process.env, LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl },
-          maxBuffer: 16 * 1024 * 1024,
-        },
-      );
-      const result = JSON.parse(stdout) as {
-        peakRssMb: number;
-        slices: number;
-        elapsedMs: number;
-        timingsMs: Record<string, number>;
-      };
-      peakRssMb = result.peakRssMb;
-      const wallMs = performance.now() - t0;
-      // The series itself (plan to verify) against the model alone; the rest of the process's wall
-      // time is start-up (node, model load), reported apart.
-      const pipelineMs = result.elapsedMs;
-      longSeries = {
-        slices: result.slices,
-        size: options.longSize,
-        msPerSlice: wallMs / result.slices,
-        pipelineMsPerSlice: pipelineMs / result.slices,
-        overhead: pipelineMs / result.slices / reference - 1,
-        startupMs: wallMs - pipelineMs,
-        inferShare: result.timingsMs.infer! / pipelineMs,
-        stageMs: result.timingsMs,
-      };
+      ({ peakRssMb, longSeries } = await segmentProcess(
+        options,
+        model,
+        settings,
+        batchSize,
+        reference,
+        ids,
+        orthanc.dicomwebUrl,
+      ));
     }
     return {
-      date: new Date().toISOString(),
-      config: options.config,
-      matmulGflops,
-      gflopsPerSlice: torch.gflopsPerSlice,
-      floorMsPerSlice,
-      ortMsPerSlice,
-      ortByBatch,
-      ortInt8MsPerSlice,
-      ortInt8ByBatch,
-      int8Speedup: ortMsPerSlice / ortInt8MsPerSlice,
-      int8VsTorch: torch.torchMsPerSlice / ortInt8ByBatch['1']!,
-      hostMsPerSlice,
-      torchMsPerSlice: torch.torchMsPerSlice,
-      ortVsTorch: torch.torchMsPerSlice / ortByBatch['1']!,
-      fractionOfFloor: floorMsPerSlice / ortMsPerSlice,
       endToEndMsPerSlice,
       endToEndSlices: e2e.slices,
       stageMs: Object.fromEntries(Object.entries(e2e.timingsMs).map(([k, v]) => [k, Math.round(v * 10) / 10])),
@@ -315,10 +310,67 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       endToEndInferShare: e2e.timingsMs.infer! / (endToEndMsPerSlice * e2e.slices),
       peakRssMb,
       longSeries,
+      hostMsPerSlice512: host512.cpuMsPerSlice,
+      hostMsPerSlice820: host820?.cpuMsPerSlice ?? null,
+      hostPath: { '512': host512, '820': host820 },
     };
   } finally {
     await registry.close();
     orthanc.child?.kill('SIGKILL');
-    await rm(work, { recursive: true, force: true });
   }
+}
+
+/** `ldfsam segment` on the long series as its own process: peak memory and the series' own wall time. */
+async function segmentProcess(
+  options: BenchOptions,
+  model: ModelUnderTest,
+  settings: SessionSettings,
+  batchSize: number,
+  reference: number,
+  ids: { studyInstanceUID: string; seriesInstanceUID: string },
+  dicomwebUrl: string,
+): Promise<Pick<BenchResult, 'peakRssMb' | 'longSeries'>> {
+  const t0 = performance.now();
+  const { stdout } = await run(
+    process.execPath,
+    [
+      projectPath('dist', 'server', 'src', 'cli', 'main.js'),
+      'segment',
+      '--json',
+      '--model',
+      model.folder,
+      '--study',
+      ids.studyInstanceUID,
+      '--series',
+      ids.seriesInstanceUID,
+      '--batch-size',
+      String(batchSize),
+      '--provider',
+      settings.executionProvider ?? 'cpu',
+    ],
+    { env: { ...process.env, LDFSAM_DICOMWEB_URL: dicomwebUrl }, maxBuffer: 16 * 1024 * 1024 },
+  );
+  const result = JSON.parse(stdout) as {
+    peakRssMb: number;
+    slices: number;
+    elapsedMs: number;
+    timingsMs: Record<string, number>;
+  };
+  const wallMs = performance.now() - t0;
+  // The series itself (plan to verify) against the model alone; the rest of the process's wall
+  // time is start-up (node, model load), reported apart.
+  const pipelineMs = result.elapsedMs;
+  return {
+    peakRssMb: result.peakRssMb,
+    longSeries: {
+      slices: result.slices,
+      size: options.longSize,
+      msPerSlice: wallMs / result.slices,
+      pipelineMsPerSlice: pipelineMs / result.slices,
+      overhead: pipelineMs / result.slices / reference - 1,
+      startupMs: wallMs - pipelineMs,
+      inferShare: result.timingsMs.infer! / pipelineMs,
+      stageMs: result.timingsMs,
+    },
+  };
 }

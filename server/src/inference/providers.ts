@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LdfsamError } from '../errors.js';
+import { addModel } from './onnx-graph.js';
 
 export type ProviderWish = 'auto' | 'cpu' | 'cuda';
 export type Provider = 'cpu' | 'cuda';
@@ -132,34 +133,4 @@ function firstLine(text: string): string {
       .find((l) => l.trim())
       ?.trim() ?? text
   );
-}
-
-/**
- * A one-node ONNX model, y = Add(x, x) over float32[1] (opset 17), encoded here so the probe needs
- * no file. Protocol-buffer fields of onnx.proto: ModelProto ir_version 1, graph 7, opset_import 8;
- * GraphProto node 1, name 2, input 11, output 12; NodeProto input 1, output 2, op_type 4.
- */
-export function addModel(): Uint8Array {
-  const varint = (n: number) => {
-    const out: number[] = [];
-    while (n > 0x7f) {
-      out.push((n & 0x7f) | 0x80);
-      n >>>= 7;
-    }
-    out.push(n);
-    return out;
-  };
-  const field = (num: number, wire: 0 | 2, value: number | number[] | string): number[] => {
-    const key = varint((num << 3) | wire);
-    if (wire === 0) return [...key, ...varint(value as number)];
-    const bytes = typeof value === 'string' ? [...Buffer.from(value, 'utf8')] : (value as number[]);
-    return [...key, ...varint(bytes.length), ...bytes];
-  };
-  // TypeProto { tensor_type { elem_type FLOAT, shape { dim { dim_value 1 } } } }
-  const type = field(1, 2, [...field(1, 0, 1), ...field(2, 2, field(1, 2, field(1, 0, 1)))]);
-  const valueInfo = (name: string) => [...field(1, 2, name), ...field(2, 2, type)];
-  const node = [...field(1, 2, 'x'), ...field(1, 2, 'x'), ...field(2, 2, 'y'), ...field(4, 2, 'Add')];
-  const graph = [...field(1, 2, node), ...field(2, 2, 'probe'), ...field(11, 2, valueInfo('x')), ...field(12, 2, valueInfo('y'))];
-  const opset = [...field(1, 2, ''), ...field(2, 0, 17)];
-  return Uint8Array.from([...field(1, 0, 8), ...field(7, 2, graph), ...field(8, 2, opset)]);
 }

@@ -1,0 +1,168 @@
+/**
+ * The host path of `ldfsam bench`: what the pipeline costs the machine besides the model. A series
+ * in the PACS goes through the whole pipeline (plan, fetch, multipart, decoding, preprocessing,
+ * postprocessing and clean-ups, SEG encoding, store, read-back) with the model replaced by a replay
+ * of logits it gave earlier, so the figure is the node process's CPU time per slice (all its
+ * threads: main, decoder, GC) with no inference in it. The PACS's own CPU time is read apart.
+ */
+import { readFileSync } from 'node:fs';
+import type { DicomWebClient } from '../dicomweb/client.js';
+import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
+import { modalityValues } from '../dicom/pixels.js';
+import type { PixelFormat } from '../dicom/series-plan.js';
+import type { ModelManifest } from '../models/manifest.js';
+import { ModelRegistry, type RegisteredModel } from '../inference/registry.js';
+import { logitsToBits } from '../pipeline/postprocess.js';
+import { preprocessSlice } from '../pipeline/preprocess.js';
+import { segmentSeries } from '../pipeline/segment.js';
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+/** Per-slice model outputs recorded from real runs, replayed in a cycle. */
+export class LogitsReplay {
+  private readonly planes: Float32Array[] = [];
+  private next = 0;
+  constructor(
+    readonly output: string,
+    readonly channels: number,
+    readonly size: number,
+  ) {}
+
+  record(outputs: Outputs): void {
+    const o = outputs[this.output];
+    if (!o) return;
+    const plane = this.channels * this.size * this.size;
+    for (let b = 0; b < o.dims[0]!; b++) this.planes.push(o.data.slice(b * plane, (b + 1) * plane));
+  }
+
+  get recorded(): number {
+    return this.planes.length;
+  }
+
+  /** A batch of `n` slices' outputs, as the inference worker would hand them over. */
+  batch(n: number): Outputs {
+    const plane = this.channels * this.size * this.size;
+    const data = new Float32Array(n * plane);
+    for (let b = 0; b < n; b++) data.set(this.planes[this.next++ % this.planes.length]!, b * plane);
+    return { [this.output]: { data, dims: [n, this.channels, this.size, this.size] } };
+  }
+}
+
+/** Records what a real worker returns (the warm-up run of the end-to-end figure). */
+export function recordInto(worker: InferenceWorker, replay: LogitsReplay): () => void {
+  const run = worker.run.bind(worker);
+  worker.run = async (input, dims) => {
+    const outputs = await run(input, dims);
+    replay.record(outputs);
+    return outputs;
+  };
+  return () => void (worker.run = run);
+}
+
+/** A registry whose models "run" by replaying recorded logits: the pipeline without inference. */
+class ReplayRegistry extends ModelRegistry {
+  constructor(private readonly replay: LogitsReplay) {
+    super({ executionProvider: 'cpu' });
+  }
+
+  override worker(): Promise<InferenceWorker> {
+    const replay = this.replay;
+    const stub = {
+      run: (_input: Float32Array, dims: number[]) => Promise.resolve(replay.batch(dims[0]!)),
+      close: async () => undefined,
+    };
+    return Promise.resolve(stub as unknown as InferenceWorker);
+  }
+}
+
+/** utime + stime of a process in ms (Linux /proc), or null when it cannot be read. */
+export function processCpuMs(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ 100)
+  } catch {
+    return null;
+  }
+}
+
+export interface HostPathFigure {
+  slices: number;
+  /** Node process CPU (all threads) per slice, the whole host path; median of the runs. */
+  cpuMsPerSlice: number;
+  /** Wall time per slice of the same runs (the PACS's work included). */
+  wallMsPerSlice: number;
+  /** The PACS's CPU per slice during the runs (Orthanc, a process of its own), when readable. */
+  pacsCpuMsPerSlice: number | null;
+  runs: number;
+}
+
+/** The whole pipeline over a stored series with replayed logits; `runs` measured after one warm-up. */
+export async function measureHostPath(
+  client: DicomWebClient,
+  model: RegisteredModel,
+  replay: LogitsReplay,
+  series: { studyInstanceUID: string; seriesInstanceUID: string },
+  opts: { runs: number; batchSize: number; pacsPid?: number },
+): Promise<HostPathFigure> {
+  const registry = new ReplayRegistry(replay);
+  await registry.add(model.folder);
+  const request = { ...series, model: model.manifest.name };
+  const first = await segmentSeries(client, registry, request, { batchSize: opts.batchSize }); // warm-up (JIT)
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  const pacs: number[] = [];
+  for (let i = 0; i < opts.runs; i++) {
+    const p0 = processCpuMs(opts.pacsPid);
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await segmentSeries(client, registry, request, { batchSize: opts.batchSize });
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+    const p1 = processCpuMs(opts.pacsPid);
+    if (p0 !== null && p1 !== null) pacs.push(p1 - p0);
+  }
+  const n = first.slices;
+  return {
+    slices: n,
+    cpuMsPerSlice: median(cpu) / n,
+    wallMsPerSlice: median(wall) / n,
+    pacsCpuMsPerSlice: pacs.length ? median(pacs) / n : null,
+    runs: opts.runs,
+  };
+}
+
+/**
+ * The pipeline's pixel work on one synthetic slice of `rows` x `rows` 16-bit pixels, outside the
+ * model and the network: modality values, intensity + resize into the model input, logits back to
+ * packed mask bits. Median ms over `n` slices (the older, narrower figure: `hostMsPerSlice`).
+ */
+export function pixelWork(rows: number, size: number, n: number): number {
+  const format: PixelFormat = {
+    rows,
+    columns: rows,
+    samplesPerPixel: 1,
+    bitsAllocated: 16,
+    bitsStored: 16,
+    highBit: 15,
+    pixelRepresentation: 0,
+    photometricInterpretation: 'MONOCHROME2',
+    planarConfiguration: 0,
+  };
+  const bytes = Uint8Array.from({ length: rows * rows * 2 }, (_, i) => (i * 7) & 0xff);
+  const manifest = {
+    preprocessing: { inputSize: size, intensity: { default: { kind: 'window', center: 40, width: 400 } } },
+  } as unknown as ModelManifest;
+  const logits = Float32Array.from({ length: size * size }, (_, i) => Math.sin(i / 500));
+  const input = new Float32Array(3 * size * size);
+  const times: number[] = [];
+  for (let i = 0; i <= n; i++) {
+    const t = performance.now();
+    const values = modalityValues({ bytes, planar: false, photometric: 'MONOCHROME2' }, format, { slope: 1, intercept: -1024 });
+    preprocessSlice({ kind: 'grey', values, invert: false }, rows, rows, manifest, 'CT', input);
+    logitsToBits(logits, size, rows, rows, 0);
+    if (i > 0) times.push(performance.now() - t); // the first is warm-up
+  }
+  return median(times);
+}
