@@ -18,7 +18,7 @@ import { isEmpty } from '../seg/bits.js';
 import { buildRtStruct, rtstructUnsupported } from '../seg/rtstruct.js';
 import { buildSegmentation, type SegFrame } from '../seg/writer.js';
 import { packageVersion } from '../util/paths.js';
-import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './cleanup.js';
 import { outcomeMessage, roundScore } from './presence.js';
 import { segmentSlices, type Progress } from './segment-series.js';
 import { storeResults, type ResultObject, type StoreTargets } from './store-results.js';

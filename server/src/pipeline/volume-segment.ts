@@ -22,7 +22,7 @@ import {
   type SliceView,
   type Volume,
 } from '../volume/grid.js';
-import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './cleanup.js';
 import { segmentSlices } from './segment-series.js';
 
 /** Where slices come from: an uploaded volume or a planned PACS series. */
