@@ -12,6 +12,7 @@
 import { LdfsamError } from '../errors.js';
 import { isValidUid } from '../util/uid.js';
 import { buildMultipart, mediaTypeParam, parseMultipart } from './multipart.js';
+import { fetchTransport, nodeTransport, type Transport } from './transport.js';
 import type { DicomJson, RetrievedFrame, StoreResult } from './types.js';
 
 export interface DicomWebClientOptions {
@@ -21,6 +22,7 @@ export interface DicomWebClientOptions {
   retries?: number;
   /** First backoff delay; doubles with each retry. */
   retryDelayMs?: number;
+  /** A fetch to send requests with instead of node:http (transport.ts). */
   fetch?: typeof fetch;
 }
 
@@ -39,7 +41,7 @@ export class DicomWebClient {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly retryDelayMs: number;
-  private readonly fetchImpl: typeof fetch;
+  private readonly send: Transport;
 
   constructor(options: DicomWebClientOptions) {
     this.baseUrl = options.url.replace(/\/+$/, '');
@@ -47,7 +49,7 @@ export class DicomWebClient {
     this.timeoutMs = options.timeoutMs ?? 60_000;
     this.retries = options.retries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? 250;
-    this.fetchImpl = options.fetch ?? fetch;
+    this.send = options.fetch ? fetchTransport(options.fetch) : nodeTransport;
   }
 
   searchForStudies(options: QueryOptions = {}): Promise<DicomJson[]> {
@@ -199,10 +201,10 @@ export class DicomWebClient {
         const ownOrigin = new URL(url).origin === new URL(this.baseUrl).origin;
         const headers: Record<string, string> = { ...(ownOrigin ? this.headers : {}), accept: opts.accept };
         if (opts.contentType) headers['content-type'] = opts.contentType;
-        const res = await this.fetchImpl(url, { method, headers, body: opts.body, signal });
-        const body = Buffer.from(await res.arrayBuffer());
-        if (res.ok || opts.okStatuses?.includes(res.status)) {
-          return { body, contentType: res.headers.get('content-type') ?? '', url, status: res.status };
+        const res = await this.send(url, { method, headers, body: opts.body, signal });
+        const body = res.body;
+        if ((res.status >= 200 && res.status < 300) || opts.okStatuses?.includes(res.status)) {
+          return { body, contentType: res.contentType, url, status: res.status };
         }
         const detail = body.subarray(0, 300).toString('utf8').replace(/\s+/g, ' ').trim();
         const message = `PACS answered ${res.status} ${res.statusText} for ${method} ${url}${detail ? `: ${detail}` : ''}`;
