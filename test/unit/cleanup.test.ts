@@ -83,7 +83,7 @@ describe('run-based clean-ups equal the pixel-by-pixel references', () => {
       expect(fast.fillHoles(a, v.rows, v.columns), `${v.rows}x${v.columns}`).toBe(reference.fillHoles(b, v.rows, v.columns));
       expect(a).toEqual(b);
     }
-  });
+  }, 120_000);
 
   it('fitEllipse', () => {
     for (const v of volumes(2)) {
@@ -92,7 +92,7 @@ describe('run-based clean-ups equal the pixel-by-pixel references', () => {
       expect(fast.fitEllipse(a, v.rows, v.columns), `${v.rows}x${v.columns}`).toBe(reference.fitEllipse(b, v.rows, v.columns));
       expect(a).toEqual(b);
     }
-  });
+  }, 120_000);
 
   it('keepLargestComponent and dropSmallComponents (3D, across slices)', () => {
     for (const v of volumes(3)) {
@@ -109,7 +109,7 @@ describe('run-based clean-ups equal the pixel-by-pixel references', () => {
         expect(a).toEqual(b);
       }
     }
-  });
+  }, 120_000);
 
   it('the manifest order on a large slice (820 x 820: rows not byte-aligned)', () => {
     const random = rng(4);
@@ -122,7 +122,7 @@ describe('run-based clean-ups equal the pixel-by-pixel references', () => {
       expect(fast.fitEllipse(a, 820, 820)).toBe(reference.fitEllipse(b, 820, 820));
       expect(a).toEqual(b);
     }
-  });
+  }, 120_000);
 });
 
 describe('runs of bits', () => {
@@ -159,5 +159,5 @@ describe('runs of bits', () => {
       manual.fill(0, from, to);
       expect(filled).toEqual(packBits(manual));
     }
-  });
+  }, 120_000);
 });

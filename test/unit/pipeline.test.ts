@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
-import {
-  dropSmallComponents,
-  fillHoles,
-  fitEllipse,
-  keepLargestComponent,
-  logitsToBits,
-  logitsToMask,
-} from '../../server/src/pipeline/postprocess.js';
+import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from '../../server/src/pipeline/cleanup.js';
+import { logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { fittedSize, intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid } from '../../server/src/seg/uids.js';

@@ -1,10 +1,10 @@
 /**
  * Model output to masks on the source grid: logits resized back to the slice's rows x columns
- * (bilinear, the inverse of the forward resize), thresholded, packed to bits; and the optional
- * clean-ups a manifest may ask for: drop 3D components smaller than a number of voxels, keep only
- * the largest 3D component, fill holes in each slice.
+ * (bilinear, the inverse of the forward resize), thresholded, packed to bits. The clean-ups a
+ * manifest may ask for live in cleanup.ts (re-exported here).
  */
 import { packBits } from '../seg/bits.js';
+import { fillBits } from './mask-runs.js';
 import { bilinearTaps, lerp2, resizeBilinear } from './preprocess.js';
 
 export function logitsToMask(
@@ -31,14 +31,151 @@ export function maskToBits(mask: Uint8Array): Uint8Array {
   return packBits(mask);
 }
 
+/** The float32 neighbours of a threshold: the largest float32 <= t and the smallest float32 > t. */
+function float32Bounds(t: number): { below: number; above: number } {
+  const f = new Float32Array(1);
+  const i = new Int32Array(f.buffer);
+  const step = (v: number, up: boolean) => {
+    f[0] = v;
+    if (v === 0) return up ? 1.401298464324817e-45 : -1.401298464324817e-45;
+    i[0]! += v > 0 === up ? 1 : -1;
+    return f[0]!;
+  };
+  const r = Math.fround(t);
+  return { below: r <= t ? r : step(r, false), above: r > t ? r : step(r, true) };
+}
+
 /**
  * logitsToMask() then maskToBits() in one pass, without the native-size float and byte copies:
  * each native pixel's logit is interpolated (the same arithmetic as resizeBilinear, rounded to
  * float32 as its Float32Array would) and thresholded straight into the packed bits (bit i of the
  * slice = pixel i, least significant bit first, as packBits). `fitted`: the part of the size x size
  * logits the slice filled (longest-side-pad; top left), which alone is resized back; default all.
+ *
+ * Bit for bit the same as the pixel-by-pixel loop (logitsToBitsReference), faster: each logits row's
+ * horizontal interpolation is computed once for the output rows it feeds (the same products in the
+ * same order, so the same doubles), and only output pixels whose four logits are neither all safely
+ * below the threshold (left 0) nor all safely above it (set whole, a blob's inside) are
+ * interpolated: per row, the blob's edges. "Safely":
+ * by more than the interpolation's rounding (1e-12 of the largest logit) and on the right side of the
+ * threshold's float32 neighbours, so the float32-rounded value compares as the loop's would.
  */
 export function logitsToBits(
+  logits: Float32Array,
+  size: number,
+  rows: number,
+  columns: number,
+  threshold: number,
+  fitted: { rows: number; columns: number } = { rows: size, columns: size },
+): Uint8Array {
+  const bits = new Uint8Array(Math.ceil((rows * columns) / 8));
+  const ty = bilinearTaps(fitted.rows, rows);
+  const tx = bilinearTaps(fitted.columns, columns);
+  const fc = fitted.columns;
+  let largest = 0;
+  for (let r = 0; r < fitted.rows; r++)
+    for (let c = 0; c < fc; c++) {
+      const v = Math.abs(logits[r * size + c]!);
+      if (!(v <= largest)) largest = v; // NaN too
+    }
+  if (!Number.isFinite(largest)) return logitsToBitsReference(logits, size, rows, columns, threshold, fitted);
+  const margin = 1e-12 * largest;
+  const { below, above } = float32Bounds(threshold);
+  const low = below - margin;
+  const high = above + margin;
+  // Per logits row: its first and last column not safely below, and whether it is all safely above.
+  // Per logits row: its first and last column not safely below, and its columns safely above when
+  // they are one stretch (a blob's inside), else none.
+  const first = new Int32Array(fitted.rows).fill(fc);
+  const last = new Int32Array(fitted.rows).fill(-1);
+  const aboveFrom = new Int32Array(fitted.rows).fill(fc);
+  const aboveTo = new Int32Array(fitted.rows).fill(-1);
+  for (let r = 0; r < fitted.rows; r++) {
+    let count = 0;
+    for (let c = 0; c < fc; c++) {
+      const v = logits[r * size + c]!;
+      if (v >= low) {
+        if (first[r]! === fc) first[r] = c;
+        last[r] = c;
+      }
+      if (v > high) {
+        if (aboveFrom[r]! === fc) aboveFrom[r] = c;
+        aboveTo[r] = c;
+        count++;
+      }
+    }
+    if (count !== aboveTo[r]! - aboveFrom[r]! + 1) [aboveFrom[r], aboveTo[r]] = [fc, -1];
+  }
+  // For each logits column c: the first output x whose right tap is >= c, the last whose left tap is
+  // <= c (the pixels that read columns up to / from c), the first whose left tap is >= c and the
+  // last whose right tap is <= c (the pixels that read only columns from / up to c).
+  const firstHi = new Int32Array(fc + 1).fill(columns);
+  const firstLo = new Int32Array(fc + 1).fill(columns);
+  const lastLo = new Int32Array(fc).fill(-1);
+  const lastHi = new Int32Array(fc).fill(-1);
+  for (let x = columns - 1; x >= 0; x--) {
+    firstHi[tx.hi[x]!] = x;
+    firstLo[tx.lo[x]!] = x;
+  }
+  for (let c = fc - 1; c >= 0; c--) {
+    firstHi[c] = Math.min(firstHi[c]!, firstHi[c + 1]!);
+    firstLo[c] = Math.min(firstLo[c]!, firstLo[c + 1]!);
+  }
+  for (let x = 0; x < columns; x++) {
+    lastLo[tx.lo[x]!] = x;
+    lastHi[tx.hi[x]!] = x;
+  }
+  for (let c = 1; c < fc; c++) {
+    lastLo[c] = Math.max(lastLo[c]!, lastLo[c - 1]!);
+    lastHi[c] = Math.max(lastHi[c]!, lastHi[c - 1]!);
+  }
+  // Horizontal interpolation of a logits row at every output column, cached for the two rows in use.
+  const cache = [new Float64Array(columns), new Float64Array(columns)];
+  const cached = [-1, -1];
+  const horizontal = (r: number): Float64Array => {
+    const slot = cached[0] === r ? 0 : cached[1] === r ? 1 : cached[0]! < cached[1]! ? 0 : 1;
+    if (cached[slot] !== r) {
+      const row = cache[slot]!;
+      const o = r * size;
+      for (let x = 0; x < columns; x++) {
+        const wx = tx.w[x]!;
+        row[x] = logits[o + tx.lo[x]!]! * (1 - wx) + logits[o + tx.hi[x]!]! * wx;
+      }
+      cached[slot] = r;
+    }
+    return cache[slot]!;
+  };
+  for (let y = 0; y < rows; y++) {
+    const r0 = ty.lo[y]!;
+    const r1 = ty.hi[y]!;
+    const cFirst = Math.min(first[r0]!, first[r1]!);
+    const cLast = Math.max(last[r0]!, last[r1]!);
+    if (cLast < cFirst) continue; // every logit of both rows safely below: all zeros
+    // Pixels [x0, x1] read some logit not safely below; of them, [xa, xb] read only logits safely above.
+    const x0 = firstHi[cFirst]!;
+    const x1 = lastLo[cLast]!;
+    const a = Math.max(aboveFrom[r0]!, aboveFrom[r1]!);
+    const b = Math.min(aboveTo[r0]!, aboveTo[r1]!);
+    let xa = x1 + 1;
+    let xb = x1;
+    if (a <= b && firstLo[a]! <= lastHi[b]!) [xa, xb] = [Math.max(x0, firstLo[a]!), Math.min(x1, lastHi[b]!)];
+    const top = horizontal(r0);
+    const bottom = horizontal(r1);
+    const wy = ty.w[y]!;
+    const row = y * columns;
+    for (let x = x0; x < xa; x++) {
+      if (Math.fround(top[x]! * (1 - wy) + bottom[x]! * wy) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
+    }
+    if (xa <= xb) fillBits(bits, row + xa, row + xb + 1, 1);
+    for (let x = xb + 1; x <= x1; x++) {
+      if (Math.fround(top[x]! * (1 - wy) + bottom[x]! * wy) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
+    }
+  }
+  return bits;
+}
+
+/** logitsToBits pixel by pixel: the reference it must equal (and the path for non-finite logits). */
+export function logitsToBitsReference(
   logits: Float32Array,
   size: number,
   rows: number,
@@ -65,198 +202,4 @@ export function logitsToBits(
   return bits;
 }
 
-interface Run {
-  z: number;
-  y: number;
-  x0: number;
-  x1: number;
-  id: number;
-}
-
-/**
- * 6-connected 3D components of bit-packed slices (in processing order, so neighbours in the list
- * are neighbours in space), as runs of set bits with a component id and each component's size.
- * Works on runs, so memory follows the mask's outline, not the volume.
- */
-function components(
-  slices: Uint8Array[],
-  rows: number,
-  columns: number,
-): { runs: Run[]; root: (r: Run) => number; size: Map<number, number> } {
-  const parent: number[] = [];
-  const find = (i: number): number => {
-    while (parent[i] !== i) {
-      parent[i] = parent[parent[i]!]!;
-      i = parent[i]!;
-    }
-    return i;
-  };
-  const union = (a: number, b: number) => {
-    const ra = find(a);
-    const rb = find(b);
-    if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
-  };
-  const bit = (bits: Uint8Array, i: number) => (bits[i >> 3]! >> (i & 7)) & 1;
-  const runsBySlice: Run[][][] = [];
-  const all: Run[] = [];
-  for (let z = 0; z < slices.length; z++) {
-    const bits = slices[z]!;
-    const rowsRuns: Run[][] = [];
-    for (let y = 0; y < rows; y++) {
-      const runs: Run[] = [];
-      let x = 0;
-      while (x < columns) {
-        if (bit(bits, y * columns + x)) {
-          const x0 = x;
-          while (x < columns && bit(bits, y * columns + x)) x++;
-          const run = { z, y, x0, x1: x - 1, id: all.length };
-          parent.push(run.id);
-          all.push(run);
-          runs.push(run);
-          for (const other of [...(rowsRuns[y - 1] ?? []), ...(runsBySlice[z - 1]?.[y] ?? [])]) {
-            if (other.x0 <= run.x1 && run.x0 <= other.x1) union(run.id, other.id);
-          }
-        } else x++;
-      }
-      rowsRuns.push(runs);
-    }
-    runsBySlice.push(rowsRuns);
-  }
-  const size = new Map<number, number>();
-  for (const r of all) size.set(find(r.id), (size.get(find(r.id)) ?? 0) + r.x1 - r.x0 + 1);
-  return { runs: all, root: (r) => find(r.id), size };
-}
-
-function clearRun(slices: Uint8Array[], columns: number, r: Run): number {
-  const bits = slices[r.z]!;
-  for (let x = r.x0; x <= r.x1; x++) {
-    const i = r.y * columns + x;
-    bits[i >> 3]! &= ~(1 << (i & 7));
-  }
-  return r.x1 - r.x0 + 1;
-}
-
-/** Removes 6-connected 3D components of fewer than `minVoxels` voxels. Returns the voxels removed. */
-export function dropSmallComponents(slices: Uint8Array[], rows: number, columns: number, minVoxels: number): number {
-  if (minVoxels <= 1 || slices.length === 0) return 0;
-  const { runs, root, size } = components(slices, rows, columns);
-  let removed = 0;
-  for (const r of runs) if (size.get(root(r))! < minVoxels) removed += clearRun(slices, columns, r);
-  return removed;
-}
-
-/**
- * Keeps only the largest 6-connected 3D component (a structure there is one of, such as a fetal
- * head; ties go to the component met first). Returns the voxels removed.
- */
-export function keepLargestComponent(slices: Uint8Array[], rows: number, columns: number): number {
-  const { runs, root, size } = components(slices, rows, columns);
-  let best = -1;
-  let bestSize = 0;
-  for (const [id, n] of size) if (n > bestSize || (n === bestSize && id < best)) [best, bestSize] = [id, n];
-  let removed = 0;
-  for (const r of runs) if (root(r) !== best) removed += clearRun(slices, columns, r);
-  return removed;
-}
-
-/**
- * Fills the holes of each slice: background not 4-connected to the slice's border becomes
- * foreground (a filled structure such as a head or a lesion has no holes). In place on the packed
- * bits; one byte per pixel of scratch for the slice being filled. Returns the voxels added.
- */
-export function fillHoles(slices: Uint8Array[], rows: number, columns: number): number {
-  let added = 0;
-  const outside = new Uint8Array(rows * columns);
-  const stack = new Int32Array(rows * columns);
-  for (const bits of slices) {
-    outside.fill(0);
-    const set = (i: number) => (bits[i >> 3]! >> (i & 7)) & 1;
-    let top = 0;
-    const seed = (i: number) => {
-      if (!outside[i] && !set(i)) {
-        outside[i] = 1;
-        stack[top++] = i;
-      }
-    };
-    for (let x = 0; x < columns; x++) {
-      seed(x);
-      seed((rows - 1) * columns + x);
-    }
-    for (let y = 0; y < rows; y++) {
-      seed(y * columns);
-      seed(y * columns + columns - 1);
-    }
-    while (top > 0) {
-      const i = stack[--top]!;
-      const x = i % columns;
-      if (x > 0) seed(i - 1);
-      if (x < columns - 1) seed(i + 1);
-      if (i >= columns) seed(i - columns);
-      if (i + columns < rows * columns) seed(i + columns);
-    }
-    for (let i = 0; i < rows * columns; i++) {
-      if (!outside[i] && !set(i)) {
-        bits[i >> 3]! |= 1 << (i & 7);
-        added++;
-      }
-    }
-  }
-  return added;
-}
-
-/**
- * Replaces each slice's mask by its moment ellipse: the pixels (x, y) with d^T C^-1 d <= 4, where
- * d = (x - cx, y - cy) and C is the covariance of the mask's pixel centres plus 1/12 on the diagonal
- * (a pixel's own spread). A filled ellipse is its own moment ellipse, so for a structure that is one
- * (a fetal head, whose biometry is an ellipse) this removes boundary noise. Sums are exact integers and
- * the arithmetic follows models/ldfsam_models/postprocess.py `fit_ellipse` step for step, so the
- * evaluation measures the pixels users get. Empty slices stay empty. Returns the voxels changed.
- */
-export function fitEllipse(slices: Uint8Array[], rows: number, columns: number): number {
-  let changed = 0;
-  for (const bits of slices) {
-    let n = 0;
-    let sx = 0;
-    let sy = 0;
-    let sxx = 0;
-    let syy = 0;
-    let sxy = 0;
-    for (let y = 0; y < rows; y++) {
-      for (let x = 0; x < columns; x++) {
-        const i = y * columns + x;
-        if ((bits[i >> 3]! >> (i & 7)) & 1) {
-          n++;
-          sx += x;
-          sy += y;
-          sxx += x * x;
-          syy += y * y;
-          sxy += x * y;
-        }
-      }
-    }
-    if (n === 0) continue;
-    const cx = sx / n;
-    const cy = sy / n;
-    const vxx = sxx / n - cx * cx + 1 / 12;
-    const vyy = syy / n - cy * cy + 1 / 12;
-    const vxy = sxy / n - cx * cy;
-    const det = vxx * vyy - vxy * vxy;
-    const a = vyy / det;
-    const b = -vxy / det;
-    const c = vxx / det;
-    for (let y = 0; y < rows; y++) {
-      const gy = y - cy;
-      for (let x = 0; x < columns; x++) {
-        const gx = x - cx;
-        const inside = a * gx * gx + 2 * b * gx * gy + c * gy * gy <= 4 ? 1 : 0;
-        const i = y * columns + x;
-        const was = (bits[i >> 3]! >> (i & 7)) & 1;
-        if (inside !== was) {
-          bits[i >> 3]! ^= 1 << (i & 7);
-          changed++;
-        }
-      }
-    }
-  }
-  return changed;
-}
+export { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from './cleanup.js';
