@@ -5,7 +5,7 @@
  * longest-side-pad the aspect kept and zeros right and bottom), grey replicated to 3 planar channels.
  * Pure function over typed arrays; writes into `out` (3 x S x S floats) when given.
  */
-import type { SlicePixels } from '../dicom/pixels.js';
+import { storedToModality, type SlicePixels, type StoredGrey } from '../dicom/pixels.js';
 import type { IntensityPolicy, ModelManifest } from '../models/manifest.js';
 
 export function intensityPolicy(manifest: ModelManifest, modality: string): IntensityPolicy {
@@ -78,9 +78,14 @@ export function preprocessSlice(
   const target = { ...fitted, stride: size };
   const policy = intensityPolicy(manifest, modality);
   if (pixels.kind === 'grey') {
-    const [lo, hi] = intensityRange(pixels.values, policy);
+    // A window or fixed range needs no pass over the values: the resize reads its taps' stored words.
+    const direct = pixels.stored && (policy.kind === 'window' || policy.kind === 'fixed');
+    const [lo, hi] = intensityRange(direct ? [] : pixels.values, policy);
     const span = hi > lo ? hi - lo : 1;
-    resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, result.subarray(0, plane), target);
+    const dst = result.subarray(0, plane);
+    if (direct)
+      resizeTable(pixels.stored!.words, rows, columns, scaledTable(pixels.stored!, lo, span, pixels.invert), dst, target);
+    else resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, dst, target);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
   } else {
@@ -92,6 +97,63 @@ export function preprocessSlice(
       resizeScaled(pixels.data, rows, columns, 3, c, lo, span, false, result.subarray(c * plane, (c + 1) * plane), target);
   }
   return result;
+}
+
+/** A value to [0, 1]: clamped, inverted for MONOCHROME1, rounded to float32. */
+function scaler(lo: number, span: number, invert: boolean): (v: number) => number {
+  const f = Math.fround;
+  return (v: number) => {
+    const s = Math.min(1, Math.max(0, (v - lo) / span));
+    return f(invert ? 1 - s : s);
+  };
+}
+
+let table: { key: string; values: Float64Array } | undefined;
+
+/**
+ * The scaled model value of every possible stored word (256 or 65,536): the modality value exactly
+ * as the Float32Array of values holds it, then scaler(). Kept for the next slice, which in a series
+ * has the same format, rescale and window.
+ */
+function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boolean): Float64Array {
+  const words = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+  const key = [words, stored.shift, stored.signed, stored.slope, stored.intercept, lo, span, invert].join('|');
+  if (table?.key === key) return table.values;
+  const decode = storedToModality(stored);
+  const scale = scaler(lo, span, invert);
+  const values = new Float64Array(words);
+  for (let w = 0; w < words; w++) values[w] = scale(decode(w));
+  table = { key, values };
+  return values;
+}
+
+/** resizeScaled() over stored words through their table: the same taps, the same scaled values, the same sums. */
+function resizeTable(
+  words: Uint8Array | Uint16Array,
+  rows: number,
+  columns: number,
+  scaled: Float64Array,
+  dst: Float32Array,
+  target: { rows: number; columns: number; stride: number },
+): void {
+  const ty = bilinearTaps(rows, target.rows);
+  const tx = bilinearTaps(columns, target.columns);
+  for (let y = 0; y < target.rows; y++) {
+    const r0 = ty.lo[y]! * columns;
+    const r1 = ty.hi[y]! * columns;
+    for (let x = 0; x < target.columns; x++) {
+      const x0 = tx.lo[x]!;
+      const x1 = tx.hi[x]!;
+      dst[y * target.stride + x] = lerp2(
+        scaled[words[r0 + x0]!]!,
+        scaled[words[r0 + x1]!]!,
+        scaled[words[r1 + x0]!]!,
+        scaled[words[r1 + x1]!]!,
+        tx.w[x]!,
+        ty.w[y]!,
+      );
+    }
+  }
 }
 
 /**
@@ -113,11 +175,7 @@ function resizeScaled(
   dst: Float32Array,
   target: { rows: number; columns: number; stride: number },
 ): void {
-  const f = Math.fround;
-  const scale = (v: number) => {
-    const s = Math.min(1, Math.max(0, (v - lo) / span));
-    return f(invert ? 1 - s : s);
-  };
+  const scale = scaler(lo, span, invert);
   const ty = bilinearTaps(rows, target.rows);
   const tx = bilinearTaps(columns, target.columns);
   for (let y = 0; y < target.rows; y++) {

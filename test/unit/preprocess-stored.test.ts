@@ -1,0 +1,103 @@
+/** Preprocessing straight from the frame's stored words equals preprocessing its modality values, bit for bit. */
+import { describe, expect, it } from 'vitest';
+import { modalityValues, toSlicePixels } from '../../server/src/dicom/pixels.js';
+import type { PixelFormat } from '../../server/src/dicom/series-plan.js';
+import type { ModelManifest } from '../../server/src/models/manifest.js';
+import { preprocessSlice } from '../../server/src/pipeline/preprocess.js';
+
+const manifest = (intensity: object, fit: 'stretch' | 'longest-side-pad', inputSize = 16): ModelManifest =>
+  ({
+    preprocessing: {
+      inputSize,
+      resize: 'bilinear',
+      channels: 'rgb',
+      valueRange: [0, 1],
+      inGraph: [],
+      intensity: { default: intensity },
+      fit,
+    },
+  }) as unknown as ModelManifest;
+
+function format(
+  rows: number,
+  columns: number,
+  bitsAllocated: 8 | 16,
+  bitsStored: number,
+  signed: boolean,
+  photometric = 'MONOCHROME2',
+): PixelFormat {
+  return {
+    rows,
+    columns,
+    samplesPerPixel: 1,
+    bitsAllocated,
+    bitsStored,
+    highBit: bitsStored - 1,
+    pixelRepresentation: signed ? 1 : 0,
+    photometricInterpretation: photometric,
+    planarConfiguration: 0,
+  };
+}
+
+describe('grey pixels read in place', () => {
+  it('window and fixed policies: the same model input as from the values; values on demand equal modalityValues', () => {
+    let seed = 1;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (const [rows, columns] of [
+      [7, 5],
+      [40, 64],
+    ] as const)
+      for (const [bits, stored, signed] of [
+        [16, 16, false],
+        [16, 12, true],
+        [16, 12, false],
+        [8, 8, false],
+        [8, 7, true],
+      ] as const)
+        for (const odd of [false, true])
+          for (const photometric of ['MONOCHROME2', 'MONOCHROME1']) {
+            const f = format(rows, columns, bits, stored, signed, photometric);
+            const length = rows * columns * (bits / 8);
+            const buffer = new Uint8Array(length + 1);
+            for (let i = 0; i < buffer.length; i++) buffer[i] = Math.floor(random() * 256);
+            const bytes = odd ? buffer.subarray(1) : buffer.subarray(0, length);
+            const rescale = { slope: 1.5, intercept: -1024.25 };
+            const frame = { bytes, planar: false, photometric };
+            const pixels = toSlicePixels(frame, f, rescale);
+            if (pixels.kind !== 'grey') throw new Error('grey expected');
+            expect(pixels.stored, `${bits}/${stored}`).toBeDefined();
+            const values = modalityValues(frame, f, rescale);
+            for (const policy of [{ kind: 'window', center: 40, width: 400 }, { kind: 'fixed', max: 255 }, { kind: 'minmax' }])
+              for (const fit of ['stretch', 'longest-side-pad'] as const) {
+                const m = manifest(policy, fit);
+                const direct = preprocessSlice(pixels, rows, columns, m, 'CT');
+                const reference = preprocessSlice(
+                  { kind: 'grey', values, invert: photometric === 'MONOCHROME1' },
+                  rows,
+                  columns,
+                  m,
+                  'CT',
+                );
+                expect(direct, `${rows}x${columns} ${bits}/${stored} ${signed} odd ${odd} ${policy.kind} ${fit}`).toEqual(
+                  reference,
+                );
+              }
+            expect(pixels.values).toEqual(values);
+          }
+  }, 60_000);
+
+  it('does not make the values for a window policy', () => {
+    const f = format(4, 4, 16, 16, false);
+    const pixels = toSlicePixels({ bytes: new Uint8Array(32), planar: false, photometric: 'MONOCHROME2' }, f, {
+      slope: 1,
+      intercept: 0,
+    });
+    let read = 0;
+    const values = Object.getOwnPropertyDescriptor(pixels, 'values')!.get!;
+    Object.defineProperty(pixels, 'values', { get: () => (read++, values()) });
+    preprocessSlice(pixels, 4, 4, manifest({ kind: 'window', center: 0, width: 10 }, 'stretch', 4), 'CT');
+    expect(read).toBe(0);
+    preprocessSlice(pixels, 4, 4, manifest({ kind: 'minmax' }, 'stretch', 4), 'CT');
+    expect(read).toBeGreaterThan(0); // minmax needs every value
+  });
+});
