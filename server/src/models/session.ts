@@ -39,11 +39,16 @@ export async function loadModel(folder: string, settings: SessionSettings = {}):
   if (!hasAutoMode(manifest) || !manifest.inputs || !manifest.outputs) {
     throw new LdfsamError('MODEL_REJECTED', `${manifest.name} has no automatic graph (it is promptable only)`);
   }
-  const session = await openGraph(folder, manifest.name, {
-    file: autoGraphFile(manifest),
-    inputs: manifest.inputs,
-    outputs: manifest.outputs,
-  }, settings);
+  const session = await openGraph(
+    folder,
+    manifest.name,
+    {
+      file: autoGraphFile(manifest),
+      inputs: manifest.inputs,
+      outputs: manifest.outputs,
+    },
+    settings,
+  );
   return { folder, manifest, session };
 }
 
