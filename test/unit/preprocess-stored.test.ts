@@ -93,8 +93,8 @@ describe('grey pixels read in place', () => {
       intercept: 0,
     });
     let read = 0;
-    const values = Object.getOwnPropertyDescriptor(pixels, 'values')!.get!;
-    Object.defineProperty(pixels, 'values', { get: () => (read++, values()) });
+    const lazy = Object.getOwnPropertyDescriptor(pixels, 'values')!;
+    Object.defineProperty(pixels, 'values', { get: (): unknown => (read++, lazy.get!.call(pixels)) });
     preprocessSlice(pixels, 4, 4, manifest({ kind: 'window', center: 0, width: 10 }, 'stretch', 4), 'CT');
     expect(read).toBe(0);
     preprocessSlice(pixels, 4, 4, manifest({ kind: 'minmax' }, 'stretch', 4), 'CT');

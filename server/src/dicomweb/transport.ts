@@ -48,6 +48,12 @@ class HttpsAgent extends https.Agent {
   }
 }
 
+/** The reason an aborted signal gives, as an Error (AbortSignal's own reasons are DOMExceptions, Errors). */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error(String(reason));
+}
+
 const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
 
 /**
@@ -63,9 +69,9 @@ export const nodeTransport: Transport = (url, request) =>
       agent: secure ? agents.https : agents.http,
       signal: request.signal,
     });
-    req.on('error', (err) =>
-      reject(request.signal.aborted ? request.signal.reason : Object.assign(new Error('request failed'), { cause: err })),
-    );
+    // An aborted signal's reason (a DOMException, an Error) wins over the socket error it caused.
+    const fail = (error: Error) => reject(request.signal.aborted ? abortReason(request.signal) : error);
+    req.on('error', (err) => fail(Object.assign(new Error('request failed'), { cause: err })));
     req.on('response', (res) => {
       const length = Number(res.headers['content-length']);
       const chunks: Buffer[] = [];
@@ -74,16 +80,9 @@ export const nodeTransport: Transport = (url, request) =>
         chunks.push(chunk);
         size += chunk.length;
       });
-      res.on('error', (err) =>
-        reject(request.signal.aborted ? request.signal.reason : Object.assign(new Error('answer broken off'), { cause: err })),
-      );
+      res.on('error', (err) => fail(Object.assign(new Error('answer broken off'), { cause: err })));
       res.on('close', () => {
-        if (!res.complete)
-          reject(
-            request.signal.aborted
-              ? request.signal.reason
-              : Object.assign(new Error('answer broken off'), { cause: { code: 'ECONNRESET' } }),
-          );
+        if (!res.complete) fail(Object.assign(new Error('answer broken off'), { cause: { code: 'ECONNRESET' } }));
       });
       res.on('end', () => {
         if (!res.complete) return reject(Object.assign(new Error('answer broken off'), { cause: { code: 'ECONNRESET' } }));

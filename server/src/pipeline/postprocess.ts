@@ -39,7 +39,7 @@ function float32Bounds(t: number): { below: number; above: number } {
     f[0] = v;
     if (v === 0) return up ? 1.401298464324817e-45 : -1.401298464324817e-45;
     i[0]! += v > 0 === up ? 1 : -1;
-    return f[0]!;
+    return f[0];
   };
   const r = Math.fround(t);
   return { below: r <= t ? r : step(r, false), above: r > t ? r : step(r, true) };
