@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { dropSmallComponents, fillHoles, fitEllipse, keepLargestComponent } from '../../server/src/pipeline/cleanup.js';
-import { logitsToBits, logitsToMask } from '../../server/src/pipeline/postprocess.js';
+import { logitsToBits, logitsToBitsReference, logitsToMask } from '../../server/src/pipeline/postprocess.js';
 import { fittedSize, intensityRange, preprocessSlice, resizeBilinear } from '../../server/src/pipeline/preprocess.js';
 import { concatFrames, packBits, unpackBits } from '../../server/src/seg/bits.js';
 import { segInstanceUid, segSeriesUid } from '../../server/src/seg/uids.js';
@@ -142,6 +142,106 @@ describe('fused, copy-free passes equal the step-by-step reference, bit for bit'
       expect(logitsToBits(logits, size, rows, columns, 0.1)).toEqual(packBits(logitsToMask(logits, size, rows, columns, 0.1)));
     }
   });
+});
+
+describe('fused, copy-free passes on the longest-side-pad fit equal the step-by-step reference, bit for bit', () => {
+  const random = (seed: number) => () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  /** The first index where a and b differ (Object.is: -0 is not 0), -1 when they are equal; fast on large arrays. */
+  const firstDifference = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+    for (let i = 0; i < Math.max(a.length, b.length); i++) if (!Object.is(a[i], b[i])) return i;
+    return -1;
+  };
+  const padded = (intensity: ModelManifest['preprocessing']['intensity'], size: number) => {
+    const m = manifest(intensity, size);
+    m.preprocessing.fit = 'longest-side-pad';
+    return m;
+  };
+  /** The reference: each value scaled to [0, 1] into a Float32Array, resized into the fitted part, zeros elsewhere. */
+  function reference(
+    src: ArrayLike<number>,
+    rows: number,
+    columns: number,
+    channels: number,
+    channel: number,
+    scale: (v: number) => number,
+    m: ModelManifest,
+  ): Float32Array {
+    const size = m.preprocessing.inputSize;
+    const fitted = fittedSize(rows, columns, m);
+    const scaled = Float32Array.from(src, scale);
+    const part = new Float32Array(fitted.rows * fitted.columns);
+    resizeBilinear(scaled, rows, columns, channels, channel, part, size, fitted.rows, fitted.columns);
+    const plane = new Float32Array(size * size);
+    for (let y = 0; y < fitted.rows; y++) plane.set(part.subarray(y * fitted.columns, (y + 1) * fitted.columns), y * size);
+    return plane;
+  }
+  // Landscape, portrait, an odd input size and a slice smaller than the input (up-sampled).
+  const shapes = [
+    [54, 82, 32],
+    [82, 54, 32],
+    [41, 29, 25],
+    [9, 13, 16],
+  ] as const;
+
+  it('preprocessSlice: grey under window (plain and MONOCHROME1), minmax and percentile, and colour, into a reused buffer', () => {
+    const next = random(3);
+    for (const [rows, columns, size] of shapes) {
+      const plane = size * size;
+      const out = new Float32Array(3 * plane).fill(9); // the last slice's input is still in it
+      const values = Float32Array.from({ length: rows * columns }, () => next() * 3000 - 1000);
+      const policies = [
+        { kind: 'window', center: 40, width: 400 },
+        { kind: 'minmax' },
+        { kind: 'percentile', low: 1, high: 99 },
+      ] as const;
+      for (const policy of policies)
+        for (const invert of [false, true]) {
+          const m = padded({ default: policy }, size);
+          const got = preprocessSlice({ kind: 'grey', values, invert }, rows, columns, m, 'CT', out);
+          const [lo, hi] = intensityRange(values, policy);
+          const scale = (v: number) => {
+            const s = Math.min(1, Math.max(0, (v - lo) / (hi - lo)));
+            return invert ? 1 - s : s;
+          };
+          const expected = reference(values, rows, columns, 1, 0, scale, m);
+          const what = `${rows}x${columns} into ${size}, ${policy.kind}, invert ${invert}`;
+          for (let c = 0; c < 3; c++) expect(firstDifference(got.subarray(c * plane, (c + 1) * plane), expected), what).toBe(-1);
+        }
+      const rgb = Uint8Array.from({ length: rows * columns * 3 }, () => Math.floor(next() * 256));
+      const m = padded({ default: { kind: 'fixed', max: 255 } }, size);
+      const colour = preprocessSlice({ kind: 'rgb', data: rgb, maxValue: 255 }, rows, columns, m, 'XC', out.fill(9));
+      for (let c = 0; c < 3; c++) {
+        const expected = reference(rgb, rows, columns, 3, c, (v) => v / 255, m);
+        expect(firstDifference(colour.subarray(c * plane, (c + 1) * plane), expected), `colour ${rows}x${columns} ${c}`).toBe(-1);
+      }
+    }
+  }, 60_000);
+
+  it('logitsToBits: the fitted part of the logits, cropped and resized back, as the loop and logitsToMask + packBits do', () => {
+    const next = random(5);
+    for (const [rows, columns, size] of [...shapes, [540, 820, 256], [820, 540, 256]] as const) {
+      const fitted = fittedSize(rows, columns, padded({ default: { kind: 'minmax' } }, size));
+      expect(Math.max(fitted.rows, fitted.columns)).toBe(size);
+      // A blob in the fitted part, noise and large values in the padding (which must never show).
+      const cx = fitted.columns * (0.3 + 0.4 * next());
+      const cy = fitted.rows * (0.3 + 0.4 * next());
+      const logits = Float32Array.from({ length: size * size }, (_, i) => {
+        const [y, x] = [Math.floor(i / size), i % size];
+        if (y >= fitted.rows || x >= fitted.columns) return next() * 100 - 20;
+        return (size / 4 - Math.hypot(x - cx, y - cy)) / 3 + (next() - 0.5) * 0.01;
+      });
+      for (const threshold of [0, 0.5]) {
+        const what = `${rows}x${columns} from ${fitted.rows}x${fitted.columns} of ${size}, t ${threshold}`;
+        const fast = logitsToBits(logits, size, rows, columns, threshold, fitted);
+        expect(firstDifference(fast, logitsToBitsReference(logits, size, rows, columns, threshold, fitted)), what).toBe(-1);
+        expect(firstDifference(fast, packBits(logitsToMask(logits, size, rows, columns, threshold, fitted))), what).toBe(-1);
+        expect(
+          fast.some((b) => b !== 0),
+          what,
+        ).toBe(true); // the blob shows
+      }
+    }
+  }, 60_000);
 });
 
 describe('postprocessing', () => {
