@@ -7,7 +7,8 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { ModelManifest } from '../models/manifest.js';
+import { LdfsamError } from '../errors.js';
+import { hasAutoMode, type ModelManifest } from '../models/manifest.js';
 import { ModelRegistry } from '../inference/registry.js';
 import { projectPath } from '../util/paths.js';
 
@@ -69,6 +70,11 @@ export async function shippedModel(nameOrFolder: string, work: string): Promise<
   const model = await registry.resolve(nameOrFolder);
   await registry.close();
   const m = model.manifest;
+  if (!hasAutoMode(m))
+    throw new LdfsamError(
+      'INVALID_INPUT',
+      `${m.name} ${m.version} is promptable only (no automatic graph): ldfsam bench measures the automatic pipeline, which never runs it; bench/RESULTS.md has its encoder and decoder timed alone`,
+    );
   const folder = join(work, `model-${m.name}`);
   await mkdir(folder, { recursive: true });
   for (const f of m.files) await symlink(resolve(model.folder, f.path), join(folder, f.path));
