@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 OUT=${1:-bench/gpu-check}
 mkdir -p "$OUT"
 LDFSAM=(node dist/server/src/cli/main.js)
-SHIPPED=${LDFSAM_GPU_CHECK_MODEL:-ldfsam-hc18}
+# The shipped automatic model with export.gflopsPerSlice in its model.json (so the bench gives its compute floor).
+SHIPPED=${LDFSAM_GPU_CHECK_MODEL:-ldfsam-ph2}
 started=$SECONDS
 
 if [ ! -f dist/server/src/cli/main.js ] || [ ! -f dist/bench/gpu-report.js ]; then
@@ -49,7 +50,7 @@ nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 >"
 sampler=$!
 step cuda-full 130 "${LDFSAM[@]}" bench --provider cuda --model-config full --json "${LONG[@]}"
 kill "$sampler" 2>/dev/null
-step cpu-shipped 60 "${LDFSAM[@]}" bench --provider cpu --model "$SHIPPED" --json --long-slices 100 --long-size 512 --slices 8
+step cpu-shipped 60 "${LDFSAM[@]}" bench --provider cpu --model "$SHIPPED" --json --long-slices 60 --long-size 512 --slices 8
 step cpu-full 100 "${LDFSAM[@]}" bench --provider cpu --model-config full --json --long-slices 40 --long-size 512 --slices 8
 if models/.venv/bin/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   step torch 80 env PYTHONPATH=models models/.venv/bin/python bench/gpu.py --config full --max-seconds 60 --json "$OUT/torch-figures.json"
