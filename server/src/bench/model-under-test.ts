@@ -73,7 +73,7 @@ export async function shippedModel(nameOrFolder: string, work: string): Promise<
   if (!hasAutoMode(m))
     throw new LdfsamError(
       'INVALID_INPUT',
-      `${m.name} ${m.version} is promptable only (no automatic graph): ldfsam bench measures the automatic pipeline, which never runs it; bench/RESULTS.md has its encoder and decoder timed alone`,
+      `${m.name} ${m.version} is promptable only (no automatic graph): ldfsam bench measures the automatic pipeline, which never runs it; ldfsam bench-interactive measures it`,
     );
   const folder = join(work, `model-${m.name}`);
   await mkdir(folder, { recursive: true });
