@@ -257,7 +257,7 @@ async function pipelineFigures(
     const registered = await registry.add(model.folder);
     const worker = await registry.worker(registered);
     const m = registered.manifest;
-    const replay = new LogitsReplay(m.postprocessing.output, m.segments.length, m.preprocessing.inputSize);
+    const replay = new LogitsReplay();
     const stopRecording = recordInto(worker, replay);
     const request = { ...ct, model: m.name };
     await segmentSeries(client, registry, request, { batchSize }); // warm-up, and the logits the host path replays

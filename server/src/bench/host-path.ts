@@ -18,33 +18,43 @@ import { segmentSeries } from '../pipeline/segment.js';
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
-/** Per-slice model outputs recorded from real runs, replayed in a cycle. */
+/**
+ * Per-slice model outputs recorded from real runs, replayed in a cycle: every output the model gave
+ * (the logits, and e.g. the presence features a manifest's postprocessing.presence reads).
+ */
 export class LogitsReplay {
-  private readonly planes: Float32Array[] = [];
+  private readonly slices: Record<string, Float32Array>[] = [];
+  private readonly sliceDims: Record<string, number[]> = {};
   private next = 0;
-  constructor(
-    readonly output: string,
-    readonly channels: number,
-    readonly size: number,
-  ) {}
 
   record(outputs: Outputs): void {
-    const o = outputs[this.output];
-    if (!o) return;
-    const plane = this.channels * this.size * this.size;
-    for (let b = 0; b < o.dims[0]!; b++) this.planes.push(o.data.slice(b * plane, (b + 1) * plane));
+    const batch = Object.values(outputs)[0]?.dims[0] ?? 0;
+    for (let b = 0; b < batch; b++) {
+      const slice: Record<string, Float32Array> = {};
+      for (const [name, o] of Object.entries(outputs)) {
+        const per = o.data.length / o.dims[0]!;
+        slice[name] = o.data.slice(b * per, (b + 1) * per);
+        this.sliceDims[name] = o.dims.slice(1);
+      }
+      this.slices.push(slice);
+    }
   }
 
   get recorded(): number {
-    return this.planes.length;
+    return this.slices.length;
   }
 
   /** A batch of `n` slices' outputs, as the inference worker would hand them over. */
   batch(n: number): Outputs {
-    const plane = this.channels * this.size * this.size;
-    const data = new Float32Array(n * plane);
-    for (let b = 0; b < n; b++) data.set(this.planes[this.next++ % this.planes.length]!, b * plane);
-    return { [this.output]: { data, dims: [n, this.channels, this.size, this.size] } };
+    const picked = Array.from({ length: n }, () => this.slices[this.next++ % this.slices.length]!);
+    const out: Outputs = {};
+    for (const [name, dims] of Object.entries(this.sliceDims)) {
+      const per = picked[0]![name]!.length;
+      const data = new Float32Array(n * per);
+      picked.forEach((slice, b) => data.set(slice[name]!, b * per));
+      out[name] = { data, dims: [n, ...dims] };
+    }
+    return out;
   }
 }
 
