@@ -26,6 +26,34 @@ const commaList = z
   ])
   .default([]);
 
+/**
+ * A host name or address the server answers to besides loopback (LDFSAM_ALLOWED_HOSTS): `name`
+ * (any port) or `name:port`; IPv6 in brackets. No wildcards: a wildcard would let DNS rebinding in.
+ */
+const allowedHost = z
+  .string()
+  .regex(
+    /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i,
+    'each allowed host is name[:port] or [ipv6][:port], no wildcard, no scheme, no path',
+  )
+  .transform((s) => s.toLowerCase());
+
+/** A list from a JSON array (config file) or a comma-separated string (environment), each item checked. */
+function commaListOf<T extends z.ZodType<unknown, string>>(item: T) {
+  return z
+    .union([
+      z.array(z.string()),
+      z.string().transform((s) =>
+        s
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean),
+      ),
+    ])
+    .pipe(z.array(item))
+    .default([]);
+}
+
 export const configSchema = z
   .object({
     /** DICOMweb root of the PACS; defaults to the embedded Orthanc's. */
@@ -38,6 +66,8 @@ export const configSchema = z
     host: z.string().min(1).default('127.0.0.1'),
     /** 0 = any free port (tests). */
     port: z.coerce.number().int().min(0).max(65535).default(5080),
+    /** Host names the server answers to besides localhost/127.0.0.1/[::1] (DNS-rebinding guard). */
+    allowedHosts: commaListOf(allowedHost),
     /** Per-request time limit for PACS requests, in ms. */
     pacsTimeoutMs: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
     /** Retries on connection errors and 5xx answers (never on 4xx). */
@@ -166,6 +196,7 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   orthancPluginsDir: 'LDFSAM_ORTHANC_PLUGINS_DIR',
   host: 'LDFSAM_HOST',
   port: 'LDFSAM_PORT',
+  allowedHosts: 'LDFSAM_ALLOWED_HOSTS',
   pacsTimeoutMs: 'LDFSAM_PACS_TIMEOUT_MS',
   pacsRetries: 'LDFSAM_PACS_RETRIES',
   dicomwebAuthorization: 'LDFSAM_DICOMWEB_AUTHORIZATION',
@@ -235,8 +266,10 @@ export function loadConfig({ env = {}, flags = {}, file }: ConfigSources = {}): 
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
-      const key = issue.path.join('.') as keyof typeof ENV_VARS;
-      const where = ENV_VARS[key] ? `${key} (${ENV_VARS[key]})` : key || '(config)';
+      const key = String(issue.path[0] ?? '') as keyof typeof ENV_VARS;
+      // A list's item is named by its position: "allowedHosts (LDFSAM_ALLOWED_HOSTS) item 2".
+      const item = typeof issue.path[1] === 'number' ? ` item ${issue.path[1] + 1}` : '';
+      const where = ENV_VARS[key] ? `${key} (${ENV_VARS[key]})${item}` : issue.path.join('.') || '(config)';
       return `${where}: ${issue.message}`;
     });
     throw new LdfsamError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);

@@ -8,6 +8,10 @@
 export const ERROR_CODES = {
   INVALID_INPUT: { http: 400, retryable: false },
   UNAUTHORIZED: { http: 401, retryable: false },
+  /** The request named a Host this server does not answer to (DNS rebinding guard). */
+  HOST_NOT_ALLOWED: { http: 421, retryable: false },
+  /** A state-changing request from a page of another origin. */
+  ORIGIN_NOT_ALLOWED: { http: 403, retryable: false },
   PAYLOAD_TOO_LARGE: { http: 413, retryable: false },
   NOT_FOUND: { http: 404, retryable: false },
   /** The resource is busy with another request (an interactive session already propagating). */

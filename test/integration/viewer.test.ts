@@ -78,14 +78,14 @@ interface Recorder {
   close(): Promise<void>;
 }
 
-/** A transparent HTTP pass-through in front of Orthanc that records what reaches it. */
+/** An HTTP pass-through in front of Orthanc that records what reaches it (Host set to Orthanc's, as a reverse proxy does). */
 async function startRecorder(target: string): Promise<Recorder> {
   const t = new URL(target);
   const seen: Recorder['seen'] = [];
   const server = http.createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     const upstream = http.request(
-      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: { ...req.headers, host: t.host } },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -140,7 +140,13 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-viewer-'));
   const openConfig = loadConfig({
     env: { LDFSAM_DICOMWEB_AUTHORIZATION: PACS_AUTH },
-    flags: { dicomwebUrl, dataDir: join(work, 'open'), port: 0, modelDirs: [FIXTURE_DIR] },
+    flags: {
+      dicomwebUrl,
+      dataDir: join(work, 'open'),
+      port: 0,
+      modelDirs: [FIXTURE_DIR],
+      allowedHosts: ['viewer.hospital.example'],
+    },
   });
   open = await startServer({ ...openConfig, port: 0 }, silentLogger);
   recorder = await startRecorder(dicomwebUrl);
@@ -275,13 +281,20 @@ describe('DICOMweb proxy', () => {
     const uris = bulkDataURIs(instances);
     expect(uris.length).toBeGreaterThanOrEqual(instances.length);
     for (const u of uris) expect(u.startsWith(`${open.url}/dicom-web/`), u).toBe(true);
-    // The browser's Host is what Orthanc builds them from (a server reached by another name).
+    // The Host the browser used, when it is one of the server's names (LDFSAM_ALLOWED_HOSTS), is what
+    // they are built on (a server reached by another name): the proxy tells Orthanc in Forwarded.
     const renamed = await raw(open.url, `/dicom-web/studies/${study}/series/${uid}/metadata`, {
       headers: { accept: 'application/dicom+json', host: 'viewer.hospital.example' },
     });
     const renamedUris = bulkDataURIs(renamed.json());
     expect(renamedUris.length).toBe(uris.length);
     for (const u of renamedUris) expect(u.startsWith('http://viewer.hospital.example/dicom-web/studies/'), u).toBe(true);
+    // Any other name is refused before the proxy runs (DNS rebinding).
+    const foreign = await raw(open.url, `/dicom-web/studies/${study}/series/${uid}/metadata`, {
+      headers: { accept: 'application/dicom+json', host: 'attacker.example' },
+    });
+    expect(foreign.status).toBe(421);
+    expect(foreign.json().error.code).toBe('HOST_NOT_ALLOWED');
     // The pixel data's BulkDataURI, fetched through the proxy, gives Orthanc's bytes.
     const pixels = instances[0]!['7FE00010']!.BulkDataURI!;
     const path = pixels.slice(open.url.length);
@@ -363,15 +376,17 @@ describe('with API tokens, a viewer token and OIDC', () => {
     // The viewer token is an API token too.
     expect((await raw(secure.url, '/api/models')).status).toBe(401);
     expect((await raw(secure.url, '/api/models', { headers: bearer(VIEWER_TOKEN) })).status).toBe(200);
-    // What reached the PACS: the PACS credentials instead of the browser's token, the browser's
-    // Host, no cookie.
+    // What reached the PACS: the PACS credentials instead of the browser's token, the PACS's own
+    // Host with the browser's (checked) one in Forwarded, no cookie.
     const reached = reachedPacs(before).filter((s) => s.url.startsWith('/dicom-web/studies'));
     expect(reached).toHaveLength(2);
     for (const s of reached) {
       expect(s.method).toBe('GET');
       expect(s.url).toBe('/dicom-web/studies');
       expect(s.headers.authorization).toBe(PACS_AUTH);
-      expect(s.headers.host).toBe(new URL(secure.url).host);
+      expect(s.headers.host).toBe(new URL(recorder.dicomwebUrl).host);
+      expect(s.headers.forwarded).toBe(`host=${new URL(secure.url).host};proto=http`);
+      expect(s.headers['x-forwarded-host']).toBe(new URL(secure.url).host);
       expect(s.headers.cookie).toBeUndefined();
       expect(s.headers['x-forwarded-proto']).toBe('http');
     }

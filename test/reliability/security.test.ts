@@ -4,7 +4,10 @@
  * and /dicom-web/* refuse requests without a valid token however it is presented; injection and
  * traversal attempts in every parameter are 400 and reach no PACS; no request can steer the server
  * to another host (no field takes a URL; Host, X-Forwarded-Host and absolute-form targets on the
- * proxy change nothing); the served app-config.js never holds the PACS credentials.
+ * proxy change nothing); the served app-config.js never holds the PACS credentials; DNS rebinding:
+ * every route, the viewer and the proxy refuse a Host that is not the server's (421), with or
+ * without tokens, and POST/PUT/DELETE from a foreign Origin (403), before anything runs.
+ * side-doors.test.ts does the same against real processes and the embedded Orthanc.
  *
  * The PACS here is a stub that records every request (answers: no studies); a second stub stands
  * for "another server" and must never be reached.
@@ -82,6 +85,8 @@ let work: string;
 let pacs: Stub;
 let other: Stub;
 let server: RunningServer;
+/** The local default: loopback, no tokens; plus one name configured in LDFSAM_ALLOWED_HOSTS. */
+let open: RunningServer;
 const rows: Row[] = [];
 const auth = { authorization: `Bearer ${TOKEN}` };
 const json = { ...auth, 'content-type': 'application/json' };
@@ -100,10 +105,20 @@ beforeAll(async () => {
     },
   });
   server = await startServer({ ...config, port: 0 }, silentLogger);
+  const openConfig = loadConfig({
+    env: { LDFSAM_DICOMWEB_AUTHORIZATION: PACS_AUTH, LDFSAM_ALLOWED_HOSTS: 'viewer.hospital.example' },
+    flags: {
+      dicomwebUrl: `${pacs.url}/dicom-web`,
+      dataDir: join(work, 'open'),
+      modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],
+    },
+  });
+  open = await startServer({ ...openConfig, port: 0 }, silentLogger);
 });
 
 afterAll(async () => {
   await server?.close();
+  await open?.close();
   await pacs?.close();
   await other?.close();
   await rm(work, { recursive: true, force: true });
@@ -394,10 +409,16 @@ describe('the server talks only to the configured PACS', () => {
       passed++;
     }
     expect(other.seen, 'the other server was reached').toEqual([]);
-    // What did reach the PACS went to the configured PACS, with its credentials, below /dicom-web.
-    for (const s of pacs.seen.slice(before)) {
+    // What did reach the PACS went to the configured PACS, with its credentials, below /dicom-web,
+    // naming the PACS by its own host and the server by its own in Forwarded: never the other host.
+    const reached = pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'));
+    expect(reached.length).toBeGreaterThan(0);
+    for (const s of reached) {
       expect(s.url.startsWith('/dicom-web/'), s.url).toBe(true);
       expect(s.headers.authorization).toBe(PACS_AUTH);
+      expect(s.headers.host).toBe(new URL(pacs.url).host);
+      expect(s.headers.forwarded).toBe(`host=${new URL(server.url).host};proto=http`);
+      expect(JSON.stringify(s.headers)).not.toContain(otherHost);
     }
     rows.push({ suite: 'security', category: 'Host/absolute-form tricks on the proxy', checked: attempts.length, passed });
   });
@@ -412,13 +433,8 @@ describe('app-config.js', () => {
     );
     const secrets = [PACS_AUTH, PACS_AUTH.slice(6), 'pacs-secret-password', pacs.url, new URL(pacs.url).host];
     let checked = 0;
-    const variants: Record<string, string>[] = [
-      {},
-      auth,
-      { host: 'evil.example' },
-      { 'x-forwarded-host': 'evil.example' },
-      { authorization: PACS_AUTH },
-    ];
+    // A foreign Host is refused outright (below); every allowed request leaves the credentials out.
+    const variants: Record<string, string>[] = [{}, auth, { 'x-forwarded-host': 'evil.example' }, { authorization: PACS_AUTH }];
     for (const headers of variants) {
       for (const path of ['/app-config.js', '/app-config.js?debug=1', '/app-config.js?token=1']) {
         const r = await raw(server.url, path, { headers });
@@ -427,6 +443,169 @@ describe('app-config.js', () => {
         checked++;
       }
     }
+    // Asked for under a foreign Host, it is not served at all.
+    const foreign = await raw(server.url, '/app-config.js', { headers: { host: 'evil.example' } });
+    expect(foreign.status).toBe(421);
+    for (const s of secrets) expect(foreign.text).not.toContain(s);
+    checked++;
     rows.push({ suite: 'security', category: 'app-config.js without PACS credentials', checked, passed: checked });
+  });
+});
+
+/** Every path a browser could be sent to: the API (OpenAPI), /health, the proxy, the viewer's files and routes. */
+function everyPath(): { method: string; path: string }[] {
+  return [
+    ...routes(),
+    { method: 'GET', path: '/health' },
+    { method: 'GET', path: '/' },
+    { method: 'GET', path: '/app-config.js' },
+    { method: 'GET', path: '/ldfsam/extension.js' },
+    { method: 'GET', path: '/ldfsam?StudyInstanceUIDs=1.2.3' },
+    { method: 'GET', path: '/no/such/thing' },
+    { method: 'PUT', path: '/dicom-web/studies/1.2.3' },
+    { method: 'DELETE', path: '/dicom-web/studies/1.2.3' },
+  ];
+}
+
+describe('DNS rebinding and foreign origins', () => {
+  it("a Host that is not the server's gets 421 HOST_NOT_ALLOWED on every path, with or without a token, and reaches nothing", async () => {
+    const before = pacs.seen.length;
+    let checked = 0;
+    for (const target of [open, server]) {
+      const port = new URL(target.url).port;
+      const foreign = [
+        `attacker.example:${port}`,
+        'attacker.example',
+        `127.0.0.1.attacker.example:${port}`,
+        `localhost.attacker.example:${port}`,
+        `localhost:${Number(port) + 1}`,
+        `127.0.0.1:${Number(port) + 1}`,
+        `[::1]:${Number(port) + 1}`,
+        '127.0.0.1', // port 80: not this server's
+        `127.0.0.2:${port}`,
+        `0.0.0.0:${port}`,
+        `attacker.example:${port}@127.0.0.1`,
+        `127.0.0.1:${port}.attacker.example`,
+        `viewer.hospital.example.attacker.example`,
+        `*.hospital.example`,
+        ' ',
+      ];
+      for (const host of foreign) {
+        for (const { method, path } of everyPath()) {
+          const r = await raw(target.url, path, {
+            method,
+            headers: { host, ...auth, 'content-type': 'application/json' },
+            body: method === 'POST' ? '{"studyInstanceUID":"1.2.3"}' : undefined,
+          });
+          expect(r.status, `${method} ${path} Host ${host}`).toBe(421);
+          if (method !== 'HEAD') expect(r.json().error.code, `${method} ${path} Host ${host}`).toBe('HOST_NOT_ALLOWED');
+          checked++;
+        }
+      }
+    }
+    // Nothing reached the PACS (the readiness probe aside, which the server makes on its own).
+    expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    rows.push({
+      suite: 'security',
+      category: 'foreign Host -> 421 (every path, both servers)',
+      checked,
+      passed: checked,
+      note: `${everyPath().length} paths (API, /health, proxy, viewer) x 15 Hosts x open and token server`,
+    });
+  });
+
+  it("the server's own names are served: loopback on its port, LDFSAM_ALLOWED_HOSTS on any port, any letter case", async () => {
+    const port = new URL(open.url).port;
+    let checked = 0;
+    for (const host of [
+      `127.0.0.1:${port}`,
+      `localhost:${port}`,
+      `LOCALHOST:${port}`,
+      `[::1]:${port}`,
+      'viewer.hospital.example',
+      `viewer.hospital.example:${port}`,
+      'Viewer.Hospital.Example:8443',
+    ]) {
+      const r = await raw(open.url, '/api/models', { headers: { host } });
+      expect(r.status, host).toBe(200);
+      checked++;
+    }
+    // The token server has no LDFSAM_ALLOWED_HOSTS: the configured name of the other one is foreign there.
+    expect((await raw(server.url, '/api/models', { headers: { host: 'viewer.hospital.example', ...auth } })).status).toBe(421);
+    rows.push({ suite: 'security', category: 'own Host names served', checked: checked + 1, passed: checked + 1 });
+  });
+
+  it('POST/PUT/DELETE with a foreign Origin get 403 ORIGIN_NOT_ALLOWED and change nothing; the own origin and no Origin pass', async () => {
+    const port = new URL(open.url).port;
+    const before = pacs.seen.length;
+    const writes = [
+      ...everyPath().filter((r) => ['POST', 'PUT', 'DELETE'].includes(r.method)),
+      { method: 'DELETE', path: `/api/jobs/${JOB}` },
+    ];
+    const origins = [
+      'http://attacker.example',
+      `http://attacker.example:${port}`,
+      'null',
+      `http://127.0.0.1:${Number(port) + 1}`,
+      `http://localhost.attacker.example:${port}`,
+      'file://',
+      `ftp://127.0.0.1:${port}`,
+      'not a url',
+    ];
+    let checked = 0;
+    for (const target of [open, server]) {
+      for (const origin of origins) {
+        for (const { method, path } of writes) {
+          const r = await raw(target.url, path, {
+            method,
+            headers: { origin, ...auth, 'content-type': 'application/json' },
+            // No body on DELETE: node:http would send it unframed (no Content-Length for DELETE).
+            body: method === 'DELETE' ? undefined : '{"studyInstanceUID":"1.2.3"}',
+          });
+          expect(r.status, `${method} ${path} Origin ${origin}`).toBe(403);
+          expect(r.json().error.code).toBe('ORIGIN_NOT_ALLOWED');
+          checked++;
+        }
+      }
+    }
+    expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    // Reads are not refused for their Origin (a page elsewhere cannot read them: no CORS headers).
+    const read = await raw(open.url, '/api/models', { headers: { origin: 'http://attacker.example' } });
+    expect(read.status).toBe(200);
+    expect(read.text).not.toMatch(/access-control/i);
+    // The server's own origins, and requests without Origin (CLI, curl), pass the guard.
+    for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`, 'https://viewer.hospital.example', undefined]) {
+      const r = await raw(open.url, '/api/jobs', {
+        method: 'POST',
+        headers: { ...(origin ? { origin } : {}), 'content-type': 'application/json' },
+        body: '{"studyInstanceUID":"1.2.3"}',
+      });
+      expect(r.status, String(origin)).toBe(404); // reached the route: study 1.2.3 is not in the (stub) PACS
+      expect(r.json().error.code).toBe('NOT_FOUND');
+    }
+    rows.push({ suite: 'security', category: 'foreign Origin on POST/PUT/DELETE -> 403', checked, passed: checked });
+  });
+
+  it('cross-site form posts (no JSON content type) are not parsed: 400, nothing submitted', async () => {
+    const before = pacs.seen.length;
+    let checked = 0;
+    for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x']) {
+      for (const path of ['/api/jobs', '/api/batches']) {
+        const r = await raw(open.url, path, {
+          method: 'POST',
+          headers: { 'content-type': type },
+          body: type.startsWith('multipart')
+            ? '--x\r\nContent-Disposition: form-data; name="studyInstanceUID"\r\n\r\n1.2.3\r\n--x--\r\n'
+            : type === 'text/plain'
+              ? '{"studyInstanceUID":"1.2.3"}'
+              : 'studyInstanceUID=1.2.3',
+        });
+        expect(r.status, `${type} ${path}`).toBe(400);
+        expect(r.json().error.code).toBe('INVALID_INPUT');
+        checked++;
+      }
+    }
+    expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    rows.push({ suite: 'security', category: 'cross-site form posts -> 400', checked, passed: checked });
   });
 });

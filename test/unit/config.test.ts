@@ -63,4 +63,14 @@ describe('config', () => {
     expect(loadConfig({ env: { LDFSAM_RTSTRUCT_TOLERANCE: '0.45' } }).rtstructTolerance).toBe(0.45);
     expect(() => loadConfig({ env: { LDFSAM_STORE_AET: 'A'.repeat(17) } })).toThrow(/LDFSAM_STORE_AET/);
   });
+
+  it('LDFSAM_ALLOWED_HOSTS: names and name:port, lower-cased; no wildcard, scheme or path', () => {
+    expect(
+      loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: 'Viewer.Hospital.Example, pacs-gw:8443,10.0.0.5,[fd00::2]:5080' } }).allowedHosts,
+    ).toEqual(['viewer.hospital.example', 'pacs-gw:8443', '10.0.0.5', '[fd00::2]:5080']);
+    expect(loadConfig({ env: {} }).allowedHosts).toEqual([]);
+    for (const bad of ['*', '*.hospital.example', 'http://viewer.example', 'viewer.example/path', 'user@viewer.example', 'a b']) {
+      expect(() => loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: bad } }), bad).toThrow(/allowedHosts \(LDFSAM_ALLOWED_HOSTS\)/);
+    }
+  });
 });

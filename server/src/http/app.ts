@@ -20,11 +20,14 @@ import { createAuth, type AuthConfig } from './auth.js';
 import type { SessionManager } from '../interactive/sessions.js';
 import { addInteractiveRoutes } from './interactive.js';
 import { MONAILABEL_PATH, monaiLabelRouter, type MonaiLabelDeps } from './monailabel/router.js';
+import { hostGuard, type HostPolicy } from './host-guard.js';
 import { openapi } from './openapi.js';
 import { batchRequestSchema, idParam, jobRequestSchema, limitParam, parse } from './schemas.js';
 
 export interface AppDeps {
   auth: AuthConfig;
+  /** Names the server answers to besides loopback; loopback only when absent. */
+  hosts?: HostPolicy;
   /** The embedded queue or the Redis one; the routes behave the same on both. */
   queue: JobQueue;
   registry: ModelRegistry;
@@ -53,6 +56,8 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // Before anything else: a request naming another host (DNS rebinding) reaches no route.
+  app.use(hostGuard(deps.hosts ?? { allowedHosts: [] }));
 
   app.get('/health', (_req, res) => void res.json({ status: 'ok', provider: providerView(deps).provider }));
 

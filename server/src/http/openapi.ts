@@ -44,7 +44,9 @@ const providerSchema = { type: 'string', enum: ['cpu', 'cuda'], nullable: true }
 const errors = {
   '400': { description: 'invalid input', ...json(error) },
   '401': { description: 'authentication required', ...json(error) },
+  '403': { description: 'ORIGIN_NOT_ALLOWED: a POST/PUT/DELETE from a page of another origin', ...json(error) },
   '404': { description: 'not found', ...json(error) },
+  '421': { description: 'HOST_NOT_ALLOWED: a Host header this server does not answer to', ...json(error) },
 };
 
 export const openapi = {
@@ -55,7 +57,10 @@ export const openapi = {
     description:
       'Auto-segmentation jobs: a series in the PACS in; a DICOM SEG and/or an RT Structure Set out, stored in the PACS by STOW-RS ' +
       'and/or sent to a configured DICOM node by C-STORE (LDFSAM_STORE_VIA). Interactive segmentation: box and point prompts ' +
-      'on any slice of a series, propagation through the series, the structure stored as DICOM SEG.',
+      'on any slice of a series, propagation through the series, the structure stored as DICOM SEG. ' +
+      'Every request (this API, /health, the viewer, /dicom-web) must name the server by a Host it answers to ' +
+      '(localhost, 127.0.0.1 or [::1] with its port, or LDFSAM_ALLOWED_HOSTS), else 421 HOST_NOT_ALLOWED; ' +
+      'POST, PUT and DELETE with an Origin header that is not one of those are 403 ORIGIN_NOT_ALLOWED.',
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },

@@ -99,8 +99,10 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
     minComponentVoxels: config.minComponentVoxels,
     ...(config.oidcClientId ? { oidcClientId: config.oidcClientId } : {}),
   };
+  const hosts = { allowedHosts: config.allowedHosts, boundHost: config.host };
   const app = createApp({
     auth,
+    hosts,
     queue,
     registry,
     client,
@@ -131,9 +133,15 @@ export async function startServer(config: Config, log: Logger, options: ServerOp
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
+  if (['0.0.0.0', '::'].includes(config.host) && config.allowedHosts.length === 0) {
+    log.warn('listening on every address, but only requests naming localhost, 127.0.0.1 or [::1] are served', {
+      fix: 'set LDFSAM_ALLOWED_HOSTS to the names and addresses clients use to reach this server',
+    });
+  }
   log.info('server listening', {
     url,
     monailabel: `${url}${MONAILABEL_PATH}`,
+    allowedHosts: config.allowedHosts,
     dicomweb: config.dicomwebUrl,
     models: registry.list().map((m) => m.manifest.name),
     auth: authEnabled(auth),

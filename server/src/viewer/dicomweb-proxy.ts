@@ -2,9 +2,12 @@
  * A same-origin proxy from the viewer to the PACS's DICOMweb root. Requests stream both ways (a
  * series of CT frames is never buffered here). The target is fixed by the server's config: the
  * browser chooses only a path below the DICOMweb root, never a host, so no request can be steered
- * to another server. The browser's Host header is passed through because Orthanc builds the
- * BulkDataURIs of its metadata from it (they must point back at this proxy); the browser's
- * Authorization (our API token) is replaced by the PACS credentials, which stay server-side.
+ * to another server. The PACS gets its own name as Host (so a PACS behind name-based virtual
+ * hosting works) and the name the browser used, already checked by the host guard, in
+ * `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto`: Orthanc's DICOMweb plugin builds the
+ * BulkDataURIs of its metadata from `Forwarded`, so they point back at this proxy. The browser's
+ * Authorization (our API token), cookies, Origin and any forwarding headers of its own are
+ * dropped; the PACS credentials are added here and stay server-side.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -31,6 +34,18 @@ const DROP_REQUEST = new Set([
   'upgrade',
   'authorization',
   'cookie',
+  // The PACS is talked to by this server, not by the page: its Origin and Referer stay here.
+  'origin',
+  'referer',
+  // Set below from the checked request; never taken from the browser.
+  'host',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-real-ip',
 ]);
 const DROP_RESPONSE = new Set([
   'connection',
@@ -80,6 +95,12 @@ export function dicomwebProxy(options: ProxyOptions) {
       if (!DROP_REQUEST.has(name) && value !== undefined) headers[name] = value;
     }
     if (options.authorization) headers.authorization = options.authorization;
+    // req.headers.host passed the host guard: a name this server answers to, [a-z0-9.-] or [v6], and a port.
+    const publicHost = req.headers.host!;
+    headers.host = root.host;
+    // Unquoted: Orthanc 1.10 / DICOMweb 1.7 does not strip quotes (it built "http://\" from host="[::1]:5080").
+    headers.forwarded = `host=${publicHost};proto=${req.protocol}`;
+    headers['x-forwarded-host'] = publicHost;
     headers['x-forwarded-proto'] = req.protocol;
     const upstream = transport.request(
       {

@@ -15,6 +15,10 @@ export function registerServe(program: Command): void {
     )
     .option('--host <address>', 'address to bind (env LDFSAM_HOST, default 127.0.0.1; others require authentication)')
     .option('--port <port>', 'port (env LDFSAM_PORT, default 5080; 0 = any free port)')
+    .option(
+      '--allowed-hosts <names>',
+      'comma-separated host names (name or name:port) clients reach this server by, besides localhost, 127.0.0.1 and [::1] (env LDFSAM_ALLOWED_HOSTS)',
+    )
     .option('--data-dir <dir>', 'data folder for the job store (env LDFSAM_DATA_DIR)')
     .option('--queue <url>', 'sqlite (embedded, default) or redis://host:port/db (env LDFSAM_QUEUE)')
     .option('--with-worker', 'with the Redis queue: also run an inference worker in this process')
@@ -29,6 +33,9 @@ export function registerServe(program: Command): void {
           ...(flags.host ? { host: flags.host } : {}),
           ...(flags.port !== undefined ? { port: Number(flags.port) } : {}),
           ...(flags.queue ? { queue: loadConfig({ flags: { queue: flags.queue } }).queue } : {}),
+          ...(flags.allowedHosts !== undefined
+            ? { allowedHosts: loadConfig({ flags: { allowedHosts: flags.allowedHosts } }).allowedHosts }
+            : {}),
         };
         const log = createLogger({ service: 'ldfsam' });
         const server = await startServer(resolved, log, { withWorker: flags.withWorker });
@@ -115,6 +122,7 @@ export function registerServe(program: Command): void {
 
 interface ServeFlags extends CommonFlags {
   host?: string;
+  allowedHosts?: string;
   port?: string;
   queue?: string;
   withWorker?: boolean;
