@@ -54,7 +54,7 @@ try {
     '--out',
     derived,
   ]);
-  const client = new DicomWebClient({ url: orthanc.dicomwebUrl, retries: 0 });
+  const client = new DicomWebClient({ url: orthanc.dicomwebUrl, retries: 0, headers: { authorization: orthanc.authorization } });
   const rows: string[] = [];
   const plans = [];
   for (const name of ['ct-rle', 'ct-j2k']) {

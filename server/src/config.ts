@@ -4,10 +4,12 @@
  * and validated once, at start, and passed down; nothing else reads process.env.
  */
 import { readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { LdfsamError } from './errors.js';
+import { basicAuthorization, readPacsCredentials } from './util/pacs-credentials.js';
 
 /** AE titles: 1-16 characters of the default repertoire, no backslash, not only spaces. */
 const AE_TITLE = /^(?=.*\S)[ -[\]-~]{1,16}$/;
@@ -38,6 +40,26 @@ const allowedHost = z
   )
   .transform((s) => s.toLowerCase());
 
+export interface DicomPeer {
+  aet: string;
+  host: string;
+  port: number;
+}
+
+/** A DICOM peer of the embedded Orthanc (LDFSAM_PACS_DICOM_PEERS): `AET@ipv4[:port]`, port 104 by default. */
+const dicomPeer = z.string().transform((s, ctx): DicomPeer => {
+  const m = /^([A-Za-z0-9_.-]{1,16})@([0-9.]+)(?::(\d{1,5}))?$/.exec(s.trim());
+  const port = Number(m?.[3] ?? 104);
+  if (!m || !isIPv4(m[2]!) || port < 1 || port > 65535) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `${JSON.stringify(s)} is not AET@ipv4[:port] (AE title of 1-16 letters, digits, '_', '.', '-'; Orthanc compares the address with the peer's)`,
+    });
+    return z.NEVER;
+  }
+  return { aet: m[1]!, host: m[2]!, port };
+});
+
 /** A list from a JSON array (config file) or a comma-separated string (environment), each item checked. */
 function commaListOf<T extends z.ZodType<unknown, string>>(item: T) {
   return z
@@ -60,6 +82,11 @@ export const configSchema = z
     dicomwebUrl: z.url({ protocol: /^https?$/ }).optional(),
     pacsHttpPort: port.default(8042),
     pacsDicomPort: port.default(4242),
+    /**
+     * The only DICOM peers the embedded Orthanc accepts associations from (AE title + address). Its
+     * DICOM port is closed when there are none.
+     */
+    pacsDicomPeers: commaListOf(dicomPeer),
     dataDir: z.string().min(1).default(join(homedir(), '.ldfsam')),
     orthancBin: z.string().min(1).default('/usr/sbin/Orthanc'),
     orthancPluginsDir: z.string().min(1).default('/usr/share/orthanc/plugins'),
@@ -191,6 +218,7 @@ export const ENV_VARS: Record<keyof z.infer<typeof configSchema>, string> = {
   dicomwebUrl: 'LDFSAM_DICOMWEB_URL',
   pacsHttpPort: 'LDFSAM_PACS_HTTP_PORT',
   pacsDicomPort: 'LDFSAM_PACS_DICOM_PORT',
+  pacsDicomPeers: 'LDFSAM_PACS_DICOM_PEERS',
   dataDir: 'LDFSAM_DATA_DIR',
   orthancBin: 'LDFSAM_ORTHANC_BIN',
   orthancPluginsDir: 'LDFSAM_ORTHANC_PLUGINS_DIR',
@@ -275,10 +303,17 @@ export function loadConfig({ env = {}, flags = {}, file }: ConfigSources = {}): 
     throw new LdfsamError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
   const config = parsed.data;
+  const dataDir = resolve(config.dataDir);
+  const dicomwebUrl = (config.dicomwebUrl ?? `http://127.0.0.1:${config.pacsHttpPort}/dicom-web`).replace(/\/+$/, '');
+  // The embedded PACS runs with credentials of its own, kept in the data folder; a PACS configured
+  // elsewhere gets only what LDFSAM_DICOMWEB_AUTHORIZATION says.
+  const stored =
+    !config.dicomwebAuthorization && isEmbeddedPacs(dicomwebUrl, config.pacsHttpPort) ? readPacsCredentials(dataDir) : undefined;
   return {
     ...config,
-    dataDir: resolve(config.dataDir),
-    dicomwebUrl: (config.dicomwebUrl ?? `http://127.0.0.1:${config.pacsHttpPort}/dicom-web`).replace(/\/+$/, ''),
+    dataDir,
+    dicomwebUrl,
+    ...(stored ? { dicomwebAuthorization: basicAuthorization(stored) } : {}),
     // A configured DICOM node receives results besides the PACS unless told otherwise.
     storeVia: config.storeVia ?? (config.storeDimse ? 'both' : 'stow'),
   };
@@ -302,6 +337,14 @@ export function parseDimseNode(value: string): DimseNode {
     );
   }
   return { aet: m[1]!.trim(), host: m[2]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** The DICOMweb root is the embedded Orthanc's: loopback, on LDFSAM_PACS_HTTP_PORT. */
+export function isEmbeddedPacs(dicomwebUrl: string, pacsHttpPort: number): boolean {
+  const u = new URL(dicomwebUrl);
+  return (
+    u.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) && Number(u.port || 80) === pacsHttpPort
+  );
 }
 
 function readConfigFile(path: string): Record<string, unknown> {

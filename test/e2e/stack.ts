@@ -71,20 +71,23 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await rm(work, { recursive: true, force: true });
   };
   try {
-    const imported = await runCli([
-      'import-images',
-      '--preset',
-      'hc18',
-      '--out',
-      join(work, 'imported'),
-      '--store',
-      '--json',
-      '--dicomweb',
-      orthanc.dicomwebUrl,
-      join(HC18, '006_HC.png'),
-      join(HC18, '022_HC.png'),
-      join(HC18, '022_2HC.png'),
-    ]);
+    const imported = await runCli(
+      [
+        'import-images',
+        '--preset',
+        'hc18',
+        '--out',
+        join(work, 'imported'),
+        '--store',
+        '--json',
+        '--dicomweb',
+        orthanc.dicomwebUrl,
+        join(HC18, '006_HC.png'),
+        join(HC18, '022_HC.png'),
+        join(HC18, '022_2HC.png'),
+      ],
+      { LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization },
+    );
     if (imported.code !== 0) throw new Error(`import-images failed: ${imported.stderr}`);
     const cineStudy = (
       await runPython('test/tools/make_us_cine.py', [
@@ -107,7 +110,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ]),
     ) as Record<string, { folder: string; studyInstanceUID: string }>;
     const negative = presence['presence-none']!;
-    const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     const loaded = await loadFiles(pacs, [join(work, 'cine'), negative.folder, ...(options.withCt ? [CT_DIR] : [])]);
     if (loaded.failed.length > 0) throw new Error(`cine not stored: ${JSON.stringify(loaded.failed)}`);
     const usStudy = (await pacs.searchForStudies({ queryParams: { PatientID: 'HC18-006' } }))[0]?.['0020000D']
@@ -118,6 +121,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       env: {},
       flags: {
         dicomwebUrl: orthanc.dicomwebUrl,
+        dicomwebAuthorization: orthanc.authorization,
         dataDir: join(work, 'data'),
         port: 0,
         modelDirs: [join(work, 'models'), projectPath('test', 'fixtures', 'model-presence'), ...(options.modelDirs ?? [])],

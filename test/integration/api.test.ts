@@ -10,20 +10,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { openapi } from '../../server/src/http/openapi.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { freePorts } from '../setup/ports.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { startFaultProxy } from '../setup/proxy.js';
 import { runPython } from '../setup/python.js';
 import { startTestRedis, type TestRedis } from './queue-redis-server.js';
 
-const { dicomwebUrl, derivedDir } = provided();
-const pacs = new DicomWebClient({ url: dicomwebUrl });
+const { dicomwebUrl, pacsAuthorization, derivedDir } = provided();
+const pacs = pacsClient();
 const FIXTURE_DIR = projectPath('test', 'fixtures');
 let work: string;
 let server: RunningServer;
@@ -34,7 +33,7 @@ type Backend = 'sqlite' | 'redis';
 const queueOf = (backend: Backend, db: number) => (backend === 'sqlite' ? 'sqlite' : redis.url(db));
 
 async function ids(name: string) {
-  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)]);
+  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)], pacsEnv());
   const { studyInstanceUID, seriesInstanceUID } = (
     JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }
   ).series[0]!;
@@ -92,6 +91,7 @@ function startApiServer(backend: Backend): Promise<RunningServer> {
     env: {},
     flags: {
       dicomwebUrl,
+      dicomwebAuthorization: pacsAuthorization,
       dataDir: join(work, `data-${backend}`),
       port: 0,
       modelDirs: [FIXTURE_DIR, join(work, 'models')],
@@ -405,6 +405,7 @@ describe('command line clients', () => {
         join(work, 'local'),
       ],
       {
+        ...pacsEnv(),
         LDFSAM_MODEL_DIRS: FIXTURE_DIR,
       },
     );
@@ -424,6 +425,7 @@ describe.each(['sqlite', 'redis'] as const)('retries on the %s queue', (backend)
       env: {},
       flags: {
         dicomwebUrl: proxied,
+        dicomwebAuthorization: pacsAuthorization,
         dataDir: join(work, `retry-${backend}`),
         modelDirs: [FIXTURE_DIR],
         pacsRetries: 0,
@@ -456,6 +458,7 @@ describe('security', () => {
       env: {},
       flags: {
         dicomwebUrl,
+        dicomwebAuthorization: pacsAuthorization,
         dataDir: join(work, 'secure'),
         modelDirs: [FIXTURE_DIR],
         apiTokens: ['s3cret', `sha256:${'0'.repeat(64)}`],
@@ -501,6 +504,7 @@ describe('security', () => {
       env: {},
       flags: {
         dicomwebUrl,
+        dicomwebAuthorization: pacsAuthorization,
         dataDir: join(work, 'oidc'),
         modelDirs: [FIXTURE_DIR],
         oidcIssuer: issuer,
@@ -553,6 +557,7 @@ describe('restart', () => {
     const studies = await Promise.all(names.map(ids));
     const [port] = await freePorts(1);
     const env = {
+      ...pacsEnv(),
       LDFSAM_DICOMWEB_URL: dicomwebUrl,
       LDFSAM_DATA_DIR: join(work, 'restart'),
       LDFSAM_PORT: String(port),

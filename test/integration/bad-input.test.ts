@@ -4,21 +4,20 @@
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
 import { readSeriesSlices } from '../../server/src/dicom/series-reader.js';
 import { LdfsamError } from '../../server/src/errors.js';
 import { runCli } from '../setup/cli.js';
 import { freePorts } from '../setup/ports.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 
 const { dicomwebUrl, derivedDir } = provided();
-const client = new DicomWebClient({ url: dicomwebUrl });
+const client = pacsClient();
 const studies = new Map<string, { studyInstanceUID: string; seriesInstanceUID: string }>();
 
 beforeAll(async () => {
   for (const name of ['mixed-sizes', 'mixed-orient', 'no-geometry', 'truncated', 'no-images']) {
-    const result = await runCli(['pacs', 'load', join(derivedDir, name), '--json', '--dicomweb', dicomwebUrl]);
+    const result = await runCli(['pacs', 'load', join(derivedDir, name), '--json', '--dicomweb', dicomwebUrl], pacsEnv());
     expect(result.code).toBe(0);
     const { series } = JSON.parse(result.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] };
     studies.set(name, series[0]!);
@@ -27,7 +26,7 @@ beforeAll(async () => {
 
 async function inspectError(name: string): Promise<{ code: string; message: string }> {
   const ids = studies.get(name)!;
-  const result = await runCli(['inspect', '--study', ids.studyInstanceUID, '--json', '--dicomweb', dicomwebUrl]);
+  const result = await runCli(['inspect', '--study', ids.studyInstanceUID, '--json', '--dicomweb', dicomwebUrl], pacsEnv());
   expect(result.code).toBe(0);
   const [series] = (JSON.parse(result.stdout) as { series: { error?: { code: string; message: string } }[] }).series;
   expect(series!.error).toBeDefined();
@@ -81,23 +80,17 @@ describe('bad series are refused with a specific reason', () => {
 
 describe('bad requests', () => {
   it('an unknown study is NOT_FOUND, exit status 1, and one line on stderr', async () => {
-    const r = await runCli(['inspect', '--study', '1.2.3.4.5.6.7.8.9', '--dicomweb', dicomwebUrl]);
+    const r = await runCli(['inspect', '--study', '1.2.3.4.5.6.7.8.9', '--dicomweb', dicomwebUrl], pacsEnv());
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^ldfsam: error \[NOT_FOUND\]: study 1\.2\.3\.4\.5\.6\.7\.8\.9 is not in the PACS\n$/);
   });
 
   it('an unknown series of a known study is NOT_FOUND', async () => {
     const ids = studies.get('mixed-sizes')!;
-    const r = await runCli([
-      'inspect',
-      '--study',
-      ids.studyInstanceUID,
-      '--series',
-      '1.2.3',
-      '--json',
-      '--dicomweb',
-      dicomwebUrl,
-    ]);
+    const r = await runCli(
+      ['inspect', '--study', ids.studyInstanceUID, '--series', '1.2.3', '--json', '--dicomweb', dicomwebUrl],
+      pacsEnv(),
+    );
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toEqual({
       error: { code: 'NOT_FOUND', message: expect.stringMatching(/series 1\.2\.3 is not in study/) },
@@ -105,7 +98,7 @@ describe('bad requests', () => {
   });
 
   it('a malformed UID is INVALID_INPUT and never reaches the PACS', async () => {
-    const r = await runCli(['inspect', '--study', '../../system', '--dicomweb', dicomwebUrl]);
+    const r = await runCli(['inspect', '--study', '../../system', '--dicomweb', dicomwebUrl], pacsEnv());
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/\[INVALID_INPUT\]: not a DICOM UID/);
   });

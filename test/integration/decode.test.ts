@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
 import { readSeriesSlices, type Slice } from '../../server/src/dicom/series-reader.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, provided } from '../setup/provided.js';
 import { RLE_TWIN } from '../setup/data.js';
 
 interface Reference {
@@ -25,7 +25,7 @@ interface Reference {
   bin: string;
 }
 
-const { dicomwebUrl, referenceDir } = provided();
+const { referenceDir } = provided();
 const references = JSON.parse(readFileSync(join(referenceDir, 'index.json'), 'utf8')) as Reference[];
 
 function referenceValues(ref: Reference): Float32Array | Uint8Array | Uint16Array {
@@ -83,7 +83,7 @@ function expectEqualPixels(slice: Slice | undefined, ref: Reference): void {
 }
 
 describe('decoding matches pydicom for every shared file', () => {
-  const client = new DicomWebClient({ url: dicomwebUrl });
+  const client = pacsClient();
   const mainRefs = references.filter((r) => r.file !== RLE_TWIN);
   let slices: Map<string, Slice>;
 

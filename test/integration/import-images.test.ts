@@ -12,7 +12,6 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { readFileSeries, readFileSlices } from '../../server/src/dicom/file-series.js';
 import { parseHc18Index } from '../../server/src/cli/commands/import-presets.js';
 import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
@@ -21,7 +20,7 @@ import { readSeriesSlices } from '../../server/src/dicom/series-reader.js';
 import { runCli } from '../setup/cli.js';
 import { dciodvfy } from '../setup/dciodvfy.js';
 import { SHARED_DATA } from '../setup/data.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython, venvPython } from '../setup/python.js';
 
 const exec = promisify(execFile);
@@ -84,8 +83,11 @@ let work: string;
 let reports: { hc18: Report; ph2: Report; ot: Report };
 let checks: PydicomCheck[];
 
-async function importCli(args: string[]): Promise<{ code: number; report: Report; stderr: string }> {
-  const r = await runCli(['import-images', '--json', ...args]);
+async function importCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; report: Report; stderr: string }> {
+  const r = await runCli(['import-images', '--json', ...args], env);
   return { code: r.code, report: JSON.parse(r.stdout) as Report, stderr: r.stderr };
 }
 
@@ -276,7 +278,7 @@ describe('ldfsam import-images', () => {
 
   it('--store puts its own images into the PACS once; the server reads them there as from the files', async () => {
     const { dicomwebUrl } = provided();
-    const client = new DicomWebClient({ url: dicomwebUrl });
+    const client = pacsClient();
     const us = ['--modality', 'US', '--pixel-spacing', String(sizeOf('010_2HC.png')), '--patient-id', 'LDFSAM-IMPORT-TEST-US'];
     const xc = ['--modality', 'XC', '--patient-id', 'LDFSAM-IMPORT-TEST-XC'];
     const runs = [
@@ -284,7 +286,7 @@ describe('ldfsam import-images', () => {
       [PH2_FILES[0]!, ...xc],
     ];
     for (const args of runs) {
-      const stored = await importCli([...args, '--out', join(work, 'stored'), '--store', '--dicomweb', dicomwebUrl]);
+      const stored = await importCli([...args, '--out', join(work, 'stored'), '--store', '--dicomweb', dicomwebUrl], pacsEnv());
       expect(stored.code, stored.stderr).toBe(0);
       const [image] = stored.report.images;
       expect(stored.report.store!.stored.map((s) => s.sopInstanceUID)).toEqual([image!.sopInstanceUID]);
@@ -304,7 +306,10 @@ describe('ldfsam import-images', () => {
       expect(differences(samplesOf(fromPacs[0]!.pixels), samplesOf(fromFile[0]!.pixels)).max).toBe(0);
 
       // Importing and storing again sends the same instance: the PACS still holds one.
-      const repeat = await importCli([...args, '--out', join(work, 'stored-again'), '--store', '--dicomweb', dicomwebUrl]);
+      const repeat = await importCli(
+        [...args, '--out', join(work, 'stored-again'), '--store', '--dicomweb', dicomwebUrl],
+        pacsEnv(),
+      );
       expect(repeat.code, repeat.stderr).toBe(0);
       expect(repeat.report.images[0]!.sopInstanceUID).toBe(image!.sopInstanceUID);
       const instances = await client.searchForInstances({ studyInstanceUID: image!.studyInstanceUID });

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../setup/cli.js';
-import { provided } from '../setup/provided.js';
+import { pacsEnv, provided } from '../setup/provided.js';
 
 interface Reference {
   file: string;
@@ -41,7 +41,7 @@ const references = JSON.parse(readFileSync(join(referenceDir, 'index.json'), 'ut
 
 async function inspect(study: string, series?: string): Promise<Summary[]> {
   const args = ['inspect', '--study', study, '--json', '--dicomweb', dicomwebUrl, ...(series ? ['--series', series] : [])];
-  const result = await runCli(args);
+  const result = await runCli(args, pacsEnv());
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
   return (JSON.parse(result.stdout) as { series: Summary[] }).series;
@@ -110,7 +110,7 @@ describe('ldfsam inspect', () => {
 
   it('keeps per-slice positions of a gantry-tilted series and ignores instance numbers', async () => {
     const dir = join(derivedDir, 'tilted');
-    const study = JSON.parse((await runCli(['pacs', 'load', dir, '--json', '--dicomweb', dicomwebUrl])).stdout) as {
+    const study = JSON.parse((await runCli(['pacs', 'load', dir, '--json', '--dicomweb', dicomwebUrl], pacsEnv())).stdout) as {
       series: { studyInstanceUID: string }[];
     };
     const [tilted] = await inspect(study.series[0]!.studyInstanceUID);
@@ -124,7 +124,7 @@ describe('ldfsam inspect', () => {
   });
 
   it('reports a missing slice as uneven spacing', async () => {
-    const load = await runCli(['pacs', 'load', join(derivedDir, 'uneven'), '--json', '--dicomweb', dicomwebUrl]);
+    const load = await runCli(['pacs', 'load', join(derivedDir, 'uneven'), '--json', '--dicomweb', dicomwebUrl], pacsEnv());
     const study = (JSON.parse(load.stdout) as { series: { studyInstanceUID: string }[] }).series[0]!.studyInstanceUID;
     const [s] = await inspect(study);
     expect(s!.sliceCount).toBe(27);
@@ -149,7 +149,7 @@ describe('ldfsam inspect', () => {
     const ref = refsOf((r) => r.file.includes('ct-head-phantom-philips'))[0]!;
     const only = await inspect(ref.studyInstanceUID, ref.seriesInstanceUID);
     expect(only).toHaveLength(1);
-    const text = await runCli(['inspect', '--study', ref.studyInstanceUID, '--dicomweb', dicomwebUrl]);
+    const text = await runCli(['inspect', '--study', ref.studyInstanceUID, '--dicomweb', dicomwebUrl], pacsEnv());
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/CT\s+28\s+512x512\s+0\.4512 x 0\.4512, 5 between/);
   });

@@ -1,9 +1,10 @@
 /**
  * `ldfsam pacs start|status|load|stop` as a user runs them: a second, detached Orthanc on free
- * ports in a temp data folder. It also holds the 2-frame RLE ultrasound, which shares its SOP
+ * ports in a temp data folder, with the credentials `pacs start` generates (the commands find them
+ * in the data folder themselves). It also holds the 2-frame RLE ultrasound, which shares its SOP
  * Instance UID with OBXXXX1A.dcm and so cannot live in the main test PACS.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { loadSeriesPlan } from '../../server/src/dicom/inspect.js';
 import { readSeriesSlices } from '../../server/src/dicom/series-reader.js';
+import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { CT_DIR, RLE_TWIN } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
@@ -20,6 +22,7 @@ const { referenceDir } = provided();
 let env: Record<string, string>;
 let dataDir: string;
 let dicomwebUrl: string;
+let authorization: string;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'ldfsam-pacs-'));
@@ -40,18 +43,37 @@ describe('ldfsam pacs', () => {
     expect(r.stdout).toMatch(/Orthanc is not running/);
   });
 
-  it('start waits until Orthanc answers; a second start finds it running', async () => {
+  it('start generates credentials once (mode 0600), Orthanc requires them; a second start finds it running', async () => {
     const r = await runCli(['pacs', 'start', '--json'], env);
     expect(r.code).toBe(0);
-    const started = JSON.parse(r.stdout) as { pid: number; alreadyRunning: boolean; dicomwebUrl: string };
-    expect(started.alreadyRunning).toBe(false);
-    expect(started.dicomwebUrl).toBe(dicomwebUrl);
-    const system = await fetch(dicomwebUrl.replace('/dicom-web', '/system'));
-    expect(system.ok).toBe(true);
+    const started = JSON.parse(r.stdout) as {
+      pid: number;
+      alreadyRunning: boolean;
+      dicomwebUrl: string;
+      credentialsFile: string;
+    };
+    expect(started).toMatchObject({ alreadyRunning: false, dicomwebUrl, dicomPort: null });
+    expect(started.credentialsFile).toBe(join(dataDir, 'orthanc', 'credentials.json'));
+    // The password is in the credentials and in Orthanc's generated configuration: both owner-only.
+    for (const file of [started.credentialsFile, join(dataDir, 'orthanc', 'orthanc.json')])
+      expect((statSync(file).mode & 0o777).toString(8), file).toBe('600');
+    const credentials = JSON.parse(readFileSync(started.credentialsFile, 'utf8')) as { username: string; password: string };
+    expect(credentials.username).toBe('ldfsam');
+    expect(credentials.password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+    const system = dicomwebUrl.replace('/dicom-web', '/system');
+    expect((await fetch(system)).status).toBe(401);
+    expect((await fetch(system, { headers: { authorization: 'Basic bGRmc2FtOndyb25n' } })).status).toBe(401);
+    expect((await fetch(system, { headers: { authorization } })).status).toBe(200);
     const again = JSON.parse((await runCli(['pacs', 'start', '--json'], env)).stdout) as { pid: number; alreadyRunning: boolean };
     expect(again).toMatchObject({ pid: started.pid, alreadyRunning: true });
     const status = await runCli(['pacs', 'status', '--json'], env);
     expect(JSON.parse(status.stdout)).toMatchObject({ running: true, answering: true, pid: started.pid, version: '1.10.1' });
+    // The text says how a person logs in, without the password.
+    const text = await runCli(['pacs', 'start'], env);
+    expect(text.stdout).toContain(`login:    user name and password in ${started.credentialsFile}`);
+    expect(text.stdout).toMatch(/DICOM: {4}port closed/);
+    expect(text.stdout).not.toContain(credentials.password);
   });
 
   it('load stores a folder, skips the DICOMDIR with its reason, and prints what was stored', async () => {
@@ -80,7 +102,7 @@ describe('ldfsam pacs', () => {
     ).series;
     expect(us).toMatchObject({ sliceCount: 2, frameNumbers: [1, 2], transferSyntaxes: ['1.2.840.10008.1.2.5'] });
 
-    const client = new DicomWebClient({ url: dicomwebUrl });
+    const client = new DicomWebClient({ url: dicomwebUrl, headers: { authorization } });
     const plan = await loadSeriesPlan(client, series[0]!);
     const refs = (
       JSON.parse(readFileSync(join(referenceDir, 'index.json'), 'utf8')) as { file: string; frameNumber: number; bin: string }[]
@@ -95,6 +117,16 @@ describe('ldfsam pacs', () => {
         0,
       );
     }
+  });
+
+  it('segment reads the credentials from the data folder too, and stores its SEG', async () => {
+    const load = await runCli(['pacs', 'load', '--json', CT_DIR], env);
+    const [ct] = (JSON.parse(load.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }).series;
+    const model = projectPath('test', 'fixtures', 'model-threshold');
+    const args = ['segment', '--json', '--model', model, '--study', ct!.studyInstanceUID, '--series', ct!.seriesInstanceUID];
+    const r = await runCli(args, env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'stored' });
   });
 
   it('stop stops it, and status says so', async () => {

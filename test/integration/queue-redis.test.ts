@@ -11,18 +11,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { CT_DIR } from '../setup/data.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython, venvPython } from '../setup/python.js';
 import { startTestRedis, type TestRedis } from './queue-redis-server.js';
 
-const { dicomwebUrl } = provided();
-const pacs = new DicomWebClient({ url: dicomwebUrl });
+const { dicomwebUrl, pacsAuthorization } = provided();
+const pacs = pacsClient();
 const SERIES = 24;
 /** Worker lock: a dead worker's job is taken over within about 4 s + 2 x 2 s. */
 const LOCK_MS = 4000;
@@ -63,6 +62,7 @@ function spawnWorker(env: Record<string, string> = {}): Promise<Worker> {
       HOME: work,
       LDFSAM_QUEUE: redis.url(),
       LDFSAM_DICOMWEB_URL: dicomwebUrl,
+      ...pacsEnv(),
       LDFSAM_MODEL_DIRS: join(work, 'models'),
       LDFSAM_BATCH_SIZE: '1',
       LDFSAM_QUEUE_LOCK_MS: String(LOCK_MS),
@@ -142,7 +142,7 @@ beforeAll(async () => {
   await runPython('test/tools/export_with_reference.py', ['--config', 'tiny', '--out', join(work, 'models', 'random-tiny')]);
   await writeFile(join(work, 'copy_series.py'), COPY_SERIES);
   await promisify(execFile)(venvPython(), [join(work, 'copy_series.py'), CT_DIR, join(work, 'series'), String(SERIES)]);
-  const loaded = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(work, 'series')]);
+  const loaded = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(work, 'series')], pacsEnv());
   series = (JSON.parse(loaded.stdout) as { series: typeof series }).series
     .map(({ studyInstanceUID, seriesInstanceUID }) => ({ studyInstanceUID, seriesInstanceUID }))
     .sort((a, b) => a.studyInstanceUID.localeCompare(b.studyInstanceUID));
@@ -150,7 +150,13 @@ beforeAll(async () => {
   redis = await startTestRedis();
   const config = loadConfig({
     env: {},
-    flags: { dicomwebUrl, dataDir: join(work, 'data'), modelDirs: [join(work, 'models')], queue: redis.url() },
+    flags: {
+      dicomwebUrl,
+      dicomwebAuthorization: pacsAuthorization,
+      dataDir: join(work, 'data'),
+      modelDirs: [join(work, 'models')],
+      queue: redis.url(),
+    },
   });
   // The API alone: with LDFSAM_QUEUE set, `serve` runs no inference unless --with-worker.
   server = await startServer({ ...config, port: 0 }, silentLogger);

@@ -6,14 +6,13 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { startFaultProxy } from '../setup/proxy.js';
 
 const { dicomwebUrl, derivedDir } = provided();
-const client = new DicomWebClient({ url: dicomwebUrl });
+const client = pacsClient();
 const FIXTURE = projectPath('test', 'fixtures', 'model-threshold');
 let proxy: { dicomwebUrl: string; close(): Promise<void> } | undefined;
 
@@ -23,7 +22,7 @@ afterEach(async () => {
 });
 
 async function idsOf(name: string) {
-  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)]);
+  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)], pacsEnv());
   return (JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }).series[0]!;
 }
 
@@ -34,6 +33,7 @@ describe('PACS faults during segmentation', () => {
       method === 'GET' && url.includes('/frames/') ? 'reset' : undefined,
     );
     const r = await runCli(['segment', '--model', FIXTURE, '--study', ids.studyInstanceUID, '--series', ids.seriesInstanceUID], {
+      ...pacsEnv(),
       LDFSAM_DICOMWEB_URL: proxy.dicomwebUrl,
       LDFSAM_PACS_RETRIES: '1',
     });
@@ -49,6 +49,7 @@ describe('PACS faults during segmentation', () => {
     let stores = 0;
     proxy = await startFaultProxy(dicomwebUrl, (method) => (method === 'POST' ? (stores++, 503) : undefined));
     const r = await runCli(['segment', '--model', FIXTURE, '--study', ids.studyInstanceUID, '--series', ids.seriesInstanceUID], {
+      ...pacsEnv(),
       LDFSAM_DICOMWEB_URL: proxy.dicomwebUrl,
       LDFSAM_PACS_RETRIES: '2',
     });

@@ -7,18 +7,17 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { readSegmentation } from '../../server/src/seg/reader.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { dciodvfy } from '../setup/dciodvfy.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython } from '../setup/python.js';
 
 const { dicomwebUrl, derivedDir } = provided();
-const client = new DicomWebClient({ url: dicomwebUrl });
+const client = pacsClient();
 const FIXTURE = projectPath('test', 'fixtures', 'model-threshold');
 let work: string;
 
@@ -43,7 +42,7 @@ afterAll(async () => {
 });
 
 async function idsOf(paths: string[]): Promise<{ studyInstanceUID: string; seriesInstanceUID: string }> {
-  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, ...paths]);
+  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, ...paths], pacsEnv());
   const { series } = JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] };
   return series[0]!;
 }
@@ -51,7 +50,7 @@ async function idsOf(paths: string[]): Promise<{ studyInstanceUID: string; serie
 async function segment(ids: { studyInstanceUID: string; seriesInstanceUID?: string }, extra: string[] = []) {
   const args = ['segment', '--json', '--dicomweb', dicomwebUrl, '--model', FIXTURE, '--study', ids.studyInstanceUID];
   if (ids.seriesInstanceUID) args.push('--series', ids.seriesInstanceUID);
-  return runCli([...args, ...extra]);
+  return runCli([...args, ...extra], pacsEnv());
 }
 
 /** The SEG as stored in the PACS, written to a file for the independent tools. */
@@ -193,7 +192,10 @@ describe('ldfsam segment (PACS)', () => {
 
   it('says so, and stores nothing, when every frame is empty', async () => {
     const ids = await idsOf([join(derivedDir, 'blank')]);
-    const r = await runCli(['segment', '--dicomweb', dicomwebUrl, '--model', FIXTURE, '--study', ids.studyInstanceUID]);
+    const r = await runCli(
+      ['segment', '--dicomweb', dicomwebUrl, '--model', FIXTURE, '--study', ids.studyInstanceUID],
+      pacsEnv(),
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/0 frame\(s\); nothing segmented: every frame is empty, no SEG stored/);
     expect(
@@ -206,17 +208,10 @@ describe('ldfsam segment (PACS)', () => {
 
 describe('ldfsam segment: bad input', () => {
   it('an unknown model', async () => {
-    const r = await runCli([
-      'segment',
-      '--dicomweb',
-      dicomwebUrl,
-      '--model',
-      'no-such-model',
-      '--study',
-      '1.2.3',
-      '--series',
-      '1.2.3.4',
-    ]);
+    const r = await runCli(
+      ['segment', '--dicomweb', dicomwebUrl, '--model', 'no-such-model', '--study', '1.2.3', '--series', '1.2.3.4'],
+      pacsEnv(),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/\[NOT_FOUND\]: unknown model "no-such-model"/);
   });
@@ -228,34 +223,40 @@ describe('ldfsam segment: bad input', () => {
     const manifest = JSON.parse(await readFile(join(FIXTURE, 'model.json'), 'utf8')) as { modalities: string[]; name: string };
     await writeFile(join(mrOnly, 'model.json'), JSON.stringify({ ...manifest, name: 'mr-only', modalities: ['MR'] }));
     const ids = await idsOf([CT_DIR]);
-    const r = await runCli([
-      'segment',
-      '--dicomweb',
-      dicomwebUrl,
-      '--model',
-      mrOnly,
-      '--study',
-      ids.studyInstanceUID,
-      '--series',
-      ids.seriesInstanceUID,
-    ]);
+    const r = await runCli(
+      [
+        'segment',
+        '--dicomweb',
+        dicomwebUrl,
+        '--model',
+        mrOnly,
+        '--study',
+        ids.studyInstanceUID,
+        '--series',
+        ids.seriesInstanceUID,
+      ],
+      pacsEnv(),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/\[INVALID_INPUT\]: model mr-only does not accept modality CT \(it accepts MR\)/);
   });
 
   it('a series the foundation refuses, with nothing stored', async () => {
     const ids = await idsOf([join(derivedDir, 'mixed-sizes')]);
-    const r = await runCli([
-      'segment',
-      '--dicomweb',
-      dicomwebUrl,
-      '--model',
-      FIXTURE,
-      '--study',
-      ids.studyInstanceUID,
-      '--series',
-      ids.seriesInstanceUID,
-    ]);
+    const r = await runCli(
+      [
+        'segment',
+        '--dicomweb',
+        dicomwebUrl,
+        '--model',
+        FIXTURE,
+        '--study',
+        ids.studyInstanceUID,
+        '--series',
+        ids.seriesInstanceUID,
+      ],
+      pacsEnv(),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/\[UNSUPPORTED_DICOM\]: series .* mixes image sizes/);
     expect(

@@ -1,12 +1,26 @@
 /** The README's main command (`npm start` = `ldfsam start`): up, sample data in, Ctrl-C stops all. */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { projectPath } from '../../server/src/util/paths.js';
 import { CT_DIR, SINGLE_DIR } from '../setup/data.js';
 import { freePorts } from '../setup/ports.js';
+
+/** A GET with the given Host header (what a DNS-rebinding page's browser sends). */
+function statusFor(port: number, path: string, host: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers: { ...headers, host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** `ldfsam start` as the user runs it, on free ports and in a temp data folder; output collected. */
 function spawnStart(args: string[], ports: number[], dataDir: string, env: Record<string, string> = {}) {
@@ -44,7 +58,22 @@ it('starts Orthanc and the API, stores the sample data, segments a sample series
     await prompt(60_000);
     expect(output()).toMatch(/CT\s+28\s+512x512\s+position, even\s+ready/);
     expect(output()).toMatch(/US\s+2\s+480x640\s+2D images\s+ready/);
-    expect((await fetch(`http://127.0.0.1:${http}/system`)).ok).toBe(true);
+    // Orthanc answers only with the generated credentials, which are printed nowhere.
+    const file = join(dataDir, 'orthanc', 'credentials.json');
+    const { username, password } = JSON.parse(readFileSync(file, 'utf8')) as { username: string; password: string };
+    const authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    expect((await fetch(`http://127.0.0.1:${http}/system`)).status).toBe(401);
+    expect((await fetch(`http://127.0.0.1:${http}/system`, { headers: { authorization } })).status).toBe(200);
+    expect(output()).toContain(
+      `Orthanc Explorer: http://127.0.0.1:${http}/app/explorer.html (log in with the user name and password in ${file})`,
+    );
+    expect(output()).toContain('PACS DICOM: port closed');
+    expect(output()).not.toContain(password);
+    // Named by a foreign Host (DNS rebinding), neither the API nor Orthanc serves anything.
+    expect(await statusFor(api!, '/api/models', `attacker.example:${api}`)).toBe(421);
+    expect(await statusFor(api!, '/dicom-web/studies', `attacker.example:${api}`)).toBe(421);
+    expect(await statusFor(http!, '/system', `attacker.example:${http}`)).toBe(401);
+    expect(await statusFor(http!, '/system', `attacker.example:${http}`, { authorization })).toBe(403);
     // The API runs, and the demonstration job stored a SEG.
     expect(output()).toMatch(new RegExp(`API: http://127\\.0\\.0\\.1:${api}/api`));
     expect(output()).toMatch(

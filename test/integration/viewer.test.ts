@@ -22,12 +22,12 @@ import { DATA_SOURCE_NAME } from '../../server/src/viewer/app-config.js';
 import { locateViewer, type ViewerFiles } from '../../server/src/viewer/viewer-routes.js';
 import { provided } from '../setup/provided.js';
 
-const { dicomwebUrl, orthancHttpUrl } = provided();
+const { dicomwebUrl, orthancHttpUrl, pacsAuthorization: PACS_AUTH } = provided();
 const FIXTURE_DIR = projectPath('test', 'fixtures');
-// The test Orthanc runs with AuthenticationEnabled: false (orthanc-config/orthanc.json) and ignores
-// an Authorization header, so the server can be configured with PACS credentials here; checked below.
-const PACS_USER_PASS = 'pacs-service:Pacs-Secret-9f2c';
-const PACS_AUTH = `Basic ${Buffer.from(PACS_USER_PASS).toString('base64')}`;
+// The test Orthanc runs with authentication, as the embedded PACS does: the server is configured
+// with its credentials, and direct requests to it here carry them too.
+const PACS_USER_PASS = Buffer.from(PACS_AUTH.slice('Basic '.length), 'base64').toString();
+const pacs = { authorization: PACS_AUTH };
 const API_TOKEN = 'api-token-5d0f3c9b8e7a6d41';
 const VIEWER_TOKEN = 'viewer-token-0b1c2d3e4f5a6b7c';
 const OIDC_ISSUER = 'http://127.0.0.1:9/realms/radiology';
@@ -199,7 +199,7 @@ describe('viewer files', () => {
     // Not the app-config.js that ships in the OHIF dist.
     expect(r.text).not.toBe(readFileSync(join(files.ohifDist, 'app-config.js'), 'utf8'));
     expect(r.text).toContain(DATA_SOURCE_NAME);
-    for (const secret of [PACS_AUTH, PACS_AUTH.slice(6), PACS_USER_PASS, 'Pacs-Secret']) expect(r.text).not.toContain(secret);
+    for (const secret of [PACS_AUTH, PACS_AUTH.slice(6), PACS_USER_PASS]) expect(r.text).not.toContain(secret);
     const config = runAppConfig(r.text, open.url);
     expect(config.dataSources[0].configuration).toMatchObject({
       qidoRoot: `${open.url}/dicom-web`,
@@ -238,14 +238,15 @@ describe('viewer files', () => {
 });
 
 describe('DICOMweb proxy', () => {
-  it('the test Orthanc ignores the configured PACS credentials (so this file can configure them)', async () => {
-    const r = await raw(orthancHttpUrl, '/dicom-web/studies?limit=1', { headers: { authorization: PACS_AUTH } });
-    expect(r.status, 'the test Orthanc must have AuthenticationEnabled: false').toBe(200);
+  it('the test Orthanc requires the PACS credentials the server is configured with', async () => {
+    expect((await raw(orthancHttpUrl, '/dicom-web/studies?limit=1')).status).toBe(401);
+    expect((await raw(orthancHttpUrl, '/dicom-web/studies?limit=1', { headers: pacs })).status).toBe(200);
+    expect((await raw(open.url, '/dicom-web/studies?limit=1')).status).toBe(200);
   });
 
   it('QIDO-RS through the proxy gives the same studies and series as Orthanc directly', async () => {
     const accept = { accept: 'application/dicom+json' };
-    const direct = await raw(orthancHttpUrl, '/dicom-web/studies', { headers: accept });
+    const direct = await raw(orthancHttpUrl, '/dicom-web/studies', { headers: { ...accept, ...pacs } });
     const proxied = await raw(open.url, '/dicom-web/studies', { headers: accept });
     expect(direct.status).toBe(200);
     expect(proxied.status).toBe(200);
@@ -255,7 +256,7 @@ describe('DICOMweb proxy', () => {
     expect(studies).toEqual(withOrigin(direct.text, orthancHttpUrl, open.url));
     // A query with parameters passes through unchanged.
     const query = '/dicom-web/series?Modality=CT&includefield=0008103E';
-    const d = await raw(orthancHttpUrl, query, { headers: accept });
+    const d = await raw(orthancHttpUrl, query, { headers: { ...accept, ...pacs } });
     const p = await raw(open.url, query, { headers: accept });
     expect(p.json().length).toBeGreaterThan(0);
     expect(p.json()).toEqual(withOrigin(d.text, orthancHttpUrl, open.url));
@@ -263,7 +264,7 @@ describe('DICOMweb proxy', () => {
 
   it("WADO-RS series metadata through the proxy has BulkDataURIs on the server's own origin, and they resolve", async () => {
     const series = (
-      await raw(orthancHttpUrl, '/dicom-web/series?Modality=CT', { headers: { accept: 'application/dicom+json' } })
+      await raw(orthancHttpUrl, '/dicom-web/series?Modality=CT', { headers: { accept: 'application/dicom+json', ...pacs } })
     ).json();
     const first = series[0] as Record<string, { Value: string[] }>;
     const study = first['0020000D']!.Value[0]!;
@@ -299,7 +300,7 @@ describe('DICOMweb proxy', () => {
     const pixels = instances[0]!['7FE00010']!.BulkDataURI!;
     const path = pixels.slice(open.url.length);
     const viaProxy = await raw(open.url, path);
-    const fromPacs = await raw(orthancHttpUrl, path);
+    const fromPacs = await raw(orthancHttpUrl, path, { headers: pacs });
     expect(viaProxy.status).toBe(200);
     expect(fromPacs.status).toBe(200);
     const a = parseMultipart(viaProxy.body, String(viaProxy.headers['content-type']));
@@ -324,7 +325,9 @@ describe('DICOMweb proxy', () => {
   });
 
   it('refuses PUT and DELETE with 400, and the study stays in the PACS', async () => {
-    const studies = (await raw(orthancHttpUrl, '/dicom-web/studies', { headers: { accept: 'application/dicom+json' } })).json();
+    const studies = (
+      await raw(orthancHttpUrl, '/dicom-web/studies', { headers: { accept: 'application/dicom+json', ...pacs } })
+    ).json();
     const study = studies[0]['0020000D'].Value[0] as string;
     for (const method of ['PUT', 'DELETE']) {
       const r = await raw(open.url, `/dicom-web/studies/${study}`, { method });
@@ -335,7 +338,7 @@ describe('DICOMweb proxy', () => {
       });
     }
     const still = await raw(orthancHttpUrl, `/dicom-web/studies?StudyInstanceUID=${study}`, {
-      headers: { accept: 'application/dicom+json' },
+      headers: { accept: 'application/dicom+json', ...pacs },
     });
     expect(still.json()).toHaveLength(1);
   });
@@ -365,7 +368,7 @@ describe('with API tokens, a viewer token and OIDC', () => {
       expect(r.json().error.code).toBe('UNAUTHORIZED');
     }
     expect(reachedPacs(before)).toEqual([]);
-    const direct = await raw(orthancHttpUrl, '/dicom-web/studies', { headers: { accept: 'application/dicom+json' } });
+    const direct = await raw(orthancHttpUrl, '/dicom-web/studies', { headers: { accept: 'application/dicom+json', ...pacs } });
     for (const token of [API_TOKEN, VIEWER_TOKEN]) {
       const r = await raw(secure.url, '/dicom-web/studies', {
         headers: { ...bearer(token), accept: 'application/dicom+json', cookie: 'session=browser-cookie' },

@@ -91,7 +91,7 @@ beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-faults-'));
   settings = await testOrthancSettings(join(work, 'pacs'));
   await startPacs();
-  pacs = new DicomWebClient({ url: orthanc!.dicomwebUrl });
+  pacs = new DicomWebClient({ url: orthanc!.dicomwebUrl, headers: { authorization: orthanc!.authorization } });
 }, 120_000);
 
 afterAll(async () => {
@@ -119,7 +119,8 @@ async function startKillSwitch(target: () => string | undefined) {
     }
     const t = new URL(base);
     const upstream = http.request(
-      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      // Orthanc's own name as Host: it refuses any other (DNS-rebinding guard).
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: { ...req.headers, host: t.host } },
       (answer) => {
         const chunks: Buffer[] = [];
         answer.on('data', (c: Buffer) => chunks.push(c));
@@ -161,6 +162,8 @@ describe('Orthanc killed and restarted mid-job', () => {
       env: {},
       flags: {
         dicomwebUrl: `${killSwitch.url}/dicom-web`,
+        // The same credentials after every restart: generated once, kept in the data folder.
+        dicomwebAuthorization: orthanc!.authorization,
         dataDir: join(work, 'server'),
         modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],
         batchSize: 4,
@@ -270,7 +273,12 @@ describe('a full disk under the job store', () => {
     const dataDir = join(mount!, 'data');
     const config = loadConfig({
       env: {},
-      flags: { dicomwebUrl: orthanc!.dicomwebUrl, dataDir, modelDirs: [projectPath('test', 'fixtures', 'model-threshold')] },
+      flags: {
+        dicomwebUrl: orthanc!.dicomwebUrl,
+        dicomwebAuthorization: orthanc!.authorization,
+        dataDir,
+        modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],
+      },
     });
     // One-slice series of their own: a request for a series already queued would return that job.
     const series = [];

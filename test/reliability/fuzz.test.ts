@@ -120,7 +120,7 @@ describe(`DICOM fuzzing (seed ${SEED})`, () => {
     let client: DicomWebClient;
     beforeAll(async () => {
       orthanc = await startTestOrthanc(join(workDir, 'pacs'));
-      client = new DicomWebClient({ url: orthanc.dicomwebUrl, retries: 1 });
+      client = new DicomWebClient({ url: orthanc.dicomwebUrl, retries: 1, headers: { authorization: orthanc.authorization } });
     }, 120_000);
     afterAll(() => {
       orthanc?.child?.kill('SIGTERM');

@@ -79,7 +79,8 @@ beforeAll(async () => {
     });
     await writeFile(join(dir, `${i}.dcm`), copy.files[0]!.bytes);
   }
-  const report = await loadFiles(new DicomWebClient({ url: orthanc.dicomwebUrl }), [dir]);
+  const pacs = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
+  const report = await loadFiles(pacs, [dir]);
   for (const s of report.series) series.push({ studyInstanceUID: s.studyInstanceUID, seriesInstanceUID: s.seriesInstanceUID });
   expect(series).toHaveLength(SUBMISSIONS + 1);
   warmUp = series.pop()!;
@@ -89,6 +90,7 @@ beforeAll(async () => {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '/tmp',
       LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
+      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
       LDFSAM_DATA_DIR: join(work, 'server'),
       LDFSAM_PORT: String(port),
       LDFSAM_MODEL_DIRS: projectPath('test', 'fixtures', 'model-threshold'),

@@ -1,17 +1,15 @@
 /** A test's own Orthanc: the project's start code, free ports, storage in the given folder. */
-import { startOrthanc, type OrthancHandle } from '../../server/src/pacs/orthanc.js';
+import type { DicomPeer } from '../../server/src/config.js';
+import { startOrthanc, type OrthancHandle, type OrthancSettings } from '../../server/src/pacs/orthanc.js';
 import { freePorts } from './ports.js';
 
-export interface TestOrthancSettings {
-  orthancBin: string;
-  orthancPluginsDir: string;
-  dataDir: string;
-  pacsHttpPort: number;
-  pacsDicomPort: number;
-}
+export type TestOrthancSettings = Required<OrthancSettings>;
 
-/** Settings for startOrthanc on two free ports (for tests that stop and restart it). */
-export async function testOrthancSettings(dataDir: string): Promise<TestOrthancSettings> {
+/**
+ * Settings for startOrthanc on two free ports (for tests that stop and restart it). Its DICOM port
+ * is open only with `dicomPeers` (and only to them), as for the embedded PACS.
+ */
+export async function testOrthancSettings(dataDir: string, dicomPeers: DicomPeer[] = []): Promise<TestOrthancSettings> {
   const [http, dicom] = await freePorts(2);
   return {
     orthancBin: process.env.LDFSAM_ORTHANC_BIN ?? '/usr/sbin/Orthanc',
@@ -19,10 +17,11 @@ export async function testOrthancSettings(dataDir: string): Promise<TestOrthancS
     dataDir,
     pacsHttpPort: http!,
     pacsDicomPort: dicom!,
+    pacsDicomPeers: dicomPeers,
   };
 }
 
-/** Starts Orthanc as a child of this process (it dies with the test run). */
-export async function startTestOrthanc(dataDir: string): Promise<OrthancHandle> {
-  return startOrthanc(await testOrthancSettings(dataDir), { detached: false });
+/** Starts Orthanc as a child of this process (it dies with the test run), with authentication on. */
+export async function startTestOrthanc(dataDir: string, dicomPeers: DicomPeer[] = []): Promise<OrthancHandle> {
+  return startOrthanc(await testOrthancSettings(dataDir, dicomPeers), { detached: false });
 }

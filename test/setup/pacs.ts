@@ -57,10 +57,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
       join(derivedDir, 'enhanced-ct', '000.dcm'),
       ...DECODE_SERIES.flatMap((name) => derivedFiles(derivedDir, name)),
     ]);
-    const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     const report = await loadFiles(client, [CT_DIR, ...singleImages(), MR_DIR, derivedDir]);
     if (report.failed.length > 0) throw new Error(`test data not stored: ${JSON.stringify(report.failed)}`);
-    provideAll(project, { dicomwebUrl: orthanc.dicomwebUrl, orthancHttpUrl: orthanc.httpUrl, referenceDir, derivedDir, workDir });
+    provideAll(project, {
+      dicomwebUrl: orthanc.dicomwebUrl,
+      orthancHttpUrl: orthanc.httpUrl,
+      pacsAuthorization: orthanc.authorization,
+      referenceDir,
+      derivedDir,
+      workDir,
+    });
   } catch (err) {
     await stop();
     throw err;

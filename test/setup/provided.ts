@@ -3,10 +3,13 @@
  * ProvidedContext is re-exported through an internal chunk, where module augmentation does not reach.
  */
 import { inject } from 'vitest';
+import { DicomWebClient, type DicomWebClientOptions } from '../../server/src/dicomweb/client.js';
 
 export interface Provided {
   dicomwebUrl: string;
   orthancHttpUrl: string;
+  /** The test Orthanc runs with authentication, as the embedded PACS does: its Authorization header. */
+  pacsAuthorization: string;
   referenceDir: string;
   derivedDir: string;
   workDir: string;
@@ -17,8 +20,20 @@ export function provided(): Provided {
   return {
     dicomwebUrl: get('dicomwebUrl'),
     orthancHttpUrl: get('orthancHttpUrl'),
+    pacsAuthorization: get('pacsAuthorization'),
     referenceDir: get('referenceDir'),
     derivedDir: get('derivedDir'),
     workDir: get('workDir'),
   };
+}
+
+/** The environment a spawned command needs to talk to the test PACS (its credentials). */
+export function pacsEnv(): Record<string, string> {
+  return { LDFSAM_DICOMWEB_AUTHORIZATION: provided().pacsAuthorization };
+}
+
+/** A DICOMweb client of the test PACS, with its credentials. */
+export function pacsClient(options: Partial<DicomWebClientOptions> = {}): DicomWebClient {
+  const { dicomwebUrl, pacsAuthorization } = provided();
+  return new DicomWebClient({ url: dicomwebUrl, ...options, headers: { authorization: pacsAuthorization, ...options.headers } });
 }

@@ -22,7 +22,14 @@ export async function startFaultProxy(
   });
   const forward = (req: IncomingMessage, res: ServerResponse) => {
     const upstream = request(
-      { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+      // The PACS's own name as Host: the embedded Orthanc refuses any other (DNS-rebinding guard).
+      {
+        host: target.hostname,
+        port: target.port,
+        path: req.url,
+        method: req.method,
+        headers: { ...req.headers, host: target.host },
+      },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);

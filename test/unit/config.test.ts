@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -72,5 +72,58 @@ describe('config', () => {
     for (const bad of ['*', '*.hospital.example', 'http://viewer.example', 'viewer.example/path', 'user@viewer.example', 'a b']) {
       expect(() => loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: bad } }), bad).toThrow(/allowedHosts \(LDFSAM_ALLOWED_HOSTS\)/);
     }
+  });
+
+  it('LDFSAM_PACS_DICOM_PEERS: AET@ipv4[:port] (port 104 by default), anything else refused', () => {
+    expect(
+      loadConfig({ env: { LDFSAM_PACS_DICOM_PEERS: 'CT_SCANNER@10.1.2.3:104, STORESCU@127.0.0.1' } }).pacsDicomPeers,
+    ).toEqual([
+      { aet: 'CT_SCANNER', host: '10.1.2.3', port: 104 },
+      { aet: 'STORESCU', host: '127.0.0.1', port: 104 },
+    ]);
+    expect(loadConfig({ env: {} }).pacsDicomPeers).toEqual([]);
+    for (const bad of [
+      'STORESCU',
+      '@127.0.0.1',
+      'A_TITLE_LONGER_THAN_16@127.0.0.1',
+      'ANY@*',
+      'X@scanner.local',
+      'X@300.1.1.1',
+      'X@127.0.0.1:0',
+      'A\\B@127.0.0.1',
+    ]) {
+      expect(() => loadConfig({ env: { LDFSAM_PACS_DICOM_PEERS: bad } }), bad).toThrow(
+        /pacsDicomPeers \(LDFSAM_PACS_DICOM_PEERS\)/,
+      );
+    }
+  });
+
+  it("uses the embedded PACS's stored credentials for the embedded PACS only, and LDFSAM_DICOMWEB_AUTHORIZATION over them", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    expect(loadConfig({ env: { LDFSAM_DATA_DIR: dataDir } }).dicomwebAuthorization).toBeUndefined();
+    mkdirSync(join(dataDir, 'orthanc'));
+    const file = join(dataDir, 'orthanc', 'credentials.json');
+    writeFileSync(file, JSON.stringify({ username: 'ldfsam', password: 'p'.repeat(32) }), { mode: 0o644 });
+    const basic = `Basic ${Buffer.from(`ldfsam:${'p'.repeat(32)}`).toString('base64')}`;
+    expect(loadConfig({ env: { LDFSAM_DATA_DIR: dataDir } }).dicomwebAuthorization).toBe(basic);
+    // A copy readable by others is tightened to the owner.
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    for (const url of ['http://localhost:8042/dicom-web', 'http://127.0.0.1:8042/dicom-web/'])
+      expect(loadConfig({ env: { LDFSAM_DATA_DIR: dataDir, LDFSAM_DICOMWEB_URL: url } }).dicomwebAuthorization, url).toBe(basic);
+    // Another port or host is a PACS the user configured: untouched.
+    for (const url of [
+      'http://127.0.0.1:9042/dicom-web',
+      'http://pacs.example.org:8042/dicom-web',
+      'https://127.0.0.1:8042/dicom-web',
+    ])
+      expect(
+        loadConfig({ env: { LDFSAM_DATA_DIR: dataDir, LDFSAM_DICOMWEB_URL: url } }).dicomwebAuthorization,
+        url,
+      ).toBeUndefined();
+    expect(
+      loadConfig({ env: { LDFSAM_DATA_DIR: dataDir, LDFSAM_DICOMWEB_AUTHORIZATION: 'Bearer mine' } }).dicomwebAuthorization,
+    ).toBe('Bearer mine');
+    writeFileSync(file, '{"username": "a:b", "password": "short"}');
+    expect(() => loadConfig({ env: { LDFSAM_DATA_DIR: dataDir } })).toThrow(/credentials\.json is not valid/);
   });
 });

@@ -250,7 +250,7 @@ async function pipelineFigures(
   );
   const registry = new ModelRegistry(settings);
   try {
-    const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     const ctDir = projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips');
     const ct = (await loadFiles(client, [ctDir])).series[0];
     if (!ct) throw new LdfsamError('NOT_FOUND', 'the shared CT is missing (../shared/data/dicom/ct-head-phantom-philips)');
@@ -292,15 +292,7 @@ async function pipelineFigures(
       log(`the host path on the ${options.longSize}x${options.longSize} series...`);
       host820 = await measureHostPath(client, registered, replay, ids, { runs: 1, batchSize, pacsPid: orthanc.child?.pid });
       log('segmenting it in a separate process (ldfsam segment) for its peak memory...');
-      ({ peakRssMb, longSeries } = await segmentProcess(
-        options,
-        model,
-        settings,
-        batchSize,
-        reference,
-        ids,
-        orthanc.dicomwebUrl,
-      ));
+      ({ peakRssMb, longSeries } = await segmentProcess(options, model, settings, batchSize, reference, ids, orthanc));
     }
     return {
       endToEndMsPerSlice,
@@ -328,7 +320,7 @@ async function segmentProcess(
   batchSize: number,
   reference: number,
   ids: { studyInstanceUID: string; seriesInstanceUID: string },
-  dicomwebUrl: string,
+  pacs: { dicomwebUrl: string; authorization: string },
 ): Promise<Pick<BenchResult, 'peakRssMb' | 'longSeries'>> {
   const t0 = performance.now();
   const { stdout } = await run(
@@ -348,7 +340,10 @@ async function segmentProcess(
       '--provider',
       settings.executionProvider ?? 'cpu',
     ],
-    { env: { ...process.env, LDFSAM_DICOMWEB_URL: dicomwebUrl }, maxBuffer: 16 * 1024 * 1024 },
+    {
+      env: { ...process.env, LDFSAM_DICOMWEB_URL: pacs.dicomwebUrl, LDFSAM_DICOMWEB_AUTHORIZATION: pacs.authorization },
+      maxBuffer: 16 * 1024 * 1024,
+    },
   );
   const result = JSON.parse(stdout) as {
     peakRssMb: number;

@@ -24,7 +24,10 @@ export function withPacsOptions(cmd: Command): Command {
 export function withOrthancOptions(cmd: Command): Command {
   return cmd
     .option('--http-port <port>', 'Orthanc HTTP port (env LDFSAM_PACS_HTTP_PORT, default 8042)')
-    .option('--dicom-port <port>', 'Orthanc DICOM port (env LDFSAM_PACS_DICOM_PORT, default 4242)')
+    .option(
+      '--dicom-port <port>',
+      'Orthanc DICOM port (env LDFSAM_PACS_DICOM_PORT, default 4242); open only to LDFSAM_PACS_DICOM_PEERS, closed without them',
+    )
     .option('--data-dir <dir>', 'data folder (env LDFSAM_DATA_DIR, default ~/.ldfsam)')
     .option('--config <file>', 'JSON config file (env LDFSAM_CONFIG)');
 }

@@ -10,6 +10,7 @@ import {
   type ImportModality,
   type ImportRequest,
 } from '../../dicom/import-images.js';
+import type { DicomWebClient } from '../../dicomweb/client.js';
 import { isJpeg } from '../../dicom/jpeg-header.js';
 import { isPng } from '../../dicom/png-image.js';
 import { LdfsamError, toLdfsamError, type ErrorCode } from '../../errors.js';
@@ -145,9 +146,10 @@ function settingsOf(flags: ImportFlags): Settings {
   };
 }
 
-export async function importImages(paths: string[], flags: ImportFlags): Promise<ImportReport> {
+/** `pacs`: the PACS to store into with `store` (default: the configured one). */
+export async function importImages(paths: string[], flags: ImportFlags, pacs?: DicomWebClient): Promise<ImportReport> {
   const settings = settingsOf(flags);
-  const client = flags.store ? clientFrom(configFrom(flags)) : undefined; // a bad config stops us before any file is written
+  const client = flags.store ? (pacs ?? clientFrom(configFrom(flags))) : undefined; // a bad config stops us before any file is written
   const report: ImportReport = { out: flags.out, images: [], skipped: [], failed: [] };
   const candidates = await imageCandidates(paths);
   const indexes = new Map<string, Map<string, Hc18Entry>>();

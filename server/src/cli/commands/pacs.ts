@@ -1,5 +1,6 @@
 /** `ldfsam pacs start|stop|status|load`: the embedded Orthanc, and loading files into any PACS. */
 import type { Command } from 'commander';
+import type { DicomPeer } from '../../config.js';
 import { loadFiles } from '../../pacs/load.js';
 import { orthancStatus, startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
 import {
@@ -29,13 +30,19 @@ export function registerPacs(program: Command): void {
           alreadyRunning: handle.alreadyRunning,
           httpUrl: handle.httpUrl,
           dicomwebUrl: handle.dicomwebUrl,
+          credentialsFile: handle.credentialsFile,
+          dicomPort: handle.dicomPort,
+          dicomPeers: handle.dicomPort === null ? [] : config.pacsDicomPeers,
           dataDir: config.dataDir,
         };
         if (flags.json) printJson(result);
         else {
           process.stdout.write(
             `${handle.alreadyRunning ? 'Orthanc is already running' : 'Orthanc started'} (pid ${handle.pid})\n` +
-              `  DICOMweb: ${handle.dicomwebUrl}\n  data:     ${config.dataDir}\n`,
+              `  DICOMweb: ${handle.dicomwebUrl}\n` +
+              `  login:    ${pacsLogin(handle.credentialsFile)} (ldfsam commands read them there)\n` +
+              `  DICOM:    ${dicomText(handle.dicomPort, config.pacsDicomPeers)}\n` +
+              `  data:     ${config.dataDir}\n`,
           );
         }
         if (flags.foreground && handle.child) {
@@ -106,4 +113,14 @@ export function registerPacs(program: Command): void {
         if (report.failed.length > 0) process.exitCode = 1;
       }),
     );
+}
+
+/** How a person logs in to the embedded Orthanc (its Explorer, curl); ldfsam commands do it themselves. */
+export function pacsLogin(credentialsFile: string): string {
+  return `user name and password in ${credentialsFile}`;
+}
+
+export function dicomText(port: number | null, peers: DicomPeer[]): string {
+  if (port === null) return 'port closed (LDFSAM_PACS_DICOM_PEERS names no peer)';
+  return `port ${port}, C-ECHO and C-STORE from ${peers.map((p) => `${p.aet}@${p.host}`).join(', ')} only`;
 }

@@ -9,6 +9,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import type { Config } from '../../config.js';
 import { inspectStudy } from '../../dicom/inspect.js';
 import { loadFiles, type LoadReport } from '../../pacs/load.js';
 import { startOrthanc, stopOrthanc } from '../../pacs/orthanc.js';
@@ -19,6 +20,7 @@ import { projectPath } from '../../util/paths.js';
 import { action, clientFrom, configFrom, STOP_TIMEOUT_OPTION, table, withOrthancOptions, type CommonFlags } from '../context.js';
 import { runUntilStopped, STOP_HELP } from '../stop.js';
 import { importImages } from './import-images.js';
+import { dicomText, pacsLogin } from './pacs.js';
 
 /**
  * Images of the shipped models' held-out test splits (ldfsam_models.data.split_records, seed 2025),
@@ -52,17 +54,19 @@ export function registerStart(program: Command): void {
       action(async (flags: CommonFlags & { sampleData?: string[] | boolean; port?: string; demo: boolean }) => {
         const config = { ...configFrom(flags), ...(flags.port !== undefined ? { port: Number(flags.port) } : {}) };
         const orthanc = await startOrthanc(config, { detached: false });
+        // The embedded PACS's own credentials, server-side only.
+        const pacs = { ...config, dicomwebUrl: orthanc.dicomwebUrl, dicomwebAuthorization: orthanc.authorization };
         const out = (s: string) => process.stdout.write(`${s}\n`);
         out(
           `PACS: Orthanc ${orthanc.alreadyRunning ? 'already running' : 'started'} (pid ${orthanc.pid}), DICOMweb ${orthanc.dicomwebUrl}`,
         );
         const paths = flags.sampleData === false ? [] : Array.isArray(flags.sampleData) ? flags.sampleData : defaultSampleData();
         if (paths.length > 0) {
-          const client = clientFrom({ ...config, dicomwebUrl: orthanc.dicomwebUrl });
+          const client = clientFrom(pacs);
           const report = await loadFiles(client, paths);
           out(`Stored ${report.stored.length} sample instance(s); ${report.skipped.length} file(s) skipped.`);
           if (!Array.isArray(flags.sampleData)) {
-            const images = await storeSampleImages({ ...config, dicomwebUrl: orthanc.dicomwebUrl }, flags);
+            const images = await storeSampleImages(pacs, flags);
             report.series.push(...images);
             out(`Stored ${images.length} sample image(s) wrapped as DICOM (HC18 ultrasound, PH2 dermoscopy).`);
           }
@@ -88,10 +92,11 @@ export function registerStart(program: Command): void {
           }
           out(table(rows));
         }
-        out(`Orthanc Explorer: ${orthanc.httpUrl}/app/explorer.html`);
+        out(`Orthanc Explorer: ${orthanc.httpUrl}/app/explorer.html (log in with the ${pacsLogin(orthanc.credentialsFile)})`);
+        out(`PACS DICOM: ${dicomText(orthanc.dicomPort, config.pacsDicomPeers)}`);
         // With LDFSAM_QUEUE set, the demo still needs a worker: one in this process.
         const server = await startServer(
-          { ...config, dicomwebUrl: orthanc.dicomwebUrl },
+          pacs,
           createLogger({ service: 'ldfsam' }, () => undefined),
           { withWorker: true },
         );
@@ -99,7 +104,7 @@ export function registerStart(program: Command): void {
         if ('missing' in server.viewer) out(`Viewer: not served: ${server.viewer.missing}`);
         else out(`Viewer: ${server.viewer.url} (OHIF with the "LDFSAM auto-segment" mode)`);
         out(`3D Slicer: ${server.url}${MONAILABEL_PATH} (server URL for 3D Slicer's MONAI Label module)`);
-        if (flags.demo && paths.length > 0) await demo(server.url, orthanc.dicomwebUrl, out);
+        if (flags.demo && paths.length > 0) await demo(server.url, pacs, out);
         if (!orthanc.child) {
           out('Orthanc was started earlier by `ldfsam pacs start`; it keeps running (stop it with `ldfsam pacs stop`).');
         }
@@ -140,18 +145,16 @@ function textLogger(out: (s: string) => void): Logger {
 }
 
 /** Wraps the sample images as DICOM (into the data folder) and stores them; returns their series. */
-async function storeSampleImages(config: { dataDir: string; dicomwebUrl: string }, flags: CommonFlags) {
+async function storeSampleImages(config: Config, flags: CommonFlags) {
   const series: LoadReport['series'] = [];
   for (const [preset, names] of Object.entries(SAMPLE_IMAGES)) {
     const files = names.map((n) => projectPath('..', 'shared', 'data', preset, 'images', n)).filter((f) => existsSync(f));
     if (files.length === 0) continue;
-    const report = await importImages(files, {
-      ...flags,
-      dicomweb: config.dicomwebUrl,
-      out: join(config.dataDir, 'sample-images', preset),
-      preset,
-      store: true,
-    });
+    const report = await importImages(
+      files,
+      { ...flags, out: join(config.dataDir, 'sample-images', preset), preset, store: true },
+      clientFrom(config),
+    );
     for (const f of report.failed)
       process.stderr.write(`ldfsam: sample image ${f.path} not imported: [${f.code}] ${f.message}\n`);
     series.push(...(report.store?.series ?? []));
@@ -163,11 +166,17 @@ async function storeSampleImages(config: { dataDir: string; dicomwebUrl: string 
  * Segments one sample series through the jobs API: an ultrasound image when the fetal-head model is
  * there (what a radiologist would try first), else the largest series a registered model accepts.
  */
-async function demo(api: string, dicomwebUrl: string, out: (s: string) => void): Promise<void> {
+async function demo(
+  api: string,
+  pacs: { dicomwebUrl: string; dicomwebAuthorization: string },
+  out: (s: string) => void,
+): Promise<void> {
   const models = (await (await fetch(`${api}/api/models`)).json()) as { models: { name: string; modalities: string[] }[] };
   type Series = Record<string, { Value?: (string | number)[] }>;
   const all = (await (
-    await fetch(`${dicomwebUrl}/series`, { headers: { accept: 'application/dicom+json' } })
+    await fetch(`${pacs.dicomwebUrl}/series`, {
+      headers: { accept: 'application/dicom+json', authorization: pacs.dicomwebAuthorization },
+    })
   ).json()) as Series[];
   const size = (s: Series) => Number(s['00201209']?.Value?.[0] ?? 0);
   const modalityOf = (s: Series) => String(s['00080060']?.Value?.[0] ?? '');
