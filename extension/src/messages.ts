@@ -4,6 +4,10 @@ const WORDS: Record<string, string> = {
   INVALID_INPUT: 'This series cannot be segmented with the chosen model.',
   UNAUTHORIZED: 'You are not signed in to the segmentation service, or your session has expired. Sign in again.',
   PAYLOAD_TOO_LARGE: 'The request was too large for the segmentation service. Segment fewer series at once.',
+  HOST_NOT_ALLOWED:
+    'The segmentation service does not answer to the address in your browser. Ask IT to add it (LDFSAM_ALLOWED_HOSTS).',
+  ORIGIN_NOT_ALLOWED:
+    'The segmentation service refused a request from this page. Ask IT to add its address (LDFSAM_ALLOWED_HOSTS).',
   NOT_FOUND: 'The series was not found in the PACS. It may have been deleted or moved.',
   PACS_UNAVAILABLE: 'The PACS is not reachable at the moment. Try again in a few minutes.',
   PACS_REJECTED: 'The PACS refused the request. Ask your PACS administrator.',
