@@ -35,7 +35,7 @@ const commaList = z
 const allowedHost = z
   .string()
   .regex(
-    /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i,
+    /^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i,
     'each allowed host is name[:port] or [ipv6][:port], no wildcard, no scheme, no path',
   )
   .transform((s) => s.toLowerCase());

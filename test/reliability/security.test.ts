@@ -505,6 +505,10 @@ describe('DNS rebinding and foreign origins', () => {
     }
     // Nothing reached the PACS (the readiness probe aside, which the server makes on its own).
     expect(pacs.seen.slice(before).filter((s) => !s.url.includes('limit=1'))).toEqual([]);
+    // The page can read the 421: it does not tell it the configured names.
+    const refused = await raw(open.url, '/api/models', { headers: { host: 'attacker.example' } });
+    expect(refused.text).toContain('LDFSAM_ALLOWED_HOSTS');
+    expect(refused.text).not.toContain('viewer.hospital.example');
     rows.push({
       suite: 'security',
       category: 'foreign Host -> 421 (every path, both servers)',

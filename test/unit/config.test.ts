@@ -66,8 +66,9 @@ describe('config', () => {
 
   it('LDFSAM_ALLOWED_HOSTS: names and name:port, lower-cased; no wildcard, scheme or path', () => {
     expect(
-      loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: 'Viewer.Hospital.Example, pacs-gw:8443,10.0.0.5,[fd00::2]:5080' } }).allowedHosts,
-    ).toEqual(['viewer.hospital.example', 'pacs-gw:8443', '10.0.0.5', '[fd00::2]:5080']);
+      loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: 'Viewer.Hospital.Example, pacs-gw:8443,10.0.0.5,[fd00::2]:5080,ldfsam_server' } })
+        .allowedHosts,
+    ).toEqual(['viewer.hospital.example', 'pacs-gw:8443', '10.0.0.5', '[fd00::2]:5080', 'ldfsam_server']);
     expect(loadConfig({ env: {} }).allowedHosts).toEqual([]);
     for (const bad of ['*', '*.hospital.example', 'http://viewer.example', 'viewer.example/path', 'user@viewer.example', 'a b']) {
       expect(() => loadConfig({ env: { LDFSAM_ALLOWED_HOSTS: bad } }), bad).toThrow(/allowedHosts \(LDFSAM_ALLOWED_HOSTS\)/);

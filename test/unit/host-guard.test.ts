@@ -6,6 +6,7 @@ describe('host guard', () => {
     expect(parseHost('LocalHost:5080')).toEqual({ name: 'localhost', port: 5080 });
     expect(parseHost('[::1]:5080')).toEqual({ name: '[::1]', port: 5080 });
     expect(parseHost('viewer.hospital.example')).toEqual({ name: 'viewer.hospital.example', port: undefined });
+    expect(parseHost('ldfsam_server:5080')).toEqual({ name: 'ldfsam_server', port: 5080 });
     for (const bad of ['', ' ', 'a b', 'user@host', 'host/path', 'host:port', 'host:', '::1', '-x', 'x.', 'a:1:2', 'host:123456'])
       expect(parseHost(bad), bad).toBeUndefined();
   });

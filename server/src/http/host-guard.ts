@@ -28,7 +28,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /** "name", "name:port", "[v6]" or "[v6]:port", lower case; undefined for anything else. */
 export function parseHost(value: string): HostName | undefined {
-  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(\d{1,5}))?$/i.exec(value);
+  // '_' is not in RFC 1123 names but in container and Windows host names, and browsers send it.
+  const m = /^(\[[0-9a-f:.]+\]|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?)(?::(\d{1,5}))?$/i.exec(value);
   if (!m) return undefined;
   return { name: m[1]!.toLowerCase(), port: m[2] === undefined ? undefined : Number(m[2]) };
 }
@@ -46,10 +47,6 @@ export function isAllowedHost(host: HostName & { port: number }, localPort: numb
 }
 
 export function hostGuard(policy: HostPolicy) {
-  const names = () => {
-    const extra = policy.allowedHosts.length > 0 ? `, ${policy.allowedHosts.join(', ')}` : '';
-    return `localhost, 127.0.0.1 or [::1]${extra}`;
-  };
   return (req: Request, _res: Response, next: NextFunction) => {
     const localPort = req.socket.localPort ?? 0;
     const raw = req.headers.host ?? '';
@@ -58,8 +55,9 @@ export function hostGuard(policy: HostPolicy) {
       return next(
         new LdfsamError(
           'HOST_NOT_ALLOWED',
-          `this server does not answer to Host ${JSON.stringify(raw.slice(0, 100))}: use ${names()} ` +
-            `(port ${localPort}), or add the name to LDFSAM_ALLOWED_HOSTS if it is this server's`,
+          // The configured names are not listed: a rebinding page can read this answer.
+          `this server does not answer to Host ${JSON.stringify(raw.slice(0, 100))}: use localhost, 127.0.0.1 or [::1] ` +
+            `(port ${localPort}) or a name in its LDFSAM_ALLOWED_HOSTS; add the name there if it is this server's`,
         ),
       );
     }
