@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
+import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { openapi } from '../../server/src/http/openapi.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';

@@ -1,5 +1,5 @@
 /**
- * The local default's side doors, tried with real processes as an attacker would: `ldfsam serve` as
+ * The local default's side doors, checked with real processes as an attacker would: `ldfsam serve` as
  * a user starts it (loopback, no tokens, the embedded PACS's credentials read from the data
  * folder) and the embedded Orthanc started by the project's own code.
  *
@@ -80,7 +80,7 @@ async function dcmtk(tool: string, args: string[]): Promise<{ code: number; outp
     return { code: 0, output: stdout + stderr };
   } catch (err) {
     const e = err as { code?: number | string; stdout?: string; stderr?: string };
-    if (e.code === 'ENOENT') throw new Error(`${tool} is missing: install dcmtk (npm run setup)`);
+    if (e.code === 'ENOENT') throw new Error(`${tool} is missing: install dcmtk (npm run setup)`, { cause: err });
     return { code: typeof e.code === 'number' ? e.code : 1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
   }
 }
@@ -111,10 +111,10 @@ beforeAll(async () => {
   });
   server = { url: `http://127.0.0.1:${port}`, port: port!, process: child };
   let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`ldfsam serve exited (${code}): ${log}`)));
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('LDFSAM API at') && resolve());
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('LDFSAM API at') && resolve());
   });
 }, 180_000);
 
@@ -130,7 +130,7 @@ afterAll(async () => {
 function serverPaths(): { method: string; path: string }[] {
   const out: { method: string; path: string }[] = [];
   for (const [path, ops] of Object.entries(openapi.paths))
-    for (const method of Object.keys(ops as object)) out.push({ method: method.toUpperCase(), path: path.replace('{id}', JOB) });
+    for (const method of Object.keys(ops)) out.push({ method: method.toUpperCase(), path: path.replace('{id}', JOB) });
   const metadata = `/dicom-web/studies/${study.studyInstanceUID}/series/${study.seriesInstanceUID}/metadata`;
   for (const method of ['GET', 'HEAD', 'POST']) out.push({ method, path: '/dicom-web/studies' });
   out.push({ method: 'GET', path: metadata }, { method: 'GET', path: '/' }, { method: 'GET', path: '/app-config.js' });
@@ -141,7 +141,7 @@ function serverPaths(): { method: string; path: string }[] {
 describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
   it('answers 421 to a foreign Host on every route group; its own names still work, BulkDataURIs included', async () => {
     const before = await send(server.url, '/api/jobs');
-    let tried = 0;
+    let checked = 0;
     for (const host of [`attacker.example:${server.port}`, 'attacker.example', `localhost:${server.port + 1}`]) {
       for (const { method, path } of serverPaths()) {
         const r = await send(server.url, path, {
@@ -151,7 +151,7 @@ describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
         });
         expect(r.status, `${method} ${path} Host ${host}`).toBe(421);
         if (method !== 'HEAD') expect(JSON.parse(r.text).error.code).toBe('HOST_NOT_ALLOWED');
-        tried++;
+        checked++;
       }
     }
     // Nothing was submitted.
@@ -172,8 +172,8 @@ describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
     rows.push({
       suite: 'side doors',
       category: 'ldfsam serve: foreign Host -> 421',
-      tried,
-      passed: tried,
+      checked,
+      passed: checked,
       note: `${serverPaths().length} paths (API, /health, proxy, viewer) x 3 Hosts; own names served, BulkDataURIs on them`,
     });
   });
@@ -181,7 +181,7 @@ describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
   it('refuses a submission or a cancel from a foreign Origin (403) and accepts it from its own', async () => {
     const body = JSON.stringify({ studyInstanceUID: study.studyInstanceUID, model: 'threshold-fixture' });
     const headers = { 'content-type': 'application/json' };
-    let tried = 0;
+    let checked = 0;
     for (const origin of ['http://attacker.example', `http://attacker.example:${server.port}`, 'null']) {
       for (const [method, path] of [
         ['POST', '/api/jobs'],
@@ -196,13 +196,13 @@ describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
         });
         expect(r.status, `${method} ${path} ${origin}`).toBe(403);
         expect(JSON.parse(r.text).error.code).toBe('ORIGIN_NOT_ALLOWED');
-        tried++;
+        checked++;
       }
     }
     expect(JSON.parse((await send(server.url, '/api/jobs')).text).jobs).toEqual([]);
     const own = await send(server.url, '/api/jobs', { method: 'POST', headers: { ...headers, origin: server.url }, body });
     expect(own.status).toBe(202);
-    rows.push({ suite: 'side doors', category: 'ldfsam serve: foreign Origin -> 403', tried, passed: tried });
+    rows.push({ suite: 'side doors', category: 'ldfsam serve: foreign Origin -> 403', checked, passed: checked });
   });
 });
 
@@ -231,7 +231,7 @@ describe('DNS rebinding: the embedded Orthanc', () => {
   it('answers a foreign Host with 4xx only: 401 without its credentials, 403 with them; nothing changes', async () => {
     const port = new URL(pacs.httpUrl).port;
     const studiesBefore = (await client.searchForStudies()).length;
-    let tried = 0;
+    let checked = 0;
     for (const host of [`attacker.example:${port}`, 'attacker.example', `127.0.0.1:${server.port}`]) {
       for (const { method, path, body } of requests()) {
         const bare = await send(pacs.httpUrl, path, { method, headers: { host }, body });
@@ -242,7 +242,7 @@ describe('DNS rebinding: the embedded Orthanc', () => {
           body,
         });
         expect(withCredentials.status, `${method} ${path} Host ${host} with credentials`).toBe(403);
-        tried += 2;
+        checked += 2;
       }
     }
     expect((await client.searchForStudies()).length).toBe(studiesBefore);
@@ -253,20 +253,20 @@ describe('DNS rebinding: the embedded Orthanc', () => {
     rows.push({
       suite: 'side doors',
       category: 'embedded Orthanc: foreign Host -> 401/403',
-      tried,
-      passed: tried,
+      checked,
+      passed: checked,
       note: `${requests().length} REST/DICOMweb/Explorer requests x 3 Hosts, without and with the credentials`,
     });
   });
 
   it('refuses a state-changing request from a foreign Origin even with its credentials (a browser logged in to Orthanc Explorer)', async () => {
     const auth = { authorization: pacs.authorization, 'content-type': 'application/json' };
-    let tried = 0;
+    let checked = 0;
     for (const origin of ['http://attacker.example', `http://127.0.0.1:${server.port}`, 'null']) {
       for (const { method, path, body } of requests().filter((r) => r.method !== 'GET')) {
         const r = await send(pacs.httpUrl, path, { method, headers: { ...auth, origin }, body });
         expect(r.status, `${method} ${path} Origin ${origin}`).toBe(403);
-        tried++;
+        checked++;
       }
     }
     const find = '{"Level":"Study","Query":{}}';
@@ -277,7 +277,7 @@ describe('DNS rebinding: the embedded Orthanc', () => {
     });
     expect(own.status).toBe(200);
     expect(JSON.parse(own.text)).toHaveLength(1);
-    rows.push({ suite: 'side doors', category: 'embedded Orthanc: foreign Origin -> 403', tried, passed: tried });
+    rows.push({ suite: 'side doors', category: 'embedded Orthanc: foreign Origin -> 403', checked, passed: checked });
   });
 });
 
@@ -287,7 +287,7 @@ describe("the embedded Orthanc's DICOM port", () => {
     const r = await dcmtk('echoscu', ['-aet', 'KNOWN-SCU', '-aec', 'LDFSAM', '127.0.0.1', String(closedSettings.pacsDicomPort)]);
     expect(r.code).not.toBe(0);
     expect(r.output).toMatch(/Connection refused/);
-    rows.push({ suite: 'side doors', category: 'DICOM port closed without peers', tried: 1, passed: 1 });
+    rows.push({ suite: 'side doors', category: 'DICOM port closed without peers', checked: 1, passed: 1 });
   });
 
   it('accepts associations only from configured peers: C-ECHO and C-STORE from others are refused', async () => {
@@ -300,7 +300,7 @@ describe("the embedded Orthanc's DICOM port", () => {
       ['known AE from another address', ['-aet', 'ELSEWHERE', '-aec', 'LDFSAM'], /Calling AE Title Not Recognized/],
       ['another called AE', ['-aet', 'KNOWN-SCU', '-aec', 'ORTHANC'], /Called AE Title Not Recognized/],
     ];
-    let tried = 0;
+    let checked = 0;
     for (const [what, aets, reason] of refusals) {
       for (const [tool, extra] of [
         ['echoscu', []],
@@ -309,7 +309,7 @@ describe("the embedded Orthanc's DICOM port", () => {
         const r = await dcmtk(tool, [...aets, '127.0.0.1', port, ...extra]);
         expect(r.code, `${tool} ${what}: ${r.output}`).not.toBe(0);
         expect(r.output, `${tool} ${what}`).toMatch(reason);
-        tried++;
+        checked++;
       }
     }
     expect(await stored()).toBe(0);
@@ -321,8 +321,8 @@ describe("the embedded Orthanc's DICOM port", () => {
     rows.push({
       suite: 'side doors',
       category: 'DICOM: only configured peers associate',
-      tried: tried + 2,
-      passed: tried + 2,
+      checked: checked + 2,
+      passed: checked + 2,
       note: 'echoscu/storescu: unknown AE, known AE at another address, wrong called AE refused; the configured peer stores',
     });
   });
