@@ -16,18 +16,17 @@ import { promisify } from 'node:util';
 import dcmjs from 'dcmjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { startFaultProxy } from '../setup/proxy.js';
 import { runPython } from '../setup/python.js';
 
 const exec = promisify(execFile);
-const { dicomwebUrl, derivedDir } = provided();
-const pacs = new DicomWebClient({ url: dicomwebUrl });
+const { dicomwebUrl, pacsAuthorization, derivedDir } = provided();
+const pacs = pacsClient();
 const FIXTURES = projectPath('test', 'fixtures');
 const MODEL = 'promptable-fixture';
 /** The fixture's disc radius (12 input pixels) in native pixels of a 512- or 640-wide slice (input 256). */
@@ -40,7 +39,7 @@ let ct: { studyInstanceUID: string; seriesInstanceUID: string };
 let us: { studyInstanceUID: string; seriesInstanceUID: string };
 
 async function ids(name: string) {
-  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)]);
+  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, name)], pacsEnv());
   const { studyInstanceUID, seriesInstanceUID } = (
     JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }
   ).series[0]!;
@@ -177,7 +176,14 @@ afterAll(async () => {
 function startInteractiveServer(flags: Record<string, unknown>, url = dicomwebUrl): Promise<RunningServer> {
   const config = loadConfig({
     env: {},
-    flags: { dicomwebUrl: url, dataDir: join(work, `data-${Math.random()}`), port: 0, modelDirs: [FIXTURES], ...flags },
+    flags: {
+      dicomwebUrl: url,
+      dicomwebAuthorization: pacsAuthorization,
+      dataDir: join(work, `data-${Math.random()}`),
+      port: 0,
+      modelDirs: [FIXTURES],
+      ...flags,
+    },
   });
   return startServer({ ...config, port: 0 }, silentLogger);
 }
@@ -197,7 +203,7 @@ describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
     expect(session).toMatchObject({ rows: 512, columns: 512, modality: 'CT', model: { name: MODEL, version: '1.0.0' } });
     expect(session.slices).toHaveLength(28);
     const inspect = JSON.parse(
-      (await runCli(['inspect', '--json', '--dicomweb', dicomwebUrl, '--study', ct.studyInstanceUID])).stdout,
+      (await runCli(['inspect', '--json', '--dicomweb', dicomwebUrl, '--study', ct.studyInstanceUID], pacsEnv())).stdout,
     ) as { series: { sopInstanceUIDs: string[] }[] };
     expect(session.slices.map((s) => s.sopInstanceUID)).toEqual(inspect.series[0]!.sopInstanceUIDs);
     sliceFile = await sourceFile('ct-interactive', session.slices[SLICE]!.sopInstanceUID);

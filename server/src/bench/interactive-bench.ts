@@ -158,7 +158,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
   );
   let serve: ChildProcess | undefined;
   try {
-    const client = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     const stored = (await loadFiles(client, [CT()])).series[0];
     if (!stored) throw new LdfsamError('NOT_FOUND', 'the shared CT is missing (../shared/data/dicom/ct-head-phantom-philips)');
     const ct = { studyInstanceUID: stored.studyInstanceUID, seriesInstanceUID: stored.seriesInstanceUID };
@@ -172,6 +172,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     log('ldfsam serve with the model; first prompts on uncached slices...');
     const served = await startServe({
       LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
+      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
       LDFSAM_DATA_DIR: join(work, 'data'),
       LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
       LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
@@ -194,6 +195,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     await new Promise((r) => served.child.once('exit', r));
     const again = await startServe({
       LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
+      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
       LDFSAM_DATA_DIR: join(work, 'data'),
       LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
       LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),

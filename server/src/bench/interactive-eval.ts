@@ -64,7 +64,7 @@ const python = () => projectPath('models', '.venv', 'bin', 'python');
 const tool = () => projectPath('bench', 'tools', 'interactive_eval.py');
 
 /** The split's images wrapped as DICOM and stored: record id -> its study and series. */
-async function importSplit(cases: Case[], dataset: string, dicomwebUrl: string, out: string) {
+async function importSplit(cases: Case[], dataset: string, pacs: { dicomwebUrl: string; authorization: string }, out: string) {
   const { stdout } = await run(
     process.execPath,
     [
@@ -77,10 +77,10 @@ async function importSplit(cases: Case[], dataset: string, dicomwebUrl: string, 
       '--store',
       '--json',
       '--dicomweb',
-      dicomwebUrl,
+      pacs.dicomwebUrl,
       ...cases.map((c) => c.image),
     ],
-    { maxBuffer: 256 << 20 },
+    { maxBuffer: 256 << 20, env: { ...process.env, LDFSAM_DICOMWEB_AUTHORIZATION: pacs.authorization } },
   );
   const report = JSON.parse(stdout) as {
     images: { source: string; studyInstanceUID: string; seriesInstanceUID: string }[];
@@ -117,9 +117,10 @@ export async function runInteractiveEval(options: InteractiveEvalOptions): Promi
   let serve: ChildProcess | undefined;
   try {
     log(`${options.dataset} ${options.split}: ${cases.length} images wrapped as DICOM and stored...`);
-    const series = await importSplit(cases, options.dataset, orthanc.dicomwebUrl, join(work, 'dicom'));
+    const series = await importSplit(cases, options.dataset, orthanc, join(work, 'dicom'));
     const served = await startServe({
       LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
+      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
       LDFSAM_DATA_DIR: join(work, 'data'),
       LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
       LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
