@@ -37,6 +37,7 @@ function start(extra: Record<string, unknown> = {}): Promise<RunningServer> {
     env: {},
     flags: {
       dicomwebUrl: orthanc.dicomwebUrl,
+      dicomwebAuthorization: orthanc.authorization,
       dataDir: join(work, `data-${Object.keys(extra).length}`),
       port: 0,
       modelDirs: FIXTURES,
@@ -52,7 +53,7 @@ function start(extra: Record<string, unknown> = {}): Promise<RunningServer> {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-monailabel-'));
   orthanc = await startTestOrthanc(join(work, 'pacs'));
-  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
+  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
   const stored = await loadFiles(pacs, [...ctFiles(), ...mrFiles(), join(SINGLE_DIR, 'US1_UNCR.dcm')]);
   ctSeries = stored.series.find((s) => s.modality === 'CT')!.seriesInstanceUID;
   server = await start();

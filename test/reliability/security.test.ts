@@ -154,7 +154,9 @@ describe('authentication', () => {
     let checked = 0;
     let passed = 0;
     for (const { method, path } of routes()) {
-      if (path === '/health') continue;
+      // Open by design: /health, and MONAI Label's login routes (GET /auth tells 3D Slicer whether to
+      // log in; POST /auth/token exchanges a user's password for a token).
+      if (path === '/health' || path === '/monailabel/auth' || path === '/monailabel/auth/token') continue;
       for (const [what, headers, query] of attempts) {
         checked++;
         const r = await raw(server.url, query ? `${path}${path.includes('?') ? '&' : '?'}${query}` : path, {
@@ -452,7 +454,7 @@ describe('app-config.js', () => {
   });
 });
 
-/** Every path a browser could be sent to: the API (OpenAPI), /health, the proxy, the viewer's files and routes. */
+/** Every path a browser could be sent to: the API (OpenAPI), /health, the proxy, the viewer's files and routes, MONAI Label. */
 function everyPath(): { method: string; path: string }[] {
   return [
     ...routes(),
@@ -460,6 +462,7 @@ function everyPath(): { method: string; path: string }[] {
     { method: 'GET', path: '/' },
     { method: 'GET', path: '/app-config.js' },
     { method: 'GET', path: '/ldfsam/extension.js' },
+    { method: 'GET', path: '/monailabel/info/' },
     { method: 'GET', path: '/ldfsam?StudyInstanceUIDs=1.2.3' },
     { method: 'GET', path: '/no/such/thing' },
     { method: 'PUT', path: '/dicom-web/studies/1.2.3' },
@@ -514,7 +517,7 @@ describe('DNS rebinding and foreign origins', () => {
       category: 'foreign Host -> 421 (every path, both servers)',
       checked,
       passed: checked,
-      note: `${everyPath().length} paths (API, /health, proxy, viewer) x 15 Hosts x open and token server`,
+      note: `${everyPath().length} paths (API, /health, proxy, viewer, MONAI Label) x 15 Hosts x open and token server`,
     });
   });
 

@@ -126,7 +126,7 @@ afterAll(async () => {
   record(rows);
 });
 
-/** Every route group: the API (OpenAPI), /health, the proxy, the viewer's files and routes. */
+/** Every route group: the API (OpenAPI), /health, the proxy, the viewer's files and routes, MONAI Label. */
 function serverPaths(): { method: string; path: string }[] {
   const out: { method: string; path: string }[] = [];
   for (const [path, ops] of Object.entries(openapi.paths))
@@ -135,6 +135,7 @@ function serverPaths(): { method: string; path: string }[] {
   for (const method of ['GET', 'HEAD', 'POST']) out.push({ method, path: '/dicom-web/studies' });
   out.push({ method: 'GET', path: metadata }, { method: 'GET', path: '/' }, { method: 'GET', path: '/app-config.js' });
   out.push({ method: 'GET', path: '/ldfsam/extension.js' }, { method: 'GET', path: '/ldfsam?StudyInstanceUIDs=1.2.3' });
+  out.push({ method: 'GET', path: '/monailabel/info/' });
   return out;
 }
 
@@ -174,7 +175,7 @@ describe('DNS rebinding: ldfsam serve (loopback, no tokens)', () => {
       category: 'ldfsam serve: foreign Host -> 421',
       checked,
       passed: checked,
-      note: `${serverPaths().length} paths (API, /health, proxy, viewer) x 3 Hosts; own names served, BulkDataURIs on them`,
+      note: `${serverPaths().length} paths (API, /health, proxy, viewer, MONAI Label) x 3 Hosts; own names served, BulkDataURIs on them`,
     });
   });
 
