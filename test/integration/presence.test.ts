@@ -14,20 +14,19 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { readPart10Header } from '../../server/src/dicom/part10.js';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import { readSegmentation } from '../../server/src/seg/reader.js';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { CT_DIR } from '../setup/data.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython } from '../setup/python.js';
 import { startTestRedis, type TestRedis } from './queue-redis-server.js';
 
 const exec = promisify(execFile);
-const { dicomwebUrl } = provided();
-const client = new DicomWebClient({ url: dicomwebUrl });
+const { dicomwebUrl, pacsAuthorization } = provided();
+const client = pacsClient();
 const FIXTURE = projectPath('test', 'fixtures', 'model-presence');
 
 interface MadeSeries {
@@ -43,15 +42,10 @@ let redis: TestRedis | undefined;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-presence-'));
   made = JSON.parse(await runPython('test/tools/make_presence_series.py', ['--ct', CT_DIR, '--out', work]));
-  const r = await runCli([
-    'pacs',
-    'load',
-    '--json',
-    '--dicomweb',
-    dicomwebUrl,
-    made['presence-mixed'].folder,
-    made['presence-none'].folder,
-  ]);
+  const r = await runCli(
+    ['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, made['presence-mixed'].folder, made['presence-none'].folder],
+    pacsEnv(),
+  );
   expect(r.code).toBe(0);
 }, 120_000);
 
@@ -61,18 +55,21 @@ afterAll(async () => {
 });
 
 function segment(s: MadeSeries, extra: string[] = []) {
-  return runCli([
-    'segment',
-    '--dicomweb',
-    dicomwebUrl,
-    '--model',
-    FIXTURE,
-    '--study',
-    s.studyInstanceUID,
-    '--series',
-    s.seriesInstanceUID,
-    ...extra,
-  ]);
+  return runCli(
+    [
+      'segment',
+      '--dicomweb',
+      dicomwebUrl,
+      '--model',
+      FIXTURE,
+      '--study',
+      s.studyInstanceUID,
+      '--series',
+      s.seriesInstanceUID,
+      ...extra,
+    ],
+    pacsEnv(),
+  );
 }
 
 async function segSeries(study: string) {
@@ -176,7 +173,14 @@ describe.each(['sqlite', 'redis'] as const)('the jobs API with a presence gate (
     }
     const config = loadConfig({
       env: {},
-      flags: { dicomwebUrl, dataDir: join(work, `data-${backend}`), port: 0, modelDirs: [FIXTURE], queue },
+      flags: {
+        dicomwebUrl,
+        dicomwebAuthorization: pacsAuthorization,
+        dataDir: join(work, `data-${backend}`),
+        port: 0,
+        modelDirs: [FIXTURE],
+        queue,
+      },
     });
     const server = await startServer({ ...config, port: 0 }, silentLogger, { withWorker: true });
     const call = async (path: string, body?: unknown) => {

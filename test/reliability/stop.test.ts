@@ -62,7 +62,8 @@ async function startGate(target: string) {
     }
     const t = new URL(target);
     const upstream = http.request(
-      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      // Orthanc's own name as Host: it refuses any other (DNS-rebinding guard).
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: { ...req.headers, host: t.host } },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -127,6 +128,7 @@ async function spawnCli(args: string[], ready: RegExp, env: Record<string, strin
       HOME: work,
       LDFSAM_QUEUE: redis.url(db),
       LDFSAM_DICOMWEB_URL: gate.url,
+      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
       LDFSAM_MODEL_DIRS: projectPath('test', 'fixtures', 'model-threshold'),
       LDFSAM_BATCH_SIZE: '1',
       LDFSAM_QUEUE_LOCK_MS: String(LOCK_MS),
@@ -235,7 +237,7 @@ function alive(pid: number): boolean {
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-stop-'));
   orthanc = await startOrthanc(await testOrthancSettings(join(work, 'pacs')), { detached: false });
-  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
+  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
   gate = await startGate(orthanc.httpUrl);
   redis = await startTestRedis();
 }, 120_000);
