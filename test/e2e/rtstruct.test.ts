@@ -32,13 +32,14 @@ let study: string;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-e2e-rt-'));
   orthanc = await startTestOrthanc(join(work, 'pacs'));
-  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl });
+  pacs = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
   const loaded = await loadFiles(pacs, [CT_DIR]);
   study = loaded.series[0]!.studyInstanceUID;
   const config = loadConfig({
     env: {},
     flags: {
       dicomwebUrl: orthanc.dicomwebUrl,
+      dicomwebAuthorization: orthanc.authorization,
       dataDir: join(work, 'data'),
       port: 0,
       modelDirs: [projectPath('test', 'fixtures', 'model-threshold')],

@@ -27,9 +27,14 @@ import { CT_DIR } from '../setup/data.js';
 import { testOrthancSettings } from '../setup/orthanc.js';
 import { startOrthanc } from '../../server/src/pacs/orthanc.js';
 import { freePorts } from '../setup/ports.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 
 const { dicomwebUrl, derivedDir } = provided();
+
+/** The CLI with the test PACS's credentials (it runs with authentication, as the embedded PACS does). */
+function cliWithPacs(args: string[], env: Record<string, string> = {}) {
+  return runCli(args, { ...pacsEnv(), ...env });
+}
 const FIXTURE = projectPath('test', 'fixtures', 'model-threshold');
 let work: string;
 let orthanc: OrthancHandle;
@@ -106,7 +111,8 @@ async function rejection(p: Promise<unknown>): Promise<LdfsamError> {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ldfsam-dimse-'));
-  const settings = await testOrthancSettings(join(work, 'orthanc2'));
+  // Its DICOM port open to ldfsam's calling AE title from loopback only, as LDFSAM_PACS_DICOM_PEERS would.
+  const settings = await testOrthancSettings(join(work, 'orthanc2'), [{ aet: 'LDFSAM', host: '127.0.0.1', port: 104 }]);
   orthancDicomPort = settings.pacsDicomPort;
   orthanc = await startOrthanc(settings, { detached: false });
   // A SEG and an RTSTRUCT of the shared CT: a disc on three slices.
@@ -244,7 +250,7 @@ describe('C-STORE to a DICOM node', () => {
     const node = { aet: 'LDFSAM', host: '127.0.0.1', port: orthancDicomPort };
     expect(node.port).toBeGreaterThan(0);
     await cStore(node, objects, options);
-    const second = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const second = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     for (const o of objects) {
       const found = await second.searchForInstances({ queryParams: { SOPInstanceUID: o.sopInstanceUID } });
       expect(found, o.label).toHaveLength(1);
@@ -260,10 +266,10 @@ describe('C-STORE to a DICOM node', () => {
   });
 
   it('ldfsam segment --store-via both: the PACS (STOW-RS) and the node (C-STORE) hold the same SEG and RTSTRUCT; a refusing node leaves the PACS untouched', async () => {
-    const load = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, 'ct-mono1')]);
+    const load = await cliWithPacs(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, join(derivedDir, 'ct-mono1')]);
     const ids = (JSON.parse(load.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }).series[0]!;
     const base = ['segment', '--json', '--dicomweb', dicomwebUrl, '--model', FIXTURE, '--study', ids.studyInstanceUID];
-    const pacs = new DicomWebClient({ url: dicomwebUrl });
+    const pacs = pacsClient();
     // Result series already in the study (other test files may have segmented it): a refusing node must add none.
     const results = async () =>
       (await pacs.searchForSeries({ studyInstanceUID: ids.studyInstanceUID }))
@@ -273,14 +279,20 @@ describe('C-STORE to a DICOM node', () => {
     const before = await results();
     const refusing = await storescp(['--refuse']);
     try {
-      const r = await runCli([...base, '--output-format', 'both', '--store-dimse', `STORESCP@127.0.0.1:${refusing.node.port}`]);
+      const r = await cliWithPacs([
+        ...base,
+        '--output-format',
+        'both',
+        '--store-dimse',
+        `STORESCP@127.0.0.1:${refusing.node.port}`,
+      ]);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/\[PACS_REJECTED\].*association rejected/);
       expect(await results()).toEqual(before);
     } finally {
       refusing.stop();
     }
-    const r = await runCli([
+    const r = await cliWithPacs([
       ...base,
       '--output-format',
       'both',
@@ -301,7 +313,7 @@ describe('C-STORE to a DICOM node', () => {
     expect(await results()).toEqual(expect.arrayContaining([out.segSeriesInstanceUID, out.rtstructSeriesInstanceUID]));
     // The refused run had stored nothing: not even this RTSTRUCT's series existed after it.
     expect(before).not.toContain(out.rtstructSeriesInstanceUID);
-    const second = new DicomWebClient({ url: orthanc.dicomwebUrl });
+    const second = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     for (const uid of [out.segSopInstanceUID, out.rtstructSopInstanceUID])
       expect(await second.searchForInstances({ queryParams: { SOPInstanceUID: uid } })).toHaveLength(1);
   }, 300_000);

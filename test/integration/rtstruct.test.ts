@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { readFileSeries } from '../../server/src/dicom/file-series.js';
-import { DicomWebClient } from '../../server/src/dicomweb/client.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
 import { silentLogger } from '../../server/src/log.js';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
@@ -23,11 +22,16 @@ import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
 import { CT_DIR, ctFiles, SINGLE_DIR } from '../setup/data.js';
 import { dciodvfy } from '../setup/dciodvfy.js';
-import { provided } from '../setup/provided.js';
+import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython } from '../setup/python.js';
 
 const { dicomwebUrl } = provided();
-const client = new DicomWebClient({ url: dicomwebUrl });
+
+/** The CLI with the test PACS's credentials (it runs with authentication, as the embedded PACS does). */
+function cliWithPacs(args: string[], env: Record<string, string> = {}) {
+  return runCli(args, { ...pacsEnv(), ...env });
+}
+const client = pacsClient();
 const FIXTURE = projectPath('test', 'fixtures', 'model-threshold');
 let work: string;
 
@@ -68,7 +72,7 @@ afterAll(async () => {
 });
 
 async function load(paths: string[]): Promise<{ studyInstanceUID: string; seriesInstanceUID: string }> {
-  const r = await runCli(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, ...paths]);
+  const r = await cliWithPacs(['pacs', 'load', '--json', '--dicomweb', dicomwebUrl, ...paths]);
   return (JSON.parse(r.stdout) as { series: { studyInstanceUID: string; seriesInstanceUID: string }[] }).series[0]!;
 }
 
@@ -105,7 +109,7 @@ describe('RTSTRUCT beside SEG', () => {
 
   it('stores a SEG and an RTSTRUCT of the shared CT; dciodvfy accepts the RTSTRUCT; read back, its contours are the SEG exactly, on the same slices', async () => {
     const ids = await load([CT_DIR]);
-    const r = await runCli([
+    const r = await cliWithPacs([
       'segment',
       '--json',
       '--dicomweb',
@@ -140,7 +144,7 @@ describe('RTSTRUCT beside SEG', () => {
 
   it('with a simplification tolerance of 0.45 pixel keeps mean Dice >= 0.98 with fewer points (files, no PACS)', async () => {
     const out = join(work, 'ct.dcm');
-    const r = await runCli([
+    const r = await cliWithPacs([
       'segment',
       '--json',
       '--model',
@@ -247,13 +251,13 @@ describe('RTSTRUCT beside SEG', () => {
   it('writes no RTSTRUCT for ultrasound: alone it is refused before inference, with both the SEG is stored and a note says why', async () => {
     const ids = await load([join(SINGLE_DIR, 'US1_UNCR.dcm')]);
     const base = ['segment', '--json', '--dicomweb', dicomwebUrl, '--model', FIXTURE, '--study', ids.studyInstanceUID];
-    const alone = await runCli([...base, '--output-format', 'rtstruct']);
+    const alone = await cliWithPacs([...base, '--output-format', 'rtstruct']);
     expect(alone.code).toBe(1);
     expect(alone.stderr).toMatch(/\[INVALID_INPUT\].*has no patient coordinate system.*use the SEG output/);
     expect(
       await client.searchForSeries({ studyInstanceUID: ids.studyInstanceUID, queryParams: { Modality: 'RTSTRUCT' } }),
     ).toEqual([]);
-    const both = await runCli([...base, '--output-format', 'both']);
+    const both = await cliWithPacs([...base, '--output-format', 'both']);
     expect(both.code, both.stderr).toBe(0);
     const r = JSON.parse(both.stdout) as Result;
     expect(r.status).toBe('stored');
@@ -271,7 +275,14 @@ describe('outputs in the jobs API', () => {
   beforeAll(async () => {
     const config = loadConfig({
       env: {},
-      flags: { dicomwebUrl, dataDir: join(work, 'api'), port: 0, modelDirs: [FIXTURE], batchSize: 4 },
+      flags: {
+        dicomwebUrl,
+        dicomwebAuthorization: provided().pacsAuthorization,
+        dataDir: join(work, 'api'),
+        port: 0,
+        modelDirs: [FIXTURE],
+        batchSize: 4,
+      },
     });
     server = await startServer({ ...config, port: 0 }, silentLogger, { retryDelayMs: 100 });
   });
