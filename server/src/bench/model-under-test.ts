@@ -78,7 +78,9 @@ export async function shippedModel(nameOrFolder: string, work: string): Promise<
   const folder = join(work, `model-${m.name}`);
   await mkdir(folder, { recursive: true });
   for (const f of m.files) await symlink(resolve(model.folder, f.path), join(folder, f.path));
-  await writeFile(join(folder, 'model.json'), JSON.stringify({ ...m, modalities: ['*'] }, null, 2));
+  // No presence gate either: it would find no dermoscopy lesion (say) in the CT and skip encoding and storing.
+  const timing: ModelManifest = { ...m, modalities: ['*'], postprocessing: { ...m.postprocessing, presence: undefined } };
+  await writeFile(join(folder, 'model.json'), JSON.stringify(timing, null, 2));
   const gflops = (m.export as { gflopsPerSlice?: unknown }).gflopsPerSlice;
   const notes = [
     `${m.name} runs on CT here for timing only (its manifest accepts ${m.modalities.join(', ')}; a copy accepting every modality is measured)`,
@@ -91,7 +93,7 @@ export async function shippedModel(nameOrFolder: string, work: string): Promise<
   return {
     label: `${m.name} ${m.version} (${m.configuration.name})`,
     folder,
-    manifest: { ...m, modalities: ['*'] },
+    manifest: timing,
     int8Folder: null,
     torchMsPerSlice: null,
     gflopsPerSlice: typeof gflops === 'number' ? gflops : null,
