@@ -81,7 +81,7 @@ describe('exported model', () => {
     await writeFile(join(copy, 'model.json'), JSON.stringify(manifest));
     const e = await rejection(loadModel(copy));
     expect(e.message).toBe(
-      "random-tiny: the ONNX inputs (image float32 [dynamic, 3, 256, 256]) are not the manifest's (image float32 [dynamic, 3, 512, 512])",
+      "random-tiny (model.onnx): the ONNX inputs (image float32 [dynamic, 3, 256, 256]) are not the manifest's (image float32 [dynamic, 3, 512, 512])",
     );
   });
 
