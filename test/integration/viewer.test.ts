@@ -233,7 +233,9 @@ describe('viewer files', () => {
       expect(r.headers['content-type'], path).toMatch(/^application\/json/);
       expect(r.json().error.code, path).toBe('NOT_FOUND');
     }
-    expect((await raw(open.url, '/health')).json()).toEqual({ status: 'ok' });
+    const health = (await raw(open.url, '/health')).json() as { status: string; provider: string | null };
+    expect(Object.keys(health).sort()).toEqual(['provider', 'status']); // JSON, not the app; the provider since issue 18
+    expect(health.status).toBe('ok');
   });
 });
 
