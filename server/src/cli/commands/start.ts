@@ -217,14 +217,17 @@ async function demo(
   for (;;) {
     const job = (await (await fetch(`${api}/api/jobs/${accepted.jobId}`)).json()) as {
       state: string;
-      result?: { segSeriesInstanceUID: string | null; frames: number };
+      result?: { segSeriesInstanceUID: string | null; frames: number; message?: string };
       error?: { code: string; message: string };
     };
     if (job.state === 'succeeded') {
-      const what = job.result?.segSeriesInstanceUID
-        ? `SEG series ${job.result.segSeriesInstanceUID} (${job.result.frames} frame${job.result.frames === 1 ? '' : 's'}) is in the PACS`
-        : 'nothing was segmented';
-      out(`Demo: segmented series ${body.seriesInstanceUID} with ${pick.model}: ${what}.`);
+      const seg = job.result?.segSeriesInstanceUID;
+      const frames = job.result?.frames ?? 0;
+      out(
+        seg
+          ? `Demo: segmented series ${body.seriesInstanceUID} with ${pick.model}: SEG series ${seg} (${frames} frame${frames === 1 ? '' : 's'}) is in the PACS.`
+          : `Demo: ran ${pick.model} on series ${body.seriesInstanceUID}: ${job.result?.message ?? 'nothing found; nothing was stored.'}`,
+      );
       out(`      See it in the viewer: ${api}/ldfsam?StudyInstanceUIDs=${body.studyInstanceUID}`);
       return;
     }
