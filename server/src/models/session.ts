@@ -29,7 +29,9 @@ export function sessionOptions(settings: SessionSettings = {}): ort.InferenceSes
     graphOptimizationLevel: 'all',
     intraOpNumThreads: settings.intraOpNumThreads ?? 2,
     interOpNumThreads: 1,
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    // disable_quant_qdq: int8-stored weights (DequantizeLinear -> MatMul) are computed in float32, as
+    // the Python evaluation computes them; a fused int8 kernel would change the published masks.
+    extra: { session: { intra_op: { allow_spinning: '0' }, disable_quant_qdq: '1' } },
   };
 }
 
