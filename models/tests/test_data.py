@@ -12,7 +12,8 @@ from ldfsam_models import data as D
 from ldfsam_models.train import Batches, cached_tensors
 
 ROOT = D.default_data_root()
-pytestmark = pytest.mark.skipif(not ROOT.exists(), reason=f"shared data not found at {ROOT}")
+if not ROOT.exists():  # a missing reference fails, it is not skipped
+    raise RuntimeError(f"shared data not found at {ROOT}: see ../shared/data/README")
 # sha256 prefix of the comma-joined sorted test subjects, pinned when the split was fixed
 PINNED_HC18_TEST = "2e409631ee368400"
 PINNED_HC18_VAL = "8bd4539370173e92"
