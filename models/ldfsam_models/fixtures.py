@@ -32,25 +32,23 @@ class ThresholdGraph(nn.Module):
         return logits, iou
 
 
-def export_threshold_fixture(out: pathlib.Path, size: int = 256) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "model.onnx"
-    graph = ThresholdGraph().eval()
+def _export_image_graph(graph: nn.Module, path: pathlib.Path, size: int, output_names: list) -> float:
+    """Exports a one-input ("image", dynamic batch) fixture graph and returns the largest difference
+    between onnxruntime and PyTorch on a batch of two random images."""
     with torch.no_grad():
-        torch.onnx.export(
-            graph,
-            (torch.rand(1, 3, size, size),),
-            str(path),
-            opset_version=OPSET,
-            input_names=["image"],
-            output_names=["mask_logits", "iou"],
-            dynamic_axes={"image": {0: "batch"}, "mask_logits": {0: "batch"}, "iou": {0: "batch"}},
-        )
+        torch.onnx.export(graph, (torch.rand(1, 3, size, size),), str(path), opset_version=OPSET, input_names=["image"],
+                          output_names=output_names, dynamic_axes={n: {0: "batch"} for n in ["image"] + output_names})
     image = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})
     with torch.no_grad():
         expected = [t.numpy() for t in graph(torch.from_numpy(image))]
-    max_diff = float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
+    return float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
+
+
+def export_threshold_fixture(out: pathlib.Path, size: int = 256) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model.onnx"
+    max_diff = _export_image_graph(ThresholdGraph().eval(), path, size, ["mask_logits", "iou"])
     manifest = {
         "schemaVersion": 1,
         "name": "threshold-fixture",
@@ -271,16 +269,7 @@ def export_presence_fixture(out: pathlib.Path, size: int = 256) -> dict:
     postprocessing.presence = PRESENCE_FIXTURE_BLOCK."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model.onnx"
-    graph = PresenceGraph().eval()
-    names = ["mask_logits", "iou", "presence_features"]
-    with torch.no_grad():
-        torch.onnx.export(graph, (torch.rand(1, 3, size, size),), str(path), opset_version=OPSET, input_names=["image"], output_names=names,
-                          dynamic_axes={n: {0: "batch"} for n in ["image"] + names})
-    image = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})
-    with torch.no_grad():
-        expected = [t.numpy() for t in graph(torch.from_numpy(image))]
-    max_diff = float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
+    max_diff = _export_image_graph(PresenceGraph().eval(), path, size, ["mask_logits", "iou", "presence_features"])
     manifest = {
         "schemaVersion": 1,
         "name": "presence-fixture",
