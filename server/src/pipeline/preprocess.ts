@@ -34,23 +34,82 @@ export function intensityRange(values: ArrayLike<number>, policy: IntensityPolic
   }
 }
 
+/** A 4096-bin histogram between min and max: exact enough for intensity scaling, O(n). */
+const PERCENTILE_BINS = 4096;
+
 function percentiles(values: ArrayLike<number>, low: number, high: number): [number, number] {
-  // A 4096-bin histogram between min and max: exact enough for intensity scaling, O(n).
   const [lo, hi] = intensityRange(values, { kind: 'minmax' });
   if (!(hi > lo)) return [lo, hi];
-  const bins = new Uint32Array(4096);
+  const bins = new Uint32Array(PERCENTILE_BINS);
   const scale = (bins.length - 1) / (hi - lo);
   for (let i = 0; i < values.length; i++) bins[Math.floor((values[i]! - lo) * scale)]!++;
-  const at = (p: number) => {
-    const target = (p / 100) * values.length;
-    let sum = 0;
-    for (let b = 0; b < bins.length; b++) {
-      sum += bins[b]!;
-      if (sum >= target) return lo + b / scale;
-    }
-    return hi;
-  };
-  return [at(low), at(high)];
+  return [binPercentile(bins, lo, hi, scale, values.length, low), binPercentile(bins, lo, hi, scale, values.length, high)];
+}
+
+function binPercentile(bins: Uint32Array, lo: number, hi: number, scale: number, n: number, p: number): number {
+  const target = (p / 100) * n;
+  let sum = 0;
+  for (let b = 0; b < bins.length; b++) {
+    sum += bins[b]!;
+    if (sum >= target) return lo + b / scale;
+  }
+  return hi;
+}
+
+/**
+ * How many pixels hold each stored word (256 or 65,536 counts). The ranges and the table below
+ * then work per distinct word (a few thousand in a CT slice) instead of per pixel. Reuses one
+ * buffer: the counts are read before the next slice is counted.
+ */
+let countsBuffer: Uint32Array | undefined;
+export function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
+  const size = words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+  const counts = countsBuffer?.length === size ? countsBuffer.fill(0) : (countsBuffer = new Uint32Array(size));
+  for (let i = 0; i < words.length; i++) counts[words[i]!]!++;
+  return counts;
+}
+
+/**
+ * intensityRange() of the frame's modality values, computed from its stored words (through their
+ * counts, `wordCounts`) without making the values: the same numbers, bit for bit
+ * (test/unit/preprocess-stored.test.ts).
+ */
+export function storedIntensityRange(stored: StoredGrey, policy: IntensityPolicy, counts?: Uint32Array): [number, number] {
+  switch (policy.kind) {
+    case 'window':
+    case 'fixed':
+      return intensityRange([], policy);
+    case 'minmax':
+      return countsMinMax(stored, counts ?? wordCounts(stored.words));
+    case 'percentile':
+      return countsPercentiles(stored, counts ?? wordCounts(stored.words), policy.low, policy.high);
+  }
+}
+
+/** Min and max of the values of the words present. */
+function countsMinMax(stored: StoredGrey, counts: Uint32Array): [number, number] {
+  const decode = storedToModality(stored);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let w = 0; w < counts.length; w++) {
+    if (counts[w] === 0) continue;
+    const v = decode(w);
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
+/** percentiles() from the counts: every pixel of a word falls in that word's bin. */
+function countsPercentiles(stored: StoredGrey, counts: Uint32Array, low: number, high: number): [number, number] {
+  const [lo, hi] = countsMinMax(stored, counts);
+  if (!(hi > lo)) return [lo, hi];
+  const decode = storedToModality(stored);
+  const bins = new Uint32Array(PERCENTILE_BINS);
+  const scale = (bins.length - 1) / (hi - lo);
+  for (let w = 0; w < counts.length; w++) if (counts[w]) bins[Math.floor((decode(w) - lo) * scale)]! += counts[w]!;
+  const n = stored.words.length;
+  return [binPercentile(bins, lo, hi, scale, n, low), binPercentile(bins, lo, hi, scale, n, high)];
 }
 
 /** The rows x columns of the input that a slice fills: the whole input, or its aspect kept (longest side to inputSize). */
@@ -78,13 +137,14 @@ export function preprocessSlice(
   const target = { ...fitted, stride: size };
   const policy = intensityPolicy(manifest, modality);
   if (pixels.kind === 'grey') {
-    // A window or fixed range needs no pass over the values: the resize reads its taps' stored words.
-    const direct = pixels.stored && (policy.kind === 'window' || policy.kind === 'fixed');
-    const [lo, hi] = intensityRange(direct ? [] : pixels.values, policy);
+    // Frames read in place never make their modality values: the range comes from the stored words
+    // and the resize reads its taps' words through a table of their scaled values.
+    const stored = pixels.stored;
+    const counts = stored && (policy.kind === 'minmax' || policy.kind === 'percentile') ? wordCounts(stored.words) : undefined;
+    const [lo, hi] = stored ? storedIntensityRange(stored, policy, counts) : intensityRange(pixels.values, policy);
     const span = hi > lo ? hi - lo : 1;
     const dst = result.subarray(0, plane);
-    if (direct)
-      resizeTable(pixels.stored!.words, rows, columns, scaledTable(pixels.stored!, lo, span, pixels.invert), dst, target);
+    if (stored) resizeTable(stored.words, rows, columns, scaledTable(stored, lo, span, pixels.invert, counts), dst, target);
     else resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, dst, target);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
@@ -113,9 +173,11 @@ let table: { key: string; values: Float64Array } | undefined;
 /**
  * The scaled model value of every possible stored word (256 or 65,536): the modality value exactly
  * as the Float32Array of values holds it, then scaler(). Kept for the next slice, which in a series
- * has the same format, rescale and window.
+ * has the same format, rescale and window. With `counts` (a min-max or percentile range, which
+ * changes from slice to slice), only the words present are computed.
  */
-function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boolean): Float64Array {
+function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boolean, counts?: Uint32Array): Float64Array {
+  if (counts) return presentWordsTable(stored, lo, span, invert, counts);
   const words = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
   const key = [words, stored.shift, stored.signed, stored.slope, stored.intercept, lo, span, invert].join('|');
   if (table?.key === key) return table.values;
@@ -124,6 +186,17 @@ function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boole
   const values = new Float64Array(words);
   for (let w = 0; w < words; w++) values[w] = scale(decode(w));
   table = { key, values };
+  return values;
+}
+
+let presentBuffer: Float64Array | undefined;
+
+/** The scaled values of the words this frame holds (the resize reads no others; the rest of the reused table is stale). */
+function presentWordsTable(stored: StoredGrey, lo: number, span: number, invert: boolean, counts: Uint32Array): Float64Array {
+  const values = presentBuffer?.length === counts.length ? presentBuffer : (presentBuffer = new Float64Array(counts.length));
+  const decode = storedToModality(stored);
+  const scale = scaler(lo, span, invert);
+  for (let w = 0; w < counts.length; w++) if (counts[w]) values[w] = scale(decode(w));
   return values;
 }
 
