@@ -94,6 +94,10 @@ describe('prompts', () => {
     ]);
     expect([...plain.has_mask_input!.data]).toEqual([0]);
     expect(plain.mask_input!.dims).toEqual([1, 1, 256, 256]);
+    // Zeros, in shared memory, the same array for every prompt (the inference worker keeps its copy).
+    expect(plain.mask_input!.data.every((v) => v === 0)).toBe(true);
+    expect(plain.mask_input!.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(decoderFeeds(m, embedding, prompt, undefined).mask_input!.data).toBe(plain.mask_input!.data);
     const previous = new Float32Array(256 * 256).fill(-3);
     const withMask = decoderFeeds(m, embedding, prompt, previous);
     expect([...withMask.has_mask_input!.data]).toEqual([1]);

@@ -6,11 +6,17 @@ import { LdfsamError, type ErrorCode } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { SessionSettings } from '../models/session.js';
 import { projectPath } from '../util/paths.js';
-import type { WorkerRequest } from './worker.js';
+import type { Feed, WorkerRequest, WorkerResult } from './worker.js';
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
 export type Outputs = Record<string, { data: Float32Array; dims: readonly number[] }>;
+
+/** A decoder answer and the worker's own time for it (tensors + session.run), apart from the round trip. */
+export interface Decoded {
+  outputs: Outputs;
+  runMs: number;
+}
 
 /** The compiled worker: beside this file when running from dist/, else the built copy (tests run TS). */
 function workerScript(): string {
@@ -23,19 +29,21 @@ function workerScript(): string {
 
 export class InferenceWorker {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (o: Outputs) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (d: Decoded) => void; reject: (e: Error) => void }>();
   private exited: LdfsamError | undefined;
+  private readonly shared = new WeakMap<Float32Array, number>();
+  private nextShared = 0;
 
   private constructor(
     private readonly worker: Worker,
     readonly manifest: ModelManifest,
   ) {
-    worker.on('message', (m: { type: string; id: number; outputs?: Outputs; error?: { code: ErrorCode; message: string } }) => {
+    worker.on('message', (m: WorkerResult) => {
       if (m.type !== 'result') return;
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
       if (m.error) p?.reject(new LdfsamError(m.error.code, m.error.message));
-      else p?.resolve(m.outputs!);
+      else p?.resolve({ outputs: m.outputs!, runMs: m.runMs! });
     });
     worker.on('exit', (code) => {
       this.exited = new LdfsamError('INFERENCE_FAILED', `the inference worker stopped (exit code ${code})`);
@@ -60,21 +68,38 @@ export class InferenceWorker {
   }
 
   /** Runs one batch through the automatic graph; `input` is transferred to the worker (do not use it afterwards). */
-  run(input: Float32Array, dims: number[]): Promise<Outputs> {
-    return this.send({ kind: 'auto', input, dims }, [input.buffer as ArrayBuffer]);
+  async run(input: Float32Array, dims: number[]): Promise<Outputs> {
+    return (await this.send({ kind: 'auto', input, dims }, [input.buffer as ArrayBuffer])).outputs;
   }
 
-  /** The promptable encoder on preprocessed slices (transferred); every output by name. Goes before auto batches. */
-  encode(input: Float32Array, dims: number[]): Promise<Outputs> {
-    return this.send({ kind: 'encode', input, dims }, [input.buffer as ArrayBuffer]);
+  /**
+   * The promptable encoder on preprocessed slices (transferred); every output by name, in shared
+   * memory (see decode). Goes before auto batches.
+   */
+  async encode(input: Float32Array, dims: number[]): Promise<Outputs> {
+    return (await this.send({ kind: 'encode', input, dims }, [input.buffer as ArrayBuffer])).outputs;
   }
 
-  /** The promptable decoder on named inputs (copied, so cached embeddings stay usable). Goes first. */
-  decode(feeds: Record<string, { data: Float32Array; dims: readonly number[] }>): Promise<Outputs> {
-    return this.send({ kind: 'decode', feeds }, []);
+  /**
+   * The promptable decoder on named inputs (not transferred, so cached embeddings stay usable). Goes
+   * first. Inputs in shared memory (the encoder's outputs, constant ones) are shared with the worker,
+   * not copied; they must not be written to afterwards.
+   */
+  decode(feeds: Record<string, { data: Float32Array; dims: readonly number[] }>): Promise<Decoded> {
+    const sent: Record<string, Feed> = {};
+    for (const [name, feed] of Object.entries(feeds)) sent[name] = { ...feed, shared: this.sharedNumber(feed.data) };
+    return this.send({ kind: 'decode', feeds: sent }, []);
   }
 
-  private send(message: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[]): Promise<Outputs> {
+  /** A number per shared array, the same each time it is sent (the worker then knows it has it). */
+  private sharedNumber(data: Float32Array): number | undefined {
+    if (!(data.buffer instanceof SharedArrayBuffer)) return undefined;
+    let n = this.shared.get(data);
+    if (n === undefined) this.shared.set(data, (n = this.nextShared++));
+    return n;
+  }
+
+  private send(message: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[]): Promise<Decoded> {
     if (this.exited) return Promise.reject(this.exited);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {

@@ -10,13 +10,29 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import { LdfsamError, toLdfsamError } from '../errors.js';
+import { LdfsamError, toLdfsamError, type ErrorCode } from '../errors.js';
 import { autoGraphFile, hasAutoMode, readManifest, type ModelManifest } from '../models/manifest.js';
 import { openGraph, type SessionSettings } from '../models/session.js';
 
+/** A decoder input; `shared` numbers a feed in shared memory (the same number, the same contents). */
+export interface Feed {
+  data: Float32Array;
+  dims: readonly number[];
+  shared?: number;
+}
+
 export type WorkerRequest =
   | { id: number; kind: 'auto' | 'encode'; input: Float32Array; dims: number[] }
-  | { id: number; kind: 'decode'; feeds: Record<string, { data: Float32Array; dims: readonly number[] }> };
+  | { id: number; kind: 'decode'; feeds: Record<string, Feed> };
+
+export interface WorkerResult {
+  type: 'result';
+  id: number;
+  outputs?: Record<string, { data: Float32Array; dims: readonly number[] }>;
+  /** The worker's own time for the request: building the tensors and session.run. */
+  runMs?: number;
+  error?: { code: ErrorCode; message: string };
+}
 
 const PRIORITY: Record<WorkerRequest['kind'], number> = { decode: 0, encode: 1, auto: 2 };
 
@@ -51,9 +67,10 @@ async function runOne(
   m: WorkerRequest,
 ) {
   let outputs: ort.InferenceSession.OnnxValueMapType;
+  const t0 = performance.now();
   if (m.kind === 'decode') {
     const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(m.feeds)) feeds[name] = new ort.Tensor('float32', t.data, t.dims);
+    for (const [name, t] of Object.entries(m.feeds)) feeds[name] = feedTensor(name, t);
     outputs = await (await pair()).decoder.run(feeds);
   } else if (m.kind === 'encode') {
     const name = manifest.promptable!.encoder.inputs[0]!.name;
@@ -62,12 +79,47 @@ async function runOne(
     if (!auto) throw new LdfsamError('INVALID_INPUT', `${manifest.name} has no automatic graph (it is promptable only)`);
     outputs = await auto.run({ [manifest.inputs![0]!.name]: new ort.Tensor('float32', m.input, m.dims) });
   }
+  const runMs = performance.now() - t0;
   const result: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
-  for (const [name, tensor] of Object.entries(outputs)) result[name] = { data: tensor.data as Float32Array, dims: tensor.dims };
-  port.postMessage(
-    { type: 'result', id: m.id, outputs: result },
-    Object.values(result).map((r) => r.data.buffer as ArrayBuffer),
-  );
+  for (const [name, tensor] of Object.entries(outputs)) {
+    const data = tensor.data as Float32Array;
+    result[name] = { data: m.kind === 'encode' ? shared(data) : data, dims: tensor.dims };
+  }
+  const transfer = Object.values(result)
+    .map((r) => r.data.buffer)
+    .filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+  port.postMessage({ type: 'result', id: m.id, outputs: result, runMs }, transfer);
+}
+
+/** Per decoder input: this thread's copy of the shared feed it last ran with, and that feed's number. */
+const local = new Map<string, { shared: number; data: Float32Array }>();
+
+/**
+ * A feed as a tensor. onnxruntime-node refuses shared memory, so a shared feed is copied into this
+ * thread's own buffer for its input, and only when it is not the one copied last time: prompts on
+ * one slice (the usual clicks) copy its embedding once. Runs are one at a time, so one buffer per input.
+ */
+function feedTensor(name: string, feed: Feed): ort.Tensor {
+  if (!(feed.data.buffer instanceof SharedArrayBuffer)) return new ort.Tensor('float32', feed.data, feed.dims);
+  let kept = local.get(name);
+  if (feed.shared === undefined || kept?.shared !== feed.shared) {
+    const data = kept?.data.length === feed.data.length ? kept.data : new Float32Array(feed.data.length);
+    data.set(feed.data);
+    kept = { shared: feed.shared ?? -1, data };
+    local.set(name, kept);
+  }
+  return new ort.Tensor('float32', kept.data, feed.dims);
+}
+
+/**
+ * A copy in shared memory. Encoder outputs go back this way: the main thread caches them and sends
+ * them with every decode, and postMessage shares a SharedArrayBuffer where it would copy an
+ * ArrayBuffer (4 MB for a 256 x 64 x 64 embedding, twice per click: serialised, then deserialised here).
+ */
+function shared(data: Float32Array): Float32Array {
+  const copy = new Float32Array(new SharedArrayBuffer(data.byteLength));
+  copy.set(data);
+  return copy;
 }
 
 try {

@@ -5,7 +5,7 @@
  * model's input frame by x * fitted.columns / columns and y * fitted.rows / rows, where fitted is the
  * part of the input the slice fills (`fittedSize`): SAM's convention of plain scaling (its prompt
  * encoder adds the half pixel). Boxes are [x0, y0, x1, y1], inclusive pixel indices (MedSAM's).
- * Pure functions; the checks throw INVALID_INPUT saying what is wrong.
+ * Pure functions (zeroMask keeps one constant per size); the checks throw INVALID_INPUT saying what is wrong.
  */
 import { LdfsamError } from '../errors.js';
 import type { Outputs } from '../inference/inference-worker.js';
@@ -96,7 +96,7 @@ export function decoderFeeds(
   for (const input of manifest.promptable!.decoder.inputs) {
     const name = input.name;
     if (name === 'point_coords' || name === 'point_labels') feeds[name] = prompt[name];
-    else if (name === 'mask_input') feeds[name] = { data: maskInput ?? new Float32Array(size * size), dims: [1, 1, size, size] };
+    else if (name === 'mask_input') feeds[name] = { data: maskInput ?? zeroMask(size), dims: [1, 1, size, size] };
     else if (name === 'has_mask_input') feeds[name] = { data: Float32Array.of(maskInput ? 1 : 0), dims: [1] };
     else if (embedding[name]) feeds[name] = embedding[name];
     else
@@ -106,6 +106,18 @@ export function decoderFeeds(
       );
   }
   return feeds;
+}
+
+const zeroMasks = new Map<number, Float32Array>();
+
+/**
+ * The mask_input of a prompt without a previous mask: all zeros, one per size, in shared memory, so
+ * the inference worker keeps its copy between clicks instead of receiving 256 kB each time. Never written.
+ */
+export function zeroMask(size: number): Float32Array {
+  let mask = zeroMasks.get(size);
+  if (!mask) zeroMasks.set(size, (mask = new Float32Array(new SharedArrayBuffer(size * size * 4))));
+  return mask;
 }
 
 /** The smallest box [x0, y0, x1, y1] (inclusive) holding every set bit, or undefined when none is set. */

@@ -29,7 +29,10 @@ export interface PromptResult extends SliceMask {
   usedPreviousMask: boolean;
   /** The decoder's logits (input frame): the next step's mask input. */
   logits: Float32Array;
-  /** fetch, preprocess, encode (absent when cached), decode, postprocess. */
+  /**
+   * fetch, preprocess, encode (absent when cached), decode (feeds and the worker round trip),
+   * decoderRun (the part of decode inside the worker: tensors and session.run), postprocess.
+   */
   timingsMs: Record<string, number>;
 }
 
@@ -120,7 +123,7 @@ export class InteractiveSession {
     const { rows, columns } = this.plan;
     const t0 = performance.now();
     const feeds = decoderFeeds(manifest, outputs, promptTensors(prompt, rows, columns, manifest), options.maskInput);
-    const answer = await this.deps.worker.decode(feeds);
+    const { outputs: answer, runMs } = await this.deps.worker.decode(feeds);
     const t1 = performance.now();
     const logits = answer[manifest.postprocessing.output];
     if (!logits) throw new LdfsamError('INFERENCE_FAILED', `the decoder gave no output named ${manifest.postprocessing.output}`);
@@ -136,6 +139,7 @@ export class InteractiveSession {
     const iouOut = answer.iou?.data[0];
     const iou = iouOut !== undefined && Number.isFinite(iouOut) ? iouOut : null;
     timings.decode = t1 - t0;
+    timings.decoderRun = runMs;
     timings.postprocess = performance.now() - t1;
     this.lastUsed = Date.now();
     if (this.latestPrompt.get(index) === order) {

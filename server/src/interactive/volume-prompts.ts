@@ -106,7 +106,7 @@ async function decodeOne(
 ): Promise<PromptedMask> {
   const { rows, columns } = geometry;
   // The worker copies the feeds, so later prompts of the slice reuse the embedding.
-  const outputs = await worker.decode(
+  const { outputs } = await worker.decode(
     decoderFeeds(manifest, embedding, promptTensors(prompt, rows, columns, manifest), undefined),
   );
   const logits = outputs[manifest.postprocessing.output];

@@ -1,0 +1,99 @@
+/**
+ * The inference worker's promptable path with the shipped medsam-lite: the encoder's outputs come
+ * back in shared memory and a decode shares them with the worker thread instead of copying 4 MB per
+ * click; the masks are bit for bit those of the same decode fed plain (copied) arrays.
+ */
+import { Worker } from 'node:worker_threads';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { InferenceWorker, type Outputs } from '../../server/src/inference/inference-worker.js';
+import type { WorkerRequest } from '../../server/src/inference/worker.js';
+import { decoderFeeds, promptTensors, type Prompt } from '../../server/src/interactive/prompts.js';
+import { projectPath } from '../../server/src/util/paths.js';
+
+let worker: InferenceWorker;
+const embeddings: Outputs[] = [];
+
+/** A deterministic image in [0, 1) (a seeded LCG), 3 x 256 x 256. */
+function image(seed: number): Float32Array {
+  const data = new Float32Array(3 * 256 * 256);
+  let s = seed;
+  for (let i = 0; i < data.length; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    data[i] = s / 2 ** 32;
+  }
+  return data;
+}
+
+/** The same feeds in ordinary (not shared) memory: what postMessage copies, as before. */
+function plainCopy(feeds: Outputs): Outputs {
+  return Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { data: Float32Array.from(t.data), dims: t.dims }]));
+}
+
+const prompt = (i: number): Prompt => ({ box: [40, 50, 170, 200], points: [{ x: 60 + 9 * i, y: 120, positive: i % 2 === 0 }] });
+
+beforeAll(async () => {
+  worker = await InferenceWorker.start(projectPath('models', 'medsam-lite'));
+  for (const seed of [1, 2]) embeddings.push(await worker.encode(image(seed), [1, 3, 256, 256]));
+}, 120_000);
+
+afterAll(() => worker?.close());
+
+describe('inference worker, promptable pair', () => {
+  it("returns the encoder's outputs in shared memory, and posts them to a decode without a copy", async () => {
+    const embedding = embeddings[0]!.image_embeddings!;
+    expect(embedding.dims).toEqual([1, 256, 64, 64]);
+    expect(embedding.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const posted = vi.spyOn(Worker.prototype, 'postMessage');
+    try {
+      const m = worker.manifest;
+      for (const i of [0, 1])
+        await worker.decode(decoderFeeds(m, embeddings[0]!, promptTensors(prompt(i), 256, 256, m), undefined));
+      const decodes = posted.mock.calls.map(([message]) => message as WorkerRequest).filter((r) => r.kind === 'decode');
+      expect(decodes).toHaveLength(2);
+      for (const r of decodes) {
+        if (r.kind !== 'decode') continue;
+        // The cached array itself, shared: postMessage gives the worker a view of the same memory.
+        expect(r.feeds.image_embeddings!.data).toBe(embedding.data);
+        expect(r.feeds.mask_input!.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(r.feeds.point_coords!.data.buffer).toBeInstanceOf(ArrayBuffer);
+      }
+      // Each shared array keeps its number: the worker copies a slice's embedding once, not per click.
+      const numbers = decodes.map((r) => (r.kind === 'decode' ? r.feeds.image_embeddings!.shared : undefined));
+      expect(numbers[0]).toBeTypeOf('number');
+      expect(numbers[1]).toBe(numbers[0]);
+    } finally {
+      posted.mockRestore();
+    }
+  });
+
+  it('gives bit for bit the masks of plain copies, switching between slices and mask inputs', async () => {
+    const m = worker.manifest;
+    // Slice 0 twice, slice 1, slice 0 again, then slice 1 with a previous mask as input: the worker's
+    // copy of the shared embedding must follow each switch.
+    const steps: { slice: number; withMask: boolean }[] = [
+      { slice: 0, withMask: false },
+      { slice: 0, withMask: false },
+      { slice: 1, withMask: false },
+      { slice: 0, withMask: false },
+      { slice: 1, withMask: true },
+      { slice: 1, withMask: false },
+    ];
+    const [a, b] = embeddings.map((e) => Buffer.from(e.image_embeddings!.data.buffer));
+    expect(a!.equals(b!)).toBe(false); // a stale embedding would show
+    let previous: Float32Array | undefined;
+    for (const [i, step] of steps.entries()) {
+      const feeds = decoderFeeds(
+        m,
+        embeddings[step.slice]!,
+        promptTensors(prompt(i), 256, 256, m),
+        step.withMask ? previous : undefined,
+      );
+      const shared = (await worker.decode(feeds)).outputs;
+      const plain = (await worker.decode(plainCopy(feeds))).outputs;
+      expect(shared.mask_logits!.dims).toEqual([1, 1, 256, 256]);
+      expect(Buffer.from(shared.mask_logits!.data.buffer).equals(Buffer.from(plain.mask_logits!.data.buffer))).toBe(true);
+      expect([...shared.iou!.data]).toEqual([...plain.iou!.data]);
+      previous = shared.mask_logits!.data;
+    }
+  });
+});
