@@ -1,12 +1,15 @@
 /**
  * The inference worker's promptable path with the shipped medsam-lite: the encoder's outputs come
  * back in shared memory and a decode shares them with the worker thread instead of copying 4 MB per
- * click; the masks are bit for bit those of the same decode fed plain (copied) arrays.
+ * click; the masks are bit for bit those of the same decode fed plain (copied) arrays, and of the
+ * decoder run in this thread by onnxruntime-node directly.
  */
 import { Worker } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { InferenceWorker, type Outputs } from '../../server/src/inference/inference-worker.js';
 import type { WorkerRequest } from '../../server/src/inference/worker.js';
+import { sessionOptions } from '../../server/src/models/session.js';
 import { decoderFeeds, promptTensors, type Prompt } from '../../server/src/interactive/prompts.js';
 import { projectPath } from '../../server/src/util/paths.js';
 
@@ -66,8 +69,10 @@ describe('inference worker, promptable pair', () => {
     }
   });
 
-  it('gives bit for bit the masks of plain copies, switching between slices and mask inputs', async () => {
+  it('gives bit for bit the masks of plain copies and of onnxruntime-node run directly, switching slices and mask inputs', async () => {
     const m = worker.manifest;
+    // The reference: the decoder in this thread, plain arrays, the server's session options.
+    const alone = await ort.InferenceSession.create(projectPath('models', 'medsam-lite', 'decoder.onnx'), sessionOptions());
     // Slice 0 twice, slice 1, slice 0 again, then slice 1 with a previous mask as input: the worker's
     // copy of the shared embedding must follow each switch.
     const steps: { slice: number; withMask: boolean }[] = [
@@ -90,10 +95,16 @@ describe('inference worker, promptable pair', () => {
       );
       const shared = (await worker.decode(feeds)).outputs;
       const plain = (await worker.decode(plainCopy(feeds))).outputs;
+      const reference = await alone.run(
+        Object.fromEntries(Object.entries(plainCopy(feeds)).map(([k, t]) => [k, new ort.Tensor('float32', t.data, t.dims)])),
+      );
       expect(shared.mask_logits!.dims).toEqual([1, 1, 256, 256]);
-      expect(Buffer.from(shared.mask_logits!.data.buffer).equals(Buffer.from(plain.mask_logits!.data.buffer))).toBe(true);
+      for (const other of [plain.mask_logits!.data, reference.mask_logits!.data as Float32Array])
+        expect(Buffer.from(shared.mask_logits!.data.buffer).equals(Buffer.from(other.buffer))).toBe(true);
       expect([...shared.iou!.data]).toEqual([...plain.iou!.data]);
+      expect([...shared.iou!.data]).toEqual([...(reference.iou!.data as Float32Array)]);
       previous = shared.mask_logits!.data;
     }
+    await alone.release();
   });
 });

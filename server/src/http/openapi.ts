@@ -251,7 +251,12 @@ export const openapi = {
           cached: { type: 'boolean', description: "the slice's image embedding was cached: only the decoder ran" },
           usedPreviousMask: { type: 'boolean' },
           mask,
-          timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
+          timingsMs: {
+            type: 'object',
+            additionalProperties: { type: 'number' },
+            description:
+              'fetch, preprocess and encode (when the slice was not cached), decode (of which decoderRun inside the inference worker), postprocess; a prompt answer adds server (all)',
+          },
         },
       },
       PropagateRequest: {
