@@ -641,7 +641,10 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
         ),
       );
       for (const a of answers) expect(a.status, JSON.stringify(a.body)).toBe(200);
-      const again = await prompt(sessions[0].sessionId, { slice: 8, box: [100, 100, 300, 300] }, small.url);
+      // Which slices the burst left in the cache depends on which fetch finished first; a slice just
+      // prompted is the most recent entry, so its next prompt runs only the decoder.
+      await prompt(sessions[0].sessionId, { slice: 8, box: [100, 100, 300, 300] }, small.url);
+      const again = await prompt(sessions[0].sessionId, { slice: 8, box: [120, 120, 280, 280] }, small.url);
       expect(again.body.cached).toBe(true);
       const text = (await call('/api/metrics', { url: small.url })).body as string;
       const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
@@ -650,10 +653,10 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       expect(metric('ldfsam_interactive_cache_entries')).toBe(3);
       expect(metric('ldfsam_interactive_cache_evictions_total')).toBeGreaterThan(0);
       expect(metric('ldfsam_interactive_sessions')).toBe(3);
-      expect(metric('ldfsam_interactive_prompts_total')).toBe(14);
+      expect(metric('ldfsam_interactive_prompts_total')).toBe(15);
       // Both CT sessions share the cache: 7 different slices, encoded at most once per request.
       expect(metric('ldfsam_interactive_encodes_total')).toBeGreaterThanOrEqual(7);
-      expect(metric('ldfsam_interactive_encodes_total')).toBeLessThanOrEqual(13);
+      expect(metric('ldfsam_interactive_encodes_total')).toBeLessThanOrEqual(14);
       expect(metric('ldfsam_interactive_cache_hit_ratio')).toBeGreaterThan(0);
     } finally {
       await small.close();
