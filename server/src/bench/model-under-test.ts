@@ -4,6 +4,7 @@
  * model (`--model <name|folder>`), whose PyTorch weights are not shipped.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,17 +35,29 @@ export async function python(script: string, args: string[], env: Record<string,
   return stdout;
 }
 
+/**
+ * OpenBLAS's faster SkylakeX kernel for PyTorch where the CPU has AVX-512 (shared/docs/environment-facts.md
+ * measured it); on a CPU without it that kernel dies of SIGILL, so OpenBLAS picks its own there.
+ */
+export function openblasCoreType(cpuinfo = readCpuinfo()): Record<string, string> {
+  return /^flags\s*:.*\bavx512f\b/m.test(cpuinfo) ? { OPENBLAS_CORETYPE: 'SkylakeX' } : {};
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** A random-weight configuration, exported (once, cached) with PyTorch's time and the int8 twin. */
 export async function randomModel(config: 'tiny' | 'full', slices: number): Promise<ModelUnderTest> {
   const cache = projectPath('bench', '.cache', config);
-  // The faster OpenBLAS kernel for PyTorch, as shared/docs/environment-facts.md measured (bench only).
   const out = await python(
     'bench/tools/bench_models.py',
     ['--config', config, '--out', cache, '--slices', String(Math.max(3, Math.min(slices, 16)))],
-    {
-      OPENBLAS_CORETYPE: 'SkylakeX',
-      OMP_WAIT_POLICY: 'PASSIVE',
-    },
+    { ...openblasCoreType(), OMP_WAIT_POLICY: 'PASSIVE' },
   );
   const torch = JSON.parse(out.trim().split('\n').at(-1)!) as { torchMsPerSlice: number; gflopsPerSlice: number };
   const manifest = JSON.parse(await readFile(join(cache, 'model.json'), 'utf8')) as ModelManifest;
