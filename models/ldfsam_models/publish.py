@@ -39,11 +39,7 @@ def compress_fp16(src: Path, dst: Path, min_elements: int = MIN_FP16_ELEMENTS) -
         graph.initializer.append(half)
         casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "__cast"))
         converted += 1
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(casts + nodes)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
+    _save_with_nodes_first(model, casts, dst)
     return converted
 
 
@@ -85,12 +81,20 @@ def compress_int8_weights(src: Path, dst: Path) -> int:
                                   numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), w.name + "__zero")])
         nodes.append(helper.make_node("DequantizeLinear", [w.name + "__q", w.name + "__scale", w.name + "__zero"], [w.name], axis=1, name=w.name))
         converted += 1
-    rest = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes + rest)
+    _save_with_nodes_first(model, nodes, dst)
+    return converted
+
+
+def _save_with_nodes_first(model, first: list, dst: Path) -> None:
+    """The graph with `first` (the nodes that rebuild the replaced weights) ahead of every other node,
+    checked and saved: the graph stays topologically sorted."""
+    import onnx
+
+    rest = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(first + rest)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    return converted
 
 
 def compress_int8_fp16(src: Path, dst: Path) -> None:

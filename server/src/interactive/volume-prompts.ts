@@ -105,7 +105,7 @@ async function decodeOne(
   geometry: SliceGeometry,
 ): Promise<PromptedMask> {
   const { rows, columns } = geometry;
-  // The worker copies the feeds, so later prompts of the slice reuse the embedding.
+  // Feeds are not transferred to the worker, so later prompts of the slice reuse the embedding.
   const { outputs } = await worker.decode(
     decoderFeeds(manifest, embedding, promptTensors(prompt, rows, columns, manifest), undefined),
   );

@@ -62,7 +62,7 @@ function binPercentile(bins: Uint32Array, lo: number, hi: number, scale: number,
  * buffer: the counts are read before the next slice is counted.
  */
 let countsBuffer: Uint32Array | undefined;
-export function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
+function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
   const size = words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
   const counts = countsBuffer?.length === size ? countsBuffer.fill(0) : (countsBuffer = new Uint32Array(size));
   for (let i = 0; i < words.length; i++) counts[words[i]!]!++;
@@ -74,7 +74,7 @@ export function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
  * counts, `wordCounts`) without making the values: the same numbers, bit for bit
  * (test/unit/preprocess-stored.test.ts).
  */
-export function storedIntensityRange(stored: StoredGrey, policy: IntensityPolicy, counts?: Uint32Array): [number, number] {
+function storedIntensityRange(stored: StoredGrey, policy: IntensityPolicy, counts?: Uint32Array): [number, number] {
   switch (policy.kind) {
     case 'window':
     case 'fixed':
