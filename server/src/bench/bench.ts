@@ -20,10 +20,9 @@ import { DEFAULT_BATCH_SIZE, resolveProvider, type Provider, type ProviderWish }
 import { loadModel, sessionOptions, type SessionSettings } from '../models/session.js';
 import { ModelRegistry } from '../inference/registry.js';
 import { loadFiles } from '../pacs/load.js';
-import { startOrthanc } from '../pacs/orthanc.js';
 import { segmentSeries } from '../pipeline/segment.js';
 import { projectPath } from '../util/paths.js';
-import { freePorts } from '../util/ports.js';
+import { startBenchPacs } from './serve-child.js';
 import { LogitsReplay, measureHostPath, pixelWork, recordInto, type HostPathFigure } from './host-path.js';
 import { python, randomModel, shippedModel, type ModelUnderTest } from './model-under-test.js';
 
@@ -237,17 +236,7 @@ async function pipelineFigures(
 ): Promise<PipelineFigures> {
   const log = options.log;
   log('end to end on the shared CT in a real Orthanc...');
-  const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-  const orthanc = await startOrthanc(
-    {
-      orthancBin: options.orthancBin,
-      orthancPluginsDir: options.orthancPluginsDir,
-      dataDir: join(work, 'pacs'),
-      pacsHttpPort: pacsHttpPort!,
-      pacsDicomPort: pacsDicomPort!,
-    },
-    { detached: false },
-  );
+  const orthanc = await startBenchPacs(work, options);
   const registry = new ModelRegistry(settings);
   try {
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });

@@ -26,11 +26,9 @@ import { LdfsamError } from '../errors.js';
 import { ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { sessionOptions } from '../models/session.js';
 import { loadFiles } from '../pacs/load.js';
-import { startOrthanc } from '../pacs/orthanc.js';
 import { preprocessSlice } from '../pipeline/preprocess.js';
 import { projectPath } from '../util/paths.js';
-import { freePorts } from '../util/ports.js';
-import { api, startServe } from './serve-child.js';
+import { api, startBenchPacs, startServeOn } from './serve-child.js';
 
 export interface InteractiveBenchOptions {
   /** A registered model name or a model folder; default: the first promptable model for CT. */
@@ -156,17 +154,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
   if (!model?.manifest.promptable)
     throw new LdfsamError('NOT_FOUND', `no promptable model ${options.model ?? 'for CT'} is registered`);
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-interactive-'));
-  const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-  const orthanc = await startOrthanc(
-    {
-      orthancBin: options.orthancBin,
-      orthancPluginsDir: options.orthancPluginsDir,
-      dataDir: join(work, 'pacs'),
-      pacsHttpPort: pacsHttpPort!,
-      pacsDicomPort: pacsDicomPort!,
-    },
-    { detached: false },
-  );
+  const orthanc = await startBenchPacs(work, options);
   let serve: ChildProcess | undefined;
   try {
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
@@ -181,13 +169,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     const before = await encoderTime(model, inputs);
 
     log('ldfsam serve with the model; first prompts on uncached slices...');
-    const served = await startServe({
-      LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
-      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
-      LDFSAM_DATA_DIR: join(work, 'data'),
-      LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
-      LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
-    });
+    const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
     serve = served.child;
     const url = served.url;
     const open = async () =>
@@ -204,13 +186,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     // The propagation encoded every slice: a fresh server (an empty cache) for the first prompts.
     served.child.kill();
     await new Promise((r) => served.child.once('exit', r));
-    const again = await startServe({
-      LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
-      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
-      LDFSAM_DATA_DIR: join(work, 'data'),
-      LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
-      LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
-    });
+    const again = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
     serve = again.child;
     const s = (await api(again.url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string };
     const first: number[] = [];

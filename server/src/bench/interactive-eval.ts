@@ -14,10 +14,8 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { LdfsamError } from '../errors.js';
 import { ModelRegistry } from '../inference/registry.js';
-import { startOrthanc } from '../pacs/orthanc.js';
 import { projectPath } from '../util/paths.js';
-import { freePorts } from '../util/ports.js';
-import { api, startServe } from './serve-child.js';
+import { api, startBenchPacs, startServeOn } from './serve-child.js';
 
 const run = promisify(execFile);
 
@@ -103,28 +101,12 @@ export async function runInteractiveEval(options: InteractiveEvalOptions): Promi
   const split = ['--dataset', options.dataset, '--split', options.split, ...limit];
   const cases = JSON.parse((await run(python(), [tool(), 'prompts', ...split], { maxBuffer: 64 << 20 })).stdout) as Case[];
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-eval-interactive-'));
-  const [httpPort, dicomPort] = await freePorts(2);
-  const orthanc = await startOrthanc(
-    {
-      orthancBin: options.orthancBin,
-      orthancPluginsDir: options.orthancPluginsDir,
-      dataDir: join(work, 'pacs'),
-      pacsHttpPort: httpPort!,
-      pacsDicomPort: dicomPort!,
-    },
-    { detached: false },
-  );
+  const orthanc = await startBenchPacs(work, options);
   let serve: ChildProcess | undefined;
   try {
     log(`${options.dataset} ${options.split}: ${cases.length} images wrapped as DICOM and stored...`);
     const series = await importSplit(cases, options.dataset, orthanc, join(work, 'dicom'));
-    const served = await startServe({
-      LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
-      LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
-      LDFSAM_DATA_DIR: join(work, 'data'),
-      LDFSAM_MODEL_DIRS: [model.folder, ...options.modelDirs].join(','),
-      LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
-    });
+    const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
     serve = served.child;
     const masks: Record<string, Record<string, string>> = Object.fromEntries(options.prompts.map((p) => [p, {}]));
     for (const [i, c] of cases.entries()) {

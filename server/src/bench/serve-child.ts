@@ -1,8 +1,37 @@
-/** An `ldfsam serve` child process for the benchmarks, and JSON calls to its API. */
+/** The benchmarks' scratch stack: an Orthanc of their own, an `ldfsam serve` child process on it, JSON calls to its API. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { LdfsamError } from '../errors.js';
+import { startOrthanc, type OrthancHandle } from '../pacs/orthanc.js';
 import { projectPath } from '../util/paths.js';
 import { freePorts } from '../util/ports.js';
+
+/** An Orthanc with its data under `work`/pacs, on two free loopback ports, stopped with the benchmark. */
+export async function startBenchPacs(
+  work: string,
+  bins: { orthancBin: string; orthancPluginsDir: string },
+): Promise<OrthancHandle> {
+  const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
+  return startOrthanc(
+    { ...bins, dataDir: join(work, 'pacs'), pacsHttpPort: pacsHttpPort!, pacsDicomPort: pacsDicomPort! },
+    { detached: false },
+  );
+}
+
+/** `ldfsam serve` on that PACS, its data under `work`, with these model folders (the first wins a name) and no viewer. */
+export function startServeOn(
+  orthanc: OrthancHandle,
+  work: string,
+  modelDirs: string[],
+): Promise<{ url: string; child: ChildProcess }> {
+  return startServe({
+    LDFSAM_DICOMWEB_URL: orthanc.dicomwebUrl,
+    LDFSAM_DICOMWEB_AUTHORIZATION: orthanc.authorization,
+    LDFSAM_DATA_DIR: join(work, 'data'),
+    LDFSAM_MODEL_DIRS: modelDirs.join(','),
+    LDFSAM_VIEWER_DIR: join(work, 'no-viewer'),
+  });
+}
 
 /** Starts `ldfsam serve` (the built CLI) with these variables on a free loopback port; resolves once /health answers. */
 export async function startServe(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
