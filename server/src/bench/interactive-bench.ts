@@ -49,7 +49,14 @@ export interface InteractiveBenchResult {
   /** The encoder alone, batch 1, ms per slice (mean of the runs before and after). */
   encoderMs: number;
   encoderMsRuns: [number, number];
-  firstPrompt: { p50: number; max: number; count: number; target: number };
+  firstPrompt: {
+    p50: number;
+    max: number;
+    count: number;
+    target: number;
+    /** Where a first prompt's server time goes (p50 of each part): the slice's fetch from the PACS, its preprocessing, the encoder in the worker, the decoder in the worker. */
+    parts: { fetch: number; preprocess: number; encode: number; decoderRun: number };
+  };
   cachedPrompt: {
     p50: number;
     p95: number;
@@ -190,9 +197,11 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     serve = again.child;
     const s = (await api(again.url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string };
     const first: number[] = [];
+    const parts = { fetch: [] as number[], preprocess: [] as number[], encode: [] as number[], decoderRun: [] as number[] };
     for (const slice of [4, 8, 12, 16, 20, 24]) {
       const r = await api(again.url, `/interactive/${s.sessionId}/prompt`, { slice, box: [180, 190, 330, 350] });
       first.push(r.timingsMs.server as number);
+      for (const [part, values] of Object.entries(parts)) values.push(r.timingsMs[part] as number);
     }
     log(`${options.prompts} prompts on cached slices...`);
     const cached: number[] = [];
@@ -227,7 +236,18 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
       model: `${model.manifest.name} ${model.manifest.version}`,
       encoderMs,
       encoderMsRuns: [before, after],
-      firstPrompt: { p50: percentile(first, 50), max: Math.max(...first), count: first.length, target: encoderMs + 60 },
+      firstPrompt: {
+        p50: percentile(first, 50),
+        max: Math.max(...first),
+        count: first.length,
+        target: encoderMs + 60,
+        parts: {
+          fetch: percentile(parts.fetch, 50),
+          preprocess: percentile(parts.preprocess, 50),
+          encode: percentile(parts.encode, 50),
+          decoderRun: percentile(parts.decoderRun, 50),
+        },
+      },
       cachedPrompt: {
         p50: percentile(cached, 50),
         p95: percentile(cached, 95),

@@ -44,6 +44,18 @@ export function registerBenchInteractive(program: Command): void {
               `<= ${ms(r.firstPrompt.target)}: ${verdict(r.firstPrompt.p50 <= r.firstPrompt.target)}`,
             ],
             [
+              'of which (p50 each) fetch, preprocessing, encoder, decoder',
+              [
+                r.firstPrompt.parts.fetch,
+                r.firstPrompt.parts.preprocess,
+                r.firstPrompt.parts.encode,
+                r.firstPrompt.parts.decoderRun,
+              ]
+                .map(ms)
+                .join(', '),
+              '',
+            ],
+            [
               `prompt on a cached slice, server (p50, p95 of ${r.cachedPrompt.count})`,
               `${ms(r.cachedPrompt.p50)}, ${ms(r.cachedPrompt.p95)}`,
               `p95 <= 60 ms: ${verdict(r.cachedPrompt.p95 <= 60)}`,
