@@ -208,6 +208,7 @@ def export_model(
         per_view = sum(counts.values()) - (0 if config.box_prompt else counts["detector_head"])
         diffs["gflopsPerSlice"] = round(per_view * (1 + len(flips)) / 1e9, 3)
     if promptable or not config.detector:
+        from .decoder_export import FORM as DECODER_FORM
         from .promptable import export_promptable
 
         pair = export_promptable(model, config, out, multimask_for_single_point=multimask_for_single_point, tolerance=tolerance)
@@ -238,6 +239,7 @@ def export_model(
         "metrics": metrics,
         "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": diffs["maxAbsDiff"], "graphs": GRAPHS_NOTE,
                    **({"gflopsPerSlice": diffs["gflopsPerSlice"]} if "gflopsPerSlice" in diffs else {}),
+                   **({"decoderGraph": DECODER_FORM} if "promptable" in extra else {}),
                    **({"testTimeAugmentation": list(flips)} if flips else {})},
     }
     validate_manifest(manifest)

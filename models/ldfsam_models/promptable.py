@@ -1,7 +1,9 @@
 """The promptable export: `encoder.onnx` (image -> what a slice's prompts need, computed once per
 slice) and `decoder.onnx` (that + a box and/or points + an optional previous mask -> mask logits and
 the predicted IoU), for interactive use. Both are verified against PyTorch before the manifest
-describes them (`promptable` in model.json, schema version 2).
+describes them (`promptable` in model.json, schema version 2). The decoder is exported from
+`decoder_export.ExportDecoderGraph`, the same computation written for onnxruntime's CPU kernels, and
+checked against `DecoderGraph` here, the form training uses.
 
 Prompt conventions (SAM's ONNX decoder's, written into the manifest):
 - coordinates are (x, y) in pixels of the model's input frame (the slice resized as
@@ -69,32 +71,47 @@ class DecoderGraph(nn.Module):
             emb = emb + pe.point_embeddings[i].weight * (labels == i).unsqueeze(-1).to(emb.dtype)
         return emb
 
-    def forward(self, image_embeddings, *rest):
+    def _prompts(self, *rest) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The inputs after `image_embeddings` -> the sparse embeddings (B, N, C), the point labels, the
+        mask input at the decoder's low resolution and `has_mask_input` as (B, 1, 1, 1)."""
         if self.with_tokens:
             feature_tokens, point_coords, point_labels, mask_input, has_mask_input = rest
         else:
             point_coords, point_labels, mask_input, has_mask_input = rest
             feature_tokens = None
-        pe = self.model.prompt_encoder
         sparse = self._sparse(point_coords, point_labels)
         if feature_tokens is not None:
             sparse = torch.cat([sparse, feature_tokens], dim=1)
-        has = has_mask_input.view(-1, 1, 1, 1)
         s, low = self.config.image_size, 4 * self.config.grid
         if low != s:  # static factors (see inputs.py)
             mask_input = F.interpolate(mask_input, scale_factor=low / s, mode="bilinear", align_corners=False)
-        dense = pe.mask_downscaling(mask_input) * has + pe.no_mask_embed.weight.view(1, -1, 1, 1) * (1 - has)
-        masks, iou = self.model.mask_decoder.predict_all(image_embeddings, pe.get_dense_pe(), sparse, dense)
+        return sparse, point_labels, mask_input, has_mask_input.view(-1, 1, 1, 1)
+
+    def _index(self, point_labels: torch.Tensor, iou: torch.Tensor) -> torch.Tensor:
+        """Which mask token answers (B,): the first, or SAM's best of three for a lone click."""
         index = torch.zeros_like(iou[:, 0], dtype=torch.long)
         if self.multimask_for_single_point:
             clicks = ((point_labels == 0) | (point_labels == 1)).sum(dim=1)
             boxed = (point_labels == 2).any(dim=1)
             index = torch.where((clicks == 1) & ~boxed, 1 + iou[:, 1:].argmax(dim=1), index)
-        h, w = masks.shape[-2:]
-        mask = masks.gather(1, index.view(-1, 1, 1, 1).expand(-1, 1, h, w))
+        return index
+
+    def _to_input_frame(self, mask: torch.Tensor) -> torch.Tensor:
+        """Low-resolution logits (B, 1, 4G, 4G) -> the input frame (B, 1, S, S)."""
+        s, low = self.config.image_size, 4 * self.config.grid
         if low != s:
             mask = F.interpolate(mask, scale_factor=s / low, mode="bilinear", align_corners=False)
-        return mask, iou.gather(1, index.view(-1, 1))
+        return mask
+
+    def forward(self, image_embeddings, *rest):
+        sparse, point_labels, mask_input, has = self._prompts(*rest)
+        pe = self.model.prompt_encoder
+        dense = pe.mask_downscaling(mask_input) * has + pe.no_mask_embed.weight.view(1, -1, 1, 1) * (1 - has)
+        masks, iou = self.model.mask_decoder.predict_all(image_embeddings, pe.get_dense_pe(), sparse, dense)
+        index = self._index(point_labels, iou)
+        h, w = masks.shape[-2:]
+        mask = masks.gather(1, index.view(-1, 1, 1, 1).expand(-1, 1, h, w))
+        return self._to_input_frame(mask), iou.gather(1, index.view(-1, 1))
 
 
 def encoder_io(config: LDFSAMConfig, with_tokens: bool) -> Tuple[List[dict], List[dict]]:
@@ -145,10 +162,13 @@ def export_promptable(model: nn.Module, config: LDFSAMConfig, out: pathlib.Path,
     and 3: the dynamic batch must work; decoder with a box, points, both, and a mask input) and
     returns the manifest's `promptable` section with its `files` entries. Refuses (ManifestError)
     on a parity failure, removing what it wrote."""
+    from .decoder_export import ExportDecoderGraph
+
     model = model.eval()
     out.mkdir(parents=True, exist_ok=True)
     encoder = EncoderGraph(model, config).eval()
     decoder = DecoderGraph(model, config, multimask_for_single_point=multimask_for_single_point).eval()
+    exported = ExportDecoderGraph(model, config, multimask_for_single_point=multimask_for_single_point).eval()
     with_tokens = decoder.with_tokens
     enc_in, enc_out = encoder_io(config, with_tokens)
     dec_in, dec_out = decoder_io(config, with_tokens)
@@ -161,7 +181,7 @@ def export_promptable(model: nn.Module, config: LDFSAMConfig, out: pathlib.Path,
         example = _example_prompts(config, np.random.default_rng(0), 2, True, True)
         args = [torch.rand(1, c, g, g)] + ([torch.rand(1, config.num_sparse_tokens, c)] if with_tokens else [])
         args += [torch.from_numpy(example[k]) for k in ("point_coords", "point_labels", "mask_input", "has_mask_input")]
-        torch.onnx.export(decoder, tuple(args), str(dec_path), opset_version=OPSET,
+        torch.onnx.export(exported, tuple(args), str(dec_path), opset_version=OPSET,
                           input_names=[t["name"] for t in dec_in], output_names=[t["name"] for t in dec_out],
                           dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}}, do_constant_folding=True)
     _write_shapes(enc_path, enc_in, enc_out)
