@@ -16,8 +16,9 @@ The rewrites (each exact in real arithmetic; float32 rounding differs by summati
   depth-to-space, left for the end (MLAS's GEMM instead of onnxruntime's ConvTranspose);
 - `LayerNorm2d` between them becomes a LayerNormalization over the last (channel) axis (one fused
   kernel instead of ReduceMean/Sub/Pow/Div over the channel axis of an NCHW map);
-- the mask token is chosen (SAM's rule, `DecoderGraph._index`) before the last MatMul, so one mask
-  is computed instead of four, and the depth-to-space of both upscaling steps is one Transpose of
+- the final token-to-image attention runs for the IoU and mask tokens only (the prompt tokens' outputs
+  are never read); the mask token is chosen (SAM's rule, `DecoderGraph._index`) before the last
+  MatMul, so one mask is computed instead of four, and the depth-to-space of both upscaling steps is one Transpose of
   that single-channel result;
 - `has_mask_input` and the no-mask embedding are folded into the last 1x1 convolution of
   `mask_downscaling` (its weight and bias), which writes the dense embedding channels-last.
@@ -91,11 +92,14 @@ def two_way_block(block: TwoWayAttentionBlock, queries, keys, query_pe, key_pe):
     return queries, keys
 
 
-def two_way(transformer: TwoWayTransformer, keys: torch.Tensor, key_pe: torch.Tensor, tokens: torch.Tensor):
-    """`TwoWayTransformer.forward` on channels-last image tokens (B, H*W, C)."""
+def two_way(transformer: TwoWayTransformer, keys: torch.Tensor, key_pe: torch.Tensor, tokens: torch.Tensor, outputs: int):
+    """`TwoWayTransformer.forward` on channels-last image tokens (B, H*W, C), returning only the first
+    `outputs` tokens: the final attention treats each token on its own, and only the IoU and mask
+    tokens are read after it."""
     queries = tokens
     for layer in transformer.layers:
         queries, keys = two_way_block(layer, queries, keys, tokens, key_pe)
+    queries, tokens = queries[:, :outputs], tokens[:, :outputs]
     attn = attend_tokens_to_image(transformer.final_attn_token_to_image, queries + tokens, keys + key_pe, keys)
     return transformer.norm_final_attn(queries + attn), keys
 
@@ -133,7 +137,7 @@ class ExportDecoderGraph(DecoderGraph):
         tokens = torch.cat([output_tokens, sparse], dim=1)
         keys = image_embeddings.reshape(b, c, g * g).transpose(1, 2) + self._dense(mask_input, has)
         key_pe = pe.get_dense_pe().reshape(1, c, g * g).transpose(1, 2)
-        queries, keys = two_way(dec.transformer, keys, key_pe, tokens)
+        queries, keys = two_way(dec.transformer, keys, key_pe, tokens, 1 + dec.num_mask_tokens)
         iou = dec.iou_prediction_head(queries[:, 0, :])
         index = self._index(point_labels, iou)
         hyper = torch.stack([mlp(queries[:, 1 + i, :]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
