@@ -99,6 +99,68 @@ describe('grey pixels read in place', () => {
           }
   }, 60_000);
 
+  it('min-max from the extremes of the stored values: narrow word ranges, overlay bits, one reused table, odd rescales', () => {
+    // Slices of one series in turn (the table and counts buffers are reused from slice to slice):
+    // narrow and wide word ranges, words with bits above Bits Stored, signed values around zero,
+    // and rescales that reverse the order, make every value equal, or give infinities and NaN.
+    let seed = 7;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const [rows, columns] = [23, 37];
+    const policy = { kind: 'minmax' };
+    for (const [bits, stored, signed] of [
+      [16, 12, false],
+      [16, 12, true],
+      [16, 16, true],
+      [16, 16, false],
+      [8, 6, true],
+      [8, 8, false],
+    ] as const)
+      for (const photometric of ['MONOCHROME2', 'MONOCHROME1'])
+        for (const [base, spread, overlay] of [
+          [1000, 200, 0],
+          [40, 3, 0],
+          [0, 1, 0],
+          [2047, 4, 0],
+          [4090, 6, 1 << 13],
+          [0, 65536, 0],
+          [65500, 30, 0],
+          [65530, 7, 0], // signed: -6..0 (with an infinite slope, NaN at the top)
+          [4090, 7, 0], // 12 bits signed: the same
+        ] as const) {
+          const f = format(rows, columns, bits, stored, signed, photometric);
+          const max = bits === 8 ? 256 : 65536;
+          const words = bits === 8 ? new Uint8Array(rows * columns) : new Uint16Array(rows * columns);
+          for (let i = 0; i < words.length; i++) {
+            const w = (base + Math.floor(random() * spread)) % max;
+            words[i] = random() < 0.1 ? (w | overlay) % max : w;
+          }
+          const bytes = new Uint8Array(words.buffer);
+          for (const rescale of [
+            { slope: 1, intercept: -1024 },
+            { slope: -2.5, intercept: 3 },
+            { slope: 1e-30, intercept: 0 },
+            { slope: 0, intercept: -0 },
+            { slope: 1e38, intercept: 1e38 },
+            { slope: Infinity, intercept: 0 },
+          ])
+            for (const fit of ['stretch', 'longest-side-pad'] as const) {
+              const frame = { bytes, planar: false, photometric };
+              const m = manifest(policy, fit, 16);
+              const direct = preprocessSlice(toSlicePixels(frame, f, rescale), rows, columns, m, 'CT');
+              const reference = preprocessSlice(
+                { kind: 'grey', values: modalityValues(frame, f, rescale), invert: photometric === 'MONOCHROME1' },
+                rows,
+                columns,
+                m,
+                'CT',
+              );
+              expect(direct, `${bits}/${stored} ${signed} ${base}+${spread} ${photometric} ${JSON.stringify(rescale)} ${fit}`).toEqual(
+                reference,
+              );
+            }
+        }
+  }, 60_000);
+
   it('does not make the values for any policy', () => {
     const f = format(4, 4, 16, 16, false);
     const pixels = toSlicePixels({ bytes: new Uint8Array(32), planar: false, photometric: 'MONOCHROME2' }, f, {

@@ -6,6 +6,7 @@
  * threads: main, decoder, GC) with no inference in it. The PACS's own CPU time is read apart.
  */
 import { readFileSync } from 'node:fs';
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
 import { modalityValues } from '../dicom/pixels.js';
@@ -105,6 +106,26 @@ export interface HostPathFigure {
   /** The PACS's CPU per slice during the runs (Orthanc, a process of its own), when readable. */
   pacsCpuMsPerSlice: number | null;
   runs: number;
+  /** Node CPU per slice of each run, in order. */
+  cpuRunsMsPerSlice: number[];
+  /** Garbage collection pauses of the main thread per slice (its share of cpuMsPerSlice), and the major (mark-compact) collections per run, medians. */
+  gcMsPerSlice: number;
+  majorGcsPerRun: number;
+}
+
+/** The main thread's GC pauses while `run` runs: total ms and the number of major collections. */
+async function withGcPauses(run: () => Promise<unknown>): Promise<{ ms: number; major: number }> {
+  const entries: PerformanceEntry[] = [];
+  const observer = new PerformanceObserver((list) => entries.push(...list.getEntries()));
+  observer.observe({ entryTypes: ['gc'] });
+  await run();
+  await new Promise((resolve) => setImmediate(resolve)); // the observer is called asynchronously
+  observer.disconnect();
+  const kind = (e: PerformanceEntry) => (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+  return {
+    ms: entries.reduce((sum, e) => sum + e.duration, 0),
+    major: entries.filter((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MAJOR).length,
+  };
 }
 
 /** The whole pipeline over a stored series with replayed logits; `runs` measured after one warm-up. */
@@ -122,14 +143,18 @@ export async function measureHostPath(
   const cpu: number[] = [];
   const wall: number[] = [];
   const pacs: number[] = [];
+  const gc: number[] = [];
+  const major: number[] = [];
   for (let i = 0; i < opts.runs; i++) {
     const p0 = processCpuMs(opts.pacsPid);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    await segmentSeries(client, registry, request, { batchSize: opts.batchSize });
+    const pauses = await withGcPauses(() => segmentSeries(client, registry, request, { batchSize: opts.batchSize }));
     wall.push(performance.now() - t0);
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
+    gc.push(pauses.ms);
+    major.push(pauses.major);
     const p1 = processCpuMs(opts.pacsPid);
     if (p0 !== null && p1 !== null) pacs.push(p1 - p0);
   }
@@ -140,6 +165,9 @@ export async function measureHostPath(
     wallMsPerSlice: median(wall) / n,
     pacsCpuMsPerSlice: pacs.length ? median(pacs) / n : null,
     runs: opts.runs,
+    cpuRunsMsPerSlice: cpu.map((c) => c / n),
+    gcMsPerSlice: median(gc) / n,
+    majorGcsPerRun: median(major),
   };
 }
 

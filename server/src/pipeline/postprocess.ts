@@ -52,11 +52,12 @@ function float32Bounds(t: number): { below: number; above: number } {
  * slice = pixel i, least significant bit first, as packBits). `fitted`: the part of the size x size
  * logits the slice filled (longest-side-pad; top left), which alone is resized back; default all.
  *
- * Bit for bit the same as the pixel-by-pixel loop (logitsToBitsReference), faster: each logits row's
- * horizontal interpolation is computed once for the output rows it feeds (the same products in the
- * same order, so the same doubles), and only output pixels whose four logits are neither all safely
- * below the threshold (left 0) nor all safely above it (set whole, a blob's inside) are
- * interpolated: per row, the blob's edges. "Safely":
+ * Bit for bit the same as the pixel-by-pixel loop (logitsToBitsReference), faster: only output
+ * pixels whose four logits are neither all safely below the threshold (left 0) nor all safely above
+ * it (set whole, a blob's inside) are interpolated, per row the blob's edges, each with lerp2's
+ * products in lerp2's order. (Interpolating every logits row once for all its output columns, as
+ * this did before, cost more: on a head-sized mask at 820x820 the edges are ~60 pixels a row, the
+ * rows 820.) "Safely":
  * by more than the interpolation's rounding (1e-12 of the largest logit) and on the right side of the
  * threshold's float32 neighbours, so the float32-rounded value compares as the loop's would.
  */
@@ -129,21 +130,13 @@ export function logitsToBits(
     lastLo[c] = Math.max(lastLo[c]!, lastLo[c - 1]!);
     lastHi[c] = Math.max(lastHi[c]!, lastHi[c - 1]!);
   }
-  // Horizontal interpolation of a logits row at every output column, cached for the two rows in use.
-  const cache = [new Float64Array(columns), new Float64Array(columns)];
-  const cached = [-1, -1];
-  const horizontal = (r: number): Float64Array => {
-    const slot = cached[0] === r ? 0 : cached[1] === r ? 1 : cached[0]! < cached[1]! ? 0 : 1;
-    if (cached[slot] !== r) {
-      const row = cache[slot]!;
-      const o = r * size;
-      for (let x = 0; x < columns; x++) {
-        const wx = tx.w[x]!;
-        row[x] = logits[o + tx.lo[x]!]! * (1 - wx) + logits[o + tx.hi[x]!]! * wx;
-      }
-      cached[slot] = r;
-    }
-    return cache[slot]!;
+  const { lo: txLo, hi: txHi, w: txW } = tx;
+  // An edge pixel's value: lerp2's arithmetic, its taps read where they lie.
+  const edge = (o0: number, o1: number, x: number, wy: number): number => {
+    const l = txLo[x]!;
+    const h = txHi[x]!;
+    const wx = txW[x]!;
+    return (logits[o0 + l]! * (1 - wx) + logits[o0 + h]! * wx) * (1 - wy) + (logits[o1 + l]! * (1 - wx) + logits[o1 + h]! * wx) * wy;
   };
   for (let y = 0; y < rows; y++) {
     const r0 = ty.lo[y]!;
@@ -159,16 +152,16 @@ export function logitsToBits(
     let xa = x1 + 1;
     let xb = x1;
     if (a <= b && firstLo[a]! <= lastHi[b]!) [xa, xb] = [Math.max(x0, firstLo[a]!), Math.min(x1, lastHi[b]!)];
-    const top = horizontal(r0);
-    const bottom = horizontal(r1);
+    const o0 = r0 * size;
+    const o1 = r1 * size;
     const wy = ty.w[y]!;
     const row = y * columns;
     for (let x = x0; x < xa; x++) {
-      if (Math.fround(top[x]! * (1 - wy) + bottom[x]! * wy) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
+      if (Math.fround(edge(o0, o1, x, wy)) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
     }
     if (xa <= xb) fillBits(bits, row + xa, row + xb + 1, 1);
     for (let x = xb + 1; x <= x1; x++) {
-      if (Math.fround(top[x]! * (1 - wy) + bottom[x]! * wy) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
+      if (Math.fround(edge(o0, o1, x, wy)) > threshold) bits[(row + x) >> 3]! |= 1 << ((row + x) & 7);
     }
   }
   return bits;

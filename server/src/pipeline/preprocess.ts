@@ -74,16 +74,83 @@ function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
  * counts, `wordCounts`) without making the values: the same numbers, bit for bit
  * (test/unit/preprocess-stored.test.ts).
  */
-function storedIntensityRange(stored: StoredGrey, policy: IntensityPolicy, counts?: Uint32Array): [number, number] {
+function storedIntensityRange(
+  stored: StoredGrey,
+  policy: IntensityPolicy,
+  counts?: Uint32Array,
+  extremes?: StoredExtremes,
+): [number, number] {
   switch (policy.kind) {
     case 'window':
     case 'fixed':
       return intensityRange([], policy);
     case 'minmax':
-      return countsMinMax(stored, counts ?? wordCounts(stored.words));
+      return extremesMinMax(stored, extremes ?? storedExtremes(stored));
     case 'percentile':
       return countsPercentiles(stored, counts ?? wordCounts(stored.words), policy.low, policy.high);
   }
+}
+
+/**
+ * The smallest and largest stored value (masked to Bits Stored, sign-extended) of a frame, and the
+ * range of words that holds every word of it: one pass over the pixels with nothing written,
+ * cheaper than counting every word (`wordCounts`, a read-modify-write into 256 kB of counts per
+ * pixel) where only the range is needed. Words are compared as `word ^ flip` (flip = the sign bit
+ * of a signed value): without bits above Bits Stored that is the stored value's order (two's
+ * complement read as offset binary), so the stored extremes are those of the words; a frame whose
+ * words carry higher bits (overlays) takes a second pass that masks each word.
+ */
+interface StoredExtremes {
+  lo: number;
+  hi: number;
+  /** Every word w of the frame has wordLo <= (w ^ flip) <= wordHi. */
+  wordLo: number;
+  wordHi: number;
+  flip: number;
+}
+
+function storedExtremes(stored: StoredGrey): StoredExtremes {
+  const { words, shift } = stored;
+  const bits = 32 - shift;
+  const flip = stored.signed ? 1 << (bits - 1) : 0;
+  let wordLo = 0x10000;
+  let wordHi = -1;
+  let any = 0;
+  for (let i = 0; i < words.length; i++) {
+    const u = words[i]! ^ flip;
+    if (u < wordLo) wordLo = u;
+    if (u > wordHi) wordHi = u;
+    any |= u;
+  }
+  if (wordHi < 0) return { lo: Infinity, hi: -Infinity, wordLo, wordHi, flip }; // no pixels
+  const value = stored.signed ? (w: number) => (w << shift) >> shift : (w: number) => (w << shift) >>> shift;
+  if (any >>> bits === 0) return { lo: value(wordLo ^ flip), hi: value(wordHi ^ flip), wordLo, wordHi, flip };
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < words.length; i++) {
+    const v = value(words[i]!);
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return { lo, hi, wordLo, wordHi, flip };
+}
+
+/**
+ * countsMinMax() from the extremes of the stored values: a modality value, fround(v x slope +
+ * intercept), is a monotone function of the stored value v (IEEE multiplication by a constant,
+ * addition of a constant and rounding to float32 all keep order; the order reverses for a negative
+ * slope), so the smallest and largest values are those of the smallest and largest v. Only the sign
+ * of a zero can differ from the count's (-0 and +0 are never "smaller" than each other), and a zero's
+ * sign changes neither the span nor any scaled value (test/unit/preprocess-stored.test.ts).
+ */
+function extremesMinMax(stored: StoredGrey, extremes: StoredExtremes): [number, number] {
+  if (extremes.lo > extremes.hi) return [Infinity, -Infinity]; // no pixels
+  const f = Math.fround;
+  const a = f(extremes.lo * stored.slope + stored.intercept);
+  const b = f(extremes.hi * stored.slope + stored.intercept);
+  // A NaN here (an infinite slope or intercept) may differ from the count's range, but then every
+  // value is infinite or NaN and every scaled value NaN either way (tested).
+  return a <= b ? [a, b] : [b, a];
 }
 
 /** Min and max of the values of the words present. */
@@ -139,12 +206,16 @@ export function preprocessSlice(
   if (pixels.kind === 'grey') {
     // Frames read in place never make their modality values: the range comes from the stored words
     // and the resize reads its taps' words through a table of their scaled values.
+    // A min-max range needs only the extremes of the stored values; a percentile range needs every
+    // word's count. Either way only the words the frame holds (or lie between its extremes) get a table entry.
     const stored = pixels.stored;
-    const counts = stored && (policy.kind === 'minmax' || policy.kind === 'percentile') ? wordCounts(stored.words) : undefined;
-    const [lo, hi] = stored ? storedIntensityRange(stored, policy, counts) : intensityRange(pixels.values, policy);
+    const counts = stored && policy.kind === 'percentile' ? wordCounts(stored.words) : undefined;
+    const extremes = stored && policy.kind === 'minmax' ? storedExtremes(stored) : undefined;
+    const [lo, hi] = stored ? storedIntensityRange(stored, policy, counts, extremes) : intensityRange(pixels.values, policy);
     const span = hi > lo ? hi - lo : 1;
     const dst = result.subarray(0, plane);
-    if (stored) resizeTable(stored.words, rows, columns, scaledTable(stored, lo, span, pixels.invert, counts), dst, target);
+    if (stored)
+      resizeTable(stored.words, rows, columns, scaledTable(stored, lo, span, pixels.invert, counts ?? extremes), dst, target);
     else resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, dst, target);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
@@ -176,8 +247,14 @@ let table: { key: string; values: Float64Array } | undefined;
  * has the same format, rescale and window. With `counts` (a min-max or percentile range, which
  * changes from slice to slice), only the words present are computed.
  */
-function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boolean, counts?: Uint32Array): Float64Array {
-  if (counts) return presentWordsTable(stored, lo, span, invert, counts);
+function scaledTable(
+  stored: StoredGrey,
+  lo: number,
+  span: number,
+  invert: boolean,
+  present?: Uint32Array | StoredExtremes,
+): Float64Array {
+  if (present) return presentWordsTable(stored, lo, span, invert, present);
   const words = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
   const key = [words, stored.shift, stored.signed, stored.slope, stored.intercept, lo, span, invert].join('|');
   if (table?.key === key) return table.values;
@@ -191,12 +268,28 @@ function scaledTable(stored: StoredGrey, lo: number, span: number, invert: boole
 
 let presentBuffer: Float64Array | undefined;
 
-/** The scaled values of the words this frame holds (the resize reads no others; the rest of the reused table is stale). */
-function presentWordsTable(stored: StoredGrey, lo: number, span: number, invert: boolean, counts: Uint32Array): Float64Array {
-  const values = presentBuffer?.length === counts.length ? presentBuffer : (presentBuffer = new Float64Array(counts.length));
+/**
+ * The scaled values of the words this frame holds: those counted, or every word between the
+ * frame's smallest and largest (the resize reads no others; the rest of the reused table is stale).
+ */
+function presentWordsTable(
+  stored: StoredGrey,
+  lo: number,
+  span: number,
+  invert: boolean,
+  present: Uint32Array | StoredExtremes,
+): Float64Array {
+  const size = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+  const values = presentBuffer?.length === size ? presentBuffer : (presentBuffer = new Float64Array(size));
   const decode = storedToModality(stored);
   const scale = scaler(lo, span, invert);
-  for (let w = 0; w < counts.length; w++) if (counts[w]) values[w] = scale(decode(w));
+  if (present instanceof Uint32Array) {
+    for (let w = 0; w < present.length; w++) if (present[w]) values[w] = scale(decode(w));
+  } else
+    for (let u = present.wordLo; u <= present.wordHi; u++) {
+      const w = u ^ present.flip;
+      values[w] = scale(decode(w));
+    }
   return values;
 }
 
@@ -210,21 +303,17 @@ function resizeTable(
   target: { rows: number; columns: number; stride: number },
 ): void {
   const ty = bilinearTaps(rows, target.rows);
-  const tx = bilinearTaps(columns, target.columns);
+  const { lo, hi, w } = bilinearTaps(columns, target.columns);
+  const width = target.columns;
   for (let y = 0; y < target.rows; y++) {
     const r0 = ty.lo[y]! * columns;
     const r1 = ty.hi[y]! * columns;
-    for (let x = 0; x < target.columns; x++) {
-      const x0 = tx.lo[x]!;
-      const x1 = tx.hi[x]!;
-      dst[y * target.stride + x] = lerp2(
-        scaled[words[r0 + x0]!]!,
-        scaled[words[r0 + x1]!]!,
-        scaled[words[r1 + x0]!]!,
-        scaled[words[r1 + x1]!]!,
-        tx.w[x]!,
-        ty.w[y]!,
-      );
+    const wy = ty.w[y]!;
+    const row = y * target.stride;
+    for (let x = 0; x < width; x++) {
+      const x0 = lo[x]!;
+      const x1 = hi[x]!;
+      dst[row + x] = lerp2(scaled[words[r0 + x0]!]!, scaled[words[r0 + x1]!]!, scaled[words[r1 + x0]!]!, scaled[words[r1 + x1]!]!, w[x]!, wy);
     }
   }
 }
