@@ -96,6 +96,18 @@ describe('DicomWebClient', () => {
     expect(((await pending) as LdfsamError).code).toBe('CANCELLED');
   });
 
+  it('stops a request in flight when cancelled, before its time limit', async () => {
+    const pacs = await serve(() => undefined); // accepts, never answers
+    const controller = new AbortController();
+    const client = new DicomWebClient({ url: pacs.url, retries: 5, retryDelayMs: 1, timeoutMs: 10_000 });
+    const t0 = performance.now();
+    const pending = client.searchForStudies({ signal: controller.signal }).catch((e: unknown) => e);
+    setTimeout(() => controller.abort(), 50);
+    expect(((await pending) as LdfsamError).code).toBe('CANCELLED');
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(pacs.hits()).toBe(1);
+  });
+
   it('reads the transfer syntax of each frame part', async () => {
     const pacs = await serve((_req, res) => {
       const boundary = 'b0';

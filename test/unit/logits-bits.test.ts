@@ -1,7 +1,7 @@
 /** logitsToBits (row-cached, skipping logits safely below the threshold) equals the pixel-by-pixel loop and logitsToMask + packBits. */
 import { describe, expect, it } from 'vitest';
 import { logitsToBits, logitsToBitsReference, logitsToMask } from '../../server/src/pipeline/postprocess.js';
-import { packBits } from '../../server/src/seg/bits.js';
+import { isEmpty, packBits } from '../../server/src/seg/bits.js';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -75,4 +75,22 @@ describe('logitsToBits', () => {
     const l = logits(0, 256, 0, rng(9));
     expect(logitsToBits(l, 256, 820, 820, 0)).toEqual(logitsToBitsReference(l, 256, 820, 820, 0));
   }, 120_000);
+});
+
+describe('isEmpty', () => {
+  it('any one bit set, at any length and byte offset (aligned or not), is seen; bytes around the view are not read', () => {
+    for (let length = 0; length <= 13; length++)
+      for (let offset = 0; offset < 4; offset++) {
+        const buffer = new Uint8Array(offset + length + 4).fill(0xff);
+        const bits = buffer.subarray(offset, offset + length);
+        bits.fill(0);
+        expect(isEmpty(bits), `${length} at ${offset}`).toBe(true);
+        for (let i = 0; i < length; i++)
+          for (const bit of [0, 7]) {
+            bits[i] = 1 << bit;
+            expect(isEmpty(bits), `${length} at ${offset}, byte ${i}`).toBe(false);
+            bits[i] = 0;
+          }
+      }
+  });
 });
