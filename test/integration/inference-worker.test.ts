@@ -108,3 +108,30 @@ describe('inference worker, promptable pair', () => {
     await alone.release();
   });
 });
+
+describe('inference worker, automatic batches', () => {
+  it('hands each batch input back whole (a short batch is a view of it); a refilled input gives the outputs of a fresh one', async () => {
+    const auto = await InferenceWorker.start(projectPath('models', 'ldfsam-hc18'));
+    try {
+      const plane = 3 * 256 * 256;
+      expect(auto.takeInput(2 * plane)).toBeUndefined();
+      const first = new Float32Array(2 * plane);
+      first.set(image(3));
+      // A short last batch: one slice, a view of a two-slice buffer; the buffer is transferred.
+      await auto.run(first.subarray(0, plane), [1, 3, 256, 256]);
+      expect(first.length).toBe(0);
+      const back = auto.takeInput(2 * plane)!;
+      expect(back.length).toBe(2 * plane);
+      expect(auto.takeInput(2 * plane)).toBeUndefined();
+      // Refilled with another slice (the old values under it): the same logits as a fresh buffer.
+      back.set(image(4));
+      const refilled = await auto.run(back.subarray(0, plane), [1, 3, 256, 256]);
+      const fresh = await auto.run(image(4), [1, 3, 256, 256]);
+      expect(Buffer.from(refilled.mask_logits!.data.buffer).equals(Buffer.from(fresh.mask_logits!.data.buffer))).toBe(true);
+      expect(auto.takeInput(plane)!.length).toBe(plane); // the fresh one's, after the refilled one's
+      expect(auto.takeInput(2 * plane)!.length).toBe(2 * plane);
+    } finally {
+      await auto.close();
+    }
+  }, 120_000);
+});

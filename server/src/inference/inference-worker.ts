@@ -32,6 +32,8 @@ export class InferenceWorker {
   private readonly pending = new Map<number, { resolve: (d: Decoded) => void; reject: (e: Error) => void }>();
   private exited: LdfsamError | undefined;
   private readonly shared = new WeakMap<Float32Array, number>();
+  /** Input buffers of finished automatic batches, handed back by the worker (takeInput). */
+  private readonly spareInputs: ArrayBuffer[] = [];
   private nextShared = 0;
 
   private constructor(
@@ -42,6 +44,7 @@ export class InferenceWorker {
       if (m.type !== 'result') return;
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
+      if (m.input && this.spareInputs.length < 2) this.spareInputs.push(m.input);
       if (m.error) p?.reject(new LdfsamError(m.error.code, m.error.message));
       else p?.resolve({ outputs: m.outputs!, runMs: m.runMs! });
     });
@@ -70,6 +73,15 @@ export class InferenceWorker {
   /** Runs one batch through the automatic graph; `input` is transferred to the worker (do not use it afterwards). */
   async run(input: Float32Array, dims: number[]): Promise<Outputs> {
     return (await this.send({ kind: 'auto', input, dims }, [input.buffer as ArrayBuffer])).outputs;
+  }
+
+  /**
+   * The input buffer of a finished batch, `length` floats, to fill for the next one (its contents
+   * are the old batch's); undefined when none is spare.
+   */
+  takeInput(length: number): Float32Array | undefined {
+    const i = this.spareInputs.findIndex((b) => b.byteLength === length * 4);
+    return i < 0 ? undefined : new Float32Array(this.spareInputs.splice(i, 1)[0]!);
   }
 
   /**

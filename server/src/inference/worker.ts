@@ -31,6 +31,8 @@ export interface WorkerResult {
   outputs?: Record<string, { data: Float32Array; dims: readonly number[] }>;
   /** The worker's own time for the request: building the tensors and session.run. */
   runMs?: number;
+  /** An automatic batch's input buffer, handed back (transferred) for the next batch to fill. */
+  input?: ArrayBuffer;
   error?: { code: ErrorCode; message: string };
 }
 
@@ -88,7 +90,11 @@ async function runOne(
   const transfer = Object.values(result)
     .map((r) => r.data.buffer)
     .filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-  port.postMessage({ type: 'result', id: m.id, outputs: result, runMs }, transfer);
+  // The input goes back whole (a short last batch is a view of it), so that the pipeline refills it
+  // instead of allocating and zeroing 3 MB per batch of 4.
+  const input = m.kind === 'auto' && m.input.buffer instanceof ArrayBuffer ? m.input.buffer : undefined;
+  if (input && !transfer.includes(input)) transfer.push(input);
+  port.postMessage({ type: 'result', id: m.id, outputs: result, runMs, input }, transfer);
 }
 
 /** Per decoder input: this thread's copy of the shared feed it last ran with, and that feed's number. */

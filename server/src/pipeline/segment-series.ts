@@ -98,7 +98,10 @@ export async function segmentSlices(
   };
 
   let batch: SourceSlice[] = [];
-  let input = new Float32Array(batchSize * plane);
+  // A finished batch's input comes back from the worker and is refilled (preprocessSlice writes every
+  // value of a slice's part, padding included), so after two batches none is allocated.
+  const newInput = () => worker.takeInput?.(batchSize * plane) ?? new Float32Array(batchSize * plane);
+  let input = newInput();
   const iterator = slices[Symbol.asyncIterator]();
   for (;;) {
     if (options.signal?.aborted) throw new LdfsamError('CANCELLED', 'segmentation cancelled');
@@ -128,7 +131,7 @@ export async function segmentSlices(
       inflight = runBatch(full, data);
       inflight.catch(() => undefined);
       batch = [];
-      input = new Float32Array(batchSize * plane);
+      input = newInput();
     }
     if (next.done) break;
   }
