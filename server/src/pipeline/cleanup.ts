@@ -6,27 +6,47 @@
  * pixel counts; each gives the pixels of its pixel-by-pixel definition (test/unit/cleanup.test.ts
  * compares them with pixel-by-pixel references on random masks).
  */
-import { countBits, fillBits, forEachRun } from './mask-runs.js';
+import { countBits, fillBits, forEachRun, nextBit } from './mask-runs.js';
 
-interface Run {
-  z: number;
-  y: number;
-  x0: number;
-  x1: number;
-  id: number;
+/**
+ * Runs of set bits of every slice, one entry per run in parallel typed arrays (no object per run:
+ * a long series has a million runs, and as objects they all lived until the end of the clean-up,
+ * promoted to the old generation and marked again by each of the major collections they caused).
+ */
+interface Runs {
+  count: number;
+  z: Int32Array;
+  y: Int32Array;
+  x0: Int32Array;
+  x1: Int32Array;
 }
 
 /**
  * 6-connected 3D components of bit-packed slices (in processing order, so neighbours in the list
- * are neighbours in space), as runs of set bits with a component id and each component's size.
- * Runs are numbered slice by slice, row by row, left to right.
+ * are neighbours in space), as runs of set bits with each run's component (its root: the
+ * component's first run) and each root's size. Runs are numbered slice by slice, row by row, left
+ * to right.
  */
 function components(
   slices: Uint8Array[],
   rows: number,
   columns: number,
-): { runs: Run[]; root: (r: Run) => number; size: Map<number, number> } {
-  const parent: number[] = [];
+): { runs: Runs; root: (i: number) => number; size: Float64Array } {
+  let capacity = 4096;
+  let z = new Int32Array(capacity);
+  let ry = new Int32Array(capacity);
+  let rx0 = new Int32Array(capacity);
+  let rx1 = new Int32Array(capacity);
+  let parent = new Int32Array(capacity);
+  const grow = () => {
+    capacity *= 2;
+    const more = (a: Int32Array) => {
+      const b = new Int32Array(capacity);
+      b.set(a);
+      return b;
+    };
+    [z, ry, rx0, rx1, parent] = [more(z), more(ry), more(rx0), more(rx1), more(parent)];
+  };
   const find = (i: number): number => {
     while (parent[i] !== i) {
       parent[i] = parent[parent[i]!]!;
@@ -39,35 +59,46 @@ function components(
     const rb = find(b);
     if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
   };
-  const all: Run[] = [];
-  let previousSlice: Run[][] = [];
-  for (let z = 0; z < slices.length; z++) {
-    const bits = slices[z]!;
-    const rowsRuns: Run[][] = [];
+  let n = 0;
+  // First run of each row (and the end of the last) of this slice and of the previous one.
+  let rowStart = new Int32Array(rows + 1);
+  let previous = new Int32Array(rows + 1); // all zero: no runs
+  for (let s = 0; s < slices.length; s++) {
+    const bits = slices[s]!;
     for (let y = 0; y < rows; y++) {
-      const runs: Run[] = [];
-      const above = rowsRuns[y - 1] ?? [];
-      const below = previousSlice[y] ?? [];
-      forEachRun(bits, y, columns, 1, (x0, x1) => {
-        const run = { z, y, x0, x1, id: all.length };
-        parent.push(run.id);
-        all.push(run);
-        runs.push(run);
-        for (const other of above) if (other.x0 <= x1 && x0 <= other.x1) union(run.id, other.id);
-        for (const other of below) if (other.x0 <= x1 && x0 <= other.x1) union(run.id, other.id);
-      });
-      rowsRuns.push(runs);
+      rowStart[y] = n;
+      const start = y * columns;
+      const end = start + columns;
+      let i = nextBit(bits, start, end, 1);
+      while (i < end) {
+        const stop = nextBit(bits, i, end, 0);
+        const x0 = i - start;
+        const x1 = stop - 1 - start;
+        if (n === capacity) grow();
+        z[n] = s;
+        ry[n] = y;
+        rx0[n] = x0;
+        rx1[n] = x1;
+        parent[n] = n;
+        // The overlapping runs of the row above, then of the same row in the previous slice.
+        if (y > 0) for (let k = rowStart[y - 1]!; k < rowStart[y]!; k++) if (rx0[k]! <= x1 && x0 <= rx1[k]!) union(n, k);
+        for (let k = previous[y]!; k < previous[y + 1]!; k++) if (rx0[k]! <= x1 && x0 <= rx1[k]!) union(n, k);
+        n++;
+        i = nextBit(bits, stop, end, 1);
+      }
     }
-    previousSlice = rowsRuns;
+    rowStart[rows] = n;
+    [previous, rowStart] = [rowStart, previous];
   }
-  const size = new Map<number, number>();
-  for (const r of all) size.set(find(r.id), (size.get(find(r.id)) ?? 0) + r.x1 - r.x0 + 1);
-  return { runs: all, root: (r) => find(r.id), size };
+  const size = new Float64Array(n);
+  for (let i = 0; i < n; i++) size[find(i)]! += rx1[i]! - rx0[i]! + 1;
+  return { runs: { count: n, z, y: ry, x0: rx0, x1: rx1 }, root: find, size };
 }
 
-function clearRun(slices: Uint8Array[], columns: number, r: Run): number {
-  fillBits(slices[r.z]!, r.y * columns + r.x0, r.y * columns + r.x1 + 1, 0);
-  return r.x1 - r.x0 + 1;
+function clearRun(slices: Uint8Array[], columns: number, runs: Runs, i: number): number {
+  const row = runs.y[i]! * columns;
+  fillBits(slices[runs.z[i]!]!, row + runs.x0[i]!, row + runs.x1[i]! + 1, 0);
+  return runs.x1[i]! - runs.x0[i]! + 1;
 }
 
 /** Removes 6-connected 3D components of fewer than `minVoxels` voxels. Returns the voxels removed. */
@@ -75,7 +106,7 @@ export function dropSmallComponents(slices: Uint8Array[], rows: number, columns:
   if (minVoxels <= 1 || slices.length === 0) return 0;
   const { runs, root, size } = components(slices, rows, columns);
   let removed = 0;
-  for (const r of runs) if (size.get(root(r))! < minVoxels) removed += clearRun(slices, columns, r);
+  for (let i = 0; i < runs.count; i++) if (size[root(i)]! < minVoxels) removed += clearRun(slices, columns, runs, i);
   return removed;
 }
 
@@ -87,9 +118,10 @@ export function keepLargestComponent(slices: Uint8Array[], rows: number, columns
   const { runs, root, size } = components(slices, rows, columns);
   let best = -1;
   let bestSize = 0;
-  for (const [id, n] of size) if (n > bestSize || (n === bestSize && id < best)) [best, bestSize] = [id, n];
+  // Roots in the order their components are met (a root is its component's first run).
+  for (let i = 0; i < runs.count; i++) if (root(i) === i && size[i]! > bestSize) [best, bestSize] = [i, size[i]!];
   let removed = 0;
-  for (const r of runs) if (root(r) !== best) removed += clearRun(slices, columns, r);
+  for (let i = 0; i < runs.count; i++) if (root(i) !== best) removed += clearRun(slices, columns, runs, i);
   return removed;
 }
 
