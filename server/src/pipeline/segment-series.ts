@@ -55,7 +55,7 @@ export async function segmentSlices(
   let done = 0;
   let inflight: Promise<void> | undefined;
 
-  const runBatch = async (batch: SourceSlice[], input: Float32Array) => {
+  const runBatch = async (batch: SourceSlice['plan'][], input: Float32Array) => {
     const t0 = performance.now();
     const outputs = await worker.run(input, [batch.length, 3, size, size]);
     timingsMs.infer += performance.now() - t0;
@@ -70,7 +70,7 @@ export async function segmentSlices(
       const features = outputs[presence.output];
       if (!features) throw new LdfsamError('INFERENCE_FAILED', `the model gave no output named ${presence.output}`);
       const batchScores = presenceScores(presence, features, batch.length);
-      batchScores.forEach((score, b) => (scores![batch[b]!.plan.index] = score));
+      batchScores.forEach((score, b) => (scores![batch[b]!.index] = score));
       passed = batchScores.map((score) => score >= presence.threshold);
     }
     for (let b = 0; b < batch.length; b++) {
@@ -78,11 +78,11 @@ export async function segmentSlices(
       for (let s = 0; s < segments; s++) {
         if (passed && !passed[b]) {
           // Below the presence threshold: no mask, whatever the logits say.
-          masks[s]![slice.plan.index] = new Uint8Array(sliceBytes);
+          masks[s]![slice.index] = new Uint8Array(sliceBytes);
           continue;
         }
         const offset = (b * channels + s) * size * size;
-        masks[s]![slice.plan.index] = logitsToBits(
+        masks[s]![slice.index] = logitsToBits(
           logits.data.subarray(offset, offset + size * size),
           size,
           plan.rows,
@@ -97,7 +97,10 @@ export async function segmentSlices(
     options.onProgress?.({ stage: 'infer', done, total });
   };
 
-  let batch: SourceSlice[] = [];
+  // The batch keeps the slices' plans only: a frame's pixels (1.3 MB at 820x820, a Buffer) are let go
+  // once preprocessed, not held until the batch's inference ends. Frames held that long outlived two
+  // young-generation collections and were promoted, and old-generation Buffers cost major collections.
+  let batch: SourceSlice['plan'][] = [];
   // A finished batch's input comes back from the worker and is refilled (preprocessSlice writes every
   // value of a slice's part, padding included), so after two batches none is allocated.
   const newInput = () => worker.takeInput?.(batchSize * plane) ?? new Float32Array(batchSize * plane);
@@ -120,7 +123,7 @@ export async function segmentSlices(
         input.subarray(batch.length * plane, (batch.length + 1) * plane),
       );
       timingsMs.preprocess += performance.now() - t1;
-      batch.push(slice);
+      batch.push(slice.plan);
     }
     if (batch.length === batchSize || (next.done && batch.length > 0)) {
       // One batch in the worker at a time; the loop goes back to fetching the next ones meanwhile.
