@@ -5,7 +5,7 @@
  * of logits it gave earlier, so the figure is the node process's CPU time per slice (all its
  * threads: main, decoder, GC) with no inference in it. The PACS's own CPU time is read apart.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { InferenceWorker, Outputs } from '../inference/inference-worker.js';
@@ -108,6 +108,26 @@ export function processCpuMs(pid: number | undefined): number | null {
   }
 }
 
+/** CPU ms of this process's main thread and of its other threads together (V8's concurrent GC and compilers, libuv, inference), Linux /proc. */
+export function threadCpuMs(): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        const name = Number(tid) === process.pid ? 'main' : 'other threads';
+        const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+        out[name] = (out[name] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return out;
+}
+
 export interface HostPathFigure {
   slices: number;
   /** Node process CPU (all threads) per slice, the whole host path; median of the runs. */
@@ -122,6 +142,10 @@ export interface HostPathFigure {
   /** Garbage collection pauses of the main thread per slice (its share of cpuMsPerSlice), and the major (mark-compact) collections per run, medians. */
   gcMsPerSlice: number;
   majorGcsPerRun: number;
+  /** Node CPU per slice of the main thread and of the other threads (V8's concurrent GC and compilers, ...), the runs together; where /proc is readable. */
+  threadCpuMsPerSlice: Record<string, number>;
+  /** Kernel time per slice of the node process (in cpuMsPerSlice), median. */
+  systemMsPerSlice: number;
 }
 
 /** The main thread's GC pauses while `run` runs: total ms and the number of major collections. */
@@ -156,6 +180,8 @@ export async function measureHostPath(
   const pacs: number[] = [];
   const gc: number[] = [];
   const major: number[] = [];
+  const system: number[] = [];
+  const threads0 = threadCpuMs();
   for (let i = 0; i < opts.runs; i++) {
     const p0 = processCpuMs(opts.pacsPid);
     const c0 = process.cpuUsage();
@@ -164,12 +190,19 @@ export async function measureHostPath(
     wall.push(performance.now() - t0);
     const c = process.cpuUsage(c0);
     cpu.push((c.user + c.system) / 1000);
+    system.push(c.system / 1000);
     gc.push(pauses.ms);
     major.push(pauses.major);
     const p1 = processCpuMs(opts.pacsPid);
     if (p0 !== null && p1 !== null) pacs.push(p1 - p0);
   }
+  const threads1 = threadCpuMs();
   const n = first.slices;
+  const threadCpuMsPerSlice = Object.fromEntries(
+    Object.entries(threads1)
+      .map(([name, ms]) => [name, (ms - (threads0[name] ?? 0)) / (n * opts.runs)] as const)
+      .filter(([, ms]) => ms > 0),
+  );
   return {
     slices: n,
     cpuMsPerSlice: median(cpu) / n,
@@ -179,6 +212,8 @@ export async function measureHostPath(
     cpuRunsMsPerSlice: cpu.map((c) => c / n),
     gcMsPerSlice: median(gc) / n,
     majorGcsPerRun: median(major),
+    threadCpuMsPerSlice,
+    systemMsPerSlice: median(system) / n,
   };
 }
 
