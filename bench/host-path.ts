@@ -120,7 +120,9 @@ try {
     log(
       `${name}: ${fig.slices} slices, node CPU ${fig.cpuMsPerSlice.toFixed(2)} ms/slice (runs ${fig.cpuRunsMsPerSlice
         .map((v) => v.toFixed(2))
-        .join(', ')}), GC pauses ${fig.gcMsPerSlice.toFixed(2)} (${fig.majorGcsPerRun} major per run), wall ${fig.wallMsPerSlice.toFixed(2)}, PACS ${fig.pacsCpuMsPerSlice?.toFixed(2) ?? '-'} ms CPU; kernel ${fig.systemMsPerSlice.toFixed(2)}; by thread ${Object.entries(
+        .join(
+          ', ',
+        )}), GC pauses ${fig.gcMsPerSlice.toFixed(2)} (${fig.majorGcsPerRun} major per run), wall ${fig.wallMsPerSlice.toFixed(2)}, PACS ${fig.pacsCpuMsPerSlice?.toFixed(2) ?? '-'} ms CPU; kernel ${fig.systemMsPerSlice.toFixed(2)}; by thread ${Object.entries(
         fig.threadCpuMsPerSlice,
       )
         .map(([t, ms]) => `${t} ${ms.toFixed(2)}`)

@@ -154,9 +154,10 @@ describe('grey pixels read in place', () => {
                 m,
                 'CT',
               );
-              expect(direct, `${bits}/${stored} ${signed} ${base}+${spread} ${photometric} ${JSON.stringify(rescale)} ${fit}`).toEqual(
-                reference,
-              );
+              expect(
+                direct,
+                `${bits}/${stored} ${signed} ${base}+${spread} ${photometric} ${JSON.stringify(rescale)} ${fit}`,
+              ).toEqual(reference);
             }
         }
   }, 60_000);

@@ -136,7 +136,9 @@ export function logitsToBits(
     const l = txLo[x]!;
     const h = txHi[x]!;
     const wx = txW[x]!;
-    return (logits[o0 + l]! * (1 - wx) + logits[o0 + h]! * wx) * (1 - wy) + (logits[o1 + l]! * (1 - wx) + logits[o1 + h]! * wx) * wy;
+    return (
+      (logits[o0 + l]! * (1 - wx) + logits[o0 + h]! * wx) * (1 - wy) + (logits[o1 + l]! * (1 - wx) + logits[o1 + h]! * wx) * wy
+    );
   };
   for (let y = 0; y < rows; y++) {
     const r0 = ty.lo[y]!;

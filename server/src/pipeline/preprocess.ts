@@ -313,7 +313,14 @@ function resizeTable(
     for (let x = 0; x < width; x++) {
       const x0 = lo[x]!;
       const x1 = hi[x]!;
-      dst[row + x] = lerp2(scaled[words[r0 + x0]!]!, scaled[words[r0 + x1]!]!, scaled[words[r1 + x0]!]!, scaled[words[r1 + x1]!]!, w[x]!, wy);
+      dst[row + x] = lerp2(
+        scaled[words[r0 + x0]!]!,
+        scaled[words[r0 + x1]!]!,
+        scaled[words[r1 + x0]!]!,
+        scaled[words[r1 + x1]!]!,
+        w[x]!,
+        wy,
+      );
     }
   }
 }
