@@ -8,6 +8,7 @@ import { LdfsamApi } from './api-client.js';
 import { AutoSegmentController } from './controller.js';
 import { InteractiveController } from './interactive-controller.js';
 import type { PreRegistrationArgs, LdfsamSettings } from './ohif-types.js';
+import { movesWithClock } from './panel-state.js';
 import { bindActions, renderPanel } from './panel-view.js';
 import { domComponent } from './react-host.js';
 import { EXTENSION_ID, PANEL_NAME } from './ids.js';
@@ -77,8 +78,8 @@ const extension = {
           const unbind = bindActions(root, actions);
           const draw = () => renderPanel(root, c.store.get(), Date.now(), ia.store.get());
           const unsubscribers = [c.store.subscribe(draw), ia.store.subscribe(draw)];
-          // Elapsed and remaining times move between server events.
-          const clock = setInterval(draw, 1000);
+          // Elapsed and remaining times move between server events; an idle panel is not redrawn.
+          const clock = setInterval(() => movesWithClock(c.store.get()) && draw(), 1000);
           draw();
           return () => {
             clearInterval(clock);

@@ -31,12 +31,21 @@ import { Store, type PanelState } from './panel-state.js';
 import { ViewportTools, type ImageRef } from './viewport-tools.js';
 import { FREE_TEXT_COLOR, STRUCTURES } from './codes.js';
 
+/**
+ * How long a prompt's marks and the panel wait for a quick answer (a slice the server has encoded)
+ * before they are drawn without it: twice the target for a cached slice, so only a loaded machine
+ * reaches it.
+ */
+const QUICK_ANSWER_MS = 300;
+
 export class InteractiveController {
   readonly store = new Store<InteractiveState>(initialInteractive);
   readonly tools: ViewportTools;
   private opening: Promise<InteractiveSession | undefined> | undefined;
   private propagation: AbortController | undefined;
   private readonly latest = new Map<number, number>();
+  /** Slices the session's server has encoded (answered, or propagated through): a prompt there is a decoder run. */
+  private readonly encoded = new Set<number>();
   private order = 0;
   private started = false;
 
@@ -132,6 +141,7 @@ export class InteractiveController {
             const d = e.data as { slice: number; iou: number | null; done: number; total: number; mask: { bits: string } };
             const cur = this.store.get();
             if (!(d.slice in before)) before[d.slice] = { prompt: cur.prompts[d.slice], mask: cur.masks[d.slice] };
+            this.encoded.add(d.slice);
             this.store.update((x) => ({
               ...setMask(x, d.slice, { bits: decodeBits(d.mask.bits), iou: d.iou, dirty: false }),
               propagation: { ...x.propagation!, done: d.done, total: d.total },
@@ -236,27 +246,28 @@ export class InteractiveController {
       this.fail({ code: 'INVALID_INPUT', message: `At most ${session.maxPoints} points per slice: undo one, or clear.` });
       return;
     }
-    // The request goes out first; the prompt's marks and the panel are drawn while it runs.
-    const sent = this.send(slice, prompt, t0, {
-      before: () => this.store.update((s) => ({ ...withPrompt(s, slice, prompt), slice, error: undefined })),
-    });
-    this.tools.refresh();
-    await sent;
+    await this.send(slice, prompt, t0, { before: (s) => ({ ...withPrompt(s, slice, prompt), slice, error: undefined }) });
   }
 
   /**
    * Sends a slice's prompt; the answer is shown unless a newer prompt on the slice went out
-   * meanwhile. The preview is drawn before the panel re-renders, so the click-to-preview time is
-   * the request and the drawing.
+   * meanwhile. The click-to-preview time is the request and the drawing of the preview. The request
+   * goes out first. On a slice the server has encoded nothing else is drawn until the answer: the
+   * prompt's marks and the panel come with the preview (or after QUICK_ANSWER_MS when it is late),
+   * since drawing them meanwhile (the panel, the overlay, the browser's frame) takes cores that
+   * the decoder needs where browser and server share a small machine. On a slice not yet encoded
+   * (the encoder's time), and for a resync, they are drawn at once.
    */
   private async send(
     slice: number,
     prompt: SlicePrompt,
     t0: number,
-    options: { resync?: boolean; before?: () => void } = {},
+    options: { resync?: boolean; before?: (s: InteractiveState) => InteractiveState } = {},
   ): Promise<void> {
     const order = ++this.order;
     this.latest.set(slice, order);
+    let waiting: ReturnType<typeof setTimeout> | undefined;
+    let drawn = false;
     try {
       const session = this.store.get().session ?? (await this.ensureSession());
       if (!session) return;
@@ -266,13 +277,25 @@ export class InteractiveController {
         ...(prompt.points.length ? { points: prompt.points } : {}),
       };
       const request = this.withSession((id) => this.api.prompt(id, body));
-      options.before?.();
-      this.store.update((s) => ({ ...s, busy: s.busy ?? 'prompt' }));
+      this.store.update((s) => {
+        const next = options.before ? options.before(s) : s;
+        return { ...next, busy: next.busy ?? 'prompt' };
+      }, false);
+      const draw = () => {
+        this.store.notify();
+        this.tools.refresh();
+      };
+      // A prompt on an encoded slice: a quick answer. An undo's resync is drawn at once (its
+      // disabled buttons: a second Undo must wait for it, as the user sees).
+      if (!options.resync && this.encoded.has(slice)) waiting = setTimeout(draw, QUICK_ANSWER_MS);
+      else draw();
       const answer = await request;
+      this.encoded.add(slice);
       if (this.latest.get(slice) !== order) return;
       const bits = decodeBits(answer.mask.bits);
       this.store.update((s) => setMask(s, slice, { bits, iou: answer.iou, dirty: false }), false);
       this.tools.refresh();
+      drawn = true;
       const shown = performance.now();
       this.store.update(
         (s) => ({
@@ -285,7 +308,10 @@ export class InteractiveController {
     } catch (err) {
       this.fail(toErrorInfo(err));
     } finally {
+      clearTimeout(waiting);
+      // The panel after the preview; the marks too where no preview was drawn (an error, a newer prompt).
       this.store.update((s) => ({ ...s, busy: s.busy === 'prompt' ? undefined : s.busy }));
+      if (!drawn) this.tools.refresh();
     }
   }
 
@@ -310,6 +336,7 @@ export class InteractiveController {
         session: undefined,
         masks: Object.fromEntries(Object.entries(s.masks).map(([k, m]) => [k, { ...m, dirty: true }])),
       }));
+      this.encoded.clear();
       const fresh = await this.ensureSession();
       if (!fresh) throw err;
       return call(fresh.sessionId);
@@ -358,6 +385,7 @@ export class InteractiveController {
     const old = this.store.get().session;
     this.cancelPropagation();
     this.latest.clear();
+    this.encoded.clear();
     this.store.update((s) => ({ ...cleared(s), session: undefined, slice: undefined, accepted: undefined }));
     this.tools.refresh();
     if (old) await this.api.closeSession(old.sessionId).catch(() => undefined);

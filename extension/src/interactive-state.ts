@@ -172,6 +172,28 @@ export function encodeBits(bits: Uint8Array): string {
   return btoa(text);
 }
 
+/** An RGBA colour as one 32-bit pixel word in the platform's byte order (as a Uint32Array over ImageData sees it). */
+export function rgbaWord(r: number, g: number, b: number, a: number): number {
+  return new Uint32Array(new Uint8ClampedArray([r, g, b, a]).buffer)[0]!;
+}
+
+/**
+ * Paints a packed mask (pixel i is bit i & 7 of byte i >> 3, row-major, as the server sends it) into
+ * `out`, one 32-bit word per pixel: `on` where the bit is set, 0 (transparent) elsewhere. A byte
+ * with no bit set (most of a mask) costs one test, so this is on the click path without weight.
+ */
+export function paintMask(bits: Uint8Array, pixels: number, on: number, out: Uint32Array): void {
+  out.fill(0, 0, pixels);
+  const bytes = Math.min(bits.length, Math.ceil(pixels / 8));
+  for (let j = 0; j < bytes; j++) {
+    const byte = bits[j]!;
+    if (byte === 0) continue;
+    const base = j << 3;
+    const end = Math.min(8, pixels - base);
+    for (let k = 0; k < end; k++) if ((byte >> k) & 1) out[base + k] = on;
+  }
+}
+
 /** The label and codes to store under: a listed structure, or free text (the server makes a local code). */
 export function chosenLabel(s: InteractiveState) {
   if (s.label.key === 'free') return s.label.text.trim() ? { label: s.label.text.trim() } : undefined;

@@ -181,6 +181,14 @@ export function elapsedMs(run: SeriesRun, now: number): number | undefined {
   return Math.max(0, (run.finishedAt ?? now) - run.startedAt);
 }
 
+/**
+ * Whether the panel shows a time that moves with the clock (a run's elapsed or remaining time):
+ * only then is it redrawn between state changes.
+ */
+export function movesWithClock(state: PanelState): boolean {
+  return Object.values(state.runs).some((r) => r && (!isFinal(r) || (r.startedAt !== undefined && r.finishedAt === undefined)));
+}
+
 /** Estimated milliseconds left, from the slice rate since the first slice; undefined until known. */
 export function remainingMs(run: SeriesRun, now: number): number | undefined {
   if (isFinal(run) || run.firstSliceAt === undefined || run.total === 0 || run.done === 0) return undefined;

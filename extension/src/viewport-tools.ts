@@ -12,7 +12,7 @@
  */
 import type { Box, PromptPoint } from './api-client.js';
 import type { OhifContext } from './ohif-results.js';
-import type { Tool } from './interactive-state.js';
+import { paintMask, rgbaWord, type Tool } from './interactive-state.js';
 
 export interface ImageRef {
   imageId: string;
@@ -59,6 +59,7 @@ export class ViewportTools {
   private current: ImageRef | undefined;
   private draft: { from: [number, number]; to: [number, number] } | undefined;
   private readonly maskCanvases = new WeakMap<Uint8Array, HTMLCanvasElement>();
+  private scratch: ImageData | undefined;
   private detachListeners: (() => void) | undefined;
 
   constructor(
@@ -240,6 +241,7 @@ export class ViewportTools {
     return { a: px[0] - o[0], b: px[1] - o[1], c: py[0] - o[0], d: py[1] - o[1], e: o[0], f: o[1] };
   }
 
+  /** A mask as a canvas of its own size (made once per mask: a slice's mask is a new array when it changes). */
   private maskCanvas(mask: NonNullable<OverlayContent['mask']>): HTMLCanvasElement {
     let c = this.maskCanvases.get(mask.bits);
     if (c) return c;
@@ -247,17 +249,12 @@ export class ViewportTools {
     c.width = mask.columns;
     c.height = mask.rows;
     const g = c.getContext('2d')!;
-    const image = g.createImageData(mask.columns, mask.rows);
+    // One pixel buffer for every mask of the image's size: putImageData copies it into the canvas.
+    if (this.scratch?.width !== mask.columns || this.scratch.height !== mask.rows)
+      this.scratch = g.createImageData(mask.columns, mask.rows);
     const [r, gr, b] = mask.color;
-    for (let i = 0; i < mask.rows * mask.columns; i++) {
-      if ((mask.bits[i >> 3]! >> (i & 7)) & 1) {
-        image.data[i * 4] = r;
-        image.data[i * 4 + 1] = gr;
-        image.data[i * 4 + 2] = b;
-        image.data[i * 4 + 3] = 120;
-      }
-    }
-    g.putImageData(image, 0, 0);
+    paintMask(mask.bits, mask.rows * mask.columns, rgbaWord(r, gr, b, 120), new Uint32Array(this.scratch.data.buffer));
+    g.putImageData(this.scratch, 0, 0);
     this.maskCanvases.set(mask.bits, c);
     return c;
   }

@@ -10,7 +10,9 @@ import {
   initialInteractive,
   maskedSlices,
   nextPrompt,
+  paintMask,
   promptableModels,
+  rgbaWord,
   setMask,
   sliceOf,
   undo,
@@ -114,5 +116,35 @@ describe('interactive state', () => {
     } as never;
     expect(sliceOf(session, '1.2', 1)).toBe(1);
     expect(sliceOf(session, '1.3', 1)).toBeUndefined();
+  });
+});
+
+describe('the preview overlay', () => {
+  it('paints a packed mask pixel by pixel: the colour where a bit is set, transparent elsewhere', () => {
+    // 5 x 7 = 35 pixels: the last byte is partly padding; its padding bits must not be painted.
+    const pixels = 35;
+    const bits = Uint8Array.of(0b1000_0001, 0, 0b0101_0000, 0xff, 0xff);
+    const on = rgbaWord(10, 20, 30, 120);
+    const out = new Uint32Array(pixels + 4).fill(7); // stale words from a previous mask, and words past the image
+    paintMask(bits, pixels, on, out);
+    const expected = Array.from({ length: pixels }, (_, i) => ((bits[i >> 3]! >> (i & 7)) & 1 ? on : 0));
+    expect([...out.subarray(0, pixels)]).toEqual(expected);
+    expect([...out.subarray(pixels)]).toEqual([7, 7, 7, 7]);
+    expect(expected.filter((w) => w === on)).toHaveLength(2 + 2 + 8 + 3);
+    // The word is the RGBA bytes in memory order, as ImageData holds them.
+    expect([...new Uint8ClampedArray(Uint32Array.of(on).buffer)]).toEqual([10, 20, 30, 120]);
+  });
+
+  it('paints the same pixels as a per-pixel reading of the bits on a large random mask', () => {
+    const rows = 97;
+    const columns = 131;
+    let seed = 1;
+    const bits = new Uint8Array(Math.ceil((rows * columns) / 8)).map(() => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % 3 === 0 ? 0 : seed >>> 24;
+    });
+    const out = new Uint32Array(rows * columns);
+    paintMask(bits, rows * columns, 0xdeadbeef, out);
+    for (let i = 0; i < rows * columns; i++) expect(out[i]).toBe((bits[i >> 3]! >> (i & 7)) & 1 ? 0xdeadbeef : 0);
   });
 });

@@ -14,6 +14,7 @@ import {
   fractionDone,
   initialState,
   isFinal,
+  movesWithClock,
   remainingMs,
   selectedModel,
   seriesKey,
@@ -303,6 +304,19 @@ describe('time estimates', () => {
     late = applyJob(late, job('running', { stage: 'infer', done: 16, total: 28 }), t);
     late = applyJob(late, job('running', { stage: 'infer', done: 20, total: 28 }), t + 1000);
     expect(remainingMs(late, t + 1000)).toBe(2000);
+  });
+
+  it('redraws with the clock only while a shown time moves: a run not finished, or one finished without an end time', () => {
+    const panel = (runs: Record<string, SeriesRun>): PanelState => ({ ...initialState, runs });
+    expect(movesWithClock(initialState)).toBe(false);
+    expect(movesWithClock(panel({ a: running({ startedAt: t }) }))).toBe(true);
+    expect(movesWithClock(panel({ a: { ...running({}), state: 'submitting' } }))).toBe(true);
+    const done = { ...running({ startedAt: t, finishedAt: t + 5000 }), state: 'succeeded' as const };
+    expect(movesWithClock(panel({ a: done }))).toBe(false);
+    expect(movesWithClock(panel({ a: done, b: { ...done, state: 'failed', finishedAt: undefined } }))).toBe(true);
+    expect(movesWithClock(panel({ a: { ...done, state: 'cancelled', startedAt: undefined, finishedAt: undefined } }))).toBe(
+      false,
+    );
   });
 
   it('formats durations in seconds, then minutes and two-digit seconds', () => {
