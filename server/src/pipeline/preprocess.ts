@@ -70,24 +70,27 @@ function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
 }
 
 /**
- * intensityRange() of the frame's modality values, computed from its stored words (through their
- * counts, `wordCounts`) without making the values: the same numbers, bit for bit
- * (test/unit/preprocess-stored.test.ts).
+ * intensityRange() of the frame's modality values, computed from its stored words without making the
+ * values: the same numbers, bit for bit (test/unit/preprocess-stored.test.ts). Also what tells the
+ * table which words to fill: a min-max range needs only the stored extremes, a percentile range every
+ * word's count (`wordCounts`); window and fixed ranges need neither.
  */
 function storedIntensityRange(
   stored: StoredGrey,
   policy: IntensityPolicy,
-  counts?: Uint32Array,
-  extremes?: StoredExtremes,
-): [number, number] {
+): { range: [number, number]; present?: Uint32Array | StoredExtremes } {
   switch (policy.kind) {
     case 'window':
     case 'fixed':
-      return intensityRange([], policy);
-    case 'minmax':
-      return extremesMinMax(stored, extremes ?? storedExtremes(stored));
-    case 'percentile':
-      return countsPercentiles(stored, counts ?? wordCounts(stored.words), policy.low, policy.high);
+      return { range: intensityRange([], policy) };
+    case 'minmax': {
+      const extremes = storedExtremes(stored);
+      return { range: extremesMinMax(stored, extremes), present: extremes };
+    }
+    case 'percentile': {
+      const counts = wordCounts(stored.words);
+      return { range: countsPercentiles(stored, counts, policy.low, policy.high), present: counts };
+    }
   }
 }
 
@@ -205,17 +208,14 @@ export function preprocessSlice(
   const policy = intensityPolicy(manifest, modality);
   if (pixels.kind === 'grey') {
     // Frames read in place never make their modality values: the range comes from the stored words
-    // and the resize reads its taps' words through a table of their scaled values.
-    // A min-max range needs only the extremes of the stored values; a percentile range needs every
-    // word's count. Either way only the words the frame holds (or lie between its extremes) get a table entry.
+    // and the resize reads its taps' words through a table of their scaled values (for a per-slice
+    // range, only the words the frame holds, or that lie between its extremes, get an entry).
     const stored = pixels.stored;
-    const counts = stored && policy.kind === 'percentile' ? wordCounts(stored.words) : undefined;
-    const extremes = stored && policy.kind === 'minmax' ? storedExtremes(stored) : undefined;
-    const [lo, hi] = stored ? storedIntensityRange(stored, policy, counts, extremes) : intensityRange(pixels.values, policy);
+    const { range, present } = stored ? storedIntensityRange(stored, policy) : { range: intensityRange(pixels.values, policy) };
+    const [lo, hi] = range;
     const span = hi > lo ? hi - lo : 1;
     const dst = result.subarray(0, plane);
-    if (stored)
-      resizeTable(stored.words, rows, columns, scaledTable(stored, lo, span, pixels.invert, counts ?? extremes), dst, target);
+    if (stored) resizeTable(stored.words, rows, columns, scaledTable(stored, lo, span, pixels.invert, present), dst, target);
     else resizeScaled(pixels.values, rows, columns, 1, 0, lo, span, pixels.invert, dst, target);
     result.copyWithin(plane, 0, plane);
     result.copyWithin(2 * plane, 0, plane);
@@ -244,8 +244,8 @@ let table: { key: string; values: Float64Array } | undefined;
 /**
  * The scaled model value of every possible stored word (256 or 65,536): the modality value exactly
  * as the Float32Array of values holds it, then scaler(). Kept for the next slice, which in a series
- * has the same format, rescale and window. With `counts` (a min-max or percentile range, which
- * changes from slice to slice), only the words present are computed.
+ * has the same format, rescale and window. With `present` (a min-max or percentile range, which
+ * changes from slice to slice), only the words `present` names are computed.
  */
 function scaledTable(
   stored: StoredGrey,
