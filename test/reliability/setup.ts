@@ -1,10 +1,16 @@
-/** Global set-up of the reliability project: a results folder, and one summary table at the end. */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+/**
+ * Global set-up of the reliability project: a results folder, and one summary table at the end,
+ * written to test/artifacts/reliability-table.md (or LDFSAM_RELIABILITY_TABLE). The long run prints
+ * it; `npm test` prints its totals and any row with a failed case, so that the end of a CI log
+ * (which this teardown writes after vitest's own summary) still shows which tests failed.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { projectPath } from '../../server/src/util/paths.js';
 import type { TestProject } from 'vitest/node';
-import { FULL, formatTable, type Row } from './summary.js';
+import { FULL, formatTable, shortSummary, type Row } from './summary.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(join(tmpdir(), 'ldfsam-reliability-'));
@@ -17,9 +23,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Row);
       const table = formatTable(rows);
-      process.stdout.write(`\nReliability (${FULL ? 'full' : 'short'} mode):\n${table}\n`);
-      // The long run leaves its table where test/RELIABILITY.md's author can copy it from.
-      if (process.env.LDFSAM_RELIABILITY_TABLE) writeFileSync(process.env.LDFSAM_RELIABILITY_TABLE, `${table}\n`);
+      const out = process.env.LDFSAM_RELIABILITY_TABLE ?? projectPath('test', 'artifacts', 'reliability-table.md');
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, `${table}\n`);
+      if (FULL) process.stdout.write(`\nReliability (full mode):\n${table}\n`);
+      else process.stdout.write(`\n${shortSummary(rows)}; the table: ${out}\n`);
     }
     await rm(dir, { recursive: true, force: true });
   };

@@ -53,3 +53,12 @@ export function formatTable(rows: Row[]): string {
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
 }
+
+/** One line for the short run: the totals, then each row with a failed case in full. */
+export function shortSummary(rows: Row[]): string {
+  const checked = rows.reduce((n, r) => n + r.checked, 0);
+  const passed = rows.reduce((n, r) => n + r.passed, 0);
+  const failing = rows.filter((r) => r.passed < r.checked);
+  const head = `Reliability (short mode): ${passed} of ${checked} cases as they must be, in ${rows.length} categories`;
+  return failing.length === 0 ? head : `${head}\n${formatTable(failing)}`;
+}

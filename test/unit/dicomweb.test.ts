@@ -7,6 +7,7 @@ import { buildMultipart, mediaTypeParam, parseMultipart } from '../../server/src
 import { LdfsamError } from '../../server/src/errors.js';
 import { loadConfig } from '../../server/src/config.js';
 import { clientFrom } from '../../server/src/dicomweb/from-config.js';
+import { nodeTransport } from '../../server/src/dicomweb/transport.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 const servers: import('node:http').Server[] = [];
@@ -49,6 +50,48 @@ describe('multipart/related', () => {
   it('refuses a truncated answer', () => {
     const { body, contentType } = buildMultipart([new Uint8Array(10)]);
     expect(() => parseMultipart(body.subarray(0, body.length - 20), contentType)).toThrow(/truncated/);
+  });
+});
+
+describe('the HTTP transport', () => {
+  const get = (url: string) => nodeTransport(url, { method: 'GET', headers: {}, signal: new AbortController().signal });
+  /** 300 kB of varied bytes, written in pieces with pauses so that they arrive as several socket chunks. */
+  const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
+  const writeSlowly = async (res: ServerResponse, bytes: Buffer) => {
+    let at = 0;
+    for (; at + 70_000 < bytes.length; at += 70_000) {
+      res.write(bytes.subarray(at, at + 70_000));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    res.end(bytes.subarray(at)); // with the last piece: the connection is idle once the client has it all
+  };
+
+  it('gathers an answer with a Content-Length from several chunks, byte for byte', async () => {
+    const pacs = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.length) });
+      void writeSlowly(res, payload);
+    });
+    const answer = await get(pacs.url);
+    expect(answer.body.length).toBe(payload.length);
+    expect(answer.body.equals(payload)).toBe(true);
+  });
+
+  it('gathers a chunked answer (no Content-Length), byte for byte', async () => {
+    const pacs = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      void writeSlowly(res, payload);
+    });
+    expect((await get(pacs.url)).body.equals(payload)).toBe(true);
+  });
+
+  it('refuses an answer cut short of its Content-Length', async () => {
+    const pacs = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(payload.length) });
+      res.write(payload.subarray(0, 1000), () => res.socket?.destroy());
+    });
+    const err = (await get(pacs.url).catch((e: unknown) => e)) as Error & { cause?: { code?: string } };
+    expect(err.message).toMatch(/broken off/);
+    expect(err.cause?.code).toBe('ECONNRESET');
   });
 });
 

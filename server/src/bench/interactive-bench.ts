@@ -4,7 +4,9 @@
  * before catch-all), through a real `ldfsam serve` process over HTTP:
  * - the encoder's own time per slice (onnxruntime-node in this process, the server idle), measured
  *   before and after the API figures and averaged (these machines drift by ~30% in minutes);
- * - the first prompt on a slice (fetch, preprocess, encode, decode): target <= encoder + 60 ms;
+ * - the first prompt on a slice (fetch, preprocess, encode, decode): target <= encoder + 60 ms; each
+ *   first prompt also follows the encoder alone on the same slice, run in this process just before
+ *   it, so that their difference (`overEncoderP50`) is free of the machine's drift;
  * - prompts on cached slices (decoder only), server time p50 / p95: target p95 <= 60 ms; with the
  *   part inside the inference worker (decoderRun) and the client's round trip;
  * - a propagation over the whole series from its first slice: target <= 1.15 x 28 x encoder.
@@ -54,6 +56,12 @@ export interface InteractiveBenchResult {
     max: number;
     count: number;
     target: number;
+    /** The encoder alone on the same slice just before each first prompt (this process, the server idle): p50. */
+    encoderBesideP50: number;
+    /** Each first prompt less the encoder alone just before it, on its slice: p50 (target <= 60 ms). */
+    overEncoderP50: number;
+    /** Each first prompt: its slice, the server's time, and the encoder alone on that slice just before it (ms). */
+    pairs: { slice: number; server: number; encoderAlone: number }[];
     /** Where a first prompt's server time goes (p50 of each part): the slice's fetch from the PACS, its preprocessing, the encoder in the worker, the decoder in the worker. */
     parts: { fetch: number; preprocess: number; encode: number; decoderRun: number };
   };
@@ -82,6 +90,9 @@ export interface InteractiveBenchResult {
   >;
 }
 
+/** The slices the first prompts go to (and the cached prompts after them). */
+const FIRST_SLICES = [4, 8, 12, 16, 20, 24];
+
 const CT = () => projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips');
 
 function percentile(values: number[], p: number): number {
@@ -89,21 +100,31 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-/** The encoder on preprocessed slices of the series, batch 1: median ms per slice. */
-async function encoderTime(model: RegisteredModel, inputs: Float32Array[]): Promise<number> {
+/** The model's encoder in this process, warmed up; `time` runs it on one preprocessed slice (ms). */
+async function standaloneEncoder(
+  model: RegisteredModel,
+  warmUp: Float32Array,
+): Promise<{ time: (input: Float32Array) => Promise<number>; release: () => Promise<void> }> {
   const spec = model.manifest.promptable!.encoder;
   const session = await ort.InferenceSession.create(join(model.folder, spec.file), sessionOptions({}));
   const size = model.manifest.preprocessing.inputSize;
+  const time = async (input: Float32Array) => {
+    const t0 = performance.now();
+    await session.run({ [spec.inputs[0]!.name]: new ort.Tensor('float32', input, [1, 3, size, size]) });
+    return performance.now() - t0;
+  };
+  await time(warmUp);
+  return { time, release: () => session.release() };
+}
+
+/** The encoder on preprocessed slices of the series, batch 1: median ms per slice. */
+async function encoderTime(model: RegisteredModel, inputs: Float32Array[]): Promise<number> {
+  const encoder = await standaloneEncoder(model, inputs[0]!);
   const times: number[] = [];
   try {
-    await session.run({ [spec.inputs[0]!.name]: new ort.Tensor('float32', inputs[0]!, [1, 3, size, size]) }); // warm-up
-    for (const input of inputs) {
-      const t0 = performance.now();
-      await session.run({ [spec.inputs[0]!.name]: new ort.Tensor('float32', input, [1, 3, size, size]) });
-      times.push(performance.now() - t0);
-    }
+    for (const input of inputs) times.push(await encoder.time(input));
   } finally {
-    await session.release();
+    await encoder.release();
   }
   return percentile(times, 50);
 }
@@ -170,10 +191,10 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     const ct = { studyInstanceUID: stored.studyInstanceUID, seriesInstanceUID: stored.seriesInstanceUID };
     const { plan } = await loadSeries(client, ct);
     const inputs: Float32Array[] = [];
-    for await (const slice of readSeriesSlices(client, { ...plan, slices: plan.slices.slice(0, 8) }))
+    for await (const slice of readSeriesSlices(client, plan))
       inputs.push(preprocessSlice(slice.pixels, plan.rows, plan.columns, model.manifest, plan.modality));
     log(`${model.manifest.name}: the encoder alone (batch 1, 8 CT slices)...`);
-    const before = await encoderTime(model, inputs);
+    const before = await encoderTime(model, inputs.slice(0, 8));
 
     log('ldfsam serve with the model; first prompts on uncached slices...');
     const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
@@ -197,11 +218,18 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     serve = again.child;
     const s = (await api(again.url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string };
     const first: number[] = [];
+    const beside: number[] = [];
     const parts = { fetch: [] as number[], preprocess: [] as number[], encode: [] as number[], decoderRun: [] as number[] };
-    for (const slice of [4, 8, 12, 16, 20, 24]) {
-      const r = await api(again.url, `/interactive/${s.sessionId}/prompt`, { slice, box: [180, 190, 330, 350] });
-      first.push(r.timingsMs.server as number);
-      for (const [part, values] of Object.entries(parts)) values.push(r.timingsMs[part] as number);
+    const alone = await standaloneEncoder(model, inputs[0]!);
+    try {
+      for (const slice of FIRST_SLICES) {
+        beside.push(await alone.time(inputs[slice]!));
+        const r = await api(again.url, `/interactive/${s.sessionId}/prompt`, { slice, box: [180, 190, 330, 350] });
+        first.push(r.timingsMs.server as number);
+        for (const [part, values] of Object.entries(parts)) values.push(r.timingsMs[part] as number);
+      }
+    } finally {
+      await alone.release();
     }
     log(`${options.prompts} prompts on cached slices...`);
     const cached: number[] = [];
@@ -241,6 +269,12 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
         max: Math.max(...first),
         count: first.length,
         target: encoderMs + 60,
+        encoderBesideP50: percentile(beside, 50),
+        overEncoderP50: percentile(
+          first.map((ms, i) => ms - beside[i]!),
+          50,
+        ),
+        pairs: first.map((server, i) => ({ slice: FIRST_SLICES[i]!, server, encoderAlone: beside[i]! })),
         parts: {
           fetch: percentile(parts.fetch, 50),
           preprocess: percentile(parts.preprocess, 50),

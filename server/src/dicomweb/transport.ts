@@ -54,6 +54,34 @@ function abortReason(signal: AbortSignal): Error {
   return reason instanceof Error ? reason : new Error(String(reason));
 }
 
+/** Larger announced answers are gathered chunk by chunk: a lying header cannot make the server reserve gigabytes. */
+const PREALLOCATED_MAX = 64 << 20;
+
+/**
+ * An answer's body gathered into one Buffer. With a Content-Length (every frame answer of Orthanc)
+ * the chunks are copied into a Buffer of that size as they come, so each socket chunk can be
+ * collected at once and no second whole-answer copy is made at the end (a 1.3 MB frame answer was
+ * held twice: its chunks, then their concatenation). `end` returns the body, or why it is wrong.
+ */
+function answerBody(contentLength: number): { add(chunk: Buffer): void; end(): Buffer | string } {
+  const announced = Number.isSafeInteger(contentLength) && contentLength >= 0;
+  const into = announced && contentLength <= PREALLOCATED_MAX ? Buffer.allocUnsafeSlow(contentLength) : undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  return {
+    add(chunk) {
+      if (into && size + chunk.length <= into.length) into.set(chunk, size);
+      else chunks.push(chunk);
+      size += chunk.length;
+    },
+    end() {
+      if (announced && size !== contentLength) return `answer of ${size} bytes, Content-Length ${contentLength}`;
+      if (into) return into;
+      return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    },
+  };
+}
+
 const agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
 
 /**
@@ -73,28 +101,21 @@ export const nodeTransport: Transport = (url, request) =>
     const fail = (error: Error) => reject(request.signal.aborted ? abortReason(request.signal) : error);
     req.on('error', (err) => fail(Object.assign(new Error('request failed'), { cause: err })));
     req.on('response', (res) => {
-      const length = Number(res.headers['content-length']);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        size += chunk.length;
-      });
+      const body = answerBody(Number(res.headers['content-length']));
+      res.on('data', (chunk: Buffer) => body.add(chunk));
       res.on('error', (err) => fail(Object.assign(new Error('answer broken off'), { cause: err })));
       res.on('close', () => {
         if (!res.complete) fail(Object.assign(new Error('answer broken off'), { cause: { code: 'ECONNRESET' } }));
       });
       res.on('end', () => {
         if (!res.complete) return reject(Object.assign(new Error('answer broken off'), { cause: { code: 'ECONNRESET' } }));
-        if (Number.isFinite(length) && size !== length)
-          return reject(
-            Object.assign(new Error(`answer of ${size} bytes, Content-Length ${length}`), { cause: { code: 'ECONNRESET' } }),
-          );
+        const whole = body.end();
+        if (typeof whole === 'string') return reject(Object.assign(new Error(whole), { cause: { code: 'ECONNRESET' } }));
         resolve({
           status: res.statusCode ?? 0,
           statusText: res.statusMessage ?? '',
           contentType: String(res.headers['content-type'] ?? ''),
-          body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
+          body: whole,
         });
       });
     });

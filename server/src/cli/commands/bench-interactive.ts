@@ -7,7 +7,7 @@ export function registerBenchInteractive(program: Command): void {
   program
     .command('bench-interactive')
     .description(
-      'measure interactive segmentation on the shared CT in a real Orthanc through ldfsam serve: the encoder alone, the first prompt on a slice, prompts on cached slices (server p50/p95, of which the decoder, client round trip), propagation over the series',
+      'measure interactive segmentation on the shared CT in a real Orthanc through ldfsam serve: the encoder alone, the first prompt on a slice (and less the encoder alone on that slice just before it), prompts on cached slices (server p50/p95, of which the decoder, client round trip), propagation over the series',
     )
     .option('--model <name|folder>', 'a promptable model (default: the first registered for CT)')
     .option('--prompts <n>', 'prompts on cached slices', '60')
@@ -42,6 +42,11 @@ export function registerBenchInteractive(program: Command): void {
               `first prompt on a slice, server (p50, max of ${r.firstPrompt.count})`,
               `${ms(r.firstPrompt.p50)}, ${ms(r.firstPrompt.max)}`,
               `<= ${ms(r.firstPrompt.target)}: ${verdict(r.firstPrompt.p50 <= r.firstPrompt.target)}`,
+            ],
+            [
+              'first prompt less the encoder alone on its slice just before it (p50)',
+              `${ms(r.firstPrompt.overEncoderP50)} (encoder alone p50 ${ms(r.firstPrompt.encoderBesideP50)})`,
+              `<= 60 ms: ${verdict(r.firstPrompt.overEncoderP50 <= 60)}`,
             ],
             [
               'of which (p50 each) fetch, preprocessing, encoder, decoder',
