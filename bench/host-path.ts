@@ -5,7 +5,7 @@
  * logits, then the whole pipeline with those logits replayed, `--runs` times per series, each run's
  * node CPU per slice printed (and the PACS's). Short enough to run under `node --cpu-prof`.
  *
- * usage: npm run bench:host -- [--model ldfsam-hc18] [--slices 120] [--size 820] [--runs 3] [--json]
+ * usage: npm run bench:host -- [--model ldfsam-hc18] [--slices 120] [--size 820] [--runs 3] [--default-heap-growth] [--json]
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -22,6 +22,7 @@ import { startOrthanc } from '../server/src/pacs/orthanc.js';
 import { segmentSeries } from '../server/src/pipeline/segment.js';
 import { projectPath } from '../server/src/util/paths.js';
 import { freePorts } from '../server/src/util/ports.js';
+import { growHeapLimit } from '../server/src/util/heap-growth.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -36,8 +37,11 @@ const { values: args } = parseArgs({
     'sampling-us': { type: 'string', default: '200' },
     /** Write a sampling heap profile (every allocation, collected or not) of the measured runs as <prefix>-<size>.heapprofile. */
     'heap-prof': { type: 'string' },
+    /** V8's default old-generation growth instead of the server's (server/src/util/heap-growth.ts), to compare. */
+    'default-heap-growth': { type: 'boolean', default: false },
   },
 });
+if (!args['default-heap-growth']) growHeapLimit(); // as the ldfsam command does
 /** Starts V8's sampling profiler on this thread; the function returned stops it and writes the profile. */
 async function startProfile(samplingUs: number): Promise<(file: string) => Promise<void>> {
   const session = new Session();

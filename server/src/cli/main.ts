@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `ldfsam` command line. Each command lives in ./commands and has its own --help. */
 import { Command } from 'commander';
+import { growHeapLimit } from '../util/heap-growth.js';
 import { packageVersion } from '../util/paths.js';
 import { registerBench } from './commands/bench.js';
 import { registerBenchInteractive } from './commands/bench-interactive.js';
@@ -13,6 +14,8 @@ import { registerSegment } from './commands/segment.js';
 import { registerServe } from './commands/serve.js';
 import { registerStart } from './commands/start.js';
 import { registerWorker } from './commands/worker.js';
+
+growHeapLimit();
 
 const program = new Command('ldfsam')
   .description('LDFSAM auto-segmentation: reads studies from a DICOMweb PACS, writes DICOM SEG back')
