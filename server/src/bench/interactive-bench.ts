@@ -62,8 +62,8 @@ export interface InteractiveBenchResult {
     overEncoderP50: number;
     /** Each first prompt: its slice, the server's time, and the encoder alone on that slice just before it (ms). */
     pairs: { slice: number; server: number; encoderAlone: number }[];
-    /** Where a first prompt's server time goes (p50 of each part): the slice's fetch from the PACS, its preprocessing, the encoder in the worker, the decoder in the worker. */
-    parts: { fetch: number; preprocess: number; encode: number; decoderRun: number };
+    /** Where a first prompt's server time goes (p50 of each part): the slice's fetch from the PACS, its preprocessing, the encoder (the worker round trip), the decoder (round trip, feeds included; of which the run inside the worker), the mask from the logits. */
+    parts: { fetch: number; preprocess: number; encode: number; decode: number; decoderRun: number; postprocess: number };
   };
   cachedPrompt: {
     p50: number;
@@ -219,7 +219,14 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     const s = (await api(again.url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string };
     const first: number[] = [];
     const beside: number[] = [];
-    const parts = { fetch: [] as number[], preprocess: [] as number[], encode: [] as number[], decoderRun: [] as number[] };
+    const parts = {
+      fetch: [] as number[],
+      preprocess: [] as number[],
+      encode: [] as number[],
+      decode: [] as number[],
+      decoderRun: [] as number[],
+      postprocess: [] as number[],
+    };
     const alone = await standaloneEncoder(model, inputs[0]!);
     try {
       for (const slice of FIRST_SLICES) {
@@ -279,7 +286,9 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
           fetch: percentile(parts.fetch, 50),
           preprocess: percentile(parts.preprocess, 50),
           encode: percentile(parts.encode, 50),
+          decode: percentile(parts.decode, 50),
           decoderRun: percentile(parts.decoderRun, 50),
+          postprocess: percentile(parts.postprocess, 50),
         },
       },
       cachedPrompt: {

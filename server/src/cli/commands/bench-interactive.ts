@@ -49,12 +49,14 @@ export function registerBenchInteractive(program: Command): void {
               `<= 60 ms: ${verdict(r.firstPrompt.overEncoderP50 <= 60)}`,
             ],
             [
-              'of which (p50 each) fetch, preprocessing, encoder, decoder',
+              'of which (p50 each) fetch, preprocessing, encoder, decoder, its run in the worker, mask',
               [
                 r.firstPrompt.parts.fetch,
                 r.firstPrompt.parts.preprocess,
                 r.firstPrompt.parts.encode,
+                r.firstPrompt.parts.decode,
                 r.firstPrompt.parts.decoderRun,
+                r.firstPrompt.parts.postprocess,
               ]
                 .map(ms)
                 .join(', '),
