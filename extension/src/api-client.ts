@@ -196,6 +196,14 @@ export class LdfsamApi {
     await this.request('DELETE', `/interactive/${encodeURIComponent(id)}`);
   }
 
+  /** Has the server encode a slice ahead of its first prompt; resolves once it is cached there. */
+  async encode(id: string, slice: number): Promise<{ slice: number; cached: boolean }> {
+    return (await this.request('POST', `/interactive/${encodeURIComponent(id)}/encode`, { slice })) as {
+      slice: number;
+      cached: boolean;
+    };
+  }
+
   async prompt(
     id: string,
     body: { slice: number; box?: Box; points?: PromptPoint[]; usePreviousMask?: boolean },

@@ -21,6 +21,7 @@ import {
   nextPrompt,
   setMask,
   sliceOf,
+  sliceToEncodeAhead,
   undo,
   withPrompt,
   type InteractiveState,
@@ -38,6 +39,13 @@ import { FREE_TEXT_COLOR, STRUCTURES } from './codes.js';
  */
 const QUICK_ANSWER_MS = 300;
 
+/**
+ * How long the user stays on a slice, with a tool on, before the server is asked to encode it: the
+ * encoder pass (most of a first prompt's time) then runs while the user aims, not after the click.
+ * Long enough that scrolling through a series asks for nothing.
+ */
+const ENCODE_AHEAD_DWELL_MS = 250;
+
 export class InteractiveController {
   readonly store = new Store<InteractiveState>(initialInteractive);
   readonly tools: ViewportTools;
@@ -46,8 +54,11 @@ export class InteractiveController {
   private readonly latest = new Map<number, number>();
   /** Slices the session's server has encoded (answered, or propagated through): a prompt there is a decoder run. */
   private readonly encoded = new Set<number>();
+  /** Slices the server was asked to encode ahead of a prompt (encodeAhead) and has not answered for yet. */
+  private readonly askedAhead = new Set<number>();
   private order = 0;
   private started = false;
+  private dwell: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly api: LdfsamApi,
@@ -83,6 +94,7 @@ export class InteractiveController {
     this.store.update((s) => ({ ...s, tool: next, error: undefined }));
     this.tools.setTool(next);
     if (next !== 'none') void this.ensureSession();
+    this.encodeAhead();
   }
 
   chooseModel(modality: string, name: string): void {
@@ -386,6 +398,8 @@ export class InteractiveController {
     this.cancelPropagation();
     this.latest.clear();
     this.encoded.clear();
+    this.askedAhead.clear();
+    clearTimeout(this.dwell);
     this.store.update((s) => ({ ...cleared(s), session: undefined, slice: undefined, accepted: undefined }));
     this.tools.refresh();
     if (old) await this.api.closeSession(old.sessionId).catch(() => undefined);
@@ -395,6 +409,26 @@ export class InteractiveController {
   private onImage(ref: ImageRef | undefined): void {
     const slice = ref ? sliceOf(this.store.get().session, ref.sopInstanceUID, ref.frameNumber) : undefined;
     if (slice !== this.store.get().slice) this.store.update((s) => ({ ...s, slice }));
+    this.encodeAhead();
+  }
+
+  /** Once the user has stayed ENCODE_AHEAD_DWELL_MS on the slice shown, the server encodes it (sliceToEncodeAhead). */
+  private encodeAhead(): void {
+    clearTimeout(this.dwell);
+    const s = this.store.get();
+    const slice = sliceToEncodeAhead(s, this.encoded, this.askedAhead);
+    if (slice === undefined || !s.session) return;
+    const session = s.session;
+    this.dwell = setTimeout(() => {
+      const now = this.store.get();
+      if (now.session !== session || sliceToEncodeAhead(now, this.encoded, this.askedAhead) !== slice) return;
+      this.askedAhead.add(slice);
+      this.api
+        .encode(session.sessionId, slice)
+        .then(() => this.store.get().session === session && this.encoded.add(slice))
+        .catch(() => undefined) // the first prompt there encodes it, and says what failed
+        .finally(() => this.askedAhead.delete(slice));
+    }, ENCODE_AHEAD_DWELL_MS);
   }
 
   private overlay(ref: ImageRef) {

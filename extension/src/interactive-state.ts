@@ -218,3 +218,13 @@ export function maskedSlices(s: InteractiveState): number[] {
     .filter((k) => !isEmptyMask(s.masks[k]!.bits))
     .sort((a, b) => a - b);
 }
+
+/**
+ * The slice to have the server encode before the user's first click on it: the one shown, while a
+ * tool is on, a session is open and no propagation holds the encoder; none where the server has
+ * encoded it already (or is asked to).
+ */
+export function sliceToEncodeAhead(s: InteractiveState, ...known: ReadonlySet<number>[]): number | undefined {
+  if (s.slice === undefined || !s.session || s.tool === 'none' || s.busy === 'propagate') return undefined;
+  return known.some((k) => k.has(s.slice!)) ? undefined : s.slice;
+}

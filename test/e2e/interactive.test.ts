@@ -117,6 +117,12 @@ async function showSlice(slice: number): Promise<void> {
   await expect.poll(async () => (await state()).slice, { timeout: 60_000 }).toBe(slice);
 }
 
+/** The slices of the page's session that the server holds encoded (GET /api/interactive/{id}). */
+async function encodedSlices(): Promise<number[]> {
+  const res = await fetch(`${stack.url}/api/interactive/${(await state()).session!.sessionId}`);
+  return ((await res.json()) as { encodedSlices: number[] }).encodedSlices;
+}
+
 /** Client coordinates of an image pixel's centre on the active viewport. */
 function at(x: number, y: number): Promise<[number, number]> {
   return page.evaluate(([px, py]) => (globalThis as any).ldfsamInteractive.tools.imageToClient(px! + 0.5, py! + 0.5), [x, y]);
@@ -184,6 +190,8 @@ describe(`interactive segmentation in OHIF (${MODEL})`, { timeout: 600_000 }, ()
     await page.locator('[data-cy="ldfsam-tool-box"]').click();
     await expect.poll(async () => Boolean((await state()).session), { timeout: 120_000 }).toBe(true);
     await showSlice(SLICE);
+    // Stopped on the slice with the Box tool on, the viewer has the server encode it before any click.
+    await expect.poll(encodedSlices, { timeout: 120_000 }).toContain(SLICE);
     await drawBox(BOX);
     const s = await answered(SLICE, 1);
     expect(setPixels(s.masks[SLICE]!.bits)).toBeGreaterThan(2000);

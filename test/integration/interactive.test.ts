@@ -240,6 +240,26 @@ describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
     expect(alone!.pixels - check!.pixels).toBeGreaterThan(1000);
   });
 
+  it('a slice encoded ahead of its first prompt (POST .../encode) answers that prompt from the cache', async () => {
+    const ahead = 9;
+    const first = await call(`/api/interactive/${session.sessionId}/encode`, { method: 'POST', body: { slice: ahead } });
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    expect(first.body).toMatchObject({ slice: ahead, cached: false });
+    expect(first.body.timingsMs.encode).toBeGreaterThan(0);
+    const again = await call(`/api/interactive/${session.sessionId}/encode`, { method: 'POST', body: { slice: ahead } });
+    expect(again.body).toMatchObject({ slice: ahead, cached: true });
+    expect((await call(`/api/interactive/${session.sessionId}`)).body.encodedSlices).toEqual([SLICE, ahead]);
+    const r = await prompt(session.sessionId, { slice: ahead, box: BOX });
+    expect(r.status).toBe(200);
+    expect(r.body.cached).toBe(true);
+    expect(r.body.timingsMs.encode).toBeUndefined();
+    // The mask is that slice's, as if it had been encoded by the prompt.
+    const file = await sourceFile('ct-interactive', session.slices[ahead]!.sopInstanceUID);
+    const [check] = await checkMasks([{ file, bits: r.body.mask.bits, box: BOX, radius: radius(512) }]);
+    expect(check!.dice).toBeGreaterThan(0.999);
+    expect(check!.outside).toBe(0);
+  });
+
   it('positive points alone give their discs; a previous mask as input is kept (the fixture unites them)', async () => {
     const pos = [
       { x: 250, y: 270, positive: true },
@@ -297,6 +317,16 @@ describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
       ['a slice out of range', `/api/interactive/${id}/prompt`, { slice: 28, box: BOX }, 400, 'INVALID_INPUT'],
       ['a fractional slice', `/api/interactive/${id}/prompt`, { slice: 1.5, box: BOX }, 400, 'INVALID_INPUT'],
       ['an unknown field', `/api/interactive/${id}/prompt`, { slice: 1, box: BOX, model: 'x' }, 400, 'INVALID_INPUT'],
+      ['encoding a slice out of range', `/api/interactive/${id}/encode`, { slice: 28 }, 400, 'INVALID_INPUT'],
+      ['encoding without a slice', `/api/interactive/${id}/encode`, {}, 400, 'INVALID_INPUT'],
+      ['encoding with a box', `/api/interactive/${id}/encode`, { slice: 1, box: BOX }, 400, 'INVALID_INPUT'],
+      [
+        'encoding in an unknown session',
+        '/api/interactive/00000000-0000-4000-8000-000000000000/encode',
+        { slice: 1 },
+        404,
+        'NOT_FOUND',
+      ],
       [
         'an unknown session',
         '/api/interactive/00000000-0000-4000-8000-000000000000/prompt',

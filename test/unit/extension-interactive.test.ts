@@ -15,8 +15,10 @@ import {
   rgbaWord,
   setMask,
   sliceOf,
+  sliceToEncodeAhead,
   undo,
   withPrompt,
+  type InteractiveState,
 } from '../../extension/src/interactive-state.js';
 
 const model = (
@@ -146,5 +148,25 @@ describe('the preview overlay', () => {
     const out = new Uint32Array(rows * columns);
     paintMask(bits, rows * columns, 0xdeadbeef, out);
     for (let i = 0; i < rows * columns; i++) expect(out[i]).toBe((bits[i >> 3]! >> (i & 7)) & 1 ? 0xdeadbeef : 0);
+  });
+});
+
+describe('encoding ahead of the first click', () => {
+  const session = { sessionId: 's' } as unknown as NonNullable<InteractiveState['session']>;
+  const on = { ...initialInteractive, session, tool: 'box' as const, slice: 7 };
+
+  it('asks for the slice shown while a tool is on and a session is open', () => {
+    expect(sliceToEncodeAhead(on, new Set())).toBe(7);
+    expect(sliceToEncodeAhead({ ...on, slice: 0 }, new Set([7]))).toBe(0);
+  });
+
+  it('asks for nothing without a tool, a session or a slice of the series, during a propagation, or when already known', () => {
+    expect(sliceToEncodeAhead({ ...on, tool: 'none' }, new Set())).toBeUndefined();
+    expect(sliceToEncodeAhead({ ...on, session: undefined }, new Set())).toBeUndefined();
+    expect(sliceToEncodeAhead({ ...on, slice: undefined }, new Set())).toBeUndefined();
+    expect(sliceToEncodeAhead({ ...on, busy: 'propagate' }, new Set())).toBeUndefined();
+    expect(sliceToEncodeAhead({ ...on, busy: 'prompt' }, new Set())).toBe(7);
+    expect(sliceToEncodeAhead(on, new Set([7]))).toBeUndefined();
+    expect(sliceToEncodeAhead(on, new Set(), new Set([7]))).toBeUndefined();
   });
 });

@@ -15,6 +15,7 @@ import { LdfsamError, toLdfsamError } from '../errors.js';
 import { requestUser } from './auth.js';
 import {
   acceptRequestSchema,
+  encodeRequestSchema,
   parse,
   promptRequestSchema,
   propagateRequestSchema,
@@ -60,6 +61,21 @@ export function addInteractiveRoutes(
     sessions.recordPrompt(result, ms);
     log.info('interactive prompt', { session: s.id, slice: body.slice, cached: result.cached, ms: Math.round(ms) });
     res.json({ ...maskBody(s, result), timingsMs: { ...result.timingsMs, server: ms } });
+  });
+
+  // The viewer asks for the slice the user has stopped on while a tool is active, so that the
+  // encoder has run (or is running: a prompt meanwhile waits on the same pass) by the first click.
+  router.post('/interactive/:id/encode', small, async (req, res) => {
+    const s = session(req, res);
+    const body = parse(encodeRequestSchema, req.body, 'encode');
+    s.checkSlice(body.slice);
+    const t0 = performance.now();
+    const timings: Record<string, number> = {};
+    const { hit } = await s.embed(body.slice, undefined, timings);
+    s.lastUsed = Date.now();
+    const ms = performance.now() - t0;
+    log.info('interactive encode', { session: s.id, slice: body.slice, cached: hit, ms: Math.round(ms) });
+    res.json({ slice: body.slice, cached: hit, timingsMs: { ...timings, server: ms } });
   });
 
   router.post('/interactive/:id/propagate', small, async (req, res) => {
@@ -168,6 +184,8 @@ function describe(sessions: SessionManager, s: InteractiveSession) {
       maxSlices: sessions.limits.maxPropagationSlices,
     },
     masks: [...s.masks.entries()].sort(([a], [b]) => a - b).map(([slice, m]) => ({ slice, iou: m.iou })),
+    /** Slices whose encoder outputs are cached (a prompt there runs only the decoder). */
+    encodedSlices: s.encodedSlices(),
     propagating: s.propagation !== undefined,
   };
 }

@@ -214,6 +214,11 @@ export const openapi = {
             type: 'array',
             items: { type: 'object', properties: { slice: { type: 'integer' }, iou: { type: 'number', nullable: true } } },
           },
+          encodedSlices: {
+            type: 'array',
+            items: { type: 'integer' },
+            description: 'slices whose encoder outputs are cached: a prompt there runs only the decoder',
+          },
           propagating: { type: 'boolean' },
         },
       },
@@ -473,7 +478,7 @@ export const openapi = {
     },
     '/api/interactive/{id}': {
       get: {
-        summary: 'the session: series, slices, the slices holding a mask',
+        summary: 'the session: series, slices, the slices holding a mask, the slices encoded',
         parameters: [sessionParam],
         responses: { '200': { description: 'session', ...json({ $ref: '#/components/schemas/Session' }) }, ...errors },
       },
@@ -490,6 +495,36 @@ export const openapi = {
         parameters: [sessionParam],
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/PromptRequest' }) },
         responses: { '200': { description: 'mask', ...json({ $ref: '#/components/schemas/SliceMask' }) }, ...errors },
+      },
+    },
+    '/api/interactive/{id}/encode': {
+      post: {
+        summary:
+          "encode one slice ahead of its first prompt (the viewer sends the slice the user stopped on while a tool is active); answers once the slice's encoder outputs are cached, `cached: true` when they already were. A prompt sent meanwhile waits on the same encoder pass",
+        parameters: [sessionParam],
+        requestBody: {
+          required: true,
+          ...json({
+            type: 'object',
+            additionalProperties: false,
+            required: ['slice'],
+            properties: { slice: { type: 'integer', minimum: 0 } },
+          }),
+        },
+        responses: {
+          '200': {
+            description: 'encoded',
+            ...json({
+              type: 'object',
+              properties: {
+                slice: { type: 'integer' },
+                cached: { type: 'boolean' },
+                timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
+              },
+            }),
+          },
+          ...errors,
+        },
       },
     },
     '/api/interactive/{id}/propagate': {

@@ -90,6 +90,8 @@ export const promptRequestSchema = z
   })
   .strict();
 
+export const encodeRequestSchema = z.object({ slice: z.number().int().min(0) }).strict();
+
 export const propagateRequestSchema = z
   .object({
     fromSlice: z.number().int().min(0),

@@ -76,6 +76,18 @@ export class InteractiveSession {
       );
   }
 
+  /** The slice's key in the shared embedding cache: the model and the frame. */
+  private cacheKey(index: number): string {
+    const slice = this.plan.slices[index]!;
+    const { name, version } = this.manifest;
+    return `${name}@${version}|${this.plan.seriesInstanceUID}|${slice.sopInstanceUID}|${slice.frameNumber}`;
+  }
+
+  /** The slices whose encoder outputs are cached now: a prompt there runs only the decoder. */
+  encodedSlices(): number[] {
+    return this.plan.slices.map((_, i) => i).filter((i) => this.deps.cache.has(this.cacheKey(i)));
+  }
+
   /** The slice's encoder outputs: from the cache, or fetched, preprocessed and encoded now. */
   async embed(
     index: number,
@@ -83,9 +95,7 @@ export class InteractiveSession {
     timings: Record<string, number> = {},
   ): Promise<{ outputs: Outputs; hit: boolean }> {
     const slice = this.plan.slices[index]!;
-    const { name, version } = this.manifest;
-    const key = `${name}@${version}|${this.plan.seriesInstanceUID}|${slice.sopInstanceUID}|${slice.frameNumber}`;
-    return this.deps.cache.get(key, async () => {
+    return this.deps.cache.get(this.cacheKey(index), async () => {
       const t0 = performance.now();
       const one: SeriesPlan = { ...this.plan, slices: [slice] };
       const next = await readSeriesSlices(this.deps.client, one, { prefetch: 1, signal })[Symbol.asyncIterator]().next();
