@@ -107,6 +107,7 @@ export class InteractiveController {
   }
 
   undo(): void {
+    if (this.afterPrompt(() => this.undo())) return;
     const before = this.store.get();
     const last = before.undo.at(-1);
     if (!last || before.busy) return;
@@ -129,6 +130,7 @@ export class InteractiveController {
 
   /** Carries the shown slice's mask through the series, both ways. */
   async propagate(): Promise<void> {
+    if (this.afterPrompt(() => void this.propagate())) return;
     const s = this.store.get();
     const session = s.session;
     const from = s.slice;
@@ -191,6 +193,7 @@ export class InteractiveController {
 
   /** Stores the structure (every slice with a mask) as DICOM SEG and shows it. */
   async accept(): Promise<void> {
+    if (this.afterPrompt(() => void this.accept())) return;
     const s = this.store.get();
     const label = chosenLabel(s);
     const slices = acceptSlices(s);
@@ -334,6 +337,21 @@ export class InteractiveController {
     if (clicksNeedBox(model) || isEmptyMask(bits))
       return 'This model segments from a box: draw a box around the structure first; clicks then refine it (Shift-click removes).';
     return undefined;
+  }
+
+  /**
+   * An action asked for while a prompt's answer is out runs once the answer is in, instead of being
+   * dropped: on an encoded slice the panel is not redrawn for up to QUICK_ANSWER_MS, so its buttons
+   * (and Enter) still look usable then. Returns whether the action was put off.
+   */
+  private afterPrompt(action: () => void): boolean {
+    if (this.store.get().busy !== 'prompt') return false;
+    const off = this.store.subscribe((s) => {
+      if (s.busy !== undefined) return;
+      off();
+      action();
+    });
+    return true;
   }
 
   /** Runs a call with the session's id, opening a new session once if the server forgot this one (expired). */

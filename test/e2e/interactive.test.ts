@@ -227,6 +227,21 @@ describe(`interactive segmentation in OHIF (${MODEL})`, { timeout: 600_000 }, ()
     await expect.poll(async () => (await state()).undo?.length).toBe(2);
     await expect.poll(async () => (await state()).busy, { timeout: 120_000 }).toBeUndefined();
     expect((await state()).masks[SLICE]!.bits).toEqual(s.masks[SLICE]!.bits);
+    // Undo at once after a click, while its answer is out and the panel not yet redrawn (its buttons
+    // still look enabled): the undo is applied once the answer is in, not dropped.
+    const [ux, uy] = await at(250, 268);
+    await page.mouse.click(ux, uy);
+    await page.locator('[data-cy="ldfsam-undo"]').click();
+    await expect
+      .poll(
+        async () => {
+          const x = await state();
+          return x.busy === undefined ? x.undo.length : 'busy';
+        },
+        { timeout: 120_000 },
+      )
+      .toBe(2);
+    expect((await state()).masks[SLICE]!.bits).toEqual(s.masks[SLICE]!.bits);
   });
 
   it('propagates through the series with progress, masks on consecutive slices', async () => {
