@@ -236,7 +236,7 @@ describe(`interactive segmentation in OHIF (${MODEL})`, { timeout: 600_000 }, ()
       .poll(
         async () => {
           const x = await state();
-          return x.busy === undefined ? x.undo.length : 'busy';
+          return x.busy === undefined ? x.undo?.length : 'busy';
         },
         { timeout: 120_000 },
       )
