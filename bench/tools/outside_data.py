@@ -14,7 +14,6 @@ for CT), so that the server plans, reads and preprocesses it as any series from 
 """
 import argparse
 import base64
-import gzip
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import SimpleITK as sitk
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
@@ -59,25 +59,11 @@ def fetch() -> Path:
 
 
 def read_nrrd(path: Path):
-    """A gzip-encoded 3D NRRD (the test cases' form): voxels as [k, row, column], directions, origin."""
-    raw = path.read_bytes()
-    head, body = raw.split(b"\n\n", 1)
-    fields = {}
-    for line in head.decode("latin1").splitlines()[1:]:
-        if line.startswith("#") or ": " not in line:
-            continue
-        key, value = line.split(": ", 1)
-        fields[key.strip()] = value.strip()
-    if fields.get("encoding") != "gzip" or fields.get("dimension") != "3":
-        raise SystemExit(f"{path.name}: only 3D gzip NRRD is read here")
-    dtype = {"short": "<i2", "int": "<i4", "unsigned char": "u1", "uchar": "u1"}[fields["type"]]
-    sizes = [int(v) for v in fields["sizes"].split()]
-    data = np.frombuffer(gzip.decompress(body), dtype).reshape(sizes[::-1])  # NRRD: fastest axis first
-    dirs = [[float(v) for v in d.strip("()").split(",")] for d in fields["space directions"].split()]
-    origin = [float(v) for v in fields["space origin"].strip("()").split(",")]
-    if fields.get("space") not in ("left-posterior-superior", "LPS"):
-        raise SystemExit(f"{path.name}: space {fields.get('space')} (LPS expected, as DICOM)")
-    return data, np.array(dirs), np.array(origin)
+    """A volume as voxels [k, row, column], its axes' steps (one row per axis, mm, LPS) and origin."""
+    image = sitk.ReadImage(str(path))
+    spacing = np.array(image.GetSpacing())
+    axes = np.array(image.GetDirection()).reshape(3, 3).T  # ITK: axis i is column i
+    return sitk.GetArrayFromImage(image), axes * spacing[:, None], np.array(image.GetOrigin())
 
 
 def ds_(value) -> DSfloat:
