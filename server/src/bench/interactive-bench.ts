@@ -2,14 +2,16 @@
  * `ldfsam bench-interactive`: the interactive API's speed against its targets, on the shared 28-slice
  * CT in a real Orthanc, with a promptable model (default: the first registered one for CT, trained
  * before catch-all), through a real `ldfsam serve` process over HTTP:
- * - the encoder's own time per slice (onnxruntime-node in this process, the server idle), measured
- *   before and after the API figures and averaged (these machines drift by ~30% in minutes);
+ * - the encoder's own time per slice (onnxruntime-node in this process, the server idle), in passes
+ *   over the series between the propagations (these machines drift by 10-30% within minutes, so
+ *   every figure against the encoder is paired with encoder runs next to it in time);
+ * - propagations over the whole series from its first slice, each on a fresh server (nothing
+ *   cached) between two encoder passes: target <= 1.15 x 28 x encoder, the median run;
  * - the first prompt on a slice (fetch, preprocess, encode, decode): target <= encoder + 60 ms; each
- *   first prompt also follows the encoder alone on the same slice, run in this process just before
- *   it, so that their difference (`overEncoderP50`) is free of the machine's drift;
+ *   first prompt lies between two runs of the encoder alone on the same slice in this process, so
+ *   that their difference (`overEncoderP50`) is free of the drift;
  * - prompts on cached slices (decoder only), server time p50 / p95: target p95 <= 60 ms; with the
- *   part inside the inference worker (decoderRun) and the client's round trip;
- * - a propagation over the whole series from its first slice: target <= 1.15 x 28 x encoder.
+ *   part inside the inference worker (decoderRun) and the client's round trip.
  * With `quality`, also how propagation segments the phantom's central insert (bench/tools/
  * propagation_ct.py: a thresholded reference) with and without the previous mask as mask input,
  * and the predicted IoU on slices with and without it: what LDFSAM_INTERACTIVE_MIN_IOU and
@@ -38,6 +40,8 @@ export interface InteractiveBenchOptions {
   modelDirs: string[];
   /** Prompts on cached slices. */
   prompts: number;
+  /** Propagations over the series, each on a fresh server between two passes of the encoder alone. */
+  propagations: number;
   /** Also measure propagation quality on the CT's insert (mask input on and off). */
   quality: boolean;
   orthancBin: string;
@@ -48,20 +52,21 @@ export interface InteractiveBenchOptions {
 export interface InteractiveBenchResult {
   date: string;
   model: string;
-  /** The encoder alone, batch 1, ms per slice (mean of the runs before and after). */
+  /** The encoder alone, batch 1, ms per slice: the mean of its passes over the series (encoderMsRuns). */
   encoderMs: number;
-  encoderMsRuns: [number, number];
+  /** Each pass of the encoder alone over the 28 slices, mean ms per slice (before, between and after the propagations). */
+  encoderMsRuns: number[];
   firstPrompt: {
     p50: number;
     max: number;
     count: number;
     target: number;
-    /** The encoder alone on the same slice just before each first prompt (this process, the server idle): p50. */
+    /** The encoder alone on each first prompt's slice (this process, the server idle; the mean of the runs just before and just after the prompt): p50. */
     encoderBesideP50: number;
-    /** Each first prompt less the encoder alone just before it, on its slice: p50 (target <= 60 ms). */
+    /** Each first prompt less the encoder alone on its slice around it: p50 (target <= 60 ms). */
     overEncoderP50: number;
-    /** Each first prompt: its slice, the server's time, and the encoder alone on that slice just before it (ms). */
-    pairs: { slice: number; server: number; encoderAlone: number }[];
+    /** Each first prompt: its slice, the server's time, the encoder alone on that slice just before and just after it, and their mean (ms). */
+    pairs: { slice: number; server: number; encoderAlone: number; before: number; after: number }[];
     /** Where a first prompt's server time goes (p50 of each part): the slice's fetch from the PACS, its preprocessing, the encoder (the worker round trip), the decoder (round trip, feeds included; of which the run inside the worker), the mask from the logits. */
     parts: { fetch: number; preprocess: number; encode: number; decode: number; decoderRun: number; postprocess: number };
   };
@@ -76,11 +81,14 @@ export interface InteractiveBenchResult {
     decoderRunP95: number;
     target: number;
   };
+  /** The median of the runs by ratio (its slices, time, stop reasons), and every run's ratio. */
   propagation: {
     slices: number;
     ms: number;
     msPerSlice: number;
+    /** The run's time / (its slices x the encoder alone per slice, the mean of the passes just before and after it). */
     ratioToEncoder: number;
+    runs: number[];
     target: number;
     stoppedBecause: string[];
   };
@@ -91,7 +99,7 @@ export interface InteractiveBenchResult {
 }
 
 /** The slices the first prompts go to (and the cached prompts after them). */
-const FIRST_SLICES = [4, 8, 12, 16, 20, 24];
+const FIRST_SLICES = [2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26];
 
 const CT = () => projectPath('..', 'shared', 'data', 'dicom', 'ct-head-phantom-philips');
 
@@ -101,10 +109,12 @@ function percentile(values: number[], p: number): number {
 }
 
 /** The model's encoder in this process, warmed up; `time` runs it on one preprocessed slice (ms). */
-async function standaloneEncoder(
-  model: RegisteredModel,
-  warmUp: Float32Array,
-): Promise<{ time: (input: Float32Array) => Promise<number>; release: () => Promise<void> }> {
+interface StandaloneEncoder {
+  time: (input: Float32Array) => Promise<number>;
+  release: () => Promise<void>;
+}
+
+async function standaloneEncoder(model: RegisteredModel, warmUp: Float32Array): Promise<StandaloneEncoder> {
   const spec = model.manifest.promptable!.encoder;
   const session = await ort.InferenceSession.create(join(model.folder, spec.file), sessionOptions({}));
   const size = model.manifest.preprocessing.inputSize;
@@ -115,18 +125,6 @@ async function standaloneEncoder(
   };
   await time(warmUp);
   return { time, release: () => session.release() };
-}
-
-/** The encoder on preprocessed slices of the series, batch 1: median ms per slice. */
-async function encoderTime(model: RegisteredModel, inputs: Float32Array[]): Promise<number> {
-  const encoder = await standaloneEncoder(model, inputs[0]!);
-  const times: number[] = [];
-  try {
-    for (const input of inputs) times.push(await encoder.time(input));
-  } finally {
-    await encoder.release();
-  }
-  return percentile(times, 50);
 }
 
 /** Reads a propagation's event stream to its end; returns the slices done, their masks and the stop reasons. */
@@ -183,7 +181,8 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     throw new LdfsamError('NOT_FOUND', `no promptable model ${options.model ?? 'for CT'} is registered`);
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-interactive-'));
   const orthanc = await startBenchPacs(work, options);
-  let serve: ChildProcess | undefined;
+  const servers: ChildProcess[] = [];
+  let alone: StandaloneEncoder | undefined;
   try {
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
     const stored = (await loadFiles(client, [CT()])).series[0];
@@ -193,128 +192,172 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     const inputs: Float32Array[] = [];
     for await (const slice of readSeriesSlices(client, plan))
       inputs.push(preprocessSlice(slice.pixels, plan.rows, plan.columns, model.manifest, plan.modality));
-    log(`${model.manifest.name}: the encoder alone (batch 1, 8 CT slices)...`);
-    const before = await encoderTime(model, inputs.slice(0, 8));
-
-    log('ldfsam serve with the model; first prompts on uncached slices...');
-    const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
-    serve = served.child;
-    const url = served.url;
-    const open = async () =>
-      (await api(url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string; slices: unknown[] };
-    // Propagation first, while no slice is cached: a box around the phantom's holder, on every slice; IoU floor off.
-    log('propagation over the whole series from its first slice...');
-    const p = await open();
-    const tp = performance.now();
-    await api(url, `/interactive/${p.sessionId}/prompt`, { slice: 0, box: [20, 120, 491, 505] });
-    const run = await propagateAll(url, p.sessionId, { fromSlice: 0, direction: 'up', minIou: 0 });
-    const propagationMs = performance.now() - tp;
-    const propagated = run.slices + 1;
-
-    // The propagation encoded every slice: a fresh server (an empty cache) for the first prompts.
-    served.child.kill();
-    await new Promise((r) => served.child.once('exit', r));
-    const again = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
-    serve = again.child;
-    const s = (await api(again.url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string };
-    const first: number[] = [];
-    const beside: number[] = [];
-    const parts = {
-      fetch: [] as number[],
-      preprocess: [] as number[],
-      encode: [] as number[],
-      decode: [] as number[],
-      decoderRun: [] as number[],
-      postprocess: [] as number[],
+    alone = await standaloneEncoder(model, inputs[0]!);
+    // Every measurement starts a fresh server: an empty embedding cache, so each slice is encoded.
+    const serve = async () => {
+      const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
+      servers.push(served.child);
+      return served.url;
     };
-    const alone = await standaloneEncoder(model, inputs[0]!);
-    try {
-      for (const slice of FIRST_SLICES) {
-        beside.push(await alone.time(inputs[slice]!));
-        const r = await api(again.url, `/interactive/${s.sessionId}/prompt`, { slice, box: [180, 190, 330, 350] });
-        first.push(r.timingsMs.server as number);
-        for (const [part, values] of Object.entries(parts)) values.push(r.timingsMs[part] as number);
-      }
-    } finally {
-      await alone.release();
-    }
+    const session = async (url: string) =>
+      ((await api(url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string }).sessionId;
+
+    log(`${model.manifest.name}: ${options.propagations} propagations over the series, each between two passes of the encoder alone...`);
+    const propagation = await measurePropagations(alone, inputs, options.propagations, async () => {
+      const url = await serve();
+      return { url, sessionId: await session(url) };
+    });
+    const encoderMs = mean(propagation.encoderPasses);
+    log(`first prompts on ${FIRST_SLICES.length} uncached slices, each between two runs of the encoder alone on it...`);
+    const url = await serve();
+    const sessionId = await session(url);
+    const first = await measureFirstPrompts(url, sessionId, alone, inputs);
     log(`${options.prompts} prompts on cached slices...`);
-    const cached: number[] = [];
-    const client2: number[] = [];
-    const decoderRun: number[] = [];
-    for (let i = 0; i < options.prompts; i++) {
-      const slice = [4, 8, 12, 16, 20, 24][i % 6]!;
-      const t0 = performance.now();
-      const r = await api(again.url, `/interactive/${s.sessionId}/prompt`, {
-        slice,
-        box: [180, 190, 330, 350],
-        points: [{ x: 200 + (i % 40), y: 260, positive: i % 2 === 0 }],
-      });
-      client2.push(performance.now() - t0);
-      if (!r.cached) throw new LdfsamError('INTERNAL', `slice ${slice} was not cached`);
-      cached.push(r.timingsMs.server as number);
-      decoderRun.push(r.timingsMs.decoderRun as number);
-    }
+    const cachedPrompt = await measureCachedPrompts(url, sessionId, options.prompts);
     let quality: InteractiveBenchResult['quality'];
     if (options.quality) {
       log('propagation quality on the CT insert, mask input off and on...');
-      quality = await propagationQuality(again.url, ct, model.manifest.name, work);
+      quality = await propagationQuality(url, ct, model.manifest.name, work);
     }
-    serve.kill();
-    await new Promise((r) => serve!.once('exit', r));
-    serve = undefined;
-    log('the encoder alone again...');
-    const after = await encoderTime(model, inputs);
-    const encoderMs = (before + after) / 2;
     return {
       date: new Date().toISOString(),
       model: `${model.manifest.name} ${model.manifest.version}`,
       encoderMs,
-      encoderMsRuns: [before, after],
-      firstPrompt: {
-        p50: percentile(first, 50),
-        max: Math.max(...first),
-        count: first.length,
-        target: encoderMs + 60,
-        encoderBesideP50: percentile(beside, 50),
-        overEncoderP50: percentile(
-          first.map((ms, i) => ms - beside[i]!),
-          50,
-        ),
-        pairs: first.map((server, i) => ({ slice: FIRST_SLICES[i]!, server, encoderAlone: beside[i]! })),
-        parts: {
-          fetch: percentile(parts.fetch, 50),
-          preprocess: percentile(parts.preprocess, 50),
-          encode: percentile(parts.encode, 50),
-          decode: percentile(parts.decode, 50),
-          decoderRun: percentile(parts.decoderRun, 50),
-          postprocess: percentile(parts.postprocess, 50),
-        },
-      },
-      cachedPrompt: {
-        p50: percentile(cached, 50),
-        p95: percentile(cached, 95),
-        count: cached.length,
-        clientP50: percentile(client2, 50),
-        clientP95: percentile(client2, 95),
-        decoderRunP50: percentile(decoderRun, 50),
-        decoderRunP95: percentile(decoderRun, 95),
-        target: 60,
-      },
-      propagation: {
-        slices: propagated,
-        ms: propagationMs,
-        msPerSlice: propagationMs / propagated,
-        ratioToEncoder: propagationMs / (propagated * encoderMs),
-        target: 1.15,
-        stoppedBecause: run.stopped,
-      },
+      encoderMsRuns: propagation.encoderPasses,
+      firstPrompt: { ...first, target: encoderMs + 60 },
+      cachedPrompt,
+      propagation: { ...propagation.result, target: 1.15 },
       ...(quality ? { quality } : {}),
     };
   } finally {
-    serve?.kill();
+    await alone?.release();
+    for (const child of servers) if (child.exitCode === null) child.kill();
     orthanc.child?.kill('SIGTERM');
     await registry.close();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+
+/** The encoder alone over every slice, in order: mean ms per slice (what a propagation's encodings add up to). */
+async function encoderPass(alone: StandaloneEncoder, inputs: Float32Array[]): Promise<number> {
+  const times: number[] = [];
+  for (const input of inputs) times.push(await alone.time(input));
+  return mean(times);
+}
+
+/**
+ * `runs` propagations over the whole series from its first slice (a box around the phantom's holder,
+ * IoU floor off), each on a fresh server and between two passes of the encoder alone over the same
+ * slices (pass k ends run k and starts run k + 1): each run's ratio is against the mean of its two
+ * passes, so the machine's drift over minutes cancels; the figure is the median run.
+ */
+async function measurePropagations(
+  alone: StandaloneEncoder,
+  inputs: Float32Array[],
+  runs: number,
+  fresh: () => Promise<{ url: string; sessionId: string }>,
+): Promise<{ encoderPasses: number[]; result: Omit<InteractiveBenchResult['propagation'], 'target'> }> {
+  const encoderPasses = [await encoderPass(alone, inputs)];
+  const each: { slices: number; ms: number; ratioToEncoder: number; stoppedBecause: string[] }[] = [];
+  for (let i = 0; i < runs; i++) {
+    const { url, sessionId } = await fresh();
+    const t0 = performance.now();
+    await api(url, `/interactive/${sessionId}/prompt`, { slice: 0, box: [20, 120, 491, 505] });
+    const run = await propagateAll(url, sessionId, { fromSlice: 0, direction: 'up', minIou: 0 });
+    const ms = performance.now() - t0;
+    encoderPasses.push(await encoderPass(alone, inputs));
+    const slices = run.slices + 1; // the seed prompt's slice included
+    const encoder = (encoderPasses[i]! + encoderPasses[i + 1]!) / 2;
+    each.push({ slices, ms, ratioToEncoder: ms / (slices * encoder), stoppedBecause: run.stopped });
+  }
+  const median = [...each].sort((a, b) => a.ratioToEncoder - b.ratioToEncoder)[Math.floor((each.length - 1) / 2)]!;
+  return {
+    encoderPasses,
+    result: { ...median, msPerSlice: median.ms / median.slices, runs: each.map((r) => r.ratioToEncoder) },
+  };
+}
+
+/**
+ * A first prompt on each of FIRST_SLICES (uncached: fetch, preprocess, encode, decode), each between
+ * two runs of the encoder alone on the same slice in this process (the server idle then): a pair's
+ * difference is the prompt's cost beyond its encoder, free of the machine's drift.
+ */
+async function measureFirstPrompts(
+  url: string,
+  sessionId: string,
+  alone: StandaloneEncoder,
+  inputs: Float32Array[],
+): Promise<Omit<InteractiveBenchResult['firstPrompt'], 'target'>> {
+  const pairs: InteractiveBenchResult['firstPrompt']['pairs'] = [];
+  const parts: Record<keyof InteractiveBenchResult['firstPrompt']['parts'], number[]> = {
+    fetch: [],
+    preprocess: [],
+    encode: [],
+    decode: [],
+    decoderRun: [],
+    postprocess: [],
+  };
+  for (const slice of FIRST_SLICES) {
+    const before = await alone.time(inputs[slice]!);
+    const r = await api(url, `/interactive/${sessionId}/prompt`, { slice, box: [180, 190, 330, 350] });
+    const after = await alone.time(inputs[slice]!);
+    pairs.push({ slice, server: r.timingsMs.server as number, encoderAlone: (before + after) / 2, before, after });
+    for (const [part, values] of Object.entries(parts)) values.push(r.timingsMs[part] as number);
+  }
+  const server = pairs.map((p) => p.server);
+  const p50 = (part: keyof typeof parts) => percentile(parts[part], 50);
+  return {
+    p50: percentile(server, 50),
+    max: Math.max(...server),
+    count: server.length,
+    encoderBesideP50: percentile(
+      pairs.map((p) => p.encoderAlone),
+      50,
+    ),
+    overEncoderP50: percentile(
+      pairs.map((p) => p.server - p.encoderAlone),
+      50,
+    ),
+    pairs,
+    parts: {
+      fetch: p50('fetch'),
+      preprocess: p50('preprocess'),
+      encode: p50('encode'),
+      decode: p50('decode'),
+      decoderRun: p50('decoderRun'),
+      postprocess: p50('postprocess'),
+    },
+  };
+}
+
+/** `n` prompts (a box and a click) on slices the first prompts encoded: the decoder only. */
+async function measureCachedPrompts(url: string, sessionId: string, n: number): Promise<InteractiveBenchResult['cachedPrompt']> {
+  const server: number[] = [];
+  const client: number[] = [];
+  const decoderRun: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const slice = FIRST_SLICES[i % FIRST_SLICES.length]!;
+    const t0 = performance.now();
+    const r = await api(url, `/interactive/${sessionId}/prompt`, {
+      slice,
+      box: [180, 190, 330, 350],
+      points: [{ x: 200 + (i % 40), y: 260, positive: i % 2 === 0 }],
+    });
+    client.push(performance.now() - t0);
+    if (!r.cached) throw new LdfsamError('INTERNAL', `slice ${slice} was not cached`);
+    server.push(r.timingsMs.server as number);
+    decoderRun.push(r.timingsMs.decoderRun as number);
+  }
+  return {
+    p50: percentile(server, 50),
+    p95: percentile(server, 95),
+    count: server.length,
+    clientP50: percentile(client, 50),
+    clientP95: percentile(client, 95),
+    decoderRunP50: percentile(decoderRun, 50),
+    decoderRunP95: percentile(decoderRun, 95),
+    target: 60,
+  };
 }
