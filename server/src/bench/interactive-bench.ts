@@ -202,7 +202,9 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     const session = async (url: string) =>
       ((await api(url, '/interactive', { ...ct, model: model.manifest.name })) as { sessionId: string }).sessionId;
 
-    log(`${model.manifest.name}: ${options.propagations} propagations over the series, each between two passes of the encoder alone...`);
+    log(
+      `${model.manifest.name}: ${options.propagations} propagations over the series, each between two passes of the encoder alone...`,
+    );
     const propagation = await measurePropagations(alone, inputs, options.propagations, async () => {
       const url = await serve();
       return { url, sessionId: await session(url) };
