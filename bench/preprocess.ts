@@ -3,7 +3,8 @@
  * a frame's modality values made first and then scaled (the values path) against the frame's stored
  * words read in place (the path the pipeline takes), per intensity policy, on a synthetic 12-bit
  * head-shaped CT slice at 512x512 and 820x820. Minimum of 40 runs each, in ms; both paths give the
- * same input bit for bit (test/unit/preprocess-stored.test.ts).
+ * same input bit for bit (test/unit/preprocess-stored.test.ts). Then an 8-bit 600x800 ultrasound frame,
+ * and the 512 CT rows once more in the same process: what a server that sees both kinds pays.
  *
  * usage: npm run bench:preprocess
  */
@@ -53,28 +54,42 @@ const policies: IntensityPolicy[] = [
 ];
 const rescale = { slope: 1, intercept: -1024 };
 const out = new Float32Array(3 * 256 * 256);
-console.log('size     policy      values path (ms)  stored words (ms)');
-for (const n of [512, 820]) {
-  const format: PixelFormat = {
-    rows: n,
-    columns: n,
-    samplesPerPixel: 1,
-    bitsAllocated: 16,
-    bitsStored: 12,
-    highBit: 11,
-    pixelRepresentation: 0,
-    photometricInterpretation: 'MONOCHROME2',
-    planarConfiguration: 0,
-  };
-  const frame = { bytes: headFrame(n), planar: false, photometric: 'MONOCHROME2' };
+const greyFormat = (rows: number, columns: number, bits: 8 | 16): PixelFormat => ({
+  rows,
+  columns,
+  samplesPerPixel: 1,
+  bitsAllocated: bits,
+  bitsStored: bits === 16 ? 12 : 8,
+  highBit: bits === 16 ? 11 : 7,
+  pixelRepresentation: 0,
+  photometricInterpretation: 'MONOCHROME2',
+  planarConfiguration: 0,
+});
+
+/** One table row per policy: the values path against the stored words, fastest of 40 runs. */
+function rows(label: string, bytes: Uint8Array, format: PixelFormat, modality: string, scale: typeof rescale): void {
+  const frame = { bytes, planar: false, photometric: 'MONOCHROME2' };
+  const { rows: r, columns: c } = format;
   for (const policy of policies) {
     const m = manifest(policy);
     const values = fastest(() =>
-      preprocessSlice({ kind: 'grey', values: modalityValues(frame, format, rescale), invert: false }, n, n, m, 'CT', out),
+      preprocessSlice({ kind: 'grey', values: modalityValues(frame, format, scale), invert: false }, r, c, m, modality, out),
     );
-    const stored = fastest(() => preprocessSlice(toSlicePixels(frame, format, rescale), n, n, m, 'CT', out));
-    console.log(
-      `${`${n}x${n}`.padEnd(9)}${policy.kind.padEnd(12)}${values.toFixed(2).padStart(16)}${stored.toFixed(2).padStart(19)}`,
-    );
+    const stored = fastest(() => preprocessSlice(toSlicePixels(frame, format, scale), r, c, m, modality, out));
+    console.log(`${label.padEnd(26)}${policy.kind.padEnd(12)}${values.toFixed(2).padStart(16)}${stored.toFixed(2).padStart(19)}`);
   }
 }
+
+/** An 8-bit ultrasound-sized frame: a bright sector with speckle-like texture. */
+function usFrame(rows: number, columns: number): Uint8Array {
+  const bytes = new Uint8Array(rows * columns);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = i % columns > columns / 5 ? 40 + ((i * 37) % 180) : 0;
+  return bytes;
+}
+
+console.log('frame                     policy      values path (ms)  stored words (ms)');
+for (const n of [512, 820]) rows(`${n}x${n} CT (16-bit)`, headFrame(n), greyFormat(n, n, 16), 'CT', rescale);
+// A server sees 8-bit frames (ultrasound) and 16-bit ones (CT) in one process: the 512 CT rows again
+// after 8-bit frames show whether the loops over words slowed down for having seen both array types.
+rows('600x800 US (8-bit)', usFrame(600, 800), greyFormat(600, 800, 8), 'US', { slope: 1, intercept: 0 });
+rows('512x512 CT, after 8-bit', headFrame(512), greyFormat(512, 512, 16), 'CT', rescale);

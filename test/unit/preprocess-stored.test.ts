@@ -177,4 +177,25 @@ describe('grey pixels read in place', () => {
     preprocessSlice(pixels, 4, 4, manifest({ kind: 'percentile', low: 1, high: 99 }, 'stretch', 4), 'CT');
     expect(read).toBe(0);
   });
+
+  it('8-bit frames come as 16-bit words (one array type for the loops), their word range kept', () => {
+    const bytes = Uint8Array.from([0, 1, 127, 128, 200, 255]);
+    const pixels = toSlicePixels({ bytes, planar: false, photometric: 'MONOCHROME2' }, format(2, 3, 8, 8, false), {
+      slope: 1,
+      intercept: 0,
+    });
+    const stored = pixels.kind === 'grey' ? pixels.stored : undefined;
+    expect(stored?.words).toBeInstanceOf(Uint16Array);
+    expect(Array.from(stored!.words)).toEqual(Array.from(bytes));
+    expect(stored!.wordBits).toBe(8);
+    const sixteen = toSlicePixels(
+      { bytes: new Uint8Array(12), planar: false, photometric: 'MONOCHROME2' },
+      format(2, 3, 16, 12, false),
+      {
+        slope: 1,
+        intercept: 0,
+      },
+    );
+    expect(sixteen.kind === 'grey' && sixteen.stored?.wordBits).toBe(16);
+  });
 });

@@ -27,7 +27,16 @@ export interface GreyPixels {
 
 /** Stored values read in place; modality value of word w = fround(((w << shift) >> shift or >>> shift) * slope + intercept). */
 export interface StoredGrey {
-  words: Uint8Array | Uint16Array;
+  /**
+   * The stored words, always 16-bit: 8-bit frames are widened once (a copy of a few hundred kB), so
+   * every loop over words sees one array type. A server sees both (US, CT), and V8's code for a loop
+   * that has seen Uint8Array and Uint16Array is slower on either: with mixed types a 512x512 CT slice
+   * took 0.64-1.05 ms (window) and 1.31 ms (min-max) instead of 0.56 and 0.99, an 800x600 8-bit
+   * frame 1.87 ms (min-max) instead of 1.33 (`npm run bench:preprocess`, bench/RESULTS.md).
+   */
+  words: Uint16Array;
+  /** Bits Allocated of the frame (8 or 16): how many distinct words it can hold (2^wordBits). */
+  wordBits: 8 | 16;
   shift: number;
   signed: boolean;
   slope: number;
@@ -59,9 +68,11 @@ function greyPixels(
   if (!((bytesPer === 1 || bytesPer === 2) && !frame.bigEndian))
     return { kind: 'grey', values: modalityValues(frame, format, rescale), invert };
   const { bytes } = frame;
-  let words: Uint8Array | Uint16Array;
-  if (bytesPer === 1) words = bytes.subarray(0, n);
-  else {
+  let words: Uint16Array;
+  if (bytesPer === 1) {
+    words = new Uint16Array(n);
+    words.set(bytes.subarray(0, n));
+  } else {
     // A frame at an odd offset of a multipart body is copied once to align it (as modalityValues does).
     const aligned = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes.subarray(0, n * 2));
     words = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
@@ -75,7 +86,13 @@ function greyPixels(
   });
   Object.defineProperty(pixels, 'stored', {
     enumerable: false,
-    value: { words, shift: 32 - format.bitsStored, signed: format.pixelRepresentation === 1, ...rescale } satisfies StoredGrey,
+    value: {
+      words,
+      wordBits: bytesPer === 1 ? 8 : 16,
+      shift: 32 - format.bitsStored,
+      signed: format.pixelRepresentation === 1,
+      ...rescale,
+    } satisfies StoredGrey,
   });
   return pixels;
 }

@@ -62,8 +62,9 @@ function binPercentile(bins: Uint32Array, lo: number, hi: number, scale: number,
  * buffer: the counts are read before the next slice is counted.
  */
 let countsBuffer: Uint32Array | undefined;
-function wordCounts(words: Uint8Array | Uint16Array): Uint32Array {
-  const size = words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+function wordCounts(stored: StoredGrey): Uint32Array {
+  const { words } = stored;
+  const size = 1 << stored.wordBits;
   const counts = countsBuffer?.length === size ? countsBuffer.fill(0) : (countsBuffer = new Uint32Array(size));
   for (let i = 0; i < words.length; i++) counts[words[i]!]!++;
   return counts;
@@ -88,7 +89,7 @@ function storedIntensityRange(
       return { range: extremesMinMax(stored, extremes), present: extremes };
     }
     case 'percentile': {
-      const counts = wordCounts(stored.words);
+      const counts = wordCounts(stored);
       return { range: countsPercentiles(stored, counts, policy.low, policy.high), present: counts };
     }
   }
@@ -255,7 +256,7 @@ function scaledTable(
   present?: Uint32Array | StoredExtremes,
 ): Float64Array {
   if (present) return presentWordsTable(stored, lo, span, invert, present);
-  const words = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+  const words = 1 << stored.wordBits;
   const key = [words, stored.shift, stored.signed, stored.slope, stored.intercept, lo, span, invert].join('|');
   if (table?.key === key) return table.values;
   const decode = storedToModality(stored);
@@ -279,7 +280,7 @@ function presentWordsTable(
   invert: boolean,
   present: Uint32Array | StoredExtremes,
 ): Float64Array {
-  const size = stored.words.BYTES_PER_ELEMENT === 1 ? 256 : 65536;
+  const size = 1 << stored.wordBits;
   const values = presentBuffer?.length === size ? presentBuffer : (presentBuffer = new Float64Array(size));
   const decode = storedToModality(stored);
   const scale = scaler(lo, span, invert);
@@ -295,7 +296,7 @@ function presentWordsTable(
 
 /** resizeScaled() over stored words through their table: the same taps, the same scaled values, the same sums. */
 function resizeTable(
-  words: Uint8Array | Uint16Array,
+  words: Uint16Array,
   rows: number,
   columns: number,
   scaled: Float64Array,
