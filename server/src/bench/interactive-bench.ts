@@ -181,7 +181,16 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     throw new LdfsamError('NOT_FOUND', `no promptable model ${options.model ?? 'for CT'} is registered`);
   const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-interactive-'));
   const orthanc = await startBenchPacs(work, options);
-  const servers: ChildProcess[] = [];
+  let server: ChildProcess | undefined;
+  /** Stops the running server (its cache, sessions and model go with it). */
+  const stopServer = async () => {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((r) => server!.once('exit', r));
+      server.kill();
+      await exited;
+    }
+    server = undefined;
+  };
   let alone: StandaloneEncoder | undefined;
   try {
     const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers: { authorization: orthanc.authorization } });
@@ -193,10 +202,11 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     for await (const slice of readSeriesSlices(client, plan))
       inputs.push(preprocessSlice(slice.pixels, plan.rows, plan.columns, model.manifest, plan.modality));
     alone = await standaloneEncoder(model, inputs[0]!);
-    // Every measurement starts a fresh server: an empty embedding cache, so each slice is encoded.
+    // Every measurement starts a fresh server (one at a time): an empty embedding cache, so each slice is encoded.
     const serve = async () => {
+      await stopServer();
       const served = await startServeOn(orthanc, work, [model.folder, ...options.modelDirs]);
-      servers.push(served.child);
+      server = served.child;
       return served.url;
     };
     const session = async (url: string) =>
@@ -205,10 +215,16 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     log(
       `${model.manifest.name}: ${options.propagations} propagations over the series, each between two passes of the encoder alone...`,
     );
-    const propagation = await measurePropagations(alone, inputs, options.propagations, async () => {
-      const url = await serve();
-      return { url, sessionId: await session(url) };
-    });
+    const propagation = await measurePropagations(
+      alone,
+      inputs,
+      options.propagations,
+      async () => {
+        const url = await serve();
+        return { url, sessionId: await session(url) };
+      },
+      stopServer,
+    );
     const encoderMs = mean(propagation.encoderPasses);
     log(`first prompts on ${FIRST_SLICES.length} uncached slices, each between two runs of the encoder alone on it...`);
     const url = await serve();
@@ -233,7 +249,7 @@ export async function runInteractiveBench(options: InteractiveBenchOptions): Pro
     };
   } finally {
     await alone?.release();
-    for (const child of servers) if (child.exitCode === null) child.kill();
+    await stopServer();
     orthanc.child?.kill('SIGTERM');
     await registry.close();
     await rm(work, { recursive: true, force: true });
@@ -252,14 +268,16 @@ async function encoderPass(alone: StandaloneEncoder, inputs: Float32Array[]): Pr
 /**
  * `runs` propagations over the whole series from its first slice (a box around the phantom's holder,
  * IoU floor off), each on a fresh server and between two passes of the encoder alone over the same
- * slices (pass k ends run k and starts run k + 1): each run's ratio is against the mean of its two
- * passes, so the machine's drift over minutes cancels; the figure is the median run.
+ * slices (pass k ends run k and starts run k + 1; no server runs during a pass): each run's ratio
+ * is against the mean of its two passes, so the machine's drift over minutes cancels; the figure is
+ * the median run.
  */
 async function measurePropagations(
   alone: StandaloneEncoder,
   inputs: Float32Array[],
   runs: number,
   fresh: () => Promise<{ url: string; sessionId: string }>,
+  stop: () => Promise<void>,
 ): Promise<{ encoderPasses: number[]; result: Omit<InteractiveBenchResult['propagation'], 'target'> }> {
   const encoderPasses = [await encoderPass(alone, inputs)];
   const each: { slices: number; ms: number; ratioToEncoder: number; stoppedBecause: string[] }[] = [];
@@ -269,6 +287,7 @@ async function measurePropagations(
     await api(url, `/interactive/${sessionId}/prompt`, { slice: 0, box: [20, 120, 491, 505] });
     const run = await propagateAll(url, sessionId, { fromSlice: 0, direction: 'up', minIou: 0 });
     const ms = performance.now() - t0;
+    await stop(); // the encoder passes run with no server, as the first one
     encoderPasses.push(await encoderPass(alone, inputs));
     const slices = run.slices + 1; // the seed prompt's slice included
     const encoder = (encoderPasses[i]! + encoderPasses[i + 1]!) / 2;
