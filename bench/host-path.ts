@@ -32,10 +32,10 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '3' },
     'batch-size': { type: 'string', default: '4' },
     json: { type: 'boolean', default: false },
-    /** Write a V8 CPU profile of the measured runs of each series (not the set-up) as <prefix>-<size>.cpuprofile. */
+    /** Write a V8 CPU profile of the measured runs of each series (not the set-up) as <prefix>-ct.cpuprofile and <prefix>-<size>x<slices>.cpuprofile. */
     'cpu-prof': { type: 'string' },
     'sampling-us': { type: 'string', default: '200' },
-    /** Write a sampling heap profile (every allocation, collected or not) of the measured runs as <prefix>-<size>.heapprofile. */
+    /** Write a sampling heap profile (every allocation, collected or not) of the measured runs as <prefix>-ct.heapprofile and <prefix>-<size>x<slices>.heapprofile. */
     'heap-prof': { type: 'string' },
     /** V8's default old-generation growth instead of the server's (server/src/util/heap-growth.ts), to compare. */
     'default-heap-growth': { type: 'boolean', default: false },
@@ -102,7 +102,10 @@ try {
   await segmentSeries(client, registry, { ...ct, model: registered.manifest.name }, { batchSize });
   stop();
   await registry.close();
-  const series: { name: string; ids: { studyInstanceUID: string; seriesInstanceUID: string } }[] = [{ name: '512', ids: ct }];
+  // file: the profiles' suffix, apart even when the generated series is 512 too
+  const series: { name: string; file: string; ids: { studyInstanceUID: string; seriesInstanceUID: string } }[] = [
+    { name: '512', file: 'ct', ids: ct },
+  ];
   if (Number(args.slices) > 0) {
     log(`generating and storing a ${args.slices}-slice ${args.size}x${args.size} series...`);
     const dir = join(work, 'long');
@@ -111,15 +114,15 @@ try {
     ) as { studyInstanceUID: string; seriesInstanceUID: string };
     await loadFiles(client, [dir]);
     await rm(dir, { recursive: true, force: true });
-    series.push({ name: args.size, ids });
+    series.push({ name: args.size, file: `${args.size}x${args.slices}`, ids });
   }
   const out: Record<string, unknown> = {};
-  for (const { name, ids } of series) {
+  for (const { name, file, ids } of series) {
     const prof = args['cpu-prof'] ? await startProfile(Number(args['sampling-us'])) : undefined;
     const heap = args['heap-prof'] ? await startHeapProfile() : undefined;
     const fig = await measureHostPath(client, registered, replay, ids, { runs, batchSize, pacsPid: orthanc.child?.pid });
-    if (prof) await prof(`${args['cpu-prof']}-${name}.cpuprofile`);
-    if (heap) await heap(`${args['heap-prof']}-${name}.heapprofile`);
+    if (prof) await prof(`${args['cpu-prof']}-${file}.cpuprofile`);
+    if (heap) await heap(`${args['heap-prof']}-${file}.heapprofile`);
     out[name] = fig;
     log(
       `${name}: ${fig.slices} slices, node CPU ${fig.cpuMsPerSlice.toFixed(2)} ms/slice (runs ${fig.cpuRunsMsPerSlice
