@@ -102,10 +102,8 @@ try {
   await segmentSeries(client, registry, { ...ct, model: registered.manifest.name }, { batchSize });
   stop();
   await registry.close();
-  // file: the profiles' suffix, apart even when the generated series is 512 too
-  const series: { name: string; file: string; ids: { studyInstanceUID: string; seriesInstanceUID: string } }[] = [
-    { name: '512', file: 'ct', ids: ct },
-  ];
+  // name: the JSON key and the profiles' suffix, apart even when the generated series is 512 too
+  const series: { name: string; ids: { studyInstanceUID: string; seriesInstanceUID: string } }[] = [{ name: 'ct', ids: ct }];
   if (Number(args.slices) > 0) {
     log(`generating and storing a ${args.slices}-slice ${args.size}x${args.size} series...`);
     const dir = join(work, 'long');
@@ -114,15 +112,15 @@ try {
     ) as { studyInstanceUID: string; seriesInstanceUID: string };
     await loadFiles(client, [dir]);
     await rm(dir, { recursive: true, force: true });
-    series.push({ name: args.size, file: `${args.size}x${args.slices}`, ids });
+    series.push({ name: `${args.size}x${args.slices}`, ids });
   }
   const out: Record<string, unknown> = {};
-  for (const { name, file, ids } of series) {
+  for (const { name, ids } of series) {
     const prof = args['cpu-prof'] ? await startProfile(Number(args['sampling-us'])) : undefined;
     const heap = args['heap-prof'] ? await startHeapProfile() : undefined;
     const fig = await measureHostPath(client, registered, replay, ids, { runs, batchSize, pacsPid: orthanc.child?.pid });
-    if (prof) await prof(`${args['cpu-prof']}-${file}.cpuprofile`);
-    if (heap) await heap(`${args['heap-prof']}-${file}.heapprofile`);
+    if (prof) await prof(`${args['cpu-prof']}-${name}.cpuprofile`);
+    if (heap) await heap(`${args['heap-prof']}-${name}.heapprofile`);
     out[name] = fig;
     log(
       `${name}: ${fig.slices} slices, node CPU ${fig.cpuMsPerSlice.toFixed(2)} ms/slice (runs ${fig.cpuRunsMsPerSlice

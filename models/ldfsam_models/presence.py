@@ -30,6 +30,7 @@ as `postprocessing.presence` (the server gives a slice scoring below it no frame
 usage:
   python -m ldfsam_models presence calibrate --model FOLDER --dataset hc18 [--write]
   python -m ldfsam_models presence eval --model FOLDER --dataset hc18 [--split test]
+  python -m ldfsam_models presence add-distance --model FOLDER --dataset hc18   (then calibrate: distribution.py)
 """
 from __future__ import annotations
 
@@ -361,10 +362,33 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = 1e-2, 
     return weights, bias
 
 
-def scores_of(rows: Sequence[dict], weights: Sequence[float], bias: float) -> np.ndarray:
-    """The server's score (pipeline/presence.ts): sigmoid(bias + weights . features)."""
+def scores_of(rows: Sequence[dict], weights: Sequence[float], bias: float, limits: Mapping[int, float] = {}) -> np.ndarray:
+    """The server's score (pipeline/presence.ts): sigmoid(bias + weights . features), and 0 for a row
+    whose feature i is above limits[i] (or NaN)."""
     x = np.array([r["features"] for r in rows], dtype=np.float64).reshape(len(rows), -1)
-    return 1 / (1 + np.exp(-(bias + x @ np.asarray(weights, dtype=np.float64))))
+    scores = 1 / (1 + np.exp(-(bias + x @ np.asarray(weights, dtype=np.float64))))
+    for i, limit in limits.items():
+        scores[~(x[:, i] <= limit)] = 0.0
+    return scores
+
+
+def block_scores(rows: Sequence[dict], block: Mapping) -> np.ndarray:
+    """scores_of() as a model.json presence block says (its weights, bias and featureMax)."""
+    limits = {block["features"].index(name): float(v) for name, v in (block.get("featureMax") or {}).items()}
+    return scores_of(rows, block["weights"], block["bias"], limits)
+
+
+def distance_limit(val: Sequence[dict], features: Sequence[str], floor: Optional[float]) -> Optional[float]:
+    """featureMax of the training distance: the largest distance of the training images (`floor`, as
+    `presence add-distance` wrote it) and of the validation positives, plus distribution.MARGIN.
+    None when the model has no such feature."""
+    from .distribution import FEATURE, MARGIN
+
+    if FEATURE not in features:
+        return None
+    i = list(features).index(FEATURE)
+    largest = max(r["features"][i] for r in val if r["set"] == "positives") + MARGIN
+    return round(max(largest, floor if floor is not None else -np.inf), 6)
 
 
 def training_weights(rows: Sequence[dict]) -> np.ndarray:
@@ -423,9 +447,11 @@ def choose_threshold(rows: Sequence[dict], scores: np.ndarray, max_dice_drop: fl
     return threshold, operating_point(rows, scores, threshold)
 
 
-def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: float = 0.98, target_specificity: Optional[float] = 0.95) -> dict:
+def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: float = 0.98, target_specificity: Optional[float] = 0.95,
+              distance_floor: Optional[float] = None) -> dict:
     """The presence block of model.json, fitted and thresholded on the validation rows, with its
-    operating point on validation and (measured, not chosen) on test."""
+    operating point on validation and (measured, not chosen) on test. With a training-distance
+    feature, its featureMax first (`distance_limit`; `distance_floor`: the one add-distance wrote)."""
     val = [r for r in collected["rows"] if r["split"] == "val"]
     test = [r for r in collected["rows"] if r["split"] == "test"]
     if not any(r["set"] == "positives" for r in val) or all(r["set"] == "positives" for r in val):
@@ -433,16 +459,20 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
     x = np.array([r["features"] for r in val], dtype=np.float64)
     y = np.array([1.0 if r["set"] == "positives" else 0.0 for r in val])
     weights, bias = fit_logistic(x, y, training_weights(val))
-    val_scores = scores_of(val, weights, bias)
+    block: dict = {"output": "presence_features", "features": list(collected["features"]),
+                   "weights": [round(float(w), 8) for w in weights], "bias": round(bias, 8)}
+    limit = distance_limit(val, collected["features"], distance_floor)
+    if limit is not None:
+        from .distribution import FEATURE
+
+        block["featureMax"] = {FEATURE: limit}
+    val_scores = block_scores(val, block)
     threshold, val_op = choose_threshold(val, val_scores, max_dice_drop, min_sensitivity, target_specificity)
     threshold = round(threshold, 6)
-    test_op = operating_point(test, scores_of(test, weights, bias), threshold) if test else None
+    test_op = operating_point(test, block_scores(test, block), threshold) if test else None
     sets = sorted({r["set"] for r in collected["rows"]} - {"positives"})
     return {
-        "output": "presence_features",
-        "features": list(collected["features"]),
-        "weights": [round(float(w), 8) for w in weights],
-        "bias": round(bias, 8),
+        **block,
         "threshold": threshold,
         "operatingPoint": {
             "chosenOn": "validation",
@@ -452,7 +482,7 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
             "validation": val_op,
             "test": test_op,
         },
-        "notes": "score = sigmoid(bias + weights . features), features per slice from the graph's presence_features output; "
+        "notes": "score = sigmoid(bias + weights . features) (0 above a featureMax), features per slice from the graph's presence_features output; "
                  "logistic fit on validation positives against validation negatives (" + ", ".join(sets) + "), "
                  "threshold chosen on validation (ldfsam_models/presence.py); test figures measured, not used to choose",
     }
@@ -511,8 +541,9 @@ def acceptance(op: Optional[dict], max_dice_drop: float = 0.002, min_specificity
 
 
 def add_arguments(p) -> None:
-    p.add_argument("action", choices=["calibrate", "eval"],
-                   help="calibrate: fit and choose on validation (and --write it); eval: report the model.json's presence block")
+    p.add_argument("action", choices=["calibrate", "eval", "add-distance"],
+                   help="calibrate: fit and choose on validation (and --write it); eval: report the model.json's presence block; "
+                        "add-distance: add the trainingDistance feature to model.onnx and model.json (distribution.py; then calibrate)")
     p.add_argument("--model", required=True, help="exported model folder (model.json + model.onnx with a presence_features output)")
     p.add_argument("--dataset", default="hc18", choices=["hc18", "ph2"], help="the model's data set (its positives; the other one is a negative set)")
     p.add_argument("--data", help="data set folder (default ../shared/data/<dataset>)")
@@ -538,6 +569,13 @@ def add_arguments(p) -> None:
 def main_presence(args) -> int:
     log = (lambda m: None) if args.json else print
     folder = Path(args.model)
+    if args.action == "add-distance":
+        from .distribution import add_distance
+
+        summary = add_distance(folder, args.dataset, args.data, log=log)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        return 0
     if args.features:
         collected = json.loads(Path(args.features).read_text())
     else:
@@ -547,7 +585,11 @@ def main_presence(args) -> int:
         Path(args.save_features).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_features).write_text(json.dumps(collected) + "\n")
     if args.action == "calibrate":
-        block = calibrate(collected, args.max_dice_drop, args.min_sensitivity, args.target_specificity or None)
+        from .distribution import FEATURE
+
+        previous = json.loads((folder / "model.json").read_text())["postprocessing"].get("presence") or {}
+        floor = (previous.get("featureMax") or {}).get(FEATURE)
+        block = calibrate(collected, args.max_dice_drop, args.min_sensitivity, args.target_specificity or None, floor)
         if args.write:
             write_presence(folder, block)
             log(f"wrote postprocessing.presence into {folder / 'model.json'}")
@@ -563,7 +605,7 @@ def main_presence(args) -> int:
         ops = {}
         for split in args.split or list(SPLITS):
             rows = [r for r in collected["rows"] if r["split"] == split]
-            ops[split] = operating_point(rows, scores_of(rows, block["weights"], block["bias"]), block["threshold"]) if rows else None
+            ops[split] = operating_point(rows, block_scores(rows, block), block["threshold"]) if rows else None
         result = {"model": collected.get("name"), "dataset": collected["dataset"], "threshold": block["threshold"], "splits": ops}
         if "test" in ops:
             result["testFailures"] = acceptance(ops["test"], args.max_test_dice_drop, args.min_test_specificity)

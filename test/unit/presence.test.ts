@@ -36,6 +36,19 @@ describe('presence score', () => {
     expect(roundScore(0.123456)).toBe(0.1235);
   });
 
+  it('scores 0 a row with a feature above its featureMax (or NaN there), whatever the sum', () => {
+    const limited: PresenceSpec = { ...spec, featureMax: { maskArea: 0.5 } };
+    const rows = [
+      [0.9, 0.8, 0.3, 0.7], // within: scored as without the limit
+      [0.9, 0.8, 0.6, 0.7], // area above 0.5: gated
+      [0.9, 0.8, Number.NaN, 0.7],
+    ];
+    const scores = presenceScores(limited, { data: Float32Array.from(rows.flat()), dims: [3, 4] }, 3);
+    expect(scores[0]).toBe(presenceScores(spec, { data: Float32Array.from(rows[0]!), dims: [1, 4] }, 1)[0]);
+    expect(scores[0]).toBeGreaterThan(0.5);
+    expect(scores.slice(1)).toEqual([0, 0]);
+  });
+
   it('refuses an output of the wrong shape (INFERENCE_FAILED)', () => {
     expect(() => presenceScores(spec, { data: new Float32Array(6), dims: [2, 3] }, 2)).toThrow(/\[2, 3\], expected \[2, 4\]/);
     expect(() => presenceScores(spec, { data: new Float32Array(4), dims: [1, 4] }, 2)).toThrow(/expected \[2, 4\]/);
@@ -65,6 +78,9 @@ describe('the manifest presence block', () => {
       );
       await expect(broken((m) => (m.postprocessing.presence!.output = 'nothing'))).rejects.toThrow(/no such output/);
       await expect(broken((m) => (m.postprocessing.presence!.threshold = 1.5))).rejects.toThrow(/model.json is invalid/);
+      await expect(broken((m) => (m.postprocessing.presence!.featureMax = { elsewhere: 1 }))).rejects.toThrow(
+        /featureMax names elsewhere, which is not one of its features/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

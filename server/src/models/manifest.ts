@@ -62,6 +62,8 @@ export interface PresenceSpec {
   weights: number[];
   bias: number;
   threshold: number;
+  /** Per named feature, the largest value a slice may have; above it the slice scores 0 (gated). */
+  featureMax?: Record<string, number>;
   operatingPoint?: Record<string, unknown>;
   notes?: string;
 }
@@ -150,6 +152,9 @@ function checkPresence(manifest: ModelManifest, presence: PresenceSpec, path: st
   const n = presence.features.length;
   if (presence.weights.length !== n)
     throw new LdfsamError('MODEL_REJECTED', `${path}: presence has ${n} feature(s) but ${presence.weights.length} weight(s)`);
+  for (const name of Object.keys(presence.featureMax ?? {}))
+    if (!presence.features.includes(name))
+      throw new LdfsamError('MODEL_REJECTED', `${path}: presence.featureMax names ${name}, which is not one of its features`);
   const output = manifest.outputs?.find((o) => o.name === presence.output);
   if (!output || output.shape.length !== 2 || output.shape[1] !== n) {
     const got = output ? `[${output.shape.join(', ')}]` : 'no such output of the automatic graph';

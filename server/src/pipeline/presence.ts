@@ -1,9 +1,10 @@
 /**
  * Whether the model's structure is on a slice, as the manifest's postprocessing.presence says: a
  * logistic score sigmoid(bias + weights . features) over the per-slice features the graph outputs
- * (e.g. detector score, predicted IoU, mask area, mask confidence), calibrated on validation data
- * with negatives (models/ldfsam_models/presence.py). A slice scoring below the threshold gets no
- * frame. Pure functions; the words users read about the outcome are made here too.
+ * (e.g. detector score, predicted IoU, mask area, mask confidence, distance from the training
+ * images), calibrated on validation data with negatives (models/ldfsam_models/presence.py); a slice
+ * with a feature above its `featureMax` scores 0 whatever the sum (an image unlike every training
+ * image). A slice scoring below the threshold gets no frame. Pure functions; the words users read about the outcome are made here too.
  */
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest, PresenceSpec } from '../models/manifest.js';
@@ -21,8 +22,14 @@ export function presenceScores(
       `the model's ${spec.output} is [${output.dims.join(', ')}], expected [${batch}, ${n}] (${spec.features.join(', ')})`,
     );
   }
+  const limits = Object.entries(spec.featureMax ?? {}).map(([name, max]) => [spec.features.indexOf(name), max] as const);
   const scores: number[] = [];
   for (let b = 0; b < batch; b++) {
+    // NaN fails the comparison too: a feature that cannot be computed does not let a slice through
+    if (limits.some(([f, max]) => !(output.data[b * n + f]! <= max))) {
+      scores.push(0);
+      continue;
+    }
     let z = spec.bias;
     for (let f = 0; f < n; f++) z += spec.weights[f]! * output.data[b * n + f]!;
     scores.push(1 / (1 + Math.exp(-z)));
