@@ -5,7 +5,8 @@
  * ellipse) and read back from the SEG with pydicom, against the Python evaluation that produced the
  * manifests' published metrics (test/tools/shipped_model_parity.py). The two sides must agree
  * pixel for pixel, as the README says: a single differing pixel means the published figures do not
- * describe exactly what the server writes.
+ * describe exactly what the server writes. The presence score too (every feature of the gate,
+ * the training distance's nodes included, through onnxruntime-node against onnxruntime).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -45,11 +46,17 @@ describe.each([
         server: number;
         differing: number;
         dice: number;
+        presenceScore: number | null;
       };
+      const reported = JSON.parse(segmented.stdout) as { scores: number[] | null; slicesFound: number };
       console.log(`${model} ${basename(image)}: ${JSON.stringify(c)}`);
       expect(c.evaluation).toBeGreaterThan(1000); // a real structure was found
       expect(c.differing).toBe(0);
       expect(c.server).toBe(c.evaluation);
+      // the server reports scores to 4 decimals
+      expect(c.presenceScore).not.toBeNull();
+      expect(reported.slicesFound).toBe(1);
+      expect(Math.abs(reported.scores![0]! - c.presenceScore!)).toBeLessThanOrEqual(5e-5 + 1e-6);
     }
   }, 240_000); // two images, each imported, segmented and evaluated by three processes of their own
 });
