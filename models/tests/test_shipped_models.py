@@ -57,3 +57,21 @@ def test_prompted_evaluation_reproduces_the_recorded_dice(folder, entry):
     assert result["summary"]["prompt"] == entry["prompt"]
     got, recorded = result["summary"]["dice"]["mean"], entry["dice"]["mean"]
     assert abs(got - recorded) <= 1e-4, f"{folder.name} on {entry['dataset']}: box-prompted Dice {got:.6f}, the manifest records {recorded:.6f}"
+
+
+GATED = [p for p in SHIPPED if json.loads((p / "model.json").read_text())["postprocessing"].get("presence")]
+
+
+@pytest.mark.parametrize("folder", GATED, ids=[p.name for p in GATED])
+def test_the_presence_gate_meets_its_bars_on_the_test_split(folder):
+    """Recomputed through the graph (test split only, the calibration's items and caps): the gate costs
+    at most 0.002 mean Dice on the test positives and draws on at most 10 % of every negative set,
+    and these are the figures the manifest records."""
+    from ldfsam_models import presence
+
+    block = json.loads((folder / "model.json").read_text())["postprocessing"]["presence"]
+    dataset = block["operatingPoint"]["dataset"]
+    collected = presence.collect(folder, dataset, splits=["test"], max_per_set=66, log=lambda m: None)
+    op = presence.operating_point(collected["rows"], presence.block_scores(collected["rows"], block), block["threshold"])
+    assert presence.acceptance(op) == []
+    assert op == block["operatingPoint"]["test"]
