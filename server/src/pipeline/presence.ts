@@ -4,7 +4,8 @@
  * (e.g. detector score, predicted IoU, mask area, mask confidence, distance from the training
  * images), calibrated on validation data with negatives (models/ldfsam_models/presence.py); a slice
  * with a feature above its `featureMax` scores 0 whatever the sum (an image unlike every training
- * image). A slice scoring below the threshold gets no frame. Pure functions; the words users read about the outcome are made here too.
+ * image). A slice scoring below the threshold gets no frame. Pure functions; the words users read
+ * about the outcome are made here too.
  */
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest, PresenceSpec } from '../models/manifest.js';
