@@ -26,7 +26,6 @@ the model was trained and validated on gets no mask, however sure its detector i
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Iterable, List, Tuple
@@ -55,21 +54,33 @@ def encoder_output(model) -> str:
     return name
 
 
-def with_pooled_output(model, embedding_side: int):
-    """A copy of the graph that also outputs the embedding averaged over each cell of a GRID x GRID
-    grid, flattened: (batch, channels x GRID x GRID). `embedding_side`: the embedding's grid side."""
-    from onnx import TensorProto, helper
+def _cell_nodes(model, embedding_side: int) -> list:
+    """Nodes computing POOLED: the embedding averaged over each cell of a GRID x GRID grid,
+    flattened, (batch, channels x GRID x GRID). `embedding_side`: the embedding's grid side."""
+    from onnx import helper
 
     if embedding_side % GRID:
         raise ValueError(f"an embedding of {embedding_side} x {embedding_side} does not split into {GRID} x {GRID} cells")
     cell = embedding_side // GRID
-    graph = type(model)()
-    graph.CopyFrom(model)
-    graph.graph.node.extend([
+    return [
         helper.make_node("AveragePool", [encoder_output(model)], ["/presence/cells"], kernel_shape=[cell, cell], strides=[cell, cell],
                          name="/presence/AveragePool"),
         helper.make_node("Flatten", ["/presence/cells"], [POOLED], axis=1, name="/presence/Flatten"),
-    ])
+    ]
+
+
+def _copy(model):
+    copy = type(model)()
+    copy.CopyFrom(model)
+    return copy
+
+
+def with_pooled_output(model, embedding_side: int):
+    """A copy of the graph that also outputs POOLED (`_cell_nodes`)."""
+    from onnx import TensorProto, helper
+
+    graph = _copy(model)
+    graph.graph.node.extend(_cell_nodes(model, embedding_side))
     graph.graph.output.append(helper.make_tensor_value_info(POOLED, TensorProto.FLOAT, ["batch", None]))
     return graph
 
@@ -123,8 +134,8 @@ def add_distance_nodes(model, side: int, mean: np.ndarray, sd: np.ndarray, featu
     """The graph with `trainingDistance` appended as the last column of `features_output`."""
     from onnx import helper, numpy_helper
 
-    model = with_pooled_output(model, side)
-    del model.graph.output[-1]  # the pooled embedding stays internal
+    model = _copy(model)
+    model.graph.node.extend(_cell_nodes(model, side))
     producer = next(n for n in model.graph.node if features_output in n.output)
     base = f"{features_output}_base"
     producer.output[list(producer.output).index(features_output)] = base
@@ -144,15 +155,12 @@ def add_distance_nodes(model, side: int, mean: np.ndarray, sd: np.ndarray, featu
     return model
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def add_distance(folder: Path, dataset: str, data=None, log: Callable[[str], None] = print) -> dict:
     """Adds the feature to folder's model.onnx and model.json (see the module's docstring); returns a summary."""
     import onnx
 
     from .evaluate import to_input
+    from .manifest import sha256_of, validate_manifest
     from .presence import PresenceRunner, positive_items
     from .train import dataset_splits
 
@@ -176,17 +184,13 @@ def add_distance(folder: Path, dataset: str, data=None, log: Callable[[str], Non
     onnx.checker.check_model(model)
     onnx.save(model, str(onnx_path))
     graph_file["bytes"] = onnx_path.stat().st_size
-    graph_file["sha256"] = _sha256(onnx_path)
+    graph_file["sha256"] = sha256_of(onnx_path)
     out = next(o for o in manifest["outputs"] if o["name"] == presence["output"])
     out["shape"] = ["batch", len(presence["features"]) + 1]
     presence["features"].append(FEATURE)
     presence["weights"].append(0.0)
     # until calibrate widens it to the validation positives too: nothing further off than the training images
     presence["featureMax"] = {FEATURE: round(float(train_distance.max()) + MARGIN, 6)}
-    presence["notes"] = (presence.get("notes", "") + f" {FEATURE}: log mean squared z-score of the pooled image embedding against "
-                         f"the {len(train)} {dataset} training images' per-channel mean and sd (ldfsam_models/distribution.py).").strip()
-    from .manifest import validate_manifest
-
     validate_manifest(manifest)
     (folder / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
     summary = {"trainingImages": len(train), "entries": int(pooled.shape[1]),

@@ -484,7 +484,10 @@ def calibrate(collected: dict, max_dice_drop: float = 0.001, min_sensitivity: fl
         },
         "notes": "score = sigmoid(bias + weights . features) (0 above a featureMax), features per slice from the graph's presence_features output; "
                  "logistic fit on validation positives against validation negatives (" + ", ".join(sets) + "), "
-                 "threshold chosen on validation (ldfsam_models/presence.py); test figures measured, not used to choose",
+                 "threshold chosen on validation (ldfsam_models/presence.py); test figures measured, not used to choose"
+                 + ("; trainingDistance: log mean squared z-score of the encoder's embedding, averaged over 4 x 4 cells, against the "
+                    "training images' per-entry mean and sd (ldfsam_models/distribution.py); featureMax: the farthest training image "
+                    "or validation positive plus log 1.1" if limit is not None else ""),
     }
 
 
