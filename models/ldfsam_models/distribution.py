@@ -14,8 +14,9 @@ further off). Per-entry statistics rather than a full covariance: a few hundred 
 Chosen on HC18's validation data (2026-12-06; 300 training images for the statistics): of the
 embedding averaged over the whole grid, its mean and spread per channel, 2 x 2 and 4 x 4 cells, with
 per-entry z-scores or a shrunk Mahalanobis distance, every variant ranks the validation heads below
-every other-dataset, shared-DICOM and noise image, and the 4 x 4 cells with per-entry z-scores also
-below every crop, with the largest gap (0.8 sd of the heads' distances, 2 x 2: 0.26).
+every other-dataset and noise image and 99.8-100 % of the other pairs the right way; only the cell
+variants rank every head below every negative, and 4 x 4 cells with the largest gap (0.8 sd of the
+heads' distances, 2 x 2: 0.26; bench/tools/distance_variants.py).
 
 `presence add-distance` writes the feature into the graph (one more column of `presence_features`)
 and appends it to model.json's presence block with weight 0 and a `featureMax` (the farthest
