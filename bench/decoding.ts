@@ -51,6 +51,8 @@ try {
     projectPath('test/tools/make_test_series.py'),
     '--ct',
     projectPath('../shared/data/dicom/ct-head-phantom-philips'),
+    '--us',
+    projectPath('../shared/data/dicom/single-images/US1_UNCR.dcm'),
     '--out',
     derived,
   ]);

@@ -141,6 +141,7 @@ describe('ldfsam segment with a presence gate', () => {
       confidence: null,
       segSeriesInstanceUID: null,
       presenceThreshold: 0.5,
+      slicesUnlikeTraining: 0, // the fixture's gate has no featureMax
     });
     expect(json.scores.every((x: number) => x < 0.5)).toBe(true);
     // Slices 1 and 3 hold a small bright disc: the mask was there, the gate removed it (and the

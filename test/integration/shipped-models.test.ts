@@ -6,7 +6,9 @@
  * manifests' published metrics (test/tools/shipped_model_parity.py). The two sides must agree
  * pixel for pixel, as the README says: a single differing pixel means the published figures do not
  * describe exactly what the server writes. The presence score too (every feature of the gate,
- * the training distance's nodes included, through onnxruntime-node against onnxruntime).
+ * the training distance's nodes included, through onnxruntime-node against onnxruntime). And an
+ * image unlike every training image (a dermoscopy photograph given to the fetal-head model as
+ * ultrasound) is gated by featureMax and said to be so.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectPath } from '../../server/src/util/paths.js';
 import { runCli } from '../setup/cli.js';
+import { SHARED_DATA } from '../setup/data.js';
 import { runPython } from '../setup/python.js';
 
 const TOOL = 'test/tools/shipped_model_parity.py';
@@ -59,4 +62,31 @@ describe.each([
       expect(Math.abs(reported.scores![0]! - c.presenceScore!)).toBeLessThanOrEqual(5e-5 + 1e-6);
     }
   }, 240_000); // two images, each imported, segmented and evaluated by three processes of their own
+});
+
+describe('shipped model ldfsam-hc18 on an image unlike its training data', () => {
+  it('finds no head on a dermoscopy photograph wrapped as ultrasound, and says the image is unlike its training images', async () => {
+    const image = join(SHARED_DATA, 'ph2', 'images', 'IMD002.jpg');
+    const dicom = join(work, 'unlike', 'IMD002');
+    const imported = await runCli(['import-images', '--modality', 'US', '--out', dicom, image]);
+    expect(imported.code, imported.stderr).toBe(0);
+    const out = join(work, 'unlike', 'IMD002.seg.dcm');
+    const segmented = await runCli([
+      'segment',
+      '--json',
+      '--model',
+      projectPath('models', 'ldfsam-hc18'),
+      '--input',
+      dicom,
+      '--output',
+      out,
+    ]);
+    expect(segmented.code, segmented.stderr).toBe(0);
+    const r = JSON.parse(segmented.stdout) as Record<string, unknown>;
+    // beyond featureMax (the training distance): scored 0 whatever the logistic sum, counted, said
+    expect(r).toMatchObject({ status: 'not-found', slicesFound: 0, scores: [0], slicesUnlikeTraining: 1 });
+    expect(r.message).toMatch(
+      /^No fetal head found: .*the slice is unlike every image the model was trained on\); nothing was stored\.$/,
+    );
+  }, 120_000);
 });

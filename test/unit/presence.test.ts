@@ -7,7 +7,7 @@ import { planSeries } from '../../server/src/dicom/series-plan.js';
 import { readPart10Header } from '../../server/src/dicom/part10.js';
 import type { DicomJson } from '../../server/src/dicomweb/types.js';
 import { readManifest, type ModelManifest, type PresenceSpec } from '../../server/src/models/manifest.js';
-import { outcomeMessage, presenceScores, roundScore, scoreRange } from '../../server/src/pipeline/presence.js';
+import { beyondTraining, outcomeMessage, presenceScores, roundScore, scoreRange } from '../../server/src/pipeline/presence.js';
 import { packBits } from '../../server/src/seg/bits.js';
 import { buildSegmentation } from '../../server/src/seg/writer.js';
 import { projectPath } from '../../server/src/util/paths.js';
@@ -47,6 +47,8 @@ describe('presence score', () => {
     expect(scores[0]).toBe(presenceScores(spec, { data: Float32Array.from(rows[0]!), dims: [1, 4] }, 1)[0]);
     expect(scores[0]).toBeGreaterThan(0.5);
     expect(scores.slice(1)).toEqual([0, 0]);
+    expect(beyondTraining(limited, { data: Float32Array.from(rows.flat()), dims: [3, 4] }, 3)).toEqual([false, true, true]);
+    expect(beyondTraining(spec, { data: Float32Array.from(rows.flat()), dims: [3, 4] }, 3)).toEqual([false, false, false]);
   });
 
   it('refuses an output of the wrong shape (INFERENCE_FAILED)', () => {
@@ -109,6 +111,17 @@ describe('the outcome in words', () => {
     // A model without a gate that segmented nothing.
     expect(outcomeMessage({ segments: [{ label: 'CT lesion' }] } as never, { ...none, scores: null, threshold: null })).toBe(
       'No CT lesion found: the model segmented nothing on any of the 5 slices; nothing was stored.',
+    );
+    // Slices beyond the gate's featureMax: said why their scores are 0.
+    const zeros = { ...none, scores: [0, 0, 0, 0, 0.2] };
+    expect(outcomeMessage(head, { ...zeros, unlikeTraining: 4 })).toBe(
+      'No fetal head found: none of the 5 slices reached the presence threshold 0.50 (highest score 0.20; 4 of the 5 slices are unlike every image the model was trained on); nothing was stored.',
+    );
+    expect(outcomeMessage(head, { ...zeros, unlikeTraining: 5 })).toMatch(
+      /\(highest score 0\.20; all 5 slices are unlike every image/,
+    );
+    expect(outcomeMessage(head, { ...none, slices: 1, scores: [0], unlikeTraining: 1 })).toMatch(
+      /\(highest score 0\.00; the slice is unlike every image the model was trained on\); nothing was stored\.$/,
     );
     expect(outcomeMessage(head, { ...base, scores: null, threshold: null, slicesFound: 5, foundScores: [] })).toBe(
       'Fetal head found on 5 of 5 slices.',

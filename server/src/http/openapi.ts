@@ -140,6 +140,11 @@ export const openapi = {
           },
           presenceThreshold: { type: 'number', nullable: true },
           confidence: { type: 'number', nullable: true, description: 'mean presence score of the slices found' },
+          slicesUnlikeTraining: {
+            type: 'integer',
+            description:
+              "slices scored 0 for lying beyond the presence gate's featureMax: unlike every image the model was trained on",
+          },
           message: { type: 'string', description: 'the outcome in plain words' },
           timingsMs: { type: 'object', additionalProperties: { type: 'number' } },
         },

@@ -17,17 +17,10 @@ export function presenceScores(
   batch: number,
 ): number[] {
   const n = spec.features.length;
-  if (output.dims.length !== 2 || output.dims[0] !== batch || output.dims[1] !== n) {
-    throw new LdfsamError(
-      'INFERENCE_FAILED',
-      `the model's ${spec.output} is [${output.dims.join(', ')}], expected [${batch}, ${n}] (${spec.features.join(', ')})`,
-    );
-  }
-  const limits = Object.entries(spec.featureMax ?? {}).map(([name, max]) => [spec.features.indexOf(name), max] as const);
+  const beyond = beyondTraining(spec, output, batch);
   const scores: number[] = [];
   for (let b = 0; b < batch; b++) {
-    // NaN fails the comparison too: a feature that cannot be computed does not let a slice through
-    if (limits.some(([f, max]) => !(output.data[b * n + f]! <= max))) {
+    if (beyond[b]) {
       scores.push(0);
       continue;
     }
@@ -36,6 +29,27 @@ export function presenceScores(
     scores.push(1 / (1 + Math.exp(-z)));
   }
   return scores;
+}
+
+/**
+ * Per row: whether a feature lies above its `featureMax` (the slice is unlike every image the model
+ * was trained on; it scores 0). NaN counts as beyond: a feature that cannot be computed does not let
+ * a slice through.
+ */
+export function beyondTraining(
+  spec: PresenceSpec,
+  output: { data: Float32Array; dims: readonly number[] },
+  batch: number,
+): boolean[] {
+  const n = spec.features.length;
+  if (output.dims.length !== 2 || output.dims[0] !== batch || output.dims[1] !== n) {
+    throw new LdfsamError(
+      'INFERENCE_FAILED',
+      `the model's ${spec.output} is [${output.dims.join(', ')}], expected [${batch}, ${n}] (${spec.features.join(', ')})`,
+    );
+  }
+  const limits = Object.entries(spec.featureMax ?? {}).map(([name, max]) => [spec.features.indexOf(name), max] as const);
+  return Array.from({ length: batch }, (_, b) => limits.some(([f, max]) => !(output.data[b * n + f]! <= max)));
 }
 
 /** Scores as reported (job result, CLI): 4 decimals. Decisions use the exact score. */
@@ -65,6 +79,8 @@ export function outcomeMessage(
     foundScores: number[];
     /** An empty SEG was stored anyway (--store-empty). */
     storedEmpty: boolean;
+    /** Slices beyond a featureMax (unlike every training image); 0 or absent for none. */
+    unlikeTraining?: number;
   },
 ): string {
   const name = structureName(manifest);
@@ -72,7 +88,7 @@ export function outcomeMessage(
   if (slicesFound === 0) {
     const why =
       scores && threshold !== null
-        ? `${slices === 1 ? 'the slice did not reach' : `none of the ${slices} slices reached`} the presence threshold ${threshold.toFixed(2)} (highest score ${scores.reduce((a, b) => Math.max(a, b), 0).toFixed(2)})`
+        ? `${slices === 1 ? 'the slice did not reach' : `none of the ${slices} slices reached`} the presence threshold ${threshold.toFixed(2)} (highest score ${scores.reduce((a, b) => Math.max(a, b), 0).toFixed(2)}${unlikeWords(slices, outcome.unlikeTraining ?? 0)})`
         : `the model segmented nothing on ${slices === 1 ? 'the slice' : `any of the ${slices} slices`}`;
     const stored = outcome.storedEmpty ? 'an empty segmentation was stored as asked' : 'nothing was stored';
     return `No ${name} found: ${why}; ${stored}.`;
@@ -83,6 +99,14 @@ export function outcomeMessage(
   const confidence =
     found.length > 0 && threshold !== null ? ` (presence score ${scoreRange(found)}, threshold ${threshold.toFixed(2)})` : '';
   return `${where}${confidence}.`;
+}
+
+/** "; the slice is unlike ...", "; 3 of the 5 slices are unlike ...": why scores are 0, when they are. */
+function unlikeWords(slices: number, unlike: number): string {
+  if (unlike === 0) return '';
+  const which =
+    slices === 1 ? 'the slice is' : unlike === slices ? `all ${slices} slices are` : `${unlike} of the ${slices} slices are`;
+  return `; ${which} unlike every image the model was trained on`;
 }
 
 /** "0.74" or "0.74–0.99": the range of the scores of the slices found. */

@@ -11,7 +11,7 @@ import type { InferenceWorker } from '../inference/inference-worker.js';
 import type { ModelManifest } from '../models/manifest.js';
 import { logitsToBits } from './postprocess.js';
 import { fittedSize, preprocessSlice } from './preprocess.js';
-import { presenceScores } from './presence.js';
+import { beyondTraining, presenceScores } from './presence.js';
 
 export type Stage = 'fetch' | 'preprocess' | 'infer' | 'postprocess';
 
@@ -26,6 +26,8 @@ export interface SeriesMasks {
   masks: Uint8Array[][];
   /** scores[sliceIndex]: the presence score, when the manifest has postprocessing.presence; else null. */
   scores: number[] | null;
+  /** Slices that scored 0 for lying beyond a presence featureMax (unlike every training image). */
+  unlikeTraining: number;
   timingsMs: Record<Stage, number>;
 }
 
@@ -53,6 +55,7 @@ export async function segmentSlices(
   const timingsMs: Record<Stage, number> = { fetch: 0, preprocess: 0, infer: 0, postprocess: 0 };
   const total = plan.slices.length;
   let done = 0;
+  let unlikeTraining = 0;
   let inflight: Promise<void> | undefined;
 
   const runBatch = async (batch: SourceSlice['plan'][], input: Float32Array) => {
@@ -72,6 +75,7 @@ export async function segmentSlices(
       const batchScores = presenceScores(presence, features, batch.length);
       batchScores.forEach((score, b) => (scores![batch[b]!.index] = score));
       passed = batchScores.map((score) => score >= presence.threshold);
+      unlikeTraining += beyondTraining(presence, features, batch.length).filter(Boolean).length;
     }
     for (let b = 0; b < batch.length; b++) {
       const slice = batch[b]!;
@@ -139,5 +143,5 @@ export async function segmentSlices(
     if (next.done) break;
   }
   await inflight;
-  return { masks, scores, timingsMs };
+  return { masks, scores, unlikeTraining, timingsMs };
 }

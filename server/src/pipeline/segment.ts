@@ -48,6 +48,8 @@ export interface SegmentResult {
   presenceThreshold: number | null;
   /** Mean presence score of the slices found; null when none was found or the model has no presence. */
   confidence: number | null;
+  /** Slices that scored 0 for lying beyond the presence gate's featureMax: unlike every image the model was trained on. */
+  slicesUnlikeTraining: number;
   /** The outcome in words ("Fetal head found on 1 of 1 slice (...)", "No fetal head found: ..."). */
   message: string;
   segments: { number: number; label: string; frames: number }[];
@@ -111,7 +113,10 @@ export async function segmentPlan(
   if (noRtstruct) notes.push(`no RTSTRUCT: ${noRtstruct}`);
   const worker = await registry.worker(model);
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE[registry.provider];
-  const { masks, scores, timingsMs } = await segmentSlices(slices, plan, manifest, worker, { ...options, batchSize });
+  const { masks, scores, unlikeTraining, timingsMs } = await segmentSlices(slices, plan, manifest, worker, {
+    ...options,
+    batchSize,
+  });
   const timings: Record<string, number> = { ...timingsMs };
   const t0 = performance.now();
   const removedVoxels = cleanUp(masks, scores, plan, manifest, options.minComponentVoxels);
@@ -139,6 +144,7 @@ export async function segmentPlan(
     scores: scores ? scores.map(roundScore) : null,
     presenceThreshold: threshold,
     confidence: foundScores.length > 0 ? roundScore(foundScores.reduce((a, b) => a + b, 0) / foundScores.length) : null,
+    slicesUnlikeTraining: unlikeTraining,
     message: outcomeMessage(manifest, {
       slices: plan.slices.length,
       slicesFound: found.length,
@@ -146,6 +152,7 @@ export async function segmentPlan(
       threshold,
       foundScores,
       storedEmpty,
+      unlikeTraining,
     }),
     segments: manifest.segments.map((s) => ({
       number: s.number,

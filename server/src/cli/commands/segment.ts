@@ -203,6 +203,7 @@ function summary(r: SegmentResult, provider: string, output?: string) {
     scores: r.scores,
     presenceThreshold: r.presenceThreshold,
     confidence: r.confidence,
+    slicesUnlikeTraining: r.slicesUnlikeTraining,
     message: r.message,
     segments: r.segments,
     removedVoxels: r.removedVoxels,
