@@ -134,33 +134,72 @@ describe('grey pixels read in place', () => {
             const w = (base + Math.floor(random() * spread)) % max;
             words[i] = random() < 0.1 ? (w | overlay) % max : w;
           }
-          const bytes = new Uint8Array(words.buffer);
-          for (const rescale of [
-            { slope: 1, intercept: -1024 },
-            { slope: -2.5, intercept: 3 },
-            { slope: 1e-30, intercept: 0 },
-            { slope: 0, intercept: -0 },
-            { slope: 1e38, intercept: 1e38 },
-            { slope: Infinity, intercept: 0 },
-          ])
-            for (const fit of ['stretch', 'longest-side-pad'] as const) {
-              const frame = { bytes, planar: false, photometric };
-              const m = manifest(policy, fit, 16);
-              const direct = preprocessSlice(toSlicePixels(frame, f, rescale), rows, columns, m, 'CT');
-              const reference = preprocessSlice(
-                { kind: 'grey', values: modalityValues(frame, f, rescale), invert: photometric === 'MONOCHROME1' },
-                rows,
-                columns,
-                m,
-                'CT',
-              );
-              expect(
-                direct,
-                `${bits}/${stored} ${signed} ${base}+${spread} ${photometric} ${JSON.stringify(rescale)} ${fit}`,
-              ).toEqual(reference);
-            }
+          // The frame's words at a 4-byte boundary and 2 bytes past one (an answer's pixels lie anywhere
+          // even): the extremes are read two words at a time, with one word first when unaligned.
+          const shifted = new Uint8Array(words.byteLength + 2);
+          shifted.set(new Uint8Array(words.buffer), 2);
+          for (const bytes of [new Uint8Array(words.buffer), shifted.subarray(2)])
+            for (const rescale of [
+              { slope: 1, intercept: -1024 },
+              { slope: -2.5, intercept: 3 },
+              { slope: 1e-30, intercept: 0 },
+              { slope: 0, intercept: -0 },
+              { slope: 1e38, intercept: 1e38 },
+              { slope: Infinity, intercept: 0 },
+            ])
+              for (const fit of ['stretch', 'longest-side-pad'] as const) {
+                const frame = { bytes, planar: false, photometric };
+                const m = manifest(policy, fit, 16);
+                const direct = preprocessSlice(toSlicePixels(frame, f, rescale), rows, columns, m, 'CT');
+                const reference = preprocessSlice(
+                  { kind: 'grey', values: modalityValues(frame, f, rescale), invert: photometric === 'MONOCHROME1' },
+                  rows,
+                  columns,
+                  m,
+                  'CT',
+                );
+                expect(
+                  direct,
+                  `${bits}/${stored} ${signed} ${base}+${spread} ${photometric} ${JSON.stringify(rescale)} ${fit}`,
+                ).toEqual(reference);
+              }
         }
   }, 60_000);
+
+  it("min-max: an extreme in the first or the last word counts, whatever the words' alignment and count", () => {
+    // The extremes are read two words per load, with one word apart at either end: a unique
+    // smallest or largest word there must still set the range.
+    for (const [rows, columns] of [
+      [5, 7],
+      [4, 6],
+    ] as const)
+      for (const offset of [0, 2])
+        for (const [at, word] of [
+          ['first', 10],
+          ['first', 900],
+          ['last', 10],
+          ['last', 900],
+        ] as const) {
+          const words = new Uint16Array(rows * columns).fill(500);
+          for (let i = 1; i < words.length - 1; i++) words[i] = 400 + (i % 7) * 30;
+          words[at === 'first' ? 0 : words.length - 1] = word;
+          const buffer = new Uint8Array(words.byteLength + offset);
+          buffer.set(new Uint8Array(words.buffer), offset);
+          const frame = { bytes: buffer.subarray(offset), planar: false, photometric: 'MONOCHROME2' };
+          const f = format(rows, columns, 16, 16, false);
+          const rescale = { slope: 1, intercept: 0 };
+          const m = manifest({ kind: 'minmax' }, 'stretch', 8);
+          const direct = preprocessSlice(toSlicePixels(frame, f, rescale), rows, columns, m, 'CT');
+          const reference = preprocessSlice(
+            { kind: 'grey', values: modalityValues(frame, f, rescale), invert: false },
+            rows,
+            columns,
+            m,
+            'CT',
+          );
+          expect(direct, `${rows}x${columns} offset ${offset} ${at} ${word}`).toEqual(reference);
+        }
+  });
 
   it('does not make the values for any policy', () => {
     const f = format(4, 4, 16, 16, false);

@@ -117,15 +117,7 @@ function storedExtremes(stored: StoredGrey): StoredExtremes {
   const { words, shift } = stored;
   const bits = 32 - shift;
   const flip = stored.signed ? 1 << (bits - 1) : 0;
-  let wordLo = 0x10000;
-  let wordHi = -1;
-  let any = 0;
-  for (let i = 0; i < words.length; i++) {
-    const u = words[i]! ^ flip;
-    if (u < wordLo) wordLo = u;
-    if (u > wordHi) wordHi = u;
-    any |= u;
-  }
+  const { lo: wordLo, hi: wordHi, any } = flippedWordRange(words, flip);
   if (wordHi < 0) return { lo: Infinity, hi: -Infinity, wordLo, wordHi, flip }; // no pixels
   const value = stored.signed ? (w: number) => (w << shift) >> shift : (w: number) => (w << shift) >>> shift;
   if (any >>> bits === 0) return { lo: value(wordLo ^ flip), hi: value(wordHi ^ flip), wordLo, wordHi, flip };
@@ -137,6 +129,39 @@ function storedExtremes(stored: StoredGrey): StoredExtremes {
     if (v > hi) hi = v;
   }
   return { lo, hi, wordLo, wordHi, flip };
+}
+
+/**
+ * The smallest and largest `word ^ flip` of the frame, and the OR of them all. Reads two words per
+ * 32-bit load, each half with its own running extremes (a frame's words are a view into its answer:
+ * aligned to 2 bytes, so one word may come first and one last). The loop alone is ~1.9x faster than a
+ * word at a time (820 x 820 CT-like words 1.04-1.25 against 2.16-2.41 ms, 600 x 800 ultrasound 0.87-0.90
+ * against 1.71; fastest of 60); a whole 512 x 512 min-max preprocessing 1.08 -> 1.00 ms.
+ */
+function flippedWordRange(words: Uint16Array, flip: number): { lo: number; hi: number; any: number } {
+  const n = words.length;
+  const head = words.byteOffset % 4 === 0 ? 0 : Math.min(1, n);
+  const pairs = new Uint32Array(words.buffer, words.byteOffset + 2 * head, (n - head) >> 1);
+  const flip2 = flip | (flip << 16);
+  let [lo0, hi0, lo1, hi1, both] = [0x10000, -1, 0x10000, -1, 0];
+  for (let p = 0; p < pairs.length; p++) {
+    const v = pairs[p]! ^ flip2;
+    const a = v & 0xffff;
+    const b = v >>> 16;
+    lo0 = a < lo0 ? a : lo0;
+    hi0 = a > hi0 ? a : hi0;
+    lo1 = b < lo1 ? b : lo1;
+    hi1 = b > hi1 ? b : hi1;
+    both |= v;
+  }
+  let [lo, hi, any] = [Math.min(lo0, lo1), Math.max(hi0, hi1), (both & 0xffff) | (both >>> 16)];
+  // the word before the pairs and the one after them, when there are
+  for (const i of [head - 1, head + 2 * pairs.length]) {
+    if (i < 0 || i >= n) continue;
+    const u = words[i]! ^ flip;
+    [lo, hi, any] = [Math.min(lo, u), Math.max(hi, u), any | u];
+  }
+  return { lo, hi, any };
 }
 
 /**
