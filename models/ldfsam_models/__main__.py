@@ -133,6 +133,17 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def _fold(text: str) -> str:
+    """argparse type of --fold: checked here so that a bad value is refused before any work."""
+    from .data import parse_fold
+
+    try:
+        parse_fold(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _phase_values(text, cast):
     """'encoder=30,segment=8' or one value for every phase."""
     from .train import PHASES
@@ -157,7 +168,7 @@ def cmd_train(args) -> int:
                         batch_size=args.batch_size, teacher_scale=args.teacher_scale, distill=args.distill, resume=args.resume,
                         use_dense_prompt=not args.no_dfp, use_sparse_prompt=not args.no_sfp, use_box_prompt=args.box_prompt,
                         limit_train=args.limit_train, limit_val=args.limit_val, augment=None if args.no_augment else args.augment,
-                        segment_number=args.segment_number, intensity=json.loads(args.intensity), tune=args.tune)
+                        segment_number=args.segment_number, intensity=json.loads(args.intensity), tune=args.tune, fold=args.fold)
     if args.runs_dir:
         opts.runs_dir = args.runs_dir
     opts.phases = tuple(PHASES) if args.phase == "all" else tuple(args.phase.split(","))
@@ -292,6 +303,11 @@ def main(argv=None) -> int:
         help="lite segment phase: the feature prompts + prompt encoder + decoder on cached embeddings (default), the feature prompts only, or "
             "(lite-adapters) also the encoder's adapters end to end",
     )
+    p.add_argument(
+        "--fold",
+        type=_fold,
+        help="cross-validation: 'K/N' trains on the other folds of the train + val subjects and validates on fold K (the test split is never in a fold)",
+    )
     p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")
     p.add_argument("--limit-val", type=int, help="use only the first N validation images")
     p.set_defaults(func=cmd_train)
@@ -301,6 +317,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", help="data set folder (see train)")
     p.add_argument("--segment-number", type=int, default=1, help="dicom-seg: the SEG segment (see train)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--fold", type=_fold, help="'K/N': the splits of cross-validation fold K (as train --fold); --split val is that fold")
     p.add_argument("--limit", type=int, help="only the first N cases of the split")
     p.add_argument("--json", action="store_true", help="print the summary (and per-case rows) as JSON")
     p.add_argument("--out", help="also write the JSON result to this file")

@@ -170,6 +170,39 @@ def split_records(
     return out
 
 
+def parse_fold(text: str) -> Tuple[int, int]:
+    """'2/4' -> (2, 4): fold 2 of 4 (1-based). Refuses anything else with a message saying why."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--fold {text!r}: expected K/N, e.g. 2/4 (fold K of N)")
+    fold, folds = int(parts[0]), int(parts[1])
+    if folds < 2 or not 1 <= fold <= folds:
+        raise ValueError(f"--fold {text}: needs N >= 2 folds and 1 <= K <= N")
+    return fold, folds
+
+
+def fold_records(
+    records: Sequence[Record],
+    fold: int,
+    folds: int,
+    seed: int = SPLIT_SEED,
+) -> Dict[str, List[Record]]:
+    """Cross-validation over the training pool: the subjects of the project's train and val splits
+    (the test split stays as it is and is never part of a fold), sorted, shuffled with
+    ``random.Random(seed + 1)``, dealt round-robin into `folds` folds; fold `fold` (1-based) is the
+    validation split, the others the training split. Subjects never straddle folds. For choosing
+    between recipes on more than one small validation split (PH2's is 12 images)."""
+    parts = split_subjects(r.subject for r in records)
+    pool = sorted(parts["train"] + parts["val"])
+    random.Random(seed + 1).shuffle(pool)
+    val = set(pool[fold - 1 :: folds])
+    test = set(parts["test"])
+    out: Dict[str, List[Record]] = {"train": [], "val": [], "test": []}
+    for r in records:
+        out["test" if r.subject in test else "val" if r.subject in val else "train"].append(r)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Connected components and boxes
 # --------------------------------------------------------------------------------------------------

@@ -240,15 +240,31 @@ def format_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _check_fold(model: Path, fold: Optional[str], split: str) -> None:
+    """A checkpoint trained on a cross-validation fold is evaluated on train or val only with that
+    fold's splits (the project's val subjects are part of its training folds); its run's summary.json
+    says which fold it was."""
+    summary = model.parent / "summary.json"
+    if model.suffix != ".pt" or split == "test" or not summary.exists():
+        return
+    trained = json.loads(summary.read_text()).get("options", {}).get("fold")
+    if trained != fold:
+        raise SystemExit(
+            f"{model} was trained {'on fold ' + trained if trained else 'on the project split'}: evaluate its {split} split "
+            f"{'with --fold ' + trained if trained else 'without --fold'}"
+        )
+
+
 def main_eval(args) -> int:
     from .train import dataset_splits
 
     if getattr(args, "prompt", None):
         return _main_eval_prompted(args)
+    _check_fold(Path(args.model), getattr(args, "fold", None), args.split)
     predictor = load_predictor(args.model, args.ablate or ())
     if getattr(args, "postprocessing", None):  # try clean-ups (chosen on validation) before publishing them
         predictor.postprocessing = {**predictor.postprocessing, **json.loads(args.postprocessing)}
-    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split]
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1), fold=getattr(args, "fold", None))[args.split]
     if args.limit:
         records = records[: args.limit]
     overlays = None
@@ -260,7 +276,7 @@ def main_eval(args) -> int:
             base = p.parent if p.suffix == ".pt" else MODELS_DIR / "runs" / "eval" / p.name
             overlays = base / f"overlays-{args.dataset}-{args.split}"
     result = evaluate(predictor, records, overlays, args.num_overlays, log=None if args.json else print)
-    result.update(dataset=args.dataset, split=args.split)
+    result.update(dataset=args.dataset, split=args.split, **({"fold": args.fold} if getattr(args, "fold", None) else {}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -275,7 +291,7 @@ def _main_eval_prompted(args) -> int:
     from .prompted import PromptablePredictor, evaluate_prompted
     from .train import dataset_splits
 
-    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))[args.split][: args.limit or None]
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1), fold=getattr(args, "fold", None))[args.split][: args.limit or None]
     result = evaluate_prompted(PromptablePredictor(Path(args.model)), records, args.prompt, log=None if args.json else print)
     result.update(dataset=args.dataset, split=args.split, overlays=[])
     if args.out:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .configs import LDFSAMConfig, build_ldfsam, get_config
-from .data import AUGMENTATIONS, FIXED_255, Record, augment_pair, boxes_from_mask, load_dataset, record_image01, split_records
+from .data import AUGMENTATIONS, FIXED_255, Record, augment_pair, boxes_from_mask, fold_records, load_dataset, parse_fold, record_image01, split_records
 from .evaluate import to_input
 from .export import PIXEL_MEAN, PIXEL_STD
 from .inputs import fitted_size
@@ -87,6 +87,8 @@ class TrainOptions:
     # encoder/segment: take the detector from this checkpoint (e.g. another student, for measuring a
     # distillation mode through the segmentation) after loading the phase's starting weights
     detector_from: Optional[str] = None
+    # 'K/N': train on the other folds of the training pool, validate on fold K (data.fold_records)
+    fold: Optional[str] = None
 
     @property
     def run_dir(self) -> Path:
@@ -134,9 +136,14 @@ def dataset_records(name: str, root: Optional[str] = None, segment_number: int =
     return load_dataset(name, root)
 
 
-def dataset_splits(name: str, root: Optional[str] = None, segment_number: int = 1, cache_dir: Optional[Path] = None) -> Dict[str, List[Record]]:
-    """The project's splits (by subject, seed 2025: 20 % test, 10 % of the rest validation)."""
-    return split_records(dataset_records(name, root, segment_number, cache_dir))
+def dataset_splits(
+    name: str, root: Optional[str] = None, segment_number: int = 1, cache_dir: Optional[Path] = None, fold: Optional[str] = None
+) -> Dict[str, List[Record]]:
+    """The project's splits (by subject, seed 2025: 20 % test, 10 % of the rest validation); with
+    `fold` ('K/N'), fold K of N of the training pool as validation and the other folds as training
+    (data.fold_records; the test split unchanged)."""
+    records = dataset_records(name, root, segment_number, cache_dir)
+    return fold_records(records, *parse_fold(fold)) if fold else split_records(records)
 
 
 SPLIT_DESCRIPTION = "by subject, seed 2025 (data.split_records): 20 % test, 10 % of the remaining subjects validation, rest train"
@@ -562,7 +569,7 @@ def training_data(opts: TrainOptions, cfg: LDFSAMConfig, summary: dict) -> Train
     `summary`."""
     t_data = time.time()
     cache = Path(opts.runs_dir) / "cache"
-    splits = dataset_splits(opts.dataset, opts.data_root, opts.segment_number, cache)
+    splits = dataset_splits(opts.dataset, opts.data_root, opts.segment_number, cache, opts.fold)
     train_recs = splits["train"][: opts.limit_train] if opts.limit_train else splits["train"]
     val_recs = splits["val"][: opts.limit_val] if opts.limit_val else splits["val"]
     if not train_recs or not val_recs:
@@ -573,7 +580,8 @@ def training_data(opts: TrainOptions, cfg: LDFSAMConfig, summary: dict) -> Train
     va_img, va_mask = cached_tensors(val_recs, size, cache, opts.intensity, cfg.resize)
     augment = DATASET_AUGMENT.get(opts.dataset) if opts.augment == "auto" else opts.augment
     log(f"data: {opts.dataset} train {len(train_recs)} val {len(val_recs)} images at {size} ({time.time() - t_data:.1f}s), augmentation {augment}")
-    summary.update(dataset=opts.dataset, split=SPLIT_DESCRIPTION, train_images=len(train_recs), val_images=len(val_recs),
+    split = SPLIT_DESCRIPTION + (f"; cross-validation fold {opts.fold} of the train + val subjects as val" if opts.fold else "")
+    summary.update(dataset=opts.dataset, split=split, train_images=len(train_recs), val_images=len(val_recs),
                    test_images=len(splits["test"]), seed=opts.seed)
     return TrainingData(tr_img, tr_mask, va_img, va_mask, cache, augment)
 

@@ -1,6 +1,7 @@
 """Data: records of the real folders, subject-level splits, boxes from masks, and the training
 batches (cached tensors, seeded augmentation) that `train.py` builds from them."""
 import hashlib
+import json
 from collections import deque
 
 import numpy as np
@@ -90,6 +91,62 @@ def test_split_fractions_are_parameters():
     s = D.split_subjects([f"{i:03d}" for i in range(100)], test_fraction=0.3, val_fraction=0.5, seed=7)
     assert (len(s["train"]), len(s["val"]), len(s["test"])) == (35, 35, 30)
     assert s != D.split_subjects([f"{i:03d}" for i in range(100)], test_fraction=0.3, val_fraction=0.5, seed=8)
+
+
+def test_ph2_folds_partition_the_training_pool_and_leave_test_alone(ph2):
+    project = D.split_records(ph2)
+    pool = {r.subject for r in project["train"] + project["val"]}
+    vals = []
+    for k in range(1, 5):
+        fold = D.fold_records(ph2, k, 4)
+        assert fold["test"] == project["test"]  # never part of a fold
+        train, val = {r.subject for r in fold["train"]}, {r.subject for r in fold["val"]}
+        assert not train & val and train | val == pool
+        assert len(val) == 30  # 120 subjects dealt into 4 folds
+        vals.append(val)
+        assert D.fold_records(ph2, k, 4) == fold  # deterministic
+    assert set().union(*vals) == pool and sum(len(v) for v in vals) == len(pool)  # each subject validated once
+    # the project's own 12 validation subjects are spread over the folds, not one fold
+    assert max(len({r.subject for r in project["val"]} & v) for v in vals) < 12
+
+
+def test_folds_keep_a_subjects_images_together(hc18):
+    fold = D.fold_records(hc18, 3, 5)
+    where = {r.subject: k for k, v in fold.items() for r in v}
+    assert all(where[r.subject] == k for k, v in fold.items() for r in v)
+    assert sum(len(v) for v in fold.values()) == len(hc18)
+
+
+@pytest.mark.parametrize("text", ["0/4", "5/4", "1/1", "a/b", "2", "2/4/1", "-1/4", ""])
+def test_a_bad_fold_is_refused_with_the_form_expected(text):
+    with pytest.raises(ValueError, match="--fold"):
+        D.parse_fold(text)
+
+
+def test_parse_fold():
+    assert D.parse_fold("2/4") == (2, 4)
+
+
+def test_training_and_evaluation_take_the_fold(ph2, tmp_path):
+    from ldfsam_models.evaluate import _check_fold
+    from ldfsam_models.train import dataset_splits
+
+    assert dataset_splits("ph2", fold="2/4") == D.fold_records(ph2, 2, 4)
+    assert dataset_splits("ph2") == D.split_records(ph2)
+    # a checkpoint of a fold run: its val split is only that fold's (the project's val was trained on)
+    run = tmp_path / "ph2-cv2"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"options": {"fold": "2/4"}}))
+    checkpoint = run / "segment-best.pt"
+    _check_fold(checkpoint, "2/4", "val")
+    _check_fold(checkpoint, None, "test")  # the test split is the same for every fold
+    with pytest.raises(SystemExit, match="trained on fold 2/4: evaluate its val split with --fold 2/4"):
+        _check_fold(checkpoint, None, "val")
+    with pytest.raises(SystemExit, match="with --fold 2/4"):
+        _check_fold(checkpoint, "1/4", "val")
+    (run / "summary.json").write_text(json.dumps({"options": {"fold": None}}))
+    with pytest.raises(SystemExit, match="trained on the project split: evaluate its val split without --fold"):
+        _check_fold(checkpoint, "1/4", "val")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Issue 15: which PH2 recipe to ship, decided on cross-validation instead of PH2's 12 validation
+# images. Both recipes of models/README's PH2 ablations (the shipped one: detector distilled, phase 2
+# on cached embeddings; and the encoder's adapters tuned end to end) are trained on each of 4 folds of
+# the 120 train + val subjects (`--fold K/4`; the 30 test images are in no fold and are not read) and
+# evaluated on the fold they did not see. Resumable: every run continues where it stopped (epoch by
+# epoch), finished evaluations are kept; run it again after an interruption. Prints the table at the
+# end (and `scripts/ph2-cv.sh table` prints it for the folds done so far).
+# Cost on the 2-core machine: per fold ~26 min detector + 8 min embedding cache + 24 min phase 2 +
+# ~150 min encoder-tuned phase 2; about 14 h for the 4 folds.
+set -euo pipefail
+cd "$(dirname "$0")/.."  # models/
+export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+PY=".venv/bin/python -m ldfsam_models"
+I='{"default": {"kind": "minmax"}}'
+FOLDS=${PH2_CV_FOLDS:-4}
+OUT=runs/cv
+mkdir -p $OUT
+stamp() { echo "$(date -u +%H:%M:%S) $*"; }
+
+table() {
+  .venv/bin/python - "$OUT" "$FOLDS" <<'PY'
+import json, sys
+from pathlib import Path
+out, folds = Path(sys.argv[1]), int(sys.argv[2])
+rows, pairs = [], []
+for k in range(1, folds + 1):
+    d = {}
+    for recipe in ("shipped", "encoder"):
+        f = out / f"ph2-cv{k}-{recipe}-val.json"
+        d[recipe] = json.loads(f.read_text())["summary"]["dice"]["mean"] if f.exists() else None
+    rows.append((k, d))
+    if None not in d.values():
+        pairs.append(d["encoder"] - d["shipped"])
+print("| fold (30 val images) | shipped recipe | encoder's adapters tuned | difference |")
+print("| --- | --- | --- | --- |")
+fmt = lambda v: "-" if v is None else f"{v:.4f}"
+for k, d in rows:
+    diff = None if None in d.values() else d["encoder"] - d["shipped"]
+    print(f"| {k}/{folds} | {fmt(d['shipped'])} | {fmt(d['encoder'])} | {'-' if diff is None else f'{diff:+.4f}'} |")
+if pairs:
+    mean = sum(pairs) / len(pairs)
+    print(f"\nfolds with both recipes: {len(pairs)} of {folds}; mean difference (encoder - shipped) {mean:+.4f}; "
+          f"encoder better on {sum(p > 0 for p in pairs)} of {len(pairs)}")
+PY
+}
+[ "${1:-}" = table ] && { table; exit 0; }
+
+evaluate() {  # run, fold, name
+  local f=$OUT/$3-val.json
+  [ -f "$f" ] || $PY eval --model runs/$1/segment-best.pt --dataset ph2 --split val --fold "$2" --num-overlays 0 --json --out "$f" > /dev/null
+  stamp "$3: val Dice $(.venv/bin/python -c "import json; print(round(json.load(open('$f'))['summary']['dice']['mean'], 4))")"
+}
+
+for k in $(seq 1 "$FOLDS"); do
+  fold=$k/$FOLDS
+  stamp "fold $fold: shipped recipe (teacher, student, segment)"
+  $PY train --config lite --dataset ph2 --run ph2-cv$k --fold "$fold" --intensity "$I" --phase teacher,student,segment \
+    --epochs teacher=30,student=30,segment=30 --resume
+  evaluate ph2-cv$k "$fold" ph2-cv$k-shipped
+  stamp "fold $fold: encoder's adapters tuned end to end (the fold's student as detector)"
+  $PY train --config lite-adapters --tune encoder --dataset ph2 --run ph2-cv$k-encoder --fold "$fold" --intensity "$I" \
+    --phase segment --epochs segment=30 --detector-from runs/ph2-cv$k/student-best.pt --resume
+  evaluate ph2-cv$k-encoder "$fold" ph2-cv$k-encoder
+done
+table
+stamp done
