@@ -117,8 +117,8 @@ describe('the outcome in words', () => {
     expect(outcomeMessage(head, { ...zeros, unlikeTraining: 4 })).toBe(
       'No fetal head found: none of the 5 slices reached the presence threshold 0.50 (highest score 0.20; 4 of the 5 slices are unlike every image the model was trained on); nothing was stored.',
     );
-    expect(outcomeMessage(head, { ...zeros, unlikeTraining: 5 })).toMatch(
-      /\(highest score 0\.20; all 5 slices are unlike every image/,
+    expect(outcomeMessage(head, { ...zeros, scores: [0, 0, 0, 0, 0], unlikeTraining: 5 })).toMatch(
+      /\(highest score 0\.00; all 5 slices are unlike every image/,
     );
     expect(outcomeMessage(head, { ...none, slices: 1, scores: [0], unlikeTraining: 1 })).toMatch(
       /\(highest score 0\.00; the slice is unlike every image the model was trained on\); nothing was stored\.$/,
