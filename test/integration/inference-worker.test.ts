@@ -135,3 +135,17 @@ describe('inference worker, automatic batches', () => {
     }
   }, 120_000);
 });
+
+describe('inference worker, closing', () => {
+  it('ends by itself: the run in progress finishes, requests after it are refused, the thread is not terminated', async () => {
+    const w = await InferenceWorker.start(projectPath('models', 'ldfsam-hc18'));
+    const running = w.run(image(5), [1, 3, 256, 256]);
+    const closing = w.close();
+    // the batch asked for before the close still gets its logits
+    expect((await running).mask_logits!.dims).toEqual([1, 1, 256, 256]);
+    // 'closed': the thread released its sessions and ended on its own within the bound, no terminate()
+    expect(await closing).toBe('closed');
+    await expect(w.run(image(6), [1, 3, 256, 256])).rejects.toThrow(/the inference worker stopped \(exit code 0\)/);
+    expect(await w.close()).toBe('closed');
+  }, 120_000);
+});

@@ -6,7 +6,10 @@ import { LdfsamError, type ErrorCode } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { SessionSettings } from '../models/session.js';
 import { projectPath } from '../util/paths.js';
-import type { Feed, WorkerRequest, WorkerResult } from './worker.js';
+import type { CloseRequest, Feed, WorkerRequest, WorkerResult } from './worker.js';
+
+/** How long a closing worker may take to finish its run and release its sessions before it is terminated (within the stop bound, 10 s by default). */
+const CLOSE_TIMEOUT_MS = 5000;
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never;
 
@@ -120,7 +123,22 @@ export class InferenceWorker {
     });
   }
 
-  async close(): Promise<void> {
-    await this.worker.terminate();
+  /**
+   * Asks the thread to end by itself (worker.ts, CloseRequest: the run in progress finishes, the
+   * sessions are released); one that has not ended after `timeoutMs` (a run that does not return)
+   * is terminated. Resolves with how it ended: 'closed' or 'terminated'.
+   */
+  async close(timeoutMs = CLOSE_TIMEOUT_MS): Promise<'closed' | 'terminated'> {
+    if (this.exited) return 'closed';
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    let terminated = false;
+    const timer = setTimeout(() => {
+      terminated = true;
+      void this.worker.terminate();
+    }, timeoutMs);
+    this.worker.postMessage({ kind: 'close' } satisfies CloseRequest);
+    await exited;
+    clearTimeout(timer);
+    return terminated ? 'terminated' : 'closed';
   }
 }

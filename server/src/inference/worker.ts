@@ -25,6 +25,17 @@ export type WorkerRequest =
   | { id: number; kind: 'auto' | 'encode'; input: Float32Array; dims: number[] }
   | { id: number; kind: 'decode'; feeds: Record<string, Feed> };
 
+/**
+ * Ends the thread by itself: requests not yet started are dropped (their callers see the worker
+ * stop), the one running finishes, the sessions are released, the port closes. A thread holding
+ * onnxruntime sessions that is terminated from outside instead can abort the whole process while
+ * its environment is torn down ("terminate called after throwing an instance of 'Napi::Error'",
+ * seen once in a worker stopped by SIGTERM with Redis down).
+ */
+export interface CloseRequest {
+  kind: 'close';
+}
+
 export interface WorkerResult {
   type: 'result';
   id: number;
@@ -146,10 +157,18 @@ try {
 
   const queue: WorkerRequest[] = [];
   let busy = false;
+  let closing = false;
+  const close = async () => {
+    await auto?.release();
+    const opened = await opening?.catch(() => undefined);
+    await opened?.encoder.release();
+    await opened?.decoder.release();
+    port.close();
+  };
   const drain = async () => {
     if (busy) return;
     busy = true;
-    while (queue.length > 0) {
+    while (queue.length > 0 && !closing) {
       let best = 0;
       for (let i = 1; i < queue.length; i++) if (PRIORITY[queue[i]!.kind] < PRIORITY[queue[best]!.kind]) best = i;
       const m = queue.splice(best, 1)[0]!;
@@ -161,8 +180,16 @@ try {
       }
     }
     busy = false;
+    if (closing) await close();
   };
-  port.on('message', (m: WorkerRequest) => {
+  port.on('message', (m: WorkerRequest | CloseRequest) => {
+    if (closing) return;
+    if (m.kind === 'close') {
+      closing = true;
+      queue.length = 0;
+      if (!busy) void close(); // else drain() closes after the run in progress
+      return;
+    }
     queue.push(m);
     void drain();
   });
