@@ -260,11 +260,12 @@ def main_eval(args) -> int:
 
     if getattr(args, "prompt", None):
         return _main_eval_prompted(args)
-    _check_fold(Path(args.model), getattr(args, "fold", None), args.split)
+    fold = getattr(args, "fold", None)
+    _check_fold(Path(args.model), fold, args.split)
     predictor = load_predictor(args.model, args.ablate or ())
     if getattr(args, "postprocessing", None):  # try clean-ups (chosen on validation) before publishing them
         predictor.postprocessing = {**predictor.postprocessing, **json.loads(args.postprocessing)}
-    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1), fold=getattr(args, "fold", None))[args.split]
+    records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1), fold=fold)[args.split]
     if args.limit:
         records = records[: args.limit]
     overlays = None
@@ -276,7 +277,7 @@ def main_eval(args) -> int:
             base = p.parent if p.suffix == ".pt" else MODELS_DIR / "runs" / "eval" / p.name
             overlays = base / f"overlays-{args.dataset}-{args.split}"
     result = evaluate(predictor, records, overlays, args.num_overlays, log=None if args.json else print)
-    result.update(dataset=args.dataset, split=args.split, **({"fold": args.fold} if getattr(args, "fold", None) else {}))
+    result.update(dataset=args.dataset, split=args.split, **({"fold": fold} if fold else {}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

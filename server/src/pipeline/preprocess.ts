@@ -140,10 +140,14 @@ function storedExtremes(stored: StoredGrey): StoredExtremes {
  */
 function flippedWordRange(words: Uint16Array, flip: number): { lo: number; hi: number; any: number } {
   const n = words.length;
-  const head = words.byteOffset % 4 === 0 ? 0 : Math.min(1, n);
+  const head = words.byteOffset % 4 === 0 ? 0 : Math.min(1, n); // one word before the first aligned pair
   const pairs = new Uint32Array(words.buffer, words.byteOffset + 2 * head, (n - head) >> 1);
   const flip2 = flip | (flip << 16);
-  let [lo0, hi0, lo1, hi1, both] = [0x10000, -1, 0x10000, -1, 0];
+  let lo0 = 0x10000;
+  let hi0 = -1;
+  let lo1 = 0x10000;
+  let hi1 = -1;
+  let both = 0;
   for (let p = 0; p < pairs.length; p++) {
     const v = pairs[p]! ^ flip2;
     const a = v & 0xffff;
@@ -154,14 +158,16 @@ function flippedWordRange(words: Uint16Array, flip: number): { lo: number; hi: n
     hi1 = b > hi1 ? b : hi1;
     both |= v;
   }
-  let [lo, hi, any] = [Math.min(lo0, lo1), Math.max(hi0, hi1), (both & 0xffff) | (both >>> 16)];
-  // the word before the pairs and the one after them, when there are
-  for (const i of [head - 1, head + 2 * pairs.length]) {
-    if (i < 0 || i >= n) continue;
+  const range = { lo: Math.min(lo0, lo1), hi: Math.max(hi0, hi1), any: (both & 0xffff) | (both >>> 16) };
+  const take = (i: number) => {
     const u = words[i]! ^ flip;
-    [lo, hi, any] = [Math.min(lo, u), Math.max(hi, u), any | u];
-  }
-  return { lo, hi, any };
+    range.lo = Math.min(range.lo, u);
+    range.hi = Math.max(range.hi, u);
+    range.any |= u;
+  };
+  if (head === 1) take(0);
+  if (head + 2 * pairs.length < n) take(n - 1); // the word after the last pair
+  return range;
 }
 
 /**

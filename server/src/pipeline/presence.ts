@@ -10,14 +10,17 @@
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest, PresenceSpec } from '../models/manifest.js';
 
-/** One score per row of a (batch, features) output, in batch order. */
+/**
+ * One score per row of a (batch, features) output, in batch order; `beyond`: the rows'
+ * beyondTraining(), when the caller has it already.
+ */
 export function presenceScores(
   spec: PresenceSpec,
   output: { data: Float32Array; dims: readonly number[] },
   batch: number,
+  beyond: boolean[] = beyondTraining(spec, output, batch),
 ): number[] {
   const n = spec.features.length;
-  const beyond = beyondTraining(spec, output, batch);
   const scores: number[] = [];
   for (let b = 0; b < batch; b++) {
     if (beyond[b]) {

@@ -72,10 +72,11 @@ export async function segmentSlices(
     if (presence) {
       const features = outputs[presence.output];
       if (!features) throw new LdfsamError('INFERENCE_FAILED', `the model gave no output named ${presence.output}`);
-      const batchScores = presenceScores(presence, features, batch.length);
+      const beyond = beyondTraining(presence, features, batch.length);
+      const batchScores = presenceScores(presence, features, batch.length, beyond);
       batchScores.forEach((score, b) => (scores![batch[b]!.index] = score));
       passed = batchScores.map((score) => score >= presence.threshold);
-      unlikeTraining += beyondTraining(presence, features, batch.length).filter(Boolean).length;
+      unlikeTraining += beyond.filter(Boolean).length;
     }
     for (let b = 0; b < batch.length; b++) {
       const slice = batch[b]!;
