@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
@@ -348,6 +349,34 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
     );
     expect(ok.state).toBe('succeeded');
   });
+
+  it.runIf(backend === 'redis')(
+    "the worker's entry drops a job before the job's final state is written (Redis MONITOR's order)",
+    async () => {
+      const monitor = await new Redis(redis.url(0)).monitor();
+      const commands: string[][] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => commands.push(args.map(String)));
+      const s = await ids('ct-mono1');
+      const submitted = await Promise.all(
+        ['threshold-fixture', 'fails-on-batches'].map(
+          async (model) => (await call('/api/jobs', { method: 'POST', body: { ...s, model, force: true } })).body.jobId,
+        ),
+      );
+      const jobs = [];
+      for (const jobId of submitted) jobs.push(await waitFinal(jobId));
+      monitor.disconnect();
+      expect(jobs.map((j) => j.state)).toEqual(['succeeded', 'failed']);
+      const isHset = (c: string[], key: string) => c[0]!.toLowerCase() === 'hset' && c[1]!.endsWith(key);
+      for (const job of jobs) {
+        const final = commands.findIndex((c) => isHset(c, `:job:${job.id}`) && c[c.indexOf('state') + 1] === job.state);
+        expect(final).toBeGreaterThan(0);
+        const entries = commands.slice(0, final).filter((c) => isHset(c, ':workers'));
+        const listed = entries.map((c) => (JSON.parse(c.at(-1)!) as { active: string[] }).active.includes(job.id));
+        expect(listed).toContain(true); // it was listed while it ran
+        expect(listed.at(-1)).toBe(false);
+      }
+    },
+  );
 
   it('GET /api/queue and /api/metrics show the queue counts and the worker', async () => {
     const q = await call('/api/queue');

@@ -69,12 +69,21 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const handedBack = new Set<string>();
   const left = new Set<string>();
   let stopping: StopRequested | undefined;
+  // Jobs whose final state is being written: no longer listed as active, so that a job seen final is
+  // never still listed by its worker (the entry is written before the state).
+  const settling = new Set<string>();
   const info = workerInfo(opts, id);
   const dropped = droppedWrites(log);
-  const beat = () =>
-    redis
-      .hset(records.k.workers, id, JSON.stringify({ ...info, active: [...running.keys()], seenAt: new Date().toISOString() }))
+  const beat = () => {
+    const active = [...running.keys()].filter((jobId) => !settling.has(jobId));
+    return redis
+      .hset(records.k.workers, id, JSON.stringify({ ...info, active, seenAt: new Date().toISOString() }))
       .catch(dropped('heartbeat'));
+  };
+  const settle = async (jobId: string) => {
+    settling.add(jobId);
+    await beat();
+  };
 
   sub.on('message', (_channel: string, jobId: string) => running.get(jobId)?.controller.abort());
   await sub.subscribe(records.k.cancel);
@@ -90,7 +99,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     running.set(job.id, { controller, released: new Promise<void>((r) => (release = r)) });
     void beat();
     try {
-      const backend = recordBackend(job, bj, token, controller, { id, redis, records, slots, dropped });
+      const backend = recordBackend(job, bj, token, controller, { id, redis, records, slots, dropped, settle });
       const ending = await executeJob(job, opts, backend, controller.signal, log.child({ jobId: job.id, worker: id }));
       if (ending.ending === 'handed-back') {
         (ending.queued ? handedBack : left).add(job.id);
@@ -102,6 +111,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       return bullOutcome(ending);
     } finally {
       running.delete(job.id);
+      settling.delete(job.id);
       info.processed++;
       void beat();
       release();
@@ -193,6 +203,8 @@ interface RedisParts {
   records: JobRecords;
   slots: PacsSlots;
   dropped: (what: string, jobId?: string) => (err: Error) => void;
+  /** Takes a job off the worker's active list in Redis before its final state is written. */
+  settle: (jobId: string) => Promise<void>;
 }
 
 /** What the executor's outcomes mean for a job record in Redis (state moves are atomic scripts). */
@@ -238,10 +250,12 @@ function recordBackend(
     },
     cancelRequested: cancelled,
     succeeded: async (result) => {
+      await r.settle(job.id);
       await records.markSucceeded(current, result);
       await publishRecord();
     },
     cancelled: async () => {
+      await r.settle(job.id);
       await records.transition(job.id, 'cancelled', ['queued', 'running'], {
         error: JSON.stringify(CANCELLED_BY_REQUEST),
         finishedAt: new Date().toISOString(),
@@ -255,6 +269,7 @@ function recordBackend(
       return { attempt: bj.attemptsMade + 1 };
     },
     failed: async (e) => {
+      await r.settle(job.id);
       await records.transition(job.id, 'failed', ['queued', 'running'], {
         error: JSON.stringify({ code: e.code, message: e.message }),
         finishedAt: new Date().toISOString(),
