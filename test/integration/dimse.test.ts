@@ -6,6 +6,7 @@
  * does not take a SOP class gives the documented error, and nothing is half-stored.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { connect } from 'node:net';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -158,7 +159,9 @@ describe('C-STORE to a DICOM node', () => {
   it('storescp receives both objects in one association, their data sets byte for byte as written', async () => {
     const scp = await storescp();
     try {
-      const stored = await cStore(scp.node, objects, options);
+      const job = new AbortController();
+      const stored = await cStore(scp.node, objects, { ...options, signal: job.signal });
+      expect(getEventListeners(job.signal, 'abort')).toHaveLength(0); // the association's listener went with it
       expect(stored.map((s) => [s.label, s.status])).toEqual([
         ['SEG', 0],
         ['RTSTRUCT', 0],
@@ -237,8 +240,11 @@ describe('C-STORE to a DICOM node', () => {
     }
     const [port] = await freePorts(1);
     const t0 = Date.now();
-    const e = await rejection(cStore({ aet: 'DOWN', host: '127.0.0.1', port: port! }, objects, { ...options, retries: 2 }));
+    const job = new AbortController();
+    const down = { aet: 'DOWN', host: '127.0.0.1', port: port! };
+    const e = await rejection(cStore(down, objects, { ...options, retries: 2, signal: job.signal }));
     expect(e.code).toBe('PACS_UNAVAILABLE');
+    expect(getEventListeners(job.signal, 'abort')).toHaveLength(0); // none left by the 3 tries and 2 waits
     expect(e.message).toMatch(
       /failed after 3 tries: network error: .*ECONNREFUSED.*nothing was stored there; not stored: SEG, RTSTRUCT/,
     );

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { getEventListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
@@ -149,6 +150,16 @@ describe('DicomWebClient', () => {
     expect(((await pending) as LdfsamError).code).toBe('CANCELLED');
     expect(performance.now() - t0).toBeLessThan(5_000);
     expect(pacs.hits()).toBe(1);
+  });
+
+  it("leaves no listener on the caller's signal after retries (a job's signal serves every request)", async () => {
+    const pacs = await serve(json(503, {}));
+    const controller = new AbortController();
+    const client = new DicomWebClient({ url: pacs.url, retries: 12, retryDelayMs: 0 });
+    const err = (await client.searchForStudies({ signal: controller.signal }).catch((e: unknown) => e)) as LdfsamError;
+    expect(err.code).toBe('PACS_UNAVAILABLE');
+    expect(pacs.hits()).toBe(13);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
   });
 
   it('reads the transfer syntax of each frame part', async () => {

@@ -10,6 +10,7 @@
  * 5xx answers are retried with exponential backoff; 4xx answers never are.
  */
 import { LdfsamError } from '../errors.js';
+import { sleep } from '../util/sleep.js';
 import { isValidUid } from '../util/uid.js';
 import { buildMultipart, mediaTypeParam, parseMultipart } from './multipart.js';
 import { fetchTransport, nodeTransport, type Transport } from './transport.js';
@@ -261,20 +262,6 @@ function timeLimit(ms: number, outer?: AbortSignal): { signal: AbortSignal; time
       outer?.removeEventListener('abort', onAbort);
     },
   };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
 
 /** UIDs go into paths; refuse anything that is not a dotted numeric so no path can be smuggled. */

@@ -22,6 +22,7 @@ import dimse from 'dcmjs-dimse';
 import type { DimseNode } from '../config.js';
 import { TAG } from '../dicom/tags.js';
 import { LdfsamError } from '../errors.js';
+import { sleep } from '../util/sleep.js';
 
 export { parseDimseNode, type DimseNode } from '../config.js';
 
@@ -99,7 +100,7 @@ export async function cStore(node: DimseNode, objects: DimseObject[], options: D
         `C-STORE to the DICOM node ${describeNode(node)} failed after ${attempt + 1} tries: ${outcome.reason} (${what})`,
         details,
       );
-    await new Promise((r) => setTimeout(r, pause));
+    await sleep(pause, options.signal);
     pause *= 2;
   }
 }
@@ -181,6 +182,7 @@ function storeOnce(node: DimseNode, objects: Parsed[], options: DimseStoreOption
       fail({ kind: 'transient', reason: `network error: ${err.message.replace(/^\s*->\s*/, '')}`, stored }),
     );
     client.on('closed', () => {
+      options.signal?.removeEventListener('abort', abort);
       if (!failure && !options.negotiateOnly && stored.length < objects.length)
         fail({
           kind: 'transient',
