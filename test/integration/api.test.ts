@@ -350,9 +350,9 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
     expect(ok.state).toBe('succeeded');
   });
 
-  it.runIf(backend === 'redis')(
-    "the worker's entry drops a job before the job's final state is written (Redis MONITOR's order)",
-    async () => {
+  // Redis alone: the embedded queue lists the running jobs from the same records it finishes them in.
+  if (backend === 'redis')
+    it("the worker's entry drops a job before the job's final state is written (Redis MONITOR's order)", async () => {
       const monitor = await new Redis(redis.url(0)).monitor();
       const commands: string[][] = [];
       monitor.on('monitor', (_time: string, args: string[]) => commands.push(args.map(String)));
@@ -375,8 +375,7 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
         expect(listed).toContain(true); // it was listed while it ran
         expect(listed.at(-1)).toBe(false);
       }
-    },
-  );
+    });
 
   it('GET /api/queue and /api/metrics show the queue counts and the worker', async () => {
     const q = await call('/api/queue');
