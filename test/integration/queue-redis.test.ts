@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
@@ -241,6 +242,9 @@ describe('the Redis queue with ldfsam worker processes', () => {
     await Promise.all(workers.map((w) => stopWorker(w)));
     await Promise.all([1, 2].map(() => spawnWorker({ LDFSAM_PACS_MAX_JOBS: '1', LDFSAM_JOB_CONCURRENCY: '2' })));
     const some = series.slice(12, 18);
+    const monitor = await new Redis(redis.url()).monitor();
+    const commands: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => commands.push(args.map((a) => String(a).toLowerCase())));
     const accepted = await call('/api/batches', {
       method: 'POST',
       body: { studies: some.map((s) => s.studyInstanceUID), model: 'random-tiny', force: true },
@@ -256,6 +260,17 @@ describe('the Redis queue with ldfsam worker processes', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(most).toBe(1);
+    monitor.disconnect();
+    // Each job's slot is given back before its final state is written: a job seen final holds none.
+    const finals = commands.flatMap((c, i) =>
+      c[0] === 'hset' && c[c.indexOf('state') + 1] === 'succeeded' ? [{ at: i, jobId: c[1]!.split(':job:')[1]! }] : [],
+    );
+    expect(finals).toHaveLength(6);
+    for (const { at, jobId } of finals) {
+      const released = commands.findIndex((c) => c[0] === 'zrem' && c[1]!.endsWith(':pacs-slots') && c[2] === jobId);
+      expect(released, jobId).toBeGreaterThanOrEqual(0);
+      expect(released, jobId).toBeLessThan(at);
+    }
   }, 300_000);
 
   // The README's figures: LDFSAM_QUEUE_BENCH=1 npx vitest run --project integration test/integration/queue-redis.test.ts

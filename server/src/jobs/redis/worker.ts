@@ -221,6 +221,17 @@ function recordBackend(
   const publishRecord = async () => records.publish(await records.get(job.id));
   let current = job;
   let release: (() => Promise<void>) | undefined;
+  const releaseSlot = async () => {
+    const held = release;
+    release = undefined;
+    await held?.();
+  };
+  // Done with the PACS and the worker: both are told before the job's final state is written, so
+  // that whoever sees the job final sees its worker and its PACS slot free.
+  const finishing = async () => {
+    await r.settle(job.id);
+    await releaseSlot();
+  };
   return {
     begin: async () => {
       release = await r.slots.acquire(job.id, async () => {
@@ -250,12 +261,12 @@ function recordBackend(
     },
     cancelRequested: cancelled,
     succeeded: async (result) => {
-      await r.settle(job.id);
+      await finishing();
       await records.markSucceeded(current, result);
       await publishRecord();
     },
     cancelled: async () => {
-      await r.settle(job.id);
+      await finishing();
       await records.transition(job.id, 'cancelled', ['queued', 'running'], {
         error: JSON.stringify(CANCELLED_BY_REQUEST),
         finishedAt: new Date().toISOString(),
@@ -264,12 +275,13 @@ function recordBackend(
     },
     retry: async (e) => {
       if (!(bj.attemptsMade + 1 < (bj.opts.attempts ?? 1))) return false;
+      await releaseSlot();
       await records.transition(job.id, 'queued', ['running'], { error: JSON.stringify({ code: e.code, message: e.message }) });
       await publishRecord();
       return { attempt: bj.attemptsMade + 1 };
     },
     failed: async (e) => {
-      await r.settle(job.id);
+      await finishing();
       await records.transition(job.id, 'failed', ['queued', 'running'], {
         error: JSON.stringify({ code: e.code, message: e.message }),
         finishedAt: new Date().toISOString(),
@@ -284,9 +296,7 @@ function recordBackend(
       await publishRecord();
       return true;
     },
-    end: async () => {
-      await release?.();
-    },
+    end: releaseSlot,
   };
 }
 
