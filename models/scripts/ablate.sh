@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Ablations of lite, retrained (issue 15 item 6), for one data set: the shipped recipe (teacher,
+# student, segment), then phase 2 with DFP off, SFP off, feature prompts only (decoder frozen), and
+# the encoder's adapters tuned end to end, all on the same distilled student; each evaluated on val
+# and test (native resolution, no clean-up) into runs/ablate/<run>-<split>.json. Resumable: finished
+# phases are skipped, a phase in progress continues epoch by epoch, finished evaluations are kept.
+# Epochs as each data set's shipped model: PH2 30 per phase, HC18 12.
+# Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 about 2 h of detector and
+# embedding cache, ~35-60 min per frozen-encoder variant, several hours for the encoder-tuned one.
+# usage: scripts/ablate.sh ph2|hc18
+set -euo pipefail
+cd "$(dirname "$0")/.."  # models/
+DS=${1:-}
+case $DS in
+  ph2) E=30 ;;
+  hc18) E=12 ;;
+  *) echo "usage: scripts/ablate.sh ph2|hc18 (the data set to run the ablations on)" >&2; exit 2 ;;
+esac
+export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+PY=".venv/bin/python -m ldfsam_models"
+I='{"default": {"kind": "minmax"}}'
+mkdir -p runs/ablate
+stamp() { echo "$(date -u +%H:%M:%S) $*"; }
+stamp "$DS-lite (teacher, student, segment)"
+$PY train --config lite --dataset "$DS" --run "$DS-lite" --intensity "$I" --phase teacher,student,segment \
+  --epochs "teacher=$E,student=$E,segment=$E" --resume
+STUDENT=runs/$DS-lite/student-best.pt
+variant() {
+  local name=$1; shift
+  stamp "$DS-$name: $*"
+  $PY train --dataset "$DS" --run "$DS-$name" --intensity "$I" --phase segment --epochs "segment=$E" \
+    --detector-from "$STUDENT" --resume "$@"
+}
+evaluate() {
+  for split in val test; do
+    [ -f "runs/ablate/$1-$split.json" ] || $PY eval --model "runs/$1/segment-best.pt" --dataset "$DS" --split $split \
+      --json --out "runs/ablate/$1-$split.json" > /dev/null
+  done
+  stamp "$1: $(.venv/bin/python -c "import json; print(*[round(json.load(open(f'runs/ablate/$1-{s}.json'))['summary']['dice']['mean'],4) for s in ('val','test')])" 2>&1)"
+}
+evaluate "$DS-lite"
+variant nodfp --config lite --no-dfp; evaluate "$DS-nodfp"
+variant nosfp --config lite --no-sfp; evaluate "$DS-nosfp"
+variant prompts --config lite --tune prompts; evaluate "$DS-prompts"
+variant encoder --config lite-adapters --tune encoder; evaluate "$DS-encoder"
+stamp done
