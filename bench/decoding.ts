@@ -10,13 +10,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startBenchPacs } from '../server/src/bench/serve-child.js';
+import { loadConfig } from '../server/src/config.js';
 import { DicomWebClient, EXPLICIT_VR_LITTLE_ENDIAN } from '../server/src/dicomweb/client.js';
 import { loadSeriesPlan } from '../server/src/dicom/inspect.js';
 import { readSeriesSlices } from '../server/src/dicom/series-reader.js';
 import { loadFiles } from '../server/src/pacs/load.js';
-import { startOrthanc } from '../server/src/pacs/orthanc.js';
 import { projectPath } from '../server/src/util/paths.js';
-import { freePorts } from '../server/src/util/ports.js';
 
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1] || 5) || 5;
 
@@ -34,17 +34,8 @@ async function timeRead(
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-'));
-const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-const orthanc = await startOrthanc(
-  {
-    orthancBin: '/usr/sbin/Orthanc',
-    orthancPluginsDir: process.env.LDFSAM_ORTHANC_PLUGINS_DIR ?? '/usr/share/orthanc/plugins',
-    dataDir: join(work, 'pacs'),
-    pacsHttpPort: pacsHttpPort!,
-    pacsDicomPort: pacsDicomPort!,
-  },
-  { detached: false },
-);
+// The configured Orthanc (LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR), as `ldfsam start` runs it.
+const orthanc = await startBenchPacs(work, loadConfig({ env: process.env }));
 try {
   const derived = join(work, 'derived');
   execFileSync(projectPath('models/.venv/bin/python'), [

@@ -18,14 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { python } from '../server/src/bench/model-under-test.js';
+import { startBenchPacs } from '../server/src/bench/serve-child.js';
 import { loadConfig } from '../server/src/config.js';
 import { DicomWebClient } from '../server/src/dicomweb/client.js';
 import { parseMultipart } from '../server/src/dicomweb/multipart.js';
 import { nodeTransport } from '../server/src/dicomweb/transport.js';
 import { loadFiles } from '../server/src/pacs/load.js';
-import { startOrthanc } from '../server/src/pacs/orthanc.js';
 import { projectPath } from '../server/src/util/paths.js';
-import { freePorts } from '../server/src/util/ports.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -46,17 +45,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 const config = loadConfig({ env: process.env });
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-transfer-'));
-const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-const orthanc = await startOrthanc(
-  {
-    orthancBin: config.orthancBin,
-    orthancPluginsDir: config.orthancPluginsDir,
-    dataDir: join(work, 'pacs'),
-    pacsHttpPort: pacsHttpPort!,
-    pacsDicomPort: pacsDicomPort!,
-  },
-  { detached: false },
-);
+const orthanc = await startBenchPacs(work, config);
 try {
   const headers = { authorization: orthanc.authorization };
   const client = new DicomWebClient({ url: orthanc.dicomwebUrl, headers });

@@ -14,14 +14,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureHostPath, LogitsReplay, recordInto } from '../server/src/bench/host-path.js';
 import { python, shippedModel } from '../server/src/bench/model-under-test.js';
+import { startBenchPacs } from '../server/src/bench/serve-child.js';
 import { loadConfig } from '../server/src/config.js';
 import { DicomWebClient } from '../server/src/dicomweb/client.js';
 import { ModelRegistry } from '../server/src/inference/registry.js';
 import { loadFiles } from '../server/src/pacs/load.js';
-import { startOrthanc } from '../server/src/pacs/orthanc.js';
 import { segmentSeries } from '../server/src/pipeline/segment.js';
 import { projectPath } from '../server/src/util/paths.js';
-import { freePorts } from '../server/src/util/ports.js';
 import { growHeapLimit } from '../server/src/util/heap-growth.js';
 
 const { values: args } = parseArgs({
@@ -76,17 +75,7 @@ async function startHeapProfile(): Promise<(file: string) => Promise<void>> {
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const config = loadConfig({ env: process.env });
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-host-'));
-const [pacsHttpPort, pacsDicomPort] = await freePorts(2);
-const orthanc = await startOrthanc(
-  {
-    orthancBin: config.orthancBin,
-    orthancPluginsDir: config.orthancPluginsDir,
-    dataDir: join(work, 'pacs'),
-    pacsHttpPort: pacsHttpPort!,
-    pacsDicomPort: pacsDicomPort!,
-  },
-  { detached: false },
-);
+const orthanc = await startBenchPacs(work, config);
 const registry = new ModelRegistry({ executionProvider: 'cpu' });
 try {
   const batchSize = Number(args['batch-size']);
