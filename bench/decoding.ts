@@ -17,6 +17,7 @@ import { loadSeriesPlan } from '../server/src/dicom/inspect.js';
 import { readSeriesSlices } from '../server/src/dicom/series-reader.js';
 import { loadFiles } from '../server/src/pacs/load.js';
 import { projectPath } from '../server/src/util/paths.js';
+import { median } from '../server/src/bench/median.js';
 
 const rounds = Number(process.argv[process.argv.indexOf('--rounds') + 1] || 5) || 5;
 
@@ -30,8 +31,6 @@ async function timeRead(
   for await (const _ of readSeriesSlices(client, plan, { transferSyntaxUID, prefetch: 1 })) n++;
   return (performance.now() - t0) / n;
 }
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-bench-'));
 // The configured Orthanc (LDFSAM_ORTHANC_BIN, LDFSAM_ORTHANC_PLUGINS_DIR), as `ldfsam start` runs it.

@@ -25,6 +25,7 @@ import { parseMultipart } from '../server/src/dicomweb/multipart.js';
 import { nodeTransport } from '../server/src/dicomweb/transport.js';
 import { loadFiles } from '../server/src/pacs/load.js';
 import { projectPath } from '../server/src/util/paths.js';
+import { median } from '../server/src/bench/median.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,8 +42,6 @@ const cpuMs = () => {
   const u = process.cpuUsage();
   return { all: (u.user + u.system) / 1000, system: u.system / 1000 };
 };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 const config = loadConfig({ env: process.env });
 const work = await mkdtemp(join(tmpdir(), 'ldfsam-transfer-'));
 const orthanc = await startBenchPacs(work, config);

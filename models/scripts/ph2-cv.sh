@@ -23,8 +23,9 @@ stamp() { echo "$(date -u +%H:%M:%S) $*"; }
 
 table() {
   .venv/bin/python - "$OUT" "$FOLDS" <<'PY'
-import json, random, sys
+import json, sys
 from pathlib import Path
+from ldfsam_models.metrics import bootstrap_ci
 out, folds = Path(sys.argv[1]), int(sys.argv[2])
 rows, pairs, per_image = [], [], []
 for k in range(1, folds + 1):
@@ -48,10 +49,9 @@ if pairs:
     mean = sum(pairs) / len(pairs)
     print(f"\nfolds with both recipes: {len(pairs)} of {folds}; mean difference (encoder - shipped) {mean:+.4f}; "
           f"encoder better on {sum(p > 0 for p in pairs)} of {len(pairs)}")
-    # The same difference per image, paired, with a bootstrap 95% interval over the images (seeded).
-    rng, n = random.Random(0), len(per_image)
-    means = sorted(sum(rng.choices(per_image, k=n)) / n for _ in range(10000))
-    print(f"per image, paired ({n} images): {sum(per_image) / n:+.4f} [95% CI {means[249]:+.4f}, {means[9749]:+.4f}]; "
+    # The same difference per image, paired, with eval's bootstrap 95% interval over the images.
+    ci, n = bootstrap_ci(per_image), len(per_image)
+    print(f"per image, paired ({n} images): {ci.mean:+.4f} [95% CI {ci.low:+.4f}, {ci.high:+.4f}]; "
           f"encoder better on {sum(x > 0 for x in per_image)} of {n}")
 PY
 }

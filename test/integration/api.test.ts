@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { DicomWebClient } from '../../server/src/dicomweb/client.js';
@@ -21,7 +20,7 @@ import { freePorts } from '../setup/ports.js';
 import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { startFaultProxy } from '../setup/proxy.js';
 import { runPython } from '../setup/python.js';
-import { startTestRedis, type TestRedis } from './queue-redis-server.js';
+import { recordCommands, startTestRedis, type TestRedis } from './queue-redis-server.js';
 
 const { dicomwebUrl, pacsAuthorization, derivedDir } = provided();
 const pacs = pacsClient();
@@ -353,9 +352,7 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
   // Redis alone: the embedded queue lists the running jobs from the same records it finishes them in.
   if (backend === 'redis')
     it("the worker's entry drops a job before the job's final state is written (Redis MONITOR's order)", async () => {
-      const monitor = await new Redis(redis.url(0)).monitor();
-      const commands: string[][] = [];
-      monitor.on('monitor', (_time: string, args: string[]) => commands.push(args.map(String)));
+      const { commands, stop } = await recordCommands(redis.url(0));
       const s = await ids('ct-mono1');
       const submitted = await Promise.all(
         ['threshold-fixture', 'fails-on-batches'].map(
@@ -364,9 +361,9 @@ describe.each(['sqlite', 'redis'] as const)('jobs on the %s queue', (backend) =>
       );
       const jobs = [];
       for (const jobId of submitted) jobs.push(await waitFinal(jobId));
-      monitor.disconnect();
+      stop();
       expect(jobs.map((j) => j.state)).toEqual(['succeeded', 'failed']);
-      const isHset = (c: string[], key: string) => c[0]!.toLowerCase() === 'hset' && c[1]!.endsWith(key);
+      const isHset = (c: string[], key: string) => c[0] === 'hset' && c[1]!.endsWith(key);
       for (const job of jobs) {
         const final = commands.findIndex((c) => isHset(c, `:job:${job.id}`) && c[c.indexOf('state') + 1] === job.state);
         expect(final).toBeGreaterThan(0);

@@ -1,4 +1,5 @@
 /** A redis-server of the test's own (free port, temp folder, append-only file on), restartable in place. */
+import { Redis } from 'ioredis';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,4 +49,17 @@ export async function startTestRedis(): Promise<TestRedis> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Every command the Redis server at `url` runs from now on (scripts' commands included; the command's
+ * name lower-cased, its arguments as sent), in the order it ran them (MONITOR): the oracle for "this write came before that one".
+ */
+export async function recordCommands(url: string): Promise<{ commands: string[][]; stop: () => void }> {
+  const monitor = await new Redis(url).monitor();
+  const commands: string[][] = [];
+  monitor.on('monitor', (_time: string, [name, ...args]: string[]) =>
+    commands.push([String(name).toLowerCase(), ...args.map(String)]),
+  );
+  return { commands, stop: () => monitor.disconnect() };
 }

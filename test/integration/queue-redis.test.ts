@@ -9,7 +9,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/src/config.js';
 import { startServer, type RunningServer } from '../../server/src/http/server.js';
@@ -19,7 +18,7 @@ import { runCli } from '../setup/cli.js';
 import { CT_DIR } from '../setup/data.js';
 import { pacsClient, pacsEnv, provided } from '../setup/provided.js';
 import { runPython, venvPython } from '../setup/python.js';
-import { startTestRedis, type TestRedis } from './queue-redis-server.js';
+import { recordCommands, startTestRedis, type TestRedis } from './queue-redis-server.js';
 
 const { dicomwebUrl, pacsAuthorization } = provided();
 const pacs = pacsClient();
@@ -242,9 +241,7 @@ describe('the Redis queue with ldfsam worker processes', () => {
     await Promise.all(workers.map((w) => stopWorker(w)));
     await Promise.all([1, 2].map(() => spawnWorker({ LDFSAM_PACS_MAX_JOBS: '1', LDFSAM_JOB_CONCURRENCY: '2' })));
     const some = series.slice(12, 18);
-    const monitor = await new Redis(redis.url()).monitor();
-    const commands: string[][] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => commands.push(args.map((a) => String(a).toLowerCase())));
+    const { commands, stop } = await recordCommands(redis.url());
     const accepted = await call('/api/batches', {
       method: 'POST',
       body: { studies: some.map((s) => s.studyInstanceUID), model: 'random-tiny', force: true },
@@ -260,7 +257,7 @@ describe('the Redis queue with ldfsam worker processes', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(most).toBe(1);
-    monitor.disconnect();
+    stop();
     // Each job's slot is given back before its final state is written: a job seen final holds none.
     const finals = commands.flatMap((c, i) =>
       c[0] === 'hset' && c[c.indexOf('state') + 1] === 'succeeded' ? [{ at: i, jobId: c[1]!.split(':job:')[1]! }] : [],

@@ -25,6 +25,7 @@ import { projectPath } from '../util/paths.js';
 import { startBenchPacs } from './serve-child.js';
 import { LogitsReplay, measureHostPath, pixelWork, recordInto, type HostPathFigure } from './host-path.js';
 import { python, randomModel, shippedModel, type ModelUnderTest } from './model-under-test.js';
+import { median } from './median.js';
 
 const run = promisify(execFile);
 
@@ -97,8 +98,6 @@ export interface BenchResult {
   /** What a null means, and what the figures are of. */
   notes: string[];
 }
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
 
 /**
  * The machine's fp32 matrix-product rate on the provider: a 2048x2048 MatMul, the best of 10 runs (a

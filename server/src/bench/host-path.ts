@@ -16,8 +16,7 @@ import { ModelRegistry, type RegisteredModel } from '../inference/registry.js';
 import { logitsToBits } from '../pipeline/postprocess.js';
 import { preprocessSlice } from '../pipeline/preprocess.js';
 import { segmentSeries } from '../pipeline/segment.js';
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+import { median } from './median.js';
 
 /**
  * Per-slice model outputs recorded from real runs, replayed in a cycle: every output the model gave

@@ -20,6 +20,7 @@ import {
   readPacsCredentials,
   type PacsCredentials,
 } from '../util/pacs-credentials.js';
+import { sleep } from '../util/sleep.js';
 
 export interface OrthancSettings {
   orthancBin: string;
@@ -340,8 +341,4 @@ function tail(file: string, lines: number): string {
   } catch {
     return '(no log)';
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
