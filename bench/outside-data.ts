@@ -13,7 +13,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { api, startBenchPacs, startServeOn } from '../server/src/bench/serve-child.js';
+import { promptSeries } from '../server/src/bench/prompt-series.js';
+import { startBenchPacs, startServeOn } from '../server/src/bench/serve-child.js';
 import { loadConfig } from '../server/src/config.js';
 import { DicomWebClient } from '../server/src/dicomweb/client.js';
 import { ModelRegistry } from '../server/src/inference/registry.js';
@@ -64,26 +65,12 @@ try {
     cases.map((c) => join(dicom, c.case)),
   );
   serve = await startServeOn(orthanc, work, [model.folder, ...config.modelDirs]);
-  const masks: Record<'box' | 'point', Record<string, string>> = { box: {}, point: {} };
+  const masks: Record<string, Record<string, string>> = { box: {}, point: {} };
   for (const c of cases) {
     log(`${c.case} (${c.modality}): ${c.slices.length} slices with the structure`);
-    const s = (await api(serve.url, '/interactive', {
-      studyInstanceUID: c.studyInstanceUID,
-      seriesInstanceUID: c.seriesInstanceUID,
-      model: model.manifest.name,
-    })) as { sessionId: string; slices: { sopInstanceUID: string }[] };
-    const index = new Map(s.slices.map((x, i) => [x.sopInstanceUID, i]));
-    for (const slice of c.slices) {
-      const at = index.get(slice.sop)!;
-      const box = await api(serve.url, `/interactive/${s.sessionId}/prompt`, { slice: at, box: slice.box });
-      const point = await api(serve.url, `/interactive/${s.sessionId}/prompt`, {
-        slice: at,
-        points: [{ x: slice.point[0], y: slice.point[1], positive: true }],
-      });
-      masks.box[`${c.case}/${slice.k}`] = box.mask.bits as string;
-      masks.point[`${c.case}/${slice.k}`] = point.mask.bits as string;
-    }
-    await fetch(`${serve.url}/api/interactive/${s.sessionId}`, { method: 'DELETE' });
+    const ref = { studyInstanceUID: c.studyInstanceUID, seriesInstanceUID: c.seriesInstanceUID, model: model.manifest.name };
+    const slices = c.slices.map((x) => ({ key: `${c.case}/${x.k}`, sopInstanceUID: x.sop, box: x.box, point: x.point }));
+    await promptSeries(serve.url, ref, slices, ['box', 'point'], masks);
   }
   const file = join(work, 'masks.json');
   await writeFile(file, JSON.stringify(masks));

@@ -15,11 +15,12 @@ import { promisify } from 'node:util';
 import { LdfsamError } from '../errors.js';
 import { ModelRegistry } from '../inference/registry.js';
 import { projectPath } from '../util/paths.js';
-import { api, startBenchPacs, startServeOn } from './serve-child.js';
+import { promptSeries, type EvalPrompt } from './prompt-series.js';
+import { startBenchPacs, startServeOn } from './serve-child.js';
 
 const run = promisify(execFile);
 
-export type EvalPrompt = 'box' | 'point';
+export type { EvalPrompt };
 
 export interface InteractiveEvalOptions {
   dataset: 'hc18' | 'ph2';
@@ -111,21 +112,12 @@ export async function runInteractiveEval(options: InteractiveEvalOptions): Promi
     const masks: Record<string, Record<string, string>> = Object.fromEntries(options.prompts.map((p) => [p, {}]));
     for (const [i, c] of cases.entries()) {
       const ids = series.get(c.id)!;
-      const s = (await api(served.url, '/interactive', {
+      const ref = {
         studyInstanceUID: ids.studyInstanceUID,
         seriesInstanceUID: ids.seriesInstanceUID,
         model: model.manifest.name,
-      })) as {
-        sessionId: string;
       };
-      for (const p of options.prompts) {
-        const body =
-          p === 'box' ? { slice: 0, box: c.box } : { slice: 0, points: [{ x: c.point[0], y: c.point[1], positive: true }] };
-        masks[p]![c.id] = (
-          (await api(served.url, `/interactive/${s.sessionId}/prompt`, body)) as { mask: { bits: string } }
-        ).mask.bits;
-      }
-      await fetch(`${served.url}/api/interactive/${s.sessionId}`, { method: 'DELETE' });
+      await promptSeries(served.url, ref, [{ key: c.id, box: c.box, point: c.point }], options.prompts, masks);
       if ((i + 1) % 20 === 0) log(`  ${i + 1} / ${cases.length}`);
     }
     const file = join(work, 'masks.json');
