@@ -401,6 +401,25 @@ describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
       expect(r.body?.error?.code, what).toBe(code);
       expect(r.status, what).toBe(status);
     }
+    const raw = async (path: string, headers: Record<string, string>, body: string) => {
+      const res = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+      });
+      return { status: res.status, body: (await res.json()) as { error: { code: string; message: string } } };
+    };
+    // A body the parser refuses for its encoding is the client's error, said so (not a server failure).
+    const encoded = await raw(
+      `/api/interactive/${id}/prompt`,
+      { 'content-encoding': 'br2' },
+      JSON.stringify({ slice: 1, box: BOX }),
+    );
+    expect(encoded).toMatchObject({ status: 400, body: { error: { code: 'INVALID_INPUT' } } });
+    expect(encoded.body.error.message).toMatch(/br2/);
+    // An accept for an unknown session is refused before its (large) body is read.
+    const unknown = await raw('/api/interactive/00000000-0000-4000-8000-000000000000/accept', {}, '{"not json');
+    expect(unknown).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
     expect(await pacs.searchForSeries({ studyInstanceUID: ct.studyInstanceUID, queryParams: { Modality: 'SEG' } })).toHaveLength(
       0,
     );
@@ -569,6 +588,20 @@ describe('propagation and accept', { timeout: ORACLE_TIMEOUT_MS }, () => {
     expect(
       await pacs.searchForInstances({ studyInstanceUID: ct.studyInstanceUID, seriesInstanceUID: r.body.segSeriesInstanceUID }),
     ).toHaveLength(2);
+    // Only its colour changed: a change all the same, stored as a new instance (not taken for a repeat and dropped).
+    const recoloured = await call(`/api/interactive/${session.sessionId}/accept`, {
+      method: 'POST',
+      body: {
+        label: 'My region',
+        color: [30, 30, 200],
+        slices: [{ slice: FROM }, { slice: FROM + 1, bits: edited.toString('base64') }],
+      },
+    });
+    expect(recoloured.status).toBe(201);
+    expect(recoloured.body.segSopInstanceUID).not.toBe(r.body.segSopInstanceUID);
+    expect(
+      await pacs.searchForInstances({ studyInstanceUID: ct.studyInstanceUID, seriesInstanceUID: r.body.segSeriesInstanceUID }),
+    ).toHaveLength(3);
   });
 });
 
@@ -629,7 +662,34 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
     }
   });
 
-  it('limits sessions per user, expires idle sessions, and keeps other users out', async () => {
+  it('a client gone before the first event (its first slice still being fetched) stops the propagation there', async () => {
+    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
+    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: slice 1 is not encoded yet
+    try {
+      const s = await openSession(ct, slow.url);
+      await prompt(s.sessionId, { slice: 0, box: [200, 215, 300, 320] }, slow.url);
+      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/propagate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ fromSlice: 0, direction: 'up', minIou: 0 }),
+        signal: AbortSignal.timeout(150),
+      }).catch((err: Error) => err.name);
+      expect(await leaving).toBe('TimeoutError');
+      await expect
+        .poll(async () => (await call(`/api/interactive/${s.sessionId}`, { url: slow.url })).body.propagating, {
+          timeout: 10_000,
+        })
+        .toBe(false);
+      // Not the ~10 slices the structure spans: the seed, and at most the slice being fetched.
+      const after = await call(`/api/interactive/${s.sessionId}`, { url: slow.url });
+      expect(after.body.masks.length).toBeLessThanOrEqual(2);
+    } finally {
+      await slow.close();
+      await proxy.close();
+    }
+  });
+
+  it('limits sessions per user and per server (also when opened at the same moment), expires idle sessions, and keeps other users out', async () => {
     const limited = await startInteractiveServer({
       interactiveSessionsPerUser: 2,
       interactiveIdleMs: 1500,
@@ -657,6 +717,22 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       await openSession(ct, limited.url, 'token-of-alice-123');
     } finally {
       await limited.close();
+    }
+    // The server's own limit holds when users open sessions at the same moment (both pass the check made before the series is read).
+    const one = await startInteractiveServer({
+      interactiveMaxSessions: 1,
+      apiTokens: ['token-of-alice-123', 'token-of-bob-4567'],
+    });
+    try {
+      const both = await Promise.all(
+        ['token-of-alice-123', 'token-of-bob-4567'].map((token) =>
+          call('/api/interactive', { method: 'POST', body: { ...ct, model: MODEL }, url: one.url, token }),
+        ),
+      );
+      expect(both.map((r) => r.status).sort()).toEqual([201, 429]);
+      expect(both.find((r) => r.status === 429)!.body.error.message).toMatch(/the server has 1 interactive sessions open/);
+    } finally {
+      await one.close();
     }
   });
 

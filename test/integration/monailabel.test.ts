@@ -202,6 +202,12 @@ describe('MONAI Label API with the monailabel 0.8.5 client', () => {
     // On disk: one folder per image and the session, nothing half-written.
     const folders = await readdir(join(work, 'data-0', 'monailabel'));
     expect(folders).toHaveLength(6);
+    // A label tag that names an object's own machinery is no label (404), not a server failure.
+    for (const tag of ['__proto__', 'constructor', 'toString']) {
+      const res = await fetch(`${server.url}/monailabel/datastore/label?label=ct-both&tag=${tag}`);
+      expect(res.status, tag).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    }
   });
 });
 

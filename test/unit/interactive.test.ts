@@ -1,8 +1,10 @@
-/** The interactive API's pure parts: prompt checks and tensors, mask boxes, the embedding cache, codes and colours. */
+/** The interactive API's pure parts: prompt checks and tensors, mask boxes, the embedding cache, propagation's bookkeeping, codes and colours. */
 import { describe, expect, it } from 'vitest';
 import { localCode } from '../../server/src/interactive/accept.js';
 import { EmbeddingCache } from '../../server/src/interactive/embedding-cache.js';
 import { checkPrompt, countBits, decoderFeeds, maskBox, promptTensors, widenBox } from '../../server/src/interactive/prompts.js';
+import { propagate } from '../../server/src/interactive/propagate.js';
+import type { InteractiveSession, PromptResult, SliceMask } from '../../server/src/interactive/session.js';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { packBits } from '../../server/src/seg/bits.js';
 import { rgbToDicomLab } from '../../server/src/seg/colour.js';
@@ -155,6 +157,78 @@ describe('embedding cache', () => {
     expect(answers.map((a) => a.hit)).toEqual([false, true, true]);
     await expect(cache.get('bad', async () => Promise.reject(new Error('encoder failed')))).rejects.toThrow('encoder failed');
     expect((await cache.get('bad', async () => outputs(40))).hit).toBe(false);
+  });
+
+  it("ends only the cancelled caller's wait: the shared computation answers the others and is kept", async () => {
+    const cache = new EmbeddingCache(10_000);
+    let finish!: (o: ReturnType<typeof outputs>) => void;
+    const slow = () => new Promise<ReturnType<typeof outputs>>((resolve) => (finish = resolve));
+    const first = new AbortController();
+    const cancelled = cache.get('k', slow, first.signal);
+    const other = cache.get('k', slow, new AbortController().signal);
+    first.abort();
+    await expect(cancelled).rejects.toMatchObject({ code: 'CANCELLED' });
+    finish(outputs(40));
+    expect((await other).outputs.e!.data.length).toBe(10);
+    expect(cache.has('k')).toBe(true);
+    // A caller whose signal has already aborted does not wait at all.
+    const gone = new AbortController();
+    gone.abort();
+    await expect(cache.get('late', () => new Promise(() => undefined), gone.signal)).rejects.toMatchObject({ code: 'CANCELLED' });
+  });
+});
+
+describe('propagation', () => {
+  /** A session over 4 slices of 8 x 8 whose prompts answer `answer(slice)`, storing it as the session does. */
+  function fakeSession(answer: (slice: number, s: { masks: Map<number, SliceMask> }) => Uint8Array) {
+    const s = {
+      plan: { slices: [0, 1, 2, 3], rows: 8, columns: 8 },
+      masks: new Map<number, SliceMask>(),
+      checkSlice: () => undefined,
+      previousLogits: () => undefined,
+      embed: async () => ({ outputs: {}, hit: true }),
+      restore(index: number, state: { mask?: SliceMask }) {
+        if (state.mask) s.masks.set(index, state.mask);
+        else s.masks.delete(index);
+      },
+      async prompt(slice: number): Promise<PromptResult> {
+        const bits = answer(slice, s);
+        return { slice, bits, iou: 1, cached: true, usedPreviousMask: false, logits: new Float32Array(1), timingsMs: {} };
+      },
+    };
+    return s;
+  }
+  const square = packBits(new Uint8Array(64).map((_, i) => (i % 8 > 1 && i % 8 < 6 && i > 16 && i < 48 ? 1 : 0)));
+  const run = async (s: ReturnType<typeof fakeSession>) => {
+    const events = [];
+    const options = { fromSlice: 0, direction: 'up' as const, minIou: 0, useMask: false, maxSlices: 10 };
+    for await (const e of propagate(s as unknown as InteractiveSession, { ...options, signal: new AbortController().signal }))
+      events.push(e);
+    return events;
+  };
+
+  it("gives a refused slice back its mask, but keeps a user's prompt answered meanwhile", async () => {
+    const before = { bits: packBits(new Uint8Array(64).fill(1)), iou: 0.5 };
+    // Slice 1 answers empty (the structure ends): the propagation's answer was stored, and goes.
+    const refused = fakeSession((slice, s) => {
+      const bits = new Uint8Array(8);
+      s.masks.set(slice, { bits, iou: 1 });
+      return bits;
+    });
+    refused.masks.set(0, { bits: square, iou: 1 });
+    refused.masks.set(1, before);
+    expect((await run(refused)).at(-1)).toMatchObject({ type: 'stopped', reason: 'empty', atSlice: 1 });
+    expect(refused.masks.get(1)).toBe(before);
+    // The user prompted slice 1 while the propagation's prompt ran: the user's (newer) answer is the one kept.
+    const user = { bits: square, iou: 0.9 };
+    const raced = fakeSession((slice, s) => {
+      s.masks.set(slice, user);
+      return new Uint8Array(8);
+    });
+    raced.masks.set(0, { bits: square, iou: 1 });
+    raced.masks.set(1, before);
+    expect((await run(raced)).at(-1)).toMatchObject({ type: 'stopped', reason: 'empty', atSlice: 1 });
+    expect(raced.masks.get(1)).toBe(user);
   });
 });
 

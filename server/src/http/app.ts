@@ -391,6 +391,9 @@ function errorHandler(log: Logger) {
       e = new LdfsamError('PAYLOAD_TOO_LARGE', 'request body too large');
     else if ((err as { type?: string }).type === 'entity.parse.failed' || (status === 400 && !(err instanceof LdfsamError))) {
       e = new LdfsamError('INVALID_INPUT', 'request body is not valid JSON');
+    } else if (!(err instanceof LdfsamError) && status !== undefined && status >= 400 && status < 500) {
+      // The body parser's other refusals (an unknown Content-Encoding or charset: 415): the client's, said as it says them.
+      e = new LdfsamError('INVALID_INPUT', `request body refused: ${(err as Error).message}`);
     } else e = toLdfsamError(err);
     if (e.httpStatus >= 500)
       log.error('request failed', { method: req.method, path: req.path, code: e.code, message: e.message });

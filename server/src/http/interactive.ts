@@ -3,7 +3,7 @@
  * embedding cache, propagation, accept). Same authentication, validation, errors and logs as the
  * jobs API. Added to the API router before its 256 kB body parser: an accept may carry edited masks.
  */
-import express, { type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { DicomWebClient } from '../dicomweb/client.js';
 import type { Logger } from '../log.js';
 import { acceptStructure } from '../interactive/accept.js';
@@ -95,6 +95,11 @@ export function addInteractiveRoutes(
     });
     // Taken before the first await, so that a second request arriving meanwhile is a CONFLICT too.
     s.propagation = abort;
+    // The client went away (the response closed before its end): stop, from the first step on. (The
+    // request's own 'close' fires once its body is read, so it cannot tell.)
+    res.on('close', () => {
+      if (!res.writableEnded) abort.abort();
+    });
     // The first step checks the seed; its refusal is a plain JSON error, before any event is sent.
     let first: Awaited<ReturnType<typeof run.next>>;
     try {
@@ -106,11 +111,6 @@ export function addInteractiveRoutes(
     sessions.stats.propagations++;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    // The client went away (the response closed before its end): stop. (The request's own 'close'
-    // fires once its body is read, so it cannot tell.)
-    res.on('close', () => {
-      if (!res.writableEnded) abort.abort();
-    });
     const t0 = performance.now();
     const slices: number[] = [];
     try {
@@ -149,7 +149,12 @@ export function addInteractiveRoutes(
     res.json({ sessionId: s.id, cancelled: running });
   });
 
-  router.post('/interactive/:id/accept', express.json({ limit: ACCEPT_BODY_LIMIT }), async (req, res) => {
+  // The session is looked up before its large body is read: an unknown or another user's id costs no parsing.
+  const sessionFirst = (req: Request, res: Response, next: NextFunction) => {
+    session(req, res);
+    next();
+  };
+  router.post('/interactive/:id/accept', sessionFirst, express.json({ limit: ACCEPT_BODY_LIMIT }), async (req, res) => {
     const s = session(req, res);
     const body = parse(acceptRequestSchema, req.body, 'accept');
     const result = await acceptStructure(deps.client, s, body);

@@ -536,7 +536,7 @@ export const openapi = {
       post: {
         summary:
           "Server-Sent Events: carry a slice's mask through the series (each next slice prompted with the previous mask's box + 10%); " +
-          'events `slice` (a SliceMask with direction, done, total), `stopped` (direction, reason: empty | low-iou | end-of-series | limit | cancelled), then `final` or `error`; closing the stream cancels',
+          'events `slice` (a SliceMask with direction, done, total), `stopped` (direction, reason: empty | low-iou | end-of-series | limit | cancelled), then `final` or `error`; closing the stream cancels (from the first slice on, before any event)',
         parameters: [sessionParam],
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/PropagateRequest' }) },
         responses: {
@@ -554,7 +554,7 @@ export const openapi = {
     '/api/interactive/{id}/accept': {
       post: {
         summary:
-          'store the chosen slices\' masks as one DICOM SEG instance (one segment, SEMIAUTOMATIC, the model as algorithm) in the series "LDFSAM interactive" of the source series; STOW-RS, then read back',
+          'store the chosen slices\' masks as one DICOM SEG instance (one segment, SEMIAUTOMATIC, the model as algorithm) in the series "LDFSAM interactive" of the source series; STOW-RS, then read back. The same masks, label, codes and colour accepted again are the same instance (a PACS keeps it once); any change is a new instance',
         parameters: [sessionParam],
         requestBody: { required: true, ...json({ $ref: '#/components/schemas/AcceptRequest' }) },
         responses: { '201': { description: 'stored', ...json({ $ref: '#/components/schemas/Accepted' }) }, ...errors },

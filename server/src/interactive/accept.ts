@@ -124,7 +124,7 @@ export async function acceptStructure(
     seriesDescription: 'LDFSAM interactive',
     contentDescription: `${label}: prompted segmentation by ${manifest.name} ${manifest.version}`,
     instanceNumber: existing.length + 1,
-    contentKey: JSON.stringify([label, category, type]),
+    contentKey: JSON.stringify([label, category, type, segment.color]), // a new colour is a new instance, not a repeat
   });
   const t1 = performance.now();
   const stored = await storeSegmentation(client, plan.studyInstanceUID, {

@@ -4,6 +4,7 @@
  * memory: least recently used entries go first. A slice being encoded is encoded once, however
  * many requests ask for it meanwhile.
  */
+import { LdfsamError } from '../errors.js';
 import type { Outputs } from '../inference/inference-worker.js';
 
 export interface CacheStats {
@@ -32,8 +33,12 @@ export class EmbeddingCache {
 
   constructor(readonly limitBytes: number) {}
 
-  /** The outputs for `key`, computed by `compute` when absent; `hit` says whether they were kept. */
-  async get(key: string, compute: () => Promise<Outputs>): Promise<{ outputs: Outputs; hit: boolean }> {
+  /**
+   * The outputs for `key`, computed by `compute` when absent; `hit` says whether they were kept.
+   * `signal` ends this caller's wait only (CANCELLED): the computation is shared by every caller of
+   * the key meanwhile, so it takes no one caller's signal, runs on and is kept.
+   */
+  async get(key: string, compute: () => Promise<Outputs>, signal?: AbortSignal): Promise<{ outputs: Outputs; hit: boolean }> {
     const kept = this.entries.get(key);
     if (kept) {
       this.entries.delete(key);
@@ -44,18 +49,17 @@ export class EmbeddingCache {
     const running = this.computing.get(key);
     if (running) {
       this.hits++;
-      return { outputs: await running, hit: true };
+      return { outputs: await untilAborted(running, signal), hit: true };
     }
     this.misses++;
-    const promise = compute();
+    const promise = compute()
+      .then((outputs) => {
+        this.put(key, outputs);
+        return outputs;
+      })
+      .finally(() => this.computing.delete(key));
     this.computing.set(key, promise);
-    try {
-      const outputs = await promise;
-      this.put(key, outputs);
-      return { outputs, hit: false };
-    } finally {
-      this.computing.delete(key);
-    }
+    return { outputs: await untilAborted(promise, signal), hit: false };
   }
 
   has(key: string): boolean {
@@ -85,4 +89,15 @@ export class EmbeddingCache {
       evictions: this.evictions,
     };
   }
+}
+
+/** `promise`'s value, or CANCELLED as soon as `signal` aborts (the promise itself runs on). */
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const cancelled = () => reject(new LdfsamError('CANCELLED', 'request cancelled'));
+    if (signal.aborted) cancelled();
+    signal.addEventListener('abort', cancelled, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', cancelled));
+  });
 }

@@ -65,7 +65,7 @@ export async function* propagate(session: InteractiveSession, options: Propagate
       const box = widenBox(maskBox(previous.bits, rows, columns)!, PROPAGATION_BOX_MARGIN, rows, columns);
       await ahead;
       ahead = inside(k + step) ? prefetch(session, k + step, options.signal) : undefined;
-      const before = session.masks.get(k);
+      const before = { mask: session.masks.get(k), logits: session.previousLogits(k) };
       let result: PromptResult;
       try {
         result = await session.prompt(
@@ -82,9 +82,9 @@ export async function* propagate(session: InteractiveSession, options: Propagate
       else if (isEmpty(result.bits)) stop = { reason: 'empty', atSlice: k, iou: result.iou };
       else if (result.iou !== null && result.iou < options.minIou) stop = { reason: 'low-iou', atSlice: k, iou: result.iou };
       if (stop) {
-        // Not part of the structure (or never sent): the slice keeps what it had, and accept cannot find this one.
-        if (before) session.masks.set(k, before);
-        else session.masks.delete(k);
+        // Not part of the structure (or never sent): the slice gets back what it had, and accept cannot
+        // find this one; unless a newer prompt on the slice (the user's) has answered meanwhile: that stays.
+        if (session.masks.get(k)?.bits === result.bits) session.restore(k, before);
         break;
       }
       done++;

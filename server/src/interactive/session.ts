@@ -95,10 +95,11 @@ export class InteractiveSession {
     timings: Record<string, number> = {},
   ): Promise<{ outputs: Outputs; hit: boolean }> {
     const slice = this.plan.slices[index]!;
-    return this.deps.cache.get(this.cacheKey(index), async () => {
+    // No signal for the fetch: it is shared with whoever asks for the slice meanwhile (the cache ends each one's wait).
+    const compute = async () => {
       const t0 = performance.now();
       const one: SeriesPlan = { ...this.plan, slices: [slice] };
-      const next = await readSeriesSlices(this.deps.client, one, { prefetch: 1, signal })[Symbol.asyncIterator]().next();
+      const next = await readSeriesSlices(this.deps.client, one, { prefetch: 1 })[Symbol.asyncIterator]().next();
       if (next.done)
         throw new LdfsamError('NOT_FOUND', `slice ${index} (${slice.sopInstanceUID}) could not be read from the PACS`);
       const t1 = performance.now();
@@ -110,7 +111,8 @@ export class InteractiveSession {
       Object.assign(timings, { fetch: t1 - t0, preprocess: t2 - t1, encode: t3 - t2 });
       this.deps.onEncoded?.(t3 - t2);
       return outputs;
-    });
+    };
+    return this.deps.cache.get(this.cacheKey(index), compute, signal);
   }
 
   /**
@@ -170,6 +172,14 @@ export class InteractiveSession {
   /** The last logits of a slice, for `usePreviousMask`. */
   previousLogits(index: number): Float32Array | undefined {
     return this.logits.get(index);
+  }
+
+  /** Puts back a slice's mask and logits as they were (none: removed), undoing a prompt's answer. */
+  restore(index: number, state: { mask?: SliceMask; logits?: Float32Array }): void {
+    if (state.mask) this.masks.set(index, state.mask);
+    else this.masks.delete(index);
+    if (state.logits) this.keepLogits(index, state.logits);
+    else this.logits.delete(index);
   }
 
   private keepLogits(index: number, data: Float32Array): void {

@@ -75,17 +75,7 @@ export class SessionManager {
     user: string,
     request: { studyInstanceUID: string; seriesInstanceUID: string; model?: string },
   ): Promise<InteractiveSession> {
-    const mine = [...this.sessions.values()].filter((s) => s.user === user).length;
-    if (mine >= this.limits.sessionsPerUser)
-      throw new LdfsamError(
-        'LIMIT_REACHED',
-        `you have ${mine} interactive sessions open (the limit is ${this.limits.sessionsPerUser}): close one (DELETE /api/interactive/{id}) or let it expire`,
-      );
-    if (this.sessions.size >= this.limits.maxSessions)
-      throw new LdfsamError(
-        'LIMIT_REACHED',
-        `the server has ${this.sessions.size} interactive sessions open, its limit: try again later`,
-      );
+    this.checkRoom(user);
     const named = request.model ? await this.deps.registry.resolveName(request.model) : undefined; // fail fast
     if (named) checkPromptable(named);
     const { plan, metadata } = await loadSeries(this.deps.client, request);
@@ -99,9 +89,7 @@ export class SessionManager {
       );
     const worker = await this.deps.registry.worker(model);
     const sourceInstance = metadata.find((m) => m['00080018']?.Value?.[0] === plan.slices[0]!.sopInstanceUID) ?? metadata[0]!;
-    // Checked again after the awaits: two creates may have raced past the first check.
-    if ([...this.sessions.values()].filter((s) => s.user === user).length >= this.limits.sessionsPerUser)
-      throw new LdfsamError('LIMIT_REACHED', `you have ${this.limits.sessionsPerUser} interactive sessions open, the limit`);
+    this.checkRoom(user); // again after the awaits: creates running side by side may all have passed the first check
     const session = new InteractiveSession(user, model, plan, sourceInstance, {
       client: this.deps.client,
       worker,
@@ -120,6 +108,21 @@ export class SessionManager {
       slices: plan.slices.length,
     });
     return session;
+  }
+
+  /** LIMIT_REACHED when the user, or the server, has all the sessions it may have open. */
+  private checkRoom(user: string): void {
+    const mine = [...this.sessions.values()].filter((s) => s.user === user).length;
+    if (mine >= this.limits.sessionsPerUser)
+      throw new LdfsamError(
+        'LIMIT_REACHED',
+        `you have ${mine} interactive sessions open (the limit is ${this.limits.sessionsPerUser}): close one (DELETE /api/interactive/{id}) or let it expire`,
+      );
+    if (this.sessions.size >= this.limits.maxSessions)
+      throw new LdfsamError(
+        'LIMIT_REACHED',
+        `the server has ${this.sessions.size} interactive sessions open, its limit: try again later`,
+      );
   }
 
   /** The caller's session; unknown, expired and other users' sessions are NOT_FOUND. */

@@ -97,6 +97,11 @@ export class VolumeStore {
     return entry;
   }
 
+  /** The entry's label of this tag (own keys only: a tag such as "__proto__" names none). */
+  label(entry: StoreEntry, tag: string): StoredLabel | undefined {
+    return Object.hasOwn(entry.labels, tag) ? entry.labels[tag] : undefined;
+  }
+
   path(entry: StoreEntry, file = entry.file): string {
     return join(this.dir, folderOf(entry.id), file);
   }

@@ -183,7 +183,7 @@ function datastoreRoutes(router: express.Router, { deps, images, form }: Context
     const id = requiredQuery(req, 'label');
     const tag = queryString(req, 'tag') ?? 'final';
     const entry = deps.store.get(id);
-    const label = entry?.labels[tag];
+    const label = entry && deps.store.label(entry, tag);
     if (!entry || !label) throw new LdfsamError('NOT_FOUND', `no label ${JSON.stringify(tag)} for ${JSON.stringify(id)}`);
     res.download(deps.store.path(entry, label.file), `${safeName(id)}${label.file.slice(`label-${tag}`.length)}`);
   });
