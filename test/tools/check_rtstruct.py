@@ -3,8 +3,9 @@
 Every contour is mapped from patient coordinates (mm) back onto the source image it references
 (Image Position / Orientation / Pixel Spacing read from the source files with pydicom), checked to
 lie in that image's plane, and filled with scikit-image's polygon rasteriser (pixel centres inside
-the polygon); the contours of one ROI on one image are combined with the even-odd rule (XOR), as
-PS3.3 C.8.8.6.3 reads inner contours. The SEG's frames are placed on their source images through
+the polygon); the contours of one ROI on one image are combined by union, the reading that fills
+any hole written as a contour of its own: holes must come as keyholes (PS3.3 C.8.8.6.3), which
+every reader fills alike. The SEG's frames are placed on their source images through
 their Derivation Image references. Per ROI = segment number, the masks are compared image by image.
 
 Usage: check_rtstruct.py --rtstruct RS.dcm --seg SEG.dcm SOURCE_FILES...
@@ -62,7 +63,7 @@ def rtstruct_masks(rs, images):
             r = rel @ g["col"] / g["spacing"][0]
             rr, cc = polygon(r, c, shape=g["shape"])
             m = per_image.setdefault(uid, np.zeros(g["shape"], dtype=bool))
-            m[rr, cc] ^= True
+            m[rr, cc] |= True
     return masks, worst_plane, misplaced
 
 

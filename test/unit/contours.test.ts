@@ -1,7 +1,7 @@
-/** Pixel-edge contours: rings filled back at pixel centres give the mask exactly; simplification stays within its tolerance. */
+/** Pixel-edge contours: rings filled back at pixel centres give the mask exactly; holes joined as keyholes read the same by union; simplification stays within its tolerance. */
 import { describe, expect, it } from 'vitest';
 import { packBits } from '../../server/src/seg/bits.js';
-import { fillRings, simplifyRing, traceRings, type Ring } from '../../server/src/seg/contours.js';
+import { fillRings, keyholes, simplifyRing, traceRings, type Ring } from '../../server/src/seg/contours.js';
 
 function maskOf(rows: string[]): { mask: Uint8Array; rows: number; columns: number } {
   const columns = rows[0]!.length;
@@ -112,6 +112,102 @@ describe('traceRings', () => {
       const density = next();
       const mask = new Uint8Array(rows * columns).map(() => (next() < density ? 1 : 0));
       roundTrip(mask, rows, columns);
+    }
+  });
+});
+
+/** Winding-number fill at pixel centres: what a receiver that combines contours by union sees of one polygon. */
+function fillNonZero(points: readonly number[], rows: number, columns: number): Uint8Array {
+  const mask = new Uint8Array(rows * columns);
+  const n = points.length / 2;
+  for (let y = 0; y < rows; y++) {
+    for (let x = 0; x < columns; x++) {
+      const [cx, cy] = [x + 0.5, y + 0.5];
+      let winding = 0;
+      for (let i = 0; i < n; i++) {
+        const [ax, ay] = [points[2 * i]!, points[2 * i + 1]!];
+        const [bx, by] = [points[2 * ((i + 1) % n)]!, points[2 * ((i + 1) % n) + 1]!];
+        if (ay <= cy !== by <= cy && ax + ((cy - ay) * (bx - ax)) / (by - ay) > cx) winding += by > ay ? 1 : -1;
+      }
+      mask[y * columns + x] = winding !== 0 ? 1 : 0;
+    }
+  }
+  return mask;
+}
+
+/** Whether two segments cross at a point inside both (touching at an end or running along each other is not crossing). */
+function cross(a: number[], b: number[], c: number[], d: number[]): boolean {
+  const o = (p: number[], q: number[], r: number[]) =>
+    Math.sign((q[0]! - p[0]!) * (r[1]! - p[1]!) - (q[1]! - p[1]!) * (r[0]! - p[0]!));
+  return o(a, b, c) * o(a, b, d) < 0 && o(c, d, a) * o(c, d, b) < 0;
+}
+
+function segments(points: readonly number[]): number[][][] {
+  const n = points.length / 2;
+  return Array.from({ length: n }, (_, i) => [
+    [points[2 * i]!, points[2 * i + 1]!],
+    [points[2 * ((i + 1) % n)]!, points[2 * ((i + 1) % n) + 1]!],
+  ]);
+}
+
+describe('keyholes', () => {
+  /** One polygon per outer ring; by union of the polygons (winding rule) and by even-odd, the mask exactly; no crossing. */
+  function checkKeyholes(mask: Uint8Array, rows: number, columns: number) {
+    const rings = traceRings(packBits(mask), rows, columns);
+    const polygons = keyholes(rings);
+    expect(polygons).toHaveLength(rings.filter((r) => !r.hole).length);
+    const union = new Uint8Array(rows * columns);
+    for (const p of polygons) {
+      const filled = fillNonZero(p.points, rows, columns);
+      expect(fillRings([p], rows, columns)).toEqual(filled); // the same region by either rule
+      filled.forEach((v, i) => (union[i] = union[i]! + v));
+    }
+    expect(union).toEqual(mask); // and the polygons do not overlap
+    const all = polygons.flatMap((p) => segments(p.points));
+    let crossings = 0;
+    for (let i = 0; i < all.length; i++)
+      for (let j = i + 1; j < all.length; j++) if (cross(all[i]![0]!, all[i]![1]!, all[j]![0]!, all[j]![1]!)) crossings++;
+    expect(crossings).toBe(0);
+    return polygons;
+  }
+
+  it('a ring with two holes and an island in one is two contours, the holes cut in from above', () => {
+    const { mask, rows, columns } = maskOf(['##########', '#..#######', '#..##...##', '#####.#.##', '#####...##', '##########']);
+    const polygons = checkKeyholes(mask, rows, columns);
+    expect(polygons).toHaveLength(2); // the ring, and the one-pixel island in the second hole
+    // The first hole's cut: from (1, 0) on the outer ring down to the hole's top-left corner (1, 1) and back.
+    const main = polygons.find((p) => p.points.length > 8)!;
+    const at = (k: number) => `${main.points[2 * k]},${main.points[2 * k + 1]}`;
+    expect(main.anchors.map(at)).toContain('1,1');
+    expect(main.anchors.map(at).filter((v) => v === '1,0')).toHaveLength(2);
+  });
+
+  it('holes touching the outer ring or each other at a corner, and holes in a column', () => {
+    checkKeyholes(maskOf(['.####', '#.###', '##.##', '#####']).mask, 4, 5);
+    const stacked = maskOf(['#####', '#.#.#', '#####', '#.#.#', '#####', '#..##', '#####']);
+    checkKeyholes(stacked.mask, stacked.rows, stacked.columns);
+  });
+
+  it('random masks of every density: the same mask by union and by even-odd, no contour crossing another', () => {
+    const next = random(33);
+    for (let t = 0; t < 150; t++) {
+      const rows = 1 + Math.floor(next() * 17);
+      const columns = 1 + Math.floor(next() * 19);
+      const density = 0.3 + next() * 0.65; // dense enough for holes
+      checkKeyholes(
+        new Uint8Array(rows * columns).map(() => (next() < density ? 1 : 0)),
+        rows,
+        columns,
+      );
+    }
+  });
+
+  it('simplification keeps the cuts: every anchor stays a vertex', () => {
+    const { mask, rows, columns } = maskOf(['########', '#......#', '#.####.#', '#.#..#.#', '#.####.#', '#......#', '########']);
+    for (const p of keyholes(traceRings(packBits(mask), rows, columns))) {
+      const simplified = simplifyRing(p.points, 0.45, p.anchors);
+      const vertices = new Set(segments(simplified).map(([a]) => `${a![0]},${a![1]}`));
+      for (const a of p.anchors) expect(vertices.has(`${p.points[2 * a]},${p.points[2 * a + 1]}`)).toBe(true);
     }
   });
 });

@@ -141,6 +141,31 @@ describe('buildRtStruct', () => {
     expect(other.sopInstanceUID).not.toBe(a.sopInstanceUID);
   });
 
+  it('writes a contour of 4,000 points (Contour Data over 64 kB) as DS: implicit VR, which has no 64 kB limit', () => {
+    const big = [source(1, 512, 512)];
+    // A square with a tooth on every other pixel of its sides: one contour of about 4,000 vertices.
+    const comb = new Uint8Array(512 * 512);
+    for (let y = 5; y < 507; y++)
+      for (let x = 5; x < 507; x++)
+        if (!(((y === 5 || y === 506) && x % 2 === 0) || ((x === 5 || x === 506) && y % 2 === 0))) comb[y * 512 + x] = 1;
+    const rt = buildRtStruct({
+      plan: planSeries(big),
+      sourceInstance: big[0]!,
+      masks: [[packBits(comb)], []],
+      model,
+      softwareVersion: '0',
+    });
+    const file = dcmjs.data.DicomMessage.readFile(Uint8Array.from(rt.bytes).buffer);
+    expect((file.meta['00020010'] as { Value: string[] }).Value[0]).toBe('1.2.840.10008.1.2');
+    const contours = (read(rt.bytes).ROIContourSequence as Item[])[0]!.ContourSequence as Item[];
+    const longest = contours.reduce((a, c) => Math.max(a, (c.ContourData as number[]).length), 0);
+    expect(longest * 12).toBeGreaterThan(65_534); // over 64 kB as text (about 12 characters a number)
+    for (const c of contours) {
+      expect((c.ContourData as number[]).every((n) => typeof n === 'number' && Number.isFinite(n))).toBe(true);
+      expect((c.ContourData as number[]).length).toBe(3 * (c.NumberOfContourPoints as number));
+    }
+  });
+
   it('refuses a series without patient coordinates, and a tolerance of half a pixel or more', () => {
     const us = [source(1, rows, columns, false)];
     const usPlan = planSeries(us);

@@ -1,4 +1,7 @@
 /** SEG writer -> SEG reader, voxel for voxel, including frames that are not a whole number of bytes. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { describe, expect, it } from 'vitest';
 import type { DicomJson } from '../../server/src/dicomweb/types.js';
@@ -8,6 +11,7 @@ import { packBits } from '../../server/src/seg/bits.js';
 import { placeFrames, readSegmentation } from '../../server/src/seg/reader.js';
 import { buildSegmentation } from '../../server/src/seg/writer.js';
 import { isLdfsamError, type LdfsamError } from '../../server/src/errors.js';
+import { dciodvfy } from '../setup/dciodvfy.js';
 
 const v = (vr: string, ...values: unknown[]) => ({ vr, Value: values });
 
@@ -102,6 +106,32 @@ describe('SEG round trip', () => {
     expect(pixelData.length % 2).toBe(0);
     expect(pixelData.length).toBe(Math.ceil(Math.ceil((4 * rows * columns) / 8) / 2) * 2);
     expect(Buffer.compare(Buffer.from((reread as unknown as { write(): ArrayBuffer }).write()), Buffer.from(seg.bytes))).toBe(0);
+  });
+});
+
+describe('SEG Pixel Measures', () => {
+  it('gives a source without Slice Thickness one from its geometry, also for uneven slices (dciodvfy: no error)', async () => {
+    const instances = [0, 2.5, 7].map((z, i) => ({ ...source(i + 1, 4, 4), '00200032': v('DS', 0, 0, z) }));
+    const plan = planSeries(instances);
+    expect([plan.sliceThickness, plan.spacing.evenlySpaced]).toEqual([undefined, false]);
+    const seg = buildSegmentation({
+      plan,
+      sourceInstance: instances[0]!,
+      frames: [{ sliceIndex: 0, segmentNumber: 1, bits: packBits(new Uint8Array(16).fill(1)) }],
+      model,
+      softwareVersion: '0',
+    });
+    const ds = dcmjs.data.DicomMessage.readFile(Uint8Array.from(seg.bytes).buffer).dict as Record<string, any>;
+    const measures = ds['52009229'].Value[0]['00289110'].Value[0];
+    expect(measures['00180050'].Value.map(Number)).toEqual([2.5]); // the smallest gap
+    expect(measures['00180088']).toBeUndefined(); // no one spacing between uneven slices
+    const dir = mkdtempSync(join(tmpdir(), 'ldfsam-seg-'));
+    try {
+      writeFileSync(join(dir, 'seg.dcm'), seg.bytes);
+      expect((await dciodvfy(join(dir, 'seg.dcm'))).errors).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,6 +9,7 @@ import type { DicomJson } from '../dicomweb/types.js';
 import { TAG } from './tags.js';
 
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
 /** Our implementation class UID (2.25 UUID-derived root) and version name, as PS3.7 D.3.3 asks. */
 export const IMPLEMENTATION_CLASS_UID = '2.25.182947165207716355290880317744591306493';
 export const IMPLEMENTATION_VERSION_NAME = 'LDFSAM_0_1';

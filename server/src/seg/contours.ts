@@ -141,27 +141,123 @@ function ringOf(loop: number[], stride: number): Ring {
   return { points, hole: area2 < 0 };
 }
 
+/** An outer ring with its holes joined in (keyhole), and the vertices where they join. */
+export interface KeyholePolygon {
+  /** x0, y0, x1, y1, ...: the outer ring, each hole entered and left along the same zero-width cut. */
+  points: number[];
+  /** Vertex indices at the ends of the cuts: simplification keeps them, so a cut stays a cut. */
+  anchors: number[];
+}
+
+/**
+ * Joins every hole to the ring around it by a zero-width cut (PS3.3 C.8.8.6.3's "keyhole"), so that
+ * a structure with holes is one CLOSED_PLANAR contour per outer boundary: a receiver that combines an
+ * ROI's contours by union fills it right, as one that combines them by even-odd does. Holes are taken
+ * top to bottom; each is cut upwards from its top-left corner along that pixel-corner line to the
+ * first ring above it (within a 4-connected mask that is its own component's outer ring or a hole of
+ * it already joined), so no cut crosses a ring. Cuts lie on pixel-corner lines: no pixel centre is
+ * on one, and filling at pixel centres still gives back the mask exactly.
+ */
+export function keyholes(rings: readonly Ring[]): KeyholePolygon[] {
+  const polygons: KeyholePolygon[] = rings.filter((r) => !r.hole).map((r) => ({ points: [...r.points], anchors: [] }));
+  const holes = rings.filter((r) => r.hole).map(topLeftFirst);
+  holes.sort((a, b) => a[1]! - b[1]! || a[0]! - b[0]!);
+  for (const hole of holes) {
+    const hit = firstAbove(polygons, hole[0]!, hole[1]!);
+    if (!hit) {
+      polygons.push({ points: hole, anchors: [] }); // not reached in a traced mask: kept as its own contour
+      continue;
+    }
+    joinAt(hit, hole);
+  }
+  return polygons;
+}
+
+/** The hole's points starting at its top-left vertex (smallest y, then x). */
+function topLeftFirst(ring: Ring): number[] {
+  const p = ring.points;
+  let best = 0;
+  for (let i = 2; i < p.length; i += 2) {
+    if (p[i + 1]! < p[best + 1]! || (p[i + 1] === p[best + 1] && p[i]! < p[best]!)) best = i;
+  }
+  return [...p.slice(best), ...p.slice(0, best)];
+}
+
+interface Hit {
+  polygon: KeyholePolygon;
+  /** Vertex index of the edge's start. */
+  edge: number;
+  y: number;
+}
+
+/** The nearest point at or above (x, y) on the vertical line through x, on an edge of the polygons. */
+function firstAbove(polygons: readonly KeyholePolygon[], x: number, y: number): Hit | undefined {
+  let best: Hit | undefined;
+  for (const polygon of polygons) {
+    const p = polygon.points;
+    const n = p.length / 2;
+    for (let i = 0; i < n; i++) {
+      const j = (i + 1) % n;
+      const [ax, ay, bx, by] = [p[2 * i]!, p[2 * i + 1]!, p[2 * j]!, p[2 * j + 1]!];
+      if (x < Math.min(ax, bx) || x > Math.max(ax, bx)) continue;
+      // Traced edges are axis-aligned: a horizontal one meets the line at its y; a vertical one on the
+      // line, nearest at its lower end (or at y itself when it reaches down that far).
+      if (ax === bx && Math.min(ay, by) > y) continue;
+      const at = ay === by ? ay : Math.min(Math.max(ay, by), y);
+      if (at <= y && (!best || at > best.y)) best = { polygon, edge: i, y: at };
+    }
+  }
+  return best;
+}
+
+/** Splices the hole (starting at its top-left vertex) into the polygon at the hit: cut down, around, back up. */
+function joinAt(hit: Hit, hole: number[]): void {
+  const p = hit.polygon.points;
+  const n = p.length / 2;
+  const x = hole[0]!;
+  const q = [x, hit.y];
+  const i = hit.edge;
+  const j = (i + 1) % n;
+  let at: number; // the vertex index of q in p
+  if (p[2 * i] === q[0] && p[2 * i + 1] === q[1]) at = i;
+  else if (p[2 * j] === q[0] && p[2 * j + 1] === q[1]) at = j;
+  else {
+    p.splice(2 * (i + 1), 0, q[0]!, q[1]!);
+    at = i + 1;
+    hit.polygon.anchors = hit.polygon.anchors.map((a) => (a > i ? a + 1 : a));
+  }
+  const zeroLength = q[1] === hole[1];
+  const inserted = zeroLength ? [...hole.slice(2), hole[0]!, hole[1]!] : [...hole, hole[0]!, hole[1]!, q[0]!, q[1]!];
+  p.splice(2 * (at + 1), 0, ...inserted);
+  const added = inserted.length / 2;
+  hit.polygon.anchors = hit.polygon.anchors.map((a) => (a > at ? a + added : a));
+  // The cut's ends: q, the hole's first and last visit of its corner, q again.
+  const ends = zeroLength ? [at, at + added] : [at, at + 1, at + added - 1, at + added];
+  hit.polygon.anchors.push(...ends);
+}
+
 /**
  * Douglas-Peucker on a closed ring: drops vertices closer than `tolerance` (pixels) to the segment
  * that replaces them. With a tolerance below half a pixel the ring stays within that distance of the
  * pixel edges it came from. 0 keeps the ring as it is (exact).
  */
-export function simplifyRing(points: number[], tolerance: number): number[] {
+export function simplifyRing(points: number[], tolerance: number, anchors: readonly number[] = []): number[] {
   const n = points.length / 2;
   if (tolerance <= 0 || n <= 4) return points;
-  // Anchor at vertex 0 and the vertex farthest from it; simplify both halves.
-  let far = 0;
-  let best = -1;
-  for (let i = 1; i < n; i++) {
-    const d = (points[2 * i]! - points[0]!) ** 2 + (points[2 * i + 1]! - points[1]!) ** 2;
-    if (d > best) [best, far] = [d, i];
+  // Kept: the anchors, or else vertex 0 and the vertex farthest from it; each stretch between is simplified.
+  let kept = [...new Set(anchors)].sort((a, b) => a - b);
+  if (kept.length === 0) {
+    let far = 0;
+    let best = -1;
+    for (let i = 1; i < n; i++) {
+      const d = (points[2 * i]! - points[0]!) ** 2 + (points[2 * i + 1]! - points[1]!) ** 2;
+      if (d > best) [best, far] = [d, i];
+    }
+    kept = [0, far];
   }
   const keep = new Uint8Array(n);
-  keep[0] = keep[far] = 1;
-  const stack: [number, number][] = [
-    [0, far],
-    [far, n],
-  ];
+  for (const k of kept) keep[k] = 1;
+  const stack: [number, number][] = kept.map((k, i) => [k, i + 1 < kept.length ? kept[i + 1]! : kept[0]! + n]);
   const px = (i: number) => points[2 * (i % n)]!;
   const py = (i: number) => points[2 * (i % n) + 1]!;
   while (stack.length > 0) {

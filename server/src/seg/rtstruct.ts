@@ -3,8 +3,9 @@
  * PACS and planning systems that do not take DICOM SEG: one ROI per model segment (name, SNOMED CT
  * code in the RT ROI Identification Code Sequence, display colour, ROI Generation Algorithm
  * AUTOMATIC), and per slice closed planar contours in patient coordinates (LPS, mm) along the mask's
- * pixel edges (contours.ts): every outer boundary and every hole its own contour, read with the
- * even-odd rule (PS3.3 C.8.8.6.3 on inner and outer contours). Each contour references its source
+ * pixel edges (contours.ts): one CLOSED_PLANAR contour per outer boundary, its holes joined in by
+ * zero-width cuts (the "keyhole" of PS3.3 C.8.8.6.3), so that receivers that combine an ROI's
+ * contours by union and those that use even-odd read the same mask. Each contour references its source
  * image (and frame); the structure set references the frame of reference, study and series.
  * Approval Status is UNAPPROVED: these are automatic contours that a person has to review.
  *
@@ -14,12 +15,12 @@
 import { createHash } from 'node:crypto';
 import type { DicomJson } from '../dicomweb/types.js';
 import { codeItem, dicomDateTime, element as el, empty, patientAndStudy, sequence as seq } from '../dicom/elements.js';
-import { EXPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
+import { IMPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
 import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
 import { TAG } from '../dicom/tags.js';
 import { LdfsamError } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
-import { simplifyRing, traceRings } from './contours.js';
+import { keyholes, simplifyRing, traceRings } from './contours.js';
 import { rtstructInstanceUid, rtstructSeriesUid } from './uids.js';
 
 export const RTSTRUCT_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.481.3';
@@ -111,10 +112,12 @@ export function buildRtStruct(input: RtStructInput): RtStructOutput {
     [TAG.ReferencedFrameOfReferenceSequence]: seq(referencedFrameOfReference(plan)),
     ...roiModules(plan, model, roiContours),
   };
+  // Implicit VR: a long contour's Contour Data (DS) passes explicit VR's 64 kB value limit, where it
+  // would have to be written as UN (about 2,600 points), which receivers need not map back to DS.
   const bytes = writePart10(ds, {
     sopClassUID: RTSTRUCT_SOP_CLASS,
     sopInstanceUID,
-    transferSyntaxUID: EXPLICIT_VR_LITTLE_ENDIAN,
+    transferSyntaxUID: IMPLICIT_VR_LITTLE_ENDIAN,
   });
   return {
     bytes,
@@ -180,8 +183,8 @@ function contoursOf(plan: SeriesPlan, masks: readonly (Uint8Array | undefined)[]
     const slice = plan.slices[index];
     if (!slice) throw new LdfsamError('SEG_INVALID', `segment ${segment} has a mask for slice ${index}, which the series lacks`);
     const p = slice.position!;
-    for (const ring of traceRings(bits, plan.rows, plan.columns)) {
-      const pts = simplifyRing(ring.points, tolerance);
+    for (const polygon of keyholes(traceRings(bits, plan.rows, plan.columns))) {
+      const pts = simplifyRing(polygon.points, tolerance, polygon.anchors);
       const data: number[] = [];
       for (let i = 0; i < pts.length; i += 2) {
         // Corner (x, y) lies half a pixel before pixel centre (x, y); Image Position is pixel (0, 0)'s centre.

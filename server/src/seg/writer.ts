@@ -297,7 +297,10 @@ function sharedFunctionalGroups(plan: SeriesPlan, orientation: number[] | null):
     const measures: DicomJson = { [TAG.PixelSpacing]: el('DS', ...plan.pixelSpacing.map(dsNumber)) };
     const even =
       plan.spacing.meanSpacing !== undefined && plan.spacing.evenlySpaced ? Math.abs(plan.spacing.meanSpacing) : undefined;
-    const thickness = plan.sliceThickness ?? even;
+    // Slice Thickness is Type 1C here (readers such as highdicom require it): a source that gives none
+    // gets its nominal value from the geometry: the spacing, or for uneven slices the smallest gap.
+    const smallestGap = plan.spacing.minSpacing !== undefined ? Math.abs(plan.spacing.minSpacing) : undefined;
+    const thickness = plan.sliceThickness ?? even ?? smallestGap;
     if (thickness) measures[TAG.SliceThickness] = el('DS', dsNumber(thickness));
     if (even) measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(even));
     shared[TAG.PixelMeasuresSequence] = seq(measures);
