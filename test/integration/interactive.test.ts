@@ -543,14 +543,15 @@ describe('propagation and accept', { timeout: ORACLE_TIMEOUT_MS }, () => {
   it('a second structure (free text, an edited mask) is a second instance of the same SEG series', async () => {
     const edited = Buffer.alloc((512 * 512) / 8);
     for (let y = 100; y < 140; y++) for (let x = 96; x < 160; x++) edited[(y * 512 + x) >> 3]! |= 1 << ((y * 512 + x) & 7);
-    const r = await call(`/api/interactive/${session.sessionId}/accept`, {
-      method: 'POST',
-      body: {
-        label: 'My region',
-        color: [200, 30, 30],
-        slices: [{ slice: FROM }, { slice: FROM + 1, bits: edited.toString('base64') }],
-      },
+    // The slice's own mask and an edited one, under a free-text label.
+    const region = (color: number[]) => ({
+      label: 'My region',
+      color,
+      slices: [{ slice: FROM }, { slice: FROM + 1, bits: edited.toString('base64') }],
     });
+    const accept = (color: number[]) =>
+      call(`/api/interactive/${session.sessionId}/accept`, { method: 'POST', body: region(color) });
+    const r = await accept([200, 30, 30]);
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     expect(r.body).toMatchObject({ instanceNumber: 2, frames: 2, slices: [FROM, FROM + 1] });
     const series = await pacs.searchForSeries({ studyInstanceUID: ct.studyInstanceUID, queryParams: { Modality: 'SEG' } });
@@ -576,27 +577,13 @@ describe('propagation and accept', { timeout: ORACLE_TIMEOUT_MS }, () => {
     expect(report.type.code).toMatch(/^L[0-9A-F]{10}$/);
     expect(report.frames[1].bits).toBe(edited.toString('base64'));
     // The same structure accepted again is the same instance: the PACS keeps it once.
-    const again = await call(`/api/interactive/${session.sessionId}/accept`, {
-      method: 'POST',
-      body: {
-        label: 'My region',
-        color: [200, 30, 30],
-        slices: [{ slice: FROM }, { slice: FROM + 1, bits: edited.toString('base64') }],
-      },
-    });
+    const again = await accept([200, 30, 30]);
     expect(again.body.segSopInstanceUID).toBe(r.body.segSopInstanceUID);
     expect(
       await pacs.searchForInstances({ studyInstanceUID: ct.studyInstanceUID, seriesInstanceUID: r.body.segSeriesInstanceUID }),
     ).toHaveLength(2);
     // Only its colour changed: a change all the same, stored as a new instance (not taken for a repeat and dropped).
-    const recoloured = await call(`/api/interactive/${session.sessionId}/accept`, {
-      method: 'POST',
-      body: {
-        label: 'My region',
-        color: [30, 30, 200],
-        slices: [{ slice: FROM }, { slice: FROM + 1, bits: edited.toString('base64') }],
-      },
-    });
+    const recoloured = await accept([30, 30, 200]);
     expect(recoloured.status).toBe(201);
     expect(recoloured.body.segSopInstanceUID).not.toBe(r.body.segSopInstanceUID);
     expect(

@@ -109,6 +109,17 @@ describe('SEG round trip', () => {
   });
 });
 
+/** dciodvfy's errors on the SEG written to a scratch file. */
+async function dciodvfyErrors(bytes: Uint8Array): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'ldfsam-seg-'));
+  try {
+    writeFileSync(join(dir, 'seg.dcm'), bytes);
+    return (await dciodvfy(join(dir, 'seg.dcm'))).errors;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('SEG Pixel Measures', () => {
   it('gives a source without Slice Thickness one from its geometry, also for uneven slices (dciodvfy: no error)', async () => {
     const instances = [0, 2.5, 7].map((z, i) => ({ ...source(i + 1, 4, 4), '00200032': v('DS', 0, 0, z) }));
@@ -125,13 +136,37 @@ describe('SEG Pixel Measures', () => {
     const measures = ds['52009229'].Value[0]['00289110'].Value[0];
     expect(measures['00180050'].Value.map(Number)).toEqual([2.5]); // the smallest gap
     expect(measures['00180088']).toBeUndefined(); // no one spacing between uneven slices
-    const dir = mkdtempSync(join(tmpdir(), 'ldfsam-seg-'));
-    try {
-      writeFileSync(join(dir, 'seg.dcm'), seg.bytes);
-      expect((await dciodvfy(join(dir, 'seg.dcm'))).errors).toEqual([]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(await dciodvfyErrors(seg.bytes)).toEqual([]);
+  });
+});
+
+describe('SEG Lossy Image Compression', () => {
+  it("says 01, with the source's ratio and method, when the source was lossy compressed (never reset); 00 otherwise", async () => {
+    const lossy = [1, 2].map((n) => ({
+      ...source(n, 4, 4),
+      '00282110': v('CS', '01'),
+      '00282112': v('DS', 9.5),
+      '00282114': v('CS', 'ISO_10918_1'),
+    }));
+    const build = (instances: DicomJson[]) =>
+      buildSegmentation({
+        plan: planSeries(instances),
+        sourceInstance: instances[0]!,
+        frames: [{ sliceIndex: 0, segmentNumber: 1, bits: packBits(new Uint8Array(16).fill(1)) }],
+        model,
+        softwareVersion: '0',
+      });
+    const seg = build(lossy);
+    const ds = dcmjs.data.DicomMessage.readFile(Uint8Array.from(seg.bytes).buffer).dict as Record<string, any>;
+    expect([ds['00282110'].Value[0], Number(ds['00282112'].Value[0]), ds['00282114'].Value[0]]).toEqual([
+      '01',
+      9.5,
+      'ISO_10918_1',
+    ]);
+    const plain = build([1, 2].map((n) => source(n, 4, 4)));
+    const dsPlain = dcmjs.data.DicomMessage.readFile(Uint8Array.from(plain.bytes).buffer).dict as Record<string, any>;
+    expect([dsPlain['00282110'].Value[0], dsPlain['00282112'], dsPlain['00282114']]).toEqual(['00', undefined, undefined]);
+    expect(await dciodvfyErrors(seg.bytes)).toEqual([]);
   });
 });
 

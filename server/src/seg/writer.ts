@@ -215,7 +215,7 @@ function header(
       bitsAllocated: 1,
     }),
     [TAG.NumberOfFrames]: el('IS', ids.frames),
-    [TAG.LossyImageCompression]: el('CS', '00'),
+    ...lossyCompression(input.sourceInstance),
     [TAG.ContentLabel]: el('CS', 'LDFSAM'),
     [TAG.ContentDescription]: el(
       'LO',
@@ -234,6 +234,20 @@ function header(
     ds[TAG.PositionReferenceIndicator] = empty('LO'); // Type 2
   }
   return ds;
+}
+
+/**
+ * Lossy Image Compression: "01" once any ancestor was lossy compressed (PS3.3 C.7.6.1.1.5: never
+ * reset), with the source's ratio and method, as highdicom derives it; else "00".
+ */
+function lossyCompression(source: DicomJson): DicomJson {
+  if (source[TAG.LossyImageCompression]?.Value?.[0] !== '01') return { [TAG.LossyImageCompression]: el('CS', '00') };
+  const out: DicomJson = { [TAG.LossyImageCompression]: el('CS', '01') };
+  for (const tag of [TAG.LossyImageCompressionRatio, TAG.LossyImageCompressionMethod]) {
+    const e = source[tag];
+    if (e?.Value?.length) out[tag] = { vr: e.vr, Value: e.Value };
+  }
+  return out;
 }
 
 /**
