@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import dcmjs from 'dcmjs';
 import { describe, expect, it } from 'vitest';
 import type { DicomJson } from '../../server/src/dicomweb/types.js';
+import { creationDateTime } from '../../server/src/dicom/elements.js';
 import { planSeries } from '../../server/src/dicom/series-plan.js';
 import type { ModelManifest } from '../../server/src/models/manifest.js';
 import { packBits } from '../../server/src/seg/bits.js';
@@ -137,6 +138,45 @@ describe('SEG Pixel Measures', () => {
     expect(measures['00180050'].Value.map(Number)).toEqual([2.5]); // the smallest gap
     expect(measures['00180088']).toBeUndefined(); // no one spacing between uneven slices
     expect(await dciodvfyErrors(seg.bytes)).toEqual([]);
+  });
+});
+
+describe('creation dates and times', () => {
+  const at = new Date(Date.UTC(2026, 0, 1, 20, 0, 0));
+
+  it("are in the source's Timezone Offset From UTC when it names one, which the SEG then carries (dciodvfy: no error)", async () => {
+    expect(creationDateTime({ '00080201': v('SH', '+0530') }, at)).toEqual({
+      date: '20260102',
+      time: '013000',
+      zone: { '00080201': { vr: 'SH', Value: ['+0530'] } },
+    });
+    const instances = [1, 2].map((n) => ({ ...source(n, 4, 4), '00080201': v('SH', '-0300') }));
+    const seg = buildSegmentation({
+      plan: planSeries(instances),
+      sourceInstance: instances[0]!,
+      frames: [{ sliceIndex: 0, segmentNumber: 1, bits: packBits(new Uint8Array(16).fill(1)) }],
+      model,
+      softwareVersion: '0',
+      now: at,
+    });
+    const ds = dcmjs.data.DicomMessage.readFile(Uint8Array.from(seg.bytes).buffer).dict as Record<string, any>;
+    expect([ds['00080201'].Value[0], ds['00080023'].Value[0], ds['00080033'].Value[0]]).toEqual(['-0300', '20260101', '170000']);
+    expect(await dciodvfyErrors(seg.bytes)).toEqual([]);
+  });
+
+  it("are this machine's local time without one (DICOM reads a date without an offset as local)", () => {
+    const saved = process.env.TZ;
+    process.env.TZ = 'America/New_York'; // UTC-5 in January
+    try {
+      expect(creationDateTime({}, new Date(Date.UTC(2026, 0, 1, 3, 0, 0)))).toEqual({
+        date: '20251231',
+        time: '220000',
+        zone: {},
+      });
+    } finally {
+      if (saved === undefined) delete process.env.TZ;
+      else process.env.TZ = saved;
+    }
   });
 });
 

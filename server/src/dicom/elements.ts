@@ -75,8 +75,25 @@ export function patientAndStudy(source: DicomJson): DicomJson {
   return ds;
 }
 
-/** A DICOM DA and TM (UTC) of an instant. */
-export function dicomDateTime(now: Date): { date: string; time: string } {
-  const iso = now.toISOString();
-  return { date: iso.slice(0, 10).replace(/-/g, ''), time: iso.slice(11, 19).replace(/:/g, '') };
+/**
+ * The DA and TM of an instant for an object derived from `source`. DICOM reads DA and TM without a
+ * Timezone Offset From UTC (0008,0201) as local time, and that attribute covers every date and time
+ * in the object, the source's study date and time copied into it included: so in the source's
+ * offset when it names one (copied into `zone`), else in this machine's local time, no offset.
+ */
+export function creationDateTime(source: DicomJson, now: Date): { date: string; time: string; zone: DicomJson } {
+  const offset = source[TAG.TimezoneOffsetFromUTC]?.Value?.[0];
+  const m = typeof offset === 'string' ? /^([+-])(\d\d)(\d\d)$/.exec(offset.trim()) : null;
+  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
+  if (!m) {
+    const date = `${pad(now.getFullYear(), 4)}${pad(now.getMonth() + 1)}${pad(now.getDate())}`;
+    return { date, time: `${pad(now.getHours())}${pad(now.getMinutes())}${pad(now.getSeconds())}`, zone: {} };
+  }
+  const minutes = (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3]));
+  const iso = new Date(now.getTime() + minutes * 60_000).toISOString();
+  return {
+    date: iso.slice(0, 10).replace(/-/g, ''),
+    time: iso.slice(11, 19).replace(/:/g, ''),
+    zone: { [TAG.TimezoneOffsetFromUTC]: element('SH', m[0]) },
+  };
 }

@@ -18,6 +18,7 @@ export const TAG = {
   ImageType: '00080008',
   InstanceCreationDate: '00080012',
   InstanceCreationTime: '00080013',
+  TimezoneOffsetFromUTC: '00080201',
   SOPClassUID: '00080016',
   SOPInstanceUID: '00080018',
   StudyDate: '00080020',

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { DicomJson } from '../dicomweb/types.js';
-import { codeItem, dicomDateTime, element as el, empty, patientAndStudy, sequence as seq } from '../dicom/elements.js';
+import { codeItem, creationDateTime, element as el, empty, patientAndStudy, sequence as seq } from '../dicom/elements.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN, writePart10 } from '../dicom/part10-writer.js';
 import type { SeriesPlan, SlicePlan } from '../dicom/series-plan.js';
 import { TAG } from '../dicom/tags.js';
@@ -83,10 +83,11 @@ export function buildRtStruct(input: RtStructInput): RtStructOutput {
   for (const contours of roiContours) for (const c of contours) hash.update(`${c.slice.index}:${c.data.join('\\')};`);
   const seriesInstanceUID = rtstructSeriesUid(plan.seriesInstanceUID, model.name, model.version);
   const sopInstanceUID = rtstructInstanceUid(seriesInstanceUID, hash.digest('hex'));
-  const { date, time } = dicomDateTime(input.now ?? new Date());
+  const { date, time, zone } = creationDateTime(input.sourceInstance, input.now ?? new Date());
 
   const ds: DicomJson = {
     ...patientAndStudy(input.sourceInstance),
+    ...zone,
     [TAG.SpecificCharacterSet]: el('CS', 'ISO_IR 192'),
     [TAG.InstanceCreationDate]: el('DA', date),
     [TAG.InstanceCreationTime]: el('TM', time),

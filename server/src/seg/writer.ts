@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { DicomJson, DicomJsonElement } from '../dicomweb/types.js';
 import {
   codeItem,
-  dicomDateTime,
+  creationDateTime,
   dsNumber,
   element as el,
   empty,
@@ -187,9 +187,10 @@ function header(
   ids: { seriesInstanceUID: string; sopInstanceUID: string; frames: number; geometry: boolean },
 ): DicomJson {
   const { plan, model } = input;
-  const { date, time } = dicomDateTime(input.now ?? new Date());
+  const { date, time, zone } = creationDateTime(input.sourceInstance, input.now ?? new Date());
   const ds: DicomJson = patientAndStudy(input.sourceInstance);
   Object.assign(ds, {
+    ...zone,
     [TAG.SpecificCharacterSet]: el('CS', 'ISO_IR 192'),
     [TAG.ImageType]: el('CS', 'DERIVED', 'PRIMARY'),
     [TAG.InstanceCreationDate]: el('DA', date),
