@@ -389,6 +389,13 @@ describe('prompts', { timeout: ORACLE_TIMEOUT_MS }, () => {
         'INVALID_INPUT',
       ],
       [
+        'a code meaning with a backslash (two values in one LO)',
+        `/api/interactive/${id}/accept`,
+        { label: 'Liver', type: { scheme: 'SCT', code: '10200004', meaning: 'Liver\\left' }, slices: [{ slice: SLICE }] },
+        400,
+        'INVALID_INPUT',
+      ],
+      [
         'a code of an unknown scheme',
         `/api/interactive/${id}/accept`,
         { label: 'Liver', type: { scheme: 'SRT', code: '1', meaning: 'x' }, slices: [{ slice: SLICE }] },

@@ -102,24 +102,31 @@ export const propagateRequestSchema = z
   })
   .strict();
 
-const code = z
-  .object({
-    // SNOMED CT, DICOM, or a local scheme (PS3.3 8.2: designators starting with 99 are private).
-    scheme: z.string().regex(/^(SCT|DCM|99[A-Z0-9_]{1,14})$/, 'must be SCT, DCM or a local scheme 99…'),
-    code: z.string().regex(/^[A-Za-z0-9._-]{1,16}$/, 'must be 1-16 letters, digits, . _ -'),
-    meaning: z.string().min(1).max(64),
-  })
-  .strict();
-
-export const acceptRequestSchema = z
-  .object({
-    label: z
+/** One DICOM LO value: 1-64 printable characters, no backslash (it would split the value in two). */
+function loText() {
+  return (
+    z
       .string()
       .trim()
       .min(1)
       .max(64)
       // eslint-disable-next-line no-control-regex -- control characters are what it refuses (a DICOM LO holds none)
-      .regex(/^[^\\\u0000-\u001f]+$/, 'must be printable text without backslashes'),
+      .regex(/^[^\\\u0000-\u001f]+$/, 'must be printable text without backslashes')
+  );
+}
+
+const code = z
+  .object({
+    // SNOMED CT, DICOM, or a local scheme (PS3.3 8.2: designators starting with 99 are private).
+    scheme: z.string().regex(/^(SCT|DCM|99[A-Z0-9_]{1,14})$/, 'must be SCT, DCM or a local scheme 99…'),
+    code: z.string().regex(/^[A-Za-z0-9._-]{1,16}$/, 'must be 1-16 letters, digits, . _ -'),
+    meaning: loText(),
+  })
+  .strict();
+
+export const acceptRequestSchema = z
+  .object({
+    label: loText(),
     category: code.optional(),
     type: code.optional(),
     color: z
