@@ -154,86 +154,133 @@ export interface KeyholePolygon {
  * a structure with holes is one CLOSED_PLANAR contour per outer boundary: a receiver that combines an
  * ROI's contours by union fills it right, as one that combines them by even-odd does. Holes are taken
  * top to bottom; each is cut upwards from its top-left corner along that pixel-corner line to the
- * first ring above it (within a 4-connected mask that is its own component's outer ring or a hole of
- * it already joined), so no cut crosses a ring. Cuts lie on pixel-corner lines: no pixel centre is
- * on one, and filling at pixel centres still gives back the mask exactly.
+ * first ring edge above it (within a 4-connected mask, an edge of its own component's outer ring or
+ * of a hole of it already joined), so no cut crosses a ring. Cuts lie on pixel-corner lines: no pixel
+ * centre is on one, and filling at pixel centres still gives back the mask exactly.
+ *
+ * The rings' horizontal edges are indexed by the pixel-corner columns they span, so each hole finds
+ * its edge in one column's list; the rings are linked lists, so a cut is spliced in place: a mask
+ * with thousands of holes costs about its perimeter.
  */
 export function keyholes(rings: readonly Ring[]): KeyholePolygon[] {
-  const polygons: KeyholePolygon[] = rings.filter((r) => !r.hole).map((r) => ({ points: [...r.points], anchors: [] }));
-  const holes = rings.filter((r) => r.hole).map(topLeftFirst);
-  holes.sort((a, b) => a[1]! - b[1]! || a[0]! - b[0]!);
-  for (const hole of holes) {
-    const hit = firstAbove(polygons, hole[0]!, hole[1]!);
-    if (!hit) {
-      polygons.push({ points: hole, anchors: [] }); // not reached in a traced mask: kept as its own contour
-      continue;
-    }
-    joinAt(hit, hole);
+  const loops = rings.map((r) => linked(r.points));
+  const columns = horizontalEdges(loops);
+  const joined = rings.map((r) => !r.hole);
+  const holes = loops
+    .map((loop, ring) => ({ ring, ...topLeft(loop) }))
+    .filter(({ ring }) => rings[ring]!.hole)
+    .sort((a, b) => a.corner.y - b.corner.y || a.corner.x - b.corner.x);
+  for (const { ring, corner, before } of holes) {
+    let hit: HorizontalEdge | undefined;
+    for (const e of columns.get(corner.x) ?? []) if (e.ring !== ring && e.y <= corner.y && (!hit || e.y > hit.y)) hit = e;
+    if (!hit || !joined[hit.ring]) continue; // not reached in a traced mask: the hole stays a contour of its own
+    cut(vertexAt(hit.from, corner.x, hit.y), corner, before);
+    joined[ring] = true;
   }
-  return polygons;
+  return loops.filter((_, ring) => !rings[ring]!.hole || !joined[ring]).map(polygonOf);
 }
 
-/** The hole's points starting at its top-left vertex (smallest y, then x). */
-function topLeftFirst(ring: Ring): number[] {
-  const p = ring.points;
-  let best = 0;
-  for (let i = 2; i < p.length; i += 2) {
-    if (p[i + 1]! < p[best + 1]! || (p[i + 1] === p[best + 1] && p[i]! < p[best]!)) best = i;
-  }
-  return [...p.slice(best), ...p.slice(0, best)];
-}
-
-interface Hit {
-  polygon: KeyholePolygon;
-  /** Vertex index of the edge's start. */
-  edge: number;
+interface Vertex {
+  x: number;
   y: number;
+  next: Vertex;
+  /** An end of a cut: simplification keeps it. */
+  anchor: boolean;
+  /** Where this cut's way back up arrives (the same point): the ring's own edge goes on from there. */
+  back?: Vertex;
 }
 
-/** The nearest point at or above (x, y) on the vertical line through x, on an edge of the polygons. */
-function firstAbove(polygons: readonly KeyholePolygon[], x: number, y: number): Hit | undefined {
-  let best: Hit | undefined;
-  for (const polygon of polygons) {
-    const p = polygon.points;
-    const n = p.length / 2;
-    for (let i = 0; i < n; i++) {
-      const j = (i + 1) % n;
-      const [ax, ay, bx, by] = [p[2 * i]!, p[2 * i + 1]!, p[2 * j]!, p[2 * j + 1]!];
-      if (x < Math.min(ax, bx) || x > Math.max(ax, bx)) continue;
-      // Traced edges are axis-aligned: a horizontal one meets the line at its y; a vertical one on the
-      // line, nearest at its lower end (or at y itself when it reaches down that far).
-      if (ax === bx && Math.min(ay, by) > y) continue;
-      const at = ay === by ? ay : Math.min(Math.max(ay, by), y);
-      if (at <= y && (!best || at > best.y)) best = { polygon, edge: i, y: at };
+interface HorizontalEdge {
+  y: number;
+  ring: number;
+  /** The edge's first vertex (the edge may have been split since, at cuts). */
+  from: Vertex;
+}
+
+/** A ring as a circular list of vertices; returns its first. */
+function linked(points: readonly number[]): Vertex {
+  const vertices: Vertex[] = [];
+  for (let i = 0; i < points.length; i += 2)
+    vertices.push({ x: points[i]!, y: points[i + 1]!, next: undefined as unknown as Vertex, anchor: false });
+  vertices.forEach((v, i) => (v.next = vertices[(i + 1) % vertices.length]!));
+  return vertices[0]!;
+}
+
+/** Pixel-corner column -> the horizontal ring edges spanning it (ends included). */
+function horizontalEdges(loops: readonly Vertex[]): Map<number, HorizontalEdge[]> {
+  const columns = new Map<number, HorizontalEdge[]>();
+  loops.forEach((start, ring) => {
+    let v = start;
+    do {
+      if (v.y === v.next.y) {
+        for (let x = Math.min(v.x, v.next.x); x <= Math.max(v.x, v.next.x); x++) {
+          let list = columns.get(x);
+          if (!list) columns.set(x, (list = []));
+          list.push({ y: v.y, ring, from: v });
+        }
+      }
+      v = v.next;
+    } while (v !== start);
+  });
+  return columns;
+}
+
+/** A ring's top-left vertex (smallest y, then x) and the vertex before it. */
+function topLeft(start: Vertex): { corner: Vertex; before: Vertex } {
+  let before = start;
+  let v = start;
+  do {
+    const c = v.next;
+    if (c.y < before.next.y || (c.y === before.next.y && c.x < before.next.x)) before = v;
+    v = c;
+  } while (v !== start);
+  return { corner: before.next, before };
+}
+
+/** The vertex at (x, y) on the horizontal edge that started at `from`: found, or inserted where it falls. */
+function vertexAt(from: Vertex, x: number, y: number): Vertex {
+  let a = from;
+  for (;;) {
+    if (a.x === x) return a;
+    while (a.back) a = a.back; // past the cuts already made here, to where the edge goes on
+    const b = a.next;
+    if (b.y === y && Math.min(a.x, b.x) < x && x < Math.max(a.x, b.x)) {
+      const v: Vertex = { x, y, next: b, anchor: false };
+      a.next = v;
+      return v;
     }
+    a = b;
   }
-  return best;
 }
 
-/** Splices the hole (starting at its top-left vertex) into the polygon at the hit: cut down, around, back up. */
-function joinAt(hit: Hit, hole: number[]): void {
-  const p = hit.polygon.points;
-  const n = p.length / 2;
-  const x = hole[0]!;
-  const q = [x, hit.y];
-  const i = hit.edge;
-  const j = (i + 1) % n;
-  let at: number; // the vertex index of q in p
-  if (p[2 * i] === q[0] && p[2 * i + 1] === q[1]) at = i;
-  else if (p[2 * j] === q[0] && p[2 * j + 1] === q[1]) at = j;
-  else {
-    p.splice(2 * (i + 1), 0, q[0]!, q[1]!);
-    at = i + 1;
-    hit.polygon.anchors = hit.polygon.anchors.map((a) => (a > i ? a + 1 : a));
+/** Splices the hole in at `q`: down the cut to its corner, around it, back to the corner and up to q. */
+function cut(q: Vertex, corner: Vertex, before: Vertex): void {
+  let at = q;
+  while (at.back) at = at.back;
+  const back: Vertex = { x: q.x, y: q.y, next: at.next, anchor: true };
+  before.next = { x: corner.x, y: corner.y, next: back, anchor: true };
+  at.next = corner;
+  at.back = back;
+  at.anchor = corner.anchor = true;
+}
+
+/** A linked ring (its holes joined) as points, without repeating a point twice in a row (a zero-length cut). */
+function polygonOf(start: Vertex): KeyholePolygon {
+  const points: number[] = [];
+  const anchors: number[] = [];
+  let v = start;
+  do {
+    const n = points.length;
+    const same = n > 0 && points[n - 2] === v.x && points[n - 1] === v.y;
+    if (!same) points.push(v.x, v.y);
+    if (v.anchor && anchors.at(-1) !== points.length / 2 - 1) anchors.push(points.length / 2 - 1);
+    v = v.next;
+  } while (v !== start);
+  if (points.length > 2 && points[0] === points.at(-2) && points[1] === points.at(-1)) {
+    points.length -= 2; // the last point is the first again
+    if (anchors.at(-1) === points.length / 2) anchors[anchors.length - 1] = 0;
   }
-  const zeroLength = q[1] === hole[1];
-  const inserted = zeroLength ? [...hole.slice(2), hole[0]!, hole[1]!] : [...hole, hole[0]!, hole[1]!, q[0]!, q[1]!];
-  p.splice(2 * (at + 1), 0, ...inserted);
-  const added = inserted.length / 2;
-  hit.polygon.anchors = hit.polygon.anchors.map((a) => (a > at ? a + added : a));
-  // The cut's ends: q, the hole's first and last visit of its corner, q again.
-  const ends = zeroLength ? [at, at + added] : [at, at + 1, at + added - 1, at + added];
-  hit.polygon.anchors.push(...ends);
+  return { points, anchors: [...new Set(anchors)] };
 }
 
 /**

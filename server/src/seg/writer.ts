@@ -314,7 +314,10 @@ function sharedFunctionalGroups(plan: SeriesPlan, orientation: number[] | null):
       plan.spacing.meanSpacing !== undefined && plan.spacing.evenlySpaced ? Math.abs(plan.spacing.meanSpacing) : undefined;
     // Slice Thickness is Type 1C here (readers such as highdicom require it): a source that gives none
     // gets its nominal value from the geometry: the spacing, or for uneven slices the smallest gap.
-    const smallestGap = plan.spacing.minSpacing !== undefined ? Math.abs(plan.spacing.minSpacing) : undefined;
+    // (Gaps share one sign along the planned order; the smallest in size is the one nearest 0.)
+    const { minSpacing, maxSpacing } = plan.spacing;
+    const smallestGap =
+      minSpacing !== undefined && maxSpacing !== undefined ? Math.min(Math.abs(minSpacing), Math.abs(maxSpacing)) : undefined;
     const thickness = plan.sliceThickness ?? even ?? smallestGap;
     if (thickness) measures[TAG.SliceThickness] = el('DS', dsNumber(thickness));
     if (even) measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(even));
