@@ -4,8 +4,10 @@
 # on cached embeddings; and the encoder's adapters tuned end to end) are trained on each of 4 folds of
 # the 120 train + val subjects (`--fold K/4`; the 30 test images are in no fold and are not read) and
 # evaluated on the fold they did not see. Resumable: every run continues where it stopped (epoch by
-# epoch), finished evaluations are kept; run it again after an interruption. Prints the table at the
-# end (and `scripts/ph2-cv.sh table` prints it for the folds done so far).
+# epoch); run it again after an interruption. Each finished evaluation is a result file in
+# models/results/ph2-cv/ (tracked: commit it; runs/ and its checkpoints may not outlive the machine),
+# and a run whose result is there is not trained again. Prints the table at the end (and
+# `scripts/ph2-cv.sh table` prints it for the folds done so far).
 # The rule, fixed before the folds' results: the encoder-tuned recipe ships if its mean Dice over the
 # 4 folds' validation images is above the shipped recipe's (the paired per-image difference > 0);
 # the bootstrap interval is reported with it, and an interval across 0 is said to be one.
@@ -17,8 +19,8 @@ export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 PY=".venv/bin/python -m ldfsam_models"
 I='{"default": {"kind": "minmax"}}'
 FOLDS=${PH2_CV_FOLDS:-4}
-OUT=runs/cv
-mkdir -p $OUT
+OUT=results/ph2-cv
+mkdir -p $OUT runs
 stamp() { echo "$(date -u +%H:%M:%S) $*"; }
 
 table() {
@@ -34,10 +36,12 @@ for k in range(1, folds + 1):
         f = out / f"ph2-cv{k}-{recipe}-val.json"
         result = json.loads(f.read_text()) if f.exists() else None
         d[recipe] = result["summary"]["dice"]["mean"] if result else None
-        cases[recipe] = {c["id"]: c["dice"] for c in result["cases"]} if result else None
+        # A result kept only as its mean (its per-image rows were lost with a machine) has cases null.
+        cases[recipe] = {c["id"]: c["dice"] for c in result["cases"]} if result and result["cases"] else None
     rows.append((k, d))
     if None not in d.values():
         pairs.append(d["encoder"] - d["shipped"])
+    if None not in cases.values():
         per_image += [cases["encoder"][i] - cases["shipped"][i] for i in sorted(cases["shipped"])]
 print("| fold (30 val images) | shipped recipe | encoder's adapters tuned | difference |")
 print("| --- | --- | --- | --- |")
@@ -49,6 +53,7 @@ if pairs:
     mean = sum(pairs) / len(pairs)
     print(f"\nfolds with both recipes: {len(pairs)} of {folds}; mean difference (encoder - shipped) {mean:+.4f}; "
           f"encoder better on {sum(p > 0 for p in pairs)} of {len(pairs)}")
+if per_image:
     # The same difference per image, paired, with eval's bootstrap 95% interval over the images.
     ci, n = bootstrap_ci(per_image), len(per_image)
     print(f"per image, paired ({n} images): {ci.mean:+.4f} [95% CI {ci.low:+.4f}, {ci.high:+.4f}]; "
@@ -56,6 +61,8 @@ if pairs:
 PY
 }
 [ "${1:-}" = table ] && { table; exit 0; }
+
+done_() { [ -f "$OUT/$1-val.json" ]; }  # a result kept: its run is not trained again
 
 evaluate() {  # run, fold, name
   local f=$OUT/$3-val.json
@@ -65,10 +72,15 @@ evaluate() {  # run, fold, name
 
 for k in $(seq 1 "$FOLDS"); do
   fold=$k/$FOLDS
-  stamp "fold $fold: shipped recipe (teacher, student, segment)"
-  $PY train --config lite --dataset ph2 --run ph2-cv$k --fold "$fold" --intensity "$I" --phase teacher,student,segment \
+  done_ ph2-cv$k-shipped && done_ ph2-cv$k-encoder && continue
+  # The shipped recipe's phases; only teacher and student when its result is kept but the encoder
+  # run still needs the fold's student (seeded: the same student as before, its val box IoU says).
+  phases=teacher,student,segment
+  done_ ph2-cv$k-shipped && phases=teacher,student
+  stamp "fold $fold: shipped recipe ($phases)"
+  $PY train --config lite --dataset ph2 --run ph2-cv$k --fold "$fold" --intensity "$I" --phase $phases \
     --epochs teacher=30,student=30,segment=30 --resume
-  evaluate ph2-cv$k "$fold" ph2-cv$k-shipped
+  done_ ph2-cv$k-shipped || evaluate ph2-cv$k "$fold" ph2-cv$k-shipped
   stamp "fold $fold: encoder's adapters tuned end to end (the fold's student as detector)"
   $PY train --config lite-adapters --tune encoder --dataset ph2 --run ph2-cv$k-encoder --fold "$fold" --intensity "$I" \
     --phase segment --epochs segment=30 --detector-from runs/ph2-cv$k/student-best.pt --resume
