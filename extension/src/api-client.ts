@@ -196,9 +196,13 @@ export class LdfsamApi {
     await this.request('DELETE', `/interactive/${encodeURIComponent(id)}`);
   }
 
-  /** Has the server encode a slice ahead of its first prompt; resolves once it is cached there. */
-  async encode(id: string, slice: number): Promise<{ slice: number; cached: boolean }> {
-    return (await this.request('POST', `/interactive/${encodeURIComponent(id)}/encode`, { slice })) as {
+  /**
+   * Has the server encode a slice ahead of its first prompt; resolves once it is cached there.
+   * Aborting `signal` cancels the request (CANCELLED): the server then drops the encode unless
+   * another request waits on it.
+   */
+  async encode(id: string, slice: number, signal?: AbortSignal): Promise<{ slice: number; cached: boolean }> {
+    return (await this.request('POST', `/interactive/${encodeURIComponent(id)}/encode`, { slice }, signal)) as {
       slice: number;
       cached: boolean;
     };
@@ -277,7 +281,7 @@ export class LdfsamApi {
     return auth ? { ...extra, authorization: auth } : extra;
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+  private async request(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {
     let res: Response;
     try {
       res = await this.fetchImpl(this.url(path), {
@@ -288,8 +292,10 @@ export class LdfsamApi {
             : { accept: 'application/json', 'content-type': 'application/json' },
         ),
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(signal ? { signal } : {}),
       });
     } catch (err) {
+      if (signal?.aborted) throw new ApiError('CANCELLED', 'request cancelled');
       throw new ApiError('NETWORK', `the LDFSAM server cannot be reached (${(err as Error).message})`);
     }
     if (!res.ok) throw await toApiError(res);

@@ -22,6 +22,7 @@ import {
   setMask,
   sliceOf,
   sliceToEncodeAhead,
+  aheadUnwanted,
   undo,
   withPrompt,
   type InteractiveState,
@@ -54,8 +55,8 @@ export class InteractiveController {
   private readonly latest = new Map<number, number>();
   /** Slices the session's server has encoded (answered, or propagated through): a prompt there is a decoder run. */
   private readonly encoded = new Set<number>();
-  /** Slices the server was asked to encode ahead of a prompt (encodeAhead) and has not answered for yet. */
-  private readonly askedAhead = new Set<number>();
+  /** The slice the server was asked to encode ahead of a prompt (encodeAhead) and has not answered for yet. */
+  private ahead: { slice: number; abort: AbortController } | undefined;
   private order = 0;
   private started = false;
   private dwell: ReturnType<typeof setTimeout> | undefined;
@@ -416,7 +417,7 @@ export class InteractiveController {
     this.cancelPropagation();
     this.latest.clear();
     this.encoded.clear();
-    this.askedAhead.clear();
+    this.dropAhead();
     clearTimeout(this.dwell);
     this.store.update((s) => ({ ...cleared(s), session: undefined, slice: undefined, accepted: undefined }));
     this.tools.refresh();
@@ -430,23 +431,39 @@ export class InteractiveController {
     this.encodeAhead();
   }
 
-  /** Once the user has stayed ENCODE_AHEAD_DWELL_MS on the slice shown, the server encodes it (sliceToEncodeAhead). */
+  /**
+   * Once the user has stayed ENCODE_AHEAD_DWELL_MS on the slice shown, the server encodes it
+   * (sliceToEncodeAhead); the request is cancelled when the user moves on (aheadUnwanted).
+   */
   private encodeAhead(): void {
     clearTimeout(this.dwell);
     const s = this.store.get();
-    const slice = sliceToEncodeAhead(s, this.encoded, this.askedAhead);
+    if (this.ahead && aheadUnwanted(s, this.ahead.slice)) this.dropAhead();
+    const slice = sliceToEncodeAhead(s, this.encoded, this.askedAhead());
     if (slice === undefined || !s.session) return;
     const session = s.session;
     this.dwell = setTimeout(() => {
       const now = this.store.get();
-      if (now.session !== session || sliceToEncodeAhead(now, this.encoded, this.askedAhead) !== slice) return;
-      this.askedAhead.add(slice);
+      if (now.session !== session || sliceToEncodeAhead(now, this.encoded, this.askedAhead()) !== slice) return;
+      const ahead = { slice, abort: new AbortController() };
+      this.ahead = ahead;
       this.api
-        .encode(session.sessionId, slice)
+        .encode(session.sessionId, slice, ahead.abort.signal)
         .then(() => this.store.get().session === session && this.encoded.add(slice))
-        .catch(() => undefined) // the first prompt there encodes it, and says what failed
-        .finally(() => this.askedAhead.delete(slice));
+        .catch(() => undefined) // cancelled, or the first prompt there encodes it and says what failed
+        .finally(() => {
+          if (this.ahead === ahead) this.ahead = undefined;
+        });
     }, ENCODE_AHEAD_DWELL_MS);
+  }
+
+  private askedAhead(): ReadonlySet<number> {
+    return new Set(this.ahead ? [this.ahead.slice] : []);
+  }
+
+  private dropAhead(): void {
+    this.ahead?.abort.abort();
+    this.ahead = undefined;
   }
 
   private overlay(ref: ImageRef) {

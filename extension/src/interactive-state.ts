@@ -228,3 +228,11 @@ export function sliceToEncodeAhead(s: InteractiveState, ...known: ReadonlySet<nu
   if (s.slice === undefined || !s.session || s.tool === 'none' || s.busy === 'propagate') return undefined;
   return known.some((k) => k.has(s.slice!)) ? undefined : s.slice;
 }
+
+/**
+ * Whether an encode asked ahead for `slice` is no longer wanted (cancelled, so that the server drops
+ * it unless a prompt waits on it): the user has moved to another slice, or put the tools away.
+ */
+export function aheadUnwanted(s: InteractiveState, slice: number): boolean {
+  return s.slice !== slice || !s.session || s.tool === 'none';
+}

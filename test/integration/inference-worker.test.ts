@@ -109,6 +109,24 @@ describe('inference worker, promptable pair', () => {
   });
 });
 
+describe('inference worker, dropping an encode nobody waits for', () => {
+  it('drops the queued encode whose signal aborts during the run before it (CANCELLED); the running one answers', async () => {
+    const [running, queued] = [new AbortController(), new AbortController()];
+    // The worker is idle and warm (beforeAll): the first starts at once and runs for hundreds of ms.
+    const first = worker.encode(image(5), [1, 3, 256, 256], running.signal);
+    const second = worker.encode(image(6), [1, 3, 256, 256], queued.signal);
+    await new Promise((r) => setTimeout(r, 100));
+    running.abort(); // started: runs to its end
+    queued.abort(); // next in line: dropped, though the run before it ends first
+    expect((await first).image_embeddings!.dims).toEqual([1, 256, 64, 64]);
+    await expect(second).rejects.toMatchObject({ code: 'CANCELLED', message: 'dropped before it ran' });
+    // An encode whose signal had aborted before it was sent is not sent at all.
+    await expect(worker.encode(image(7), [1, 3, 256, 256], queued.signal)).rejects.toMatchObject({ code: 'CANCELLED' });
+    // The worker goes on serving.
+    expect((await worker.encode(image(8), [1, 3, 256, 256])).image_embeddings!.dims).toEqual([1, 256, 64, 64]);
+  }, 60_000);
+});
+
 describe('inference worker, automatic batches', () => {
   it('hands each batch input back whole (a short batch is a view of it); a refilled input gives the outputs of a fresh one', async () => {
     const auto = await InferenceWorker.start(projectPath('models', 'ldfsam-hc18'));

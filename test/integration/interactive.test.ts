@@ -683,6 +683,38 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
     }
   });
 
+  it('an encode ahead that its client cancels (the user moved on) is dropped: its slice is not fetched to the end nor encoded', async () => {
+    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
+    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: nothing encoded yet
+    try {
+      const s = await openSession(ct, slow.url);
+      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/encode`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ slice: 2 }),
+        signal: AbortSignal.timeout(150),
+      }).catch((err: Error) => err.name);
+      expect(await leaving).toBe('TimeoutError');
+      const metrics = async () => {
+        const text = (await call('/api/metrics', { url: slow.url })).body as string;
+        return (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      };
+      await expect.poll(async () => (await metrics())('ldfsam_interactive_encodes_abandoned_total'), { timeout: 5000 }).toBe(1);
+      // Well past the delayed frame (400 ms): still nothing encoded.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await metrics())('ldfsam_interactive_encodes_total')).toBe(0);
+      expect((await call(`/api/interactive/${s.sessionId}`, { url: slow.url })).body.encodedSlices).toEqual([]);
+      // The slice is not lost for later: a prompt there encodes it.
+      const answer = await prompt(s.sessionId, { slice: 2, box: [200, 215, 300, 320] }, slow.url);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.cached).toBe(false);
+      expect((await metrics())('ldfsam_interactive_encodes_total')).toBe(1);
+    } finally {
+      await slow.close();
+      await proxy.close();
+    }
+  });
+
   it('limits sessions per user and per server (also when opened at the same moment), expires idle sessions, and keeps other users out', async () => {
     const limited = await startInteractiveServer({
       interactiveSessionsPerUser: 2,

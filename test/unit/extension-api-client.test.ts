@@ -269,6 +269,27 @@ describe('LdfsamApi', () => {
     expect(err).toMatchObject({ code: 'NETWORK', status: undefined });
     expect((err as Error).message).toMatch(/cannot be reached/);
   });
+
+  it('an encode asked ahead is cancelled by its signal: the server sees the request closed, the caller CANCELLED', async () => {
+    let closed!: () => void;
+    const serverSawClose = new Promise<void>((r) => (closed = r));
+    // A server that holds the encode (the slice being encoded) until the client goes.
+    const server = createServer((req, res) => {
+      res.on('close', () => !res.writableEnded && closed());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const api = new LdfsamApi({ apiBase: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api` });
+      const abort = new AbortController();
+      const asked = api.encode('s1', 4, abort.signal).catch((e: unknown) => e);
+      setTimeout(() => abort.abort(), 50);
+      expect(await asked).toMatchObject({ code: 'CANCELLED' });
+      await serverSawClose;
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
 });
 
 describe('LdfsamApi.follow', () => {

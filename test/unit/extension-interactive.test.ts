@@ -16,6 +16,7 @@ import {
   setMask,
   sliceOf,
   sliceToEncodeAhead,
+  aheadUnwanted,
   undo,
   withPrompt,
   type InteractiveState,
@@ -168,5 +169,14 @@ describe('encoding ahead of the first click', () => {
     expect(sliceToEncodeAhead({ ...on, busy: 'prompt' }, new Set())).toBe(7);
     expect(sliceToEncodeAhead(on, new Set([7]))).toBeUndefined();
     expect(sliceToEncodeAhead(on, new Set(), new Set([7]))).toBeUndefined();
+  });
+
+  it('gives up an encode asked ahead once the user has moved to another slice, put the tools away or lost the session', () => {
+    expect(aheadUnwanted(on, 7)).toBe(false);
+    expect(aheadUnwanted({ ...on, busy: 'prompt' }, 7)).toBe(false); // a click there waits on the same encode
+    expect(aheadUnwanted({ ...on, slice: 8 }, 7)).toBe(true);
+    expect(aheadUnwanted({ ...on, slice: undefined }, 7)).toBe(true);
+    expect(aheadUnwanted({ ...on, tool: 'none' }, 7)).toBe(true);
+    expect(aheadUnwanted({ ...on, session: undefined }, 7)).toBe(true);
   });
 });

@@ -176,6 +176,41 @@ describe('embedding cache', () => {
     gone.abort();
     await expect(cache.get('late', () => new Promise(() => undefined), gone.signal)).rejects.toMatchObject({ code: 'CANCELLED' });
   });
+
+  it('drops a computation once every caller has gone; a later caller starts a new one, and a late answer is kept once', async () => {
+    const cache = new EmbeddingCache(10_000);
+    const runs: { signal: AbortSignal; finish: (o: ReturnType<typeof outputs>) => void }[] = [];
+    const slow = (signal: AbortSignal) => new Promise<ReturnType<typeof outputs>>((finish) => runs.push({ signal, finish }));
+    const [a, b] = [new AbortController(), new AbortController()];
+    const first = cache.get('k', slow, a.signal);
+    const second = cache.get('k', slow, b.signal);
+    a.abort();
+    await expect(first).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs[0]!.signal.aborted).toBe(false); // the second caller still waits
+    b.abort();
+    await expect(second).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs[0]!.signal.aborted).toBe(true);
+    expect(cache.stats().abandoned).toBe(1);
+    // The next caller does not join the dropped computation.
+    const third = cache.get('k', slow, new AbortController().signal);
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.signal.aborted).toBe(false);
+    runs[1]!.finish(outputs(40));
+    expect((await third).hit).toBe(false);
+    // The dropped one had started and answers after all: kept in place of the other, counted once.
+    runs[0]!.finish(outputs(40));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(cache.stats()).toMatchObject({ entries: 1, bytes: 40 });
+    // A caller without a signal never goes: its computation is not dropped whoever else leaves.
+    const leaving = new AbortController();
+    const keeps = cache.get('m', slow);
+    const leaves = cache.get('m', slow, leaving.signal);
+    leaving.abort();
+    await expect(leaves).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs[2]!.signal.aborted).toBe(false);
+    runs[2]!.finish(outputs(40));
+    expect((await keeps).hit).toBe(false);
+  });
 });
 
 describe('propagation', () => {

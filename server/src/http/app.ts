@@ -362,6 +362,12 @@ function interactiveMetrics(sessions: SessionManager): string[] {
     ...metric('ldfsam_interactive_cache_misses_total', 'counter', 'Embedding lookups that ran the encoder.', s.cache.misses),
     ...metric('ldfsam_interactive_cache_evictions_total', 'counter', 'Embeddings dropped for room.', s.cache.evictions),
     ...metric(
+      'ldfsam_interactive_encodes_abandoned_total',
+      'counter',
+      'Slice encodings dropped because every request for them had gone.',
+      s.cache.abandoned,
+    ),
+    ...metric(
       'ldfsam_interactive_cache_hit_ratio',
       'gauge',
       'Hits / lookups (0 before any lookup).',
@@ -397,6 +403,7 @@ function errorHandler(log: Logger) {
     } else e = toLdfsamError(err);
     if (e.httpStatus >= 500)
       log.error('request failed', { method: req.method, path: req.path, code: e.code, message: e.message });
+    if (res.destroyed) return; // the client has gone (a cancelled request): nobody to answer
     res.status(e.httpStatus).json({ error: { code: e.code, message: e.message } });
   };
 }

@@ -56,7 +56,7 @@ export function addInteractiveRoutes(
     checkPrompt(body, s.plan.rows, s.plan.columns, sessions.maxPoints(s));
     const t0 = performance.now();
     const maskInput = body.usePreviousMask ? s.previousLogits(body.slice) : undefined;
-    const result = await s.prompt(body.slice, body, { maskInput });
+    const result = await s.prompt(body.slice, body, { maskInput, signal: clientGone(res) });
     const ms = performance.now() - t0;
     sessions.recordPrompt(result, ms);
     log.info('interactive prompt', { session: s.id, slice: body.slice, cached: result.cached, ms: Math.round(ms) });
@@ -65,13 +65,14 @@ export function addInteractiveRoutes(
 
   // The viewer asks for the slice the user has stopped on while a tool is active, so that the
   // encoder has run (or is running: a prompt meanwhile waits on the same pass) by the first click.
+  // It cancels the request when the user moves on; an encode nobody waits for any more is dropped.
   router.post('/interactive/:id/encode', small, async (req, res) => {
     const s = session(req, res);
     const body = parse(encodeRequestSchema, req.body, 'encode');
     s.checkSlice(body.slice);
     const t0 = performance.now();
     const timings: Record<string, number> = {};
-    const { hit } = await s.embed(body.slice, undefined, timings);
+    const { hit } = await s.embed(body.slice, clientGone(res), timings);
     s.lastUsed = Date.now();
     const ms = performance.now() - t0;
     log.info('interactive encode', { session: s.id, slice: body.slice, cached: hit, ms: Math.round(ms) });
@@ -95,11 +96,8 @@ export function addInteractiveRoutes(
     });
     // Taken before the first await, so that a second request arriving meanwhile is a CONFLICT too.
     s.propagation = abort;
-    // The client went away (the response closed before its end): stop, from the first step on. (The
-    // request's own 'close' fires once its body is read, so it cannot tell.)
-    res.on('close', () => {
-      if (!res.writableEnded) abort.abort();
-    });
+    // The client went away: stop, from the first step on.
+    clientGone(res).addEventListener('abort', () => abort.abort(), { once: true });
     // The first step checks the seed; its refusal is a plain JSON error, before any event is sent.
     let first: Awaited<ReturnType<typeof run.next>>;
     try {
@@ -167,6 +165,18 @@ export function addInteractiveRoutes(
     });
     res.status(201).json(result);
   });
+}
+
+/**
+ * Aborts when the client goes before the answer is complete (the response closed before its end).
+ * Listened to on the response: the request's own 'close' fires once its body is read, so it cannot tell.
+ */
+function clientGone(res: Response): AbortSignal {
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableEnded) gone.abort();
+  });
+  return gone.signal;
 }
 
 function describe(sessions: SessionManager, s: InteractiveSession) {

@@ -6,7 +6,7 @@ import { LdfsamError, type ErrorCode } from '../errors.js';
 import type { ModelManifest } from '../models/manifest.js';
 import type { SessionSettings } from '../models/session.js';
 import { projectPath } from '../util/paths.js';
-import type { CloseRequest, Feed, WorkerRequest, WorkerResult } from './worker.js';
+import type { CloseRequest, DropRequest, Feed, WorkerRequest, WorkerResult } from './worker.js';
 
 /** How long a closing worker may take to finish its run and release its sessions before it is terminated (within the stop bound, 10 s by default). */
 const CLOSE_TIMEOUT_MS = 5000;
@@ -89,10 +89,11 @@ export class InferenceWorker {
 
   /**
    * The promptable encoder on preprocessed slices (transferred); every output by name, in shared
-   * memory (see decode). Goes before auto batches.
+   * memory (see decode). Goes before auto batches. Aborting `signal` drops it if it has not started
+   * (CANCELLED); once started it runs to its end and resolves.
    */
-  async encode(input: Float32Array, dims: number[]): Promise<Outputs> {
-    return (await this.send({ kind: 'encode', input, dims }, [input.buffer as ArrayBuffer])).outputs;
+  async encode(input: Float32Array, dims: number[], signal?: AbortSignal): Promise<Outputs> {
+    return (await this.send({ kind: 'encode', input, dims }, [input.buffer as ArrayBuffer], signal)).outputs;
   }
 
   /**
@@ -114,13 +115,17 @@ export class InferenceWorker {
     return n;
   }
 
-  private send(message: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[]): Promise<Decoded> {
+  private send(message: DistributiveOmit<WorkerRequest, 'id'>, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<Decoded> {
     if (this.exited) return Promise.reject(this.exited);
+    if (signal?.aborted) return Promise.reject(new LdfsamError('CANCELLED', 'request cancelled'));
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    // The worker answers a drop itself (CANCELLED, or the result when the run had started).
+    const drop = () => this.worker.postMessage({ kind: 'drop', id } satisfies DropRequest);
+    signal?.addEventListener('abort', drop, { once: true });
+    return new Promise<Decoded>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ ...message, id }, transfer);
-    });
+    }).finally(() => signal?.removeEventListener('abort', drop));
   }
 
   /**

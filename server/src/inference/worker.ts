@@ -6,7 +6,8 @@
  * Requests run one at a time (two runs at once would fight over the same cores), highest priority
  * first: a decode (a user waiting on a click), then an encode (a slice the user is on), then a
  * batch of an automatic job. So an auto job running on the same model delays a click by at most one
- * of its batches.
+ * of its batches. Between two runs the thread reads its messages, so that the choice sees what came
+ * during the run: a click, or the drop of a queued encode nobody waits for any more.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
@@ -34,6 +35,15 @@ export type WorkerRequest =
  */
 export interface CloseRequest {
   kind: 'close';
+}
+
+/**
+ * Drops request `id` if it has not started (answered CANCELLED); one running or done is answered as
+ * usual.
+ */
+export interface DropRequest {
+  kind: 'drop';
+  id: number;
 }
 
 export interface WorkerResult {
@@ -178,12 +188,21 @@ try {
         const e = err instanceof LdfsamError ? err : new LdfsamError('INFERENCE_FAILED', (err as Error).message);
         port.postMessage({ type: 'result', id: m.id, error: { code: e.code, message: e.message } });
       }
+      await new Promise((resolve) => setImmediate(resolve)); // take in the messages that came during the run
     }
     busy = false;
     if (closing) await close();
   };
-  port.on('message', (m: WorkerRequest | CloseRequest) => {
+  port.on('message', (m: WorkerRequest | CloseRequest | DropRequest) => {
     if (closing) return;
+    if (m.kind === 'drop') {
+      const i = queue.findIndex((r) => r.id === m.id);
+      if (i >= 0) {
+        queue.splice(i, 1);
+        port.postMessage({ type: 'result', id: m.id, error: { code: 'CANCELLED', message: 'dropped before it ran' } });
+      }
+      return;
+    }
     if (m.kind === 'close') {
       closing = true;
       queue.length = 0;

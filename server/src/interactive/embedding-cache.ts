@@ -2,7 +2,9 @@
  * The slices' encoder outputs, kept so that every prompt after the first on a slice runs only the
  * decoder. One cache for the whole server (two users on the same series share it), bounded by
  * memory: least recently used entries go first. A slice being encoded is encoded once, however
- * many requests ask for it meanwhile.
+ * many requests ask for it meanwhile, and an encoding nobody waits for any more is dropped: the
+ * viewer asks ahead for each slice the user stops on, and a user stepping slowly through a series
+ * would otherwise queue encodes of slices already left ahead of the one wanted.
  */
 import { LdfsamError } from '../errors.js';
 import type { Outputs } from '../inference/inference-worker.js';
@@ -14,6 +16,16 @@ export interface CacheStats {
   hits: number;
   misses: number;
   evictions: number;
+  /** Computations dropped because every caller had gone (not encoded, unless already running). */
+  abandoned: number;
+}
+
+/** A computation under way: its result, how many callers wait on it, and how to drop it. */
+interface Computation {
+  promise: Promise<Outputs>;
+  waiters: number;
+  settled: boolean;
+  abort: AbortController;
 }
 
 export function outputsBytes(outputs: Outputs): number {
@@ -25,20 +37,26 @@ export function outputsBytes(outputs: Outputs): number {
 export class EmbeddingCache {
   /** Insertion order = recency (a hit re-inserts). */
   private readonly entries = new Map<string, { outputs: Outputs; bytes: number }>();
-  private readonly computing = new Map<string, Promise<Outputs>>();
+  private readonly computing = new Map<string, Computation>();
   private bytes = 0;
   private hits = 0;
   private misses = 0;
   private evictions = 0;
+  private abandoned = 0;
 
   constructor(readonly limitBytes: number) {}
 
   /**
    * The outputs for `key`, computed by `compute` when absent; `hit` says whether they were kept.
    * `signal` ends this caller's wait only (CANCELLED): the computation is shared by every caller of
-   * the key meanwhile, so it takes no one caller's signal, runs on and is kept.
+   * the key meanwhile. Its own signal aborts once every caller has gone (a caller without a signal
+   * never goes); a caller after that starts a new computation.
    */
-  async get(key: string, compute: () => Promise<Outputs>, signal?: AbortSignal): Promise<{ outputs: Outputs; hit: boolean }> {
+  async get(
+    key: string,
+    compute: (signal: AbortSignal) => Promise<Outputs>,
+    signal?: AbortSignal,
+  ): Promise<{ outputs: Outputs; hit: boolean }> {
     const kept = this.entries.get(key);
     if (kept) {
       this.entries.delete(key);
@@ -46,20 +64,45 @@ export class EmbeddingCache {
       this.hits++;
       return { outputs: kept.outputs, hit: true };
     }
-    const running = this.computing.get(key);
-    if (running) {
-      this.hits++;
-      return { outputs: await untilAborted(running, signal), hit: true };
+    if (signal?.aborted) throw new LdfsamError('CANCELLED', 'request cancelled');
+    let run = this.computing.get(key);
+    const hit = run !== undefined;
+    if (run) this.hits++;
+    else {
+      this.misses++;
+      run = this.start(key, compute);
     }
-    this.misses++;
-    const promise = compute()
+    return { outputs: await this.join(key, run, signal), hit };
+  }
+
+  private start(key: string, compute: (signal: AbortSignal) => Promise<Outputs>): Computation {
+    const abort = new AbortController();
+    const run: Computation = { promise: Promise.resolve({}), waiters: 0, settled: false, abort };
+    run.promise = compute(abort.signal)
       .then((outputs) => {
         this.put(key, outputs);
         return outputs;
       })
-      .finally(() => this.computing.delete(key));
-    this.computing.set(key, promise);
-    return { outputs: await untilAborted(promise, signal), hit: false };
+      .finally(() => {
+        run.settled = true;
+        if (this.computing.get(key) === run) this.computing.delete(key);
+      });
+    this.computing.set(key, run);
+    return run;
+  }
+
+  /** Waits on `run` until it settles or `signal` aborts; the last caller to go drops it. */
+  private async join(key: string, run: Computation, signal?: AbortSignal): Promise<Outputs> {
+    run.waiters++;
+    try {
+      return await untilAborted(run.promise, signal);
+    } finally {
+      if (--run.waiters === 0 && !run.settled) {
+        this.abandoned++;
+        run.abort.abort();
+        if (this.computing.get(key) === run) this.computing.delete(key);
+      }
+    }
   }
 
   has(key: string): boolean {
@@ -69,6 +112,11 @@ export class EmbeddingCache {
   private put(key: string, outputs: Outputs): void {
     const bytes = outputsBytes(outputs);
     if (bytes > this.limitBytes) return; // larger than the whole cache: used once, not kept
+    const old = this.entries.get(key); // a dropped computation that ran on, after a new one
+    if (old) {
+      this.entries.delete(key);
+      this.bytes -= old.bytes;
+    }
     while (this.bytes + bytes > this.limitBytes) {
       const [oldest, entry] = this.entries.entries().next().value!;
       this.entries.delete(oldest);
@@ -87,6 +135,7 @@ export class EmbeddingCache {
       hits: this.hits,
       misses: this.misses,
       evictions: this.evictions,
+      abandoned: this.abandoned,
     };
   }
 }

@@ -95,18 +95,19 @@ export class InteractiveSession {
     timings: Record<string, number> = {},
   ): Promise<{ outputs: Outputs; hit: boolean }> {
     const slice = this.plan.slices[index]!;
-    // No signal for the fetch: it is shared with whoever asks for the slice meanwhile (the cache ends each one's wait).
-    const compute = async () => {
+    // The fetch and the encode are shared with whoever asks for the slice meanwhile: the cache's
+    // signal (`dropped`) aborts only when every one of them has gone; `signal` ends this caller's wait.
+    const compute = async (dropped: AbortSignal) => {
       const t0 = performance.now();
       const one: SeriesPlan = { ...this.plan, slices: [slice] };
-      const next = await readSeriesSlices(this.deps.client, one, { prefetch: 1 })[Symbol.asyncIterator]().next();
+      const next = await readSeriesSlices(this.deps.client, one, { prefetch: 1, signal: dropped })[Symbol.asyncIterator]().next();
       if (next.done)
         throw new LdfsamError('NOT_FOUND', `slice ${index} (${slice.sopInstanceUID}) could not be read from the PACS`);
       const t1 = performance.now();
       const size = this.manifest.preprocessing.inputSize;
       const input = preprocessSlice(next.value.pixels, this.plan.rows, this.plan.columns, this.manifest, this.plan.modality);
       const t2 = performance.now();
-      const outputs = await this.deps.worker.encode(input, [1, 3, size, size]);
+      const outputs = await this.deps.worker.encode(input, [1, 3, size, size], dropped);
       const t3 = performance.now();
       Object.assign(timings, { fetch: t1 - t0, preprocess: t2 - t1, encode: t3 - t2 });
       this.deps.onEncoded?.(t3 - t2);
