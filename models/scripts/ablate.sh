@@ -2,8 +2,10 @@
 # Ablations of lite, retrained (issue 15 item 6), for one data set: the shipped recipe (teacher,
 # student, segment), then phase 2 with DFP off, SFP off, feature prompts only (decoder frozen), and
 # the encoder's adapters tuned end to end, all on the same distilled student; each evaluated on val
-# and test (native resolution, no clean-up) into runs/ablate/<run>-<split>.json. Resumable: finished
-# phases are skipped, a phase in progress continues epoch by epoch, finished evaluations are kept.
+# and test (native resolution, no clean-up) into results/ablate/<run>-<split>.json (tracked: commit
+# them; runs/ and its checkpoints may not outlive the machine). Resumable: finished phases are
+# skipped, a phase in progress continues epoch by epoch, a variant whose results are kept is not
+# trained again.
 # Epochs as each data set's shipped model: PH2 30 per phase, HC18 12.
 # Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 about 2 h of detector and
 # embedding cache, ~35-60 min per frozen-encoder variant, several hours for the encoder-tuned one.
@@ -19,24 +21,30 @@ esac
 export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 PY=".venv/bin/python -m ldfsam_models"
 I='{"default": {"kind": "minmax"}}'
-mkdir -p runs/ablate
+OUT=results/ablate
+mkdir -p $OUT runs
 stamp() { echo "$(date -u +%H:%M:%S) $*"; }
-stamp "$DS-lite (teacher, student, segment)"
-$PY train --config lite --dataset "$DS" --run "$DS-lite" --intensity "$I" --phase teacher,student,segment \
+kept() { [ -f "$OUT/$1-val.json" ] && [ -f "$OUT/$1-test.json" ]; }
+# The student the variants share; only teacher and student when the shipped recipe's results are kept.
+phases=teacher,student,segment
+kept "$DS-lite" && phases=teacher,student
+stamp "$DS-lite ($phases)"
+$PY train --config lite --dataset "$DS" --run "$DS-lite" --intensity "$I" --phase $phases \
   --epochs "teacher=$E,student=$E,segment=$E" --resume
 STUDENT=runs/$DS-lite/student-best.pt
 variant() {
   local name=$1; shift
+  kept "$DS-$name" && return 0
   stamp "$DS-$name: $*"
   $PY train --dataset "$DS" --run "$DS-$name" --intensity "$I" --phase segment --epochs "segment=$E" \
     --detector-from "$STUDENT" --resume "$@"
 }
 evaluate() {
   for split in val test; do
-    [ -f "runs/ablate/$1-$split.json" ] || $PY eval --model "runs/$1/segment-best.pt" --dataset "$DS" --split $split \
-      --json --out "runs/ablate/$1-$split.json" > /dev/null
+    [ -f "$OUT/$1-$split.json" ] || $PY eval --model "runs/$1/segment-best.pt" --dataset "$DS" --split $split \
+      --json --out "$OUT/$1-$split.json" > /dev/null
   done
-  stamp "$1: $(.venv/bin/python -c "import json; print(*[round(json.load(open(f'runs/ablate/$1-{s}.json'))['summary']['dice']['mean'],4) for s in ('val','test')])" 2>&1)"
+  stamp "$1: $(.venv/bin/python -c "import json; print(*[round(json.load(open(f'$OUT/$1-{s}.json'))['summary']['dice']['mean'],4) for s in ('val','test')])" 2>&1)"
 }
 evaluate "$DS-lite"
 variant nodfp --config lite --no-dfp; evaluate "$DS-nodfp"
