@@ -74,13 +74,14 @@ for k in $(seq 1 "$FOLDS"); do
   fold=$k/$FOLDS
   done_ ph2-cv$k-shipped && done_ ph2-cv$k-encoder && continue
   # The shipped recipe's phases; only teacher and student when its result is kept but the encoder
-  # run still needs the fold's student (seeded: the same student as before, its val box IoU says).
+  # run still needs the fold's student (seeded, yet not bit for bit the same student on another machine).
   phases=teacher,student,segment
   done_ ph2-cv$k-shipped && phases=teacher,student
   stamp "fold $fold: shipped recipe ($phases)"
   $PY train --config lite --dataset ph2 --run ph2-cv$k --fold "$fold" --intensity "$I" --phase $phases \
     --epochs teacher=30,student=30,segment=30 --resume
   done_ ph2-cv$k-shipped || evaluate ph2-cv$k "$fold" ph2-cv$k-shipped
+  done_ ph2-cv$k-encoder && continue
   stamp "fold $fold: encoder's adapters tuned end to end (the fold's student as detector)"
   $PY train --config lite-adapters --tune encoder --dataset ph2 --run ph2-cv$k-encoder --fold "$fold" --intensity "$I" \
     --phase segment --epochs segment=30 --detector-from runs/ph2-cv$k/student-best.pt --resume
