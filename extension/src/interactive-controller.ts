@@ -368,6 +368,7 @@ export class InteractiveController {
         masks: Object.fromEntries(Object.entries(s.masks).map(([k, m]) => [k, { ...m, dirty: true }])),
       }));
       this.encoded.clear();
+      this.dropAhead();
       const fresh = await this.ensureSession();
       if (!fresh) throw err;
       return call(fresh.sessionId);

@@ -699,8 +699,10 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
         const text = (await call('/api/metrics', { url: slow.url })).body as string;
         return (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
       };
-      await expect.poll(async () => (await metrics())('ldfsam_interactive_encodes_abandoned_total'), { timeout: 5000 }).toBe(1);
-      // Well past the delayed frame (400 ms): still nothing encoded.
+      await expect.poll(async () => (await metrics())('ldfsam_interactive_encodes_dropped_total'), { timeout: 5000 }).toBe(1);
+      // The server aborted its PACS request for the slice's frame (held 400 ms by the proxy).
+      expect(proxy.closedEarly().filter((url) => url.includes('/frames/'))).toHaveLength(1);
+      // Well past the delayed frame: still nothing encoded.
       await new Promise((r) => setTimeout(r, 1500));
       expect((await metrics())('ldfsam_interactive_encodes_total')).toBe(0);
       expect((await call(`/api/interactive/${s.sessionId}`, { url: slow.url })).body.encodedSlices).toEqual([]);

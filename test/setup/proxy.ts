@@ -7,10 +7,13 @@ export type Fault = (method: string, url: string, n: number) => 'reset' | number
 export async function startFaultProxy(
   dicomwebUrl: string,
   fault: Fault,
-): Promise<{ dicomwebUrl: string; close(): Promise<void> }> {
+): Promise<{ dicomwebUrl: string; close(): Promise<void>; closedEarly(): string[] }> {
   const target = new URL(dicomwebUrl);
   let n = 0;
+  const early: string[] = [];
   const server: Server = createServer((req, res) => {
+    // The requests whose client went before the answer was complete (an aborted fetch).
+    res.on('close', () => !res.writableEnded && early.push(req.url ?? ''));
     const verdict = fault(req.method ?? 'GET', req.url ?? '', n++);
     if (verdict === 'reset') return void req.socket.destroy();
     if (typeof verdict === 'number') {
@@ -41,5 +44,6 @@ export async function startFaultProxy(
   return {
     dicomwebUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}${target.pathname}`,
     close: () => new Promise((r) => server.close(() => r())),
+    closedEarly: () => [...early],
   };
 }

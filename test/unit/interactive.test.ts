@@ -177,10 +177,17 @@ describe('embedding cache', () => {
     await expect(cache.get('late', () => new Promise(() => undefined), gone.signal)).rejects.toMatchObject({ code: 'CANCELLED' });
   });
 
-  it('drops a computation once every caller has gone; a later caller starts a new one, and a late answer is kept once', async () => {
+  it('gives up a computation once every caller has gone: dropped if not started, else its result serves the next caller', async () => {
     const cache = new EmbeddingCache(10_000);
-    const runs: { signal: AbortSignal; finish: (o: ReturnType<typeof outputs>) => void }[] = [];
-    const slow = (signal: AbortSignal) => new Promise<ReturnType<typeof outputs>>((finish) => runs.push({ signal, finish }));
+    // Like the PACS fetch + worker encode: a give-up before the start rejects (dropped), after it runs on.
+    const runs: { signal: AbortSignal; started: boolean; finish: (o: ReturnType<typeof outputs>) => void }[] = [];
+    const slow = (signal: AbortSignal) =>
+      new Promise<ReturnType<typeof outputs>>((finish, fail) => {
+        const run = { signal, started: false, finish };
+        runs.push(run);
+        signal.addEventListener('abort', () => !run.started && fail(new Error('dropped')));
+      });
+    const tick = () => new Promise((r) => setTimeout(r, 0));
     const [a, b] = [new AbortController(), new AbortController()];
     const first = cache.get('k', slow, a.signal);
     const second = cache.get('k', slow, b.signal);
@@ -190,25 +197,36 @@ describe('embedding cache', () => {
     b.abort();
     await expect(second).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(runs[0]!.signal.aborted).toBe(true);
-    expect(cache.stats().abandoned).toBe(1);
-    // The next caller does not join the dropped computation.
+    await tick();
+    expect(cache.stats().dropped).toBe(1);
+    // Dropped before it started: the next caller gets a new computation.
     const third = cache.get('k', slow, new AbortController().signal);
+    await tick();
     expect(runs).toHaveLength(2);
-    expect(runs[1]!.signal.aborted).toBe(false);
     runs[1]!.finish(outputs(40));
     expect((await third).hit).toBe(false);
-    // The dropped one had started and answers after all: kept in place of the other, counted once.
-    runs[0]!.finish(outputs(40));
-    await new Promise((r) => setTimeout(r, 0));
     expect(cache.stats()).toMatchObject({ entries: 1, bytes: 40 });
-    // A caller without a signal never goes: its computation is not dropped whoever else leaves.
+    // Given up after it started: it runs on, and a caller meanwhile waits for it, not for a second pass.
     const leaving = new AbortController();
-    const keeps = cache.get('m', slow);
-    const leaves = cache.get('m', slow, leaving.signal);
+    const gone = cache.get('n', slow, leaving.signal);
+    runs[2]!.started = true;
     leaving.abort();
-    await expect(leaves).rejects.toMatchObject({ code: 'CANCELLED' });
-    expect(runs[2]!.signal.aborted).toBe(false);
+    await expect(gone).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs[2]!.signal.aborted).toBe(true);
+    const back = cache.get('n', slow, new AbortController().signal);
+    await tick();
+    expect(runs).toHaveLength(3);
     runs[2]!.finish(outputs(40));
+    expect((await back).outputs.e!.data.length).toBe(10);
+    expect(cache.stats()).toMatchObject({ entries: 2, bytes: 80, dropped: 1 }); // kept once
+    // A caller without a signal never goes: its computation is not given up whoever else leaves.
+    const other = new AbortController();
+    const keeps = cache.get('m', slow);
+    const leaves = cache.get('m', slow, other.signal);
+    other.abort();
+    await expect(leaves).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(runs[3]!.signal.aborted).toBe(false);
+    runs[3]!.finish(outputs(40));
     expect((await keeps).hit).toBe(false);
   });
 });

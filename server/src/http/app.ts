@@ -362,10 +362,10 @@ function interactiveMetrics(sessions: SessionManager): string[] {
     ...metric('ldfsam_interactive_cache_misses_total', 'counter', 'Embedding lookups that ran the encoder.', s.cache.misses),
     ...metric('ldfsam_interactive_cache_evictions_total', 'counter', 'Embeddings dropped for room.', s.cache.evictions),
     ...metric(
-      'ldfsam_interactive_encodes_abandoned_total',
+      'ldfsam_interactive_encodes_dropped_total',
       'counter',
-      'Slice encodings dropped because every request for them had gone.',
-      s.cache.abandoned,
+      'Slice encodings dropped before they ran because every request for them had gone.',
+      s.cache.dropped,
     ),
     ...metric(
       'ldfsam_interactive_cache_hit_ratio',

@@ -173,6 +173,7 @@ export function addInteractiveRoutes(
  */
 function clientGone(res: Response): AbortSignal {
   const gone = new AbortController();
+  if (res.destroyed) gone.abort(); // closed before the handler got here
   res.on('close', () => {
     if (!res.writableEnded) gone.abort();
   });

@@ -16,11 +16,15 @@ export interface CacheStats {
   hits: number;
   misses: number;
   evictions: number;
-  /** Computations dropped because every caller had gone (not encoded, unless already running). */
-  abandoned: number;
+  /** Computations every caller gave up on that did not complete (their fetch or queued encode dropped). */
+  dropped: number;
 }
 
-/** A computation under way: its result, how many callers wait on it, and how to drop it. */
+/**
+ * A computation under way: its result, how many callers wait on it, and how to drop it. Given up
+ * (its signal aborted) it stays listed until it settles: an encode already running finishes anyway,
+ * and a caller meanwhile takes that result rather than a second pass.
+ */
 interface Computation {
   promise: Promise<Outputs>;
   waiters: number;
@@ -42,7 +46,7 @@ export class EmbeddingCache {
   private hits = 0;
   private misses = 0;
   private evictions = 0;
-  private abandoned = 0;
+  private dropped = 0;
 
   constructor(readonly limitBytes: number) {}
 
@@ -50,7 +54,7 @@ export class EmbeddingCache {
    * The outputs for `key`, computed by `compute` when absent; `hit` says whether they were kept.
    * `signal` ends this caller's wait only (CANCELLED): the computation is shared by every caller of
    * the key meanwhile. Its own signal aborts once every caller has gone (a caller without a signal
-   * never goes); a caller after that starts a new computation.
+   * never goes); a caller after that gets its result if it completes anyway, else a new computation.
    */
   async get(
     key: string,
@@ -66,22 +70,28 @@ export class EmbeddingCache {
     }
     if (signal?.aborted) throw new LdfsamError('CANCELLED', 'request cancelled');
     let run = this.computing.get(key);
-    const hit = run !== undefined;
-    if (run) this.hits++;
+    const hit = run !== undefined && !run.abort.signal.aborted;
+    if (hit) this.hits++;
     else {
       this.misses++;
-      run = this.start(key, compute);
+      run = this.start(key, compute, run);
     }
-    return { outputs: await this.join(key, run, signal), hit };
+    return { outputs: await this.join(run!, signal), hit };
   }
 
-  private start(key: string, compute: (signal: AbortSignal) => Promise<Outputs>): Computation {
+  /** A new computation; after `givenUp` (its signal aborted), that one's result if it completes anyway. */
+  private start(key: string, compute: (signal: AbortSignal) => Promise<Outputs>, givenUp?: Computation): Computation {
     const abort = new AbortController();
     const run: Computation = { promise: Promise.resolve({}), waiters: 0, settled: false, abort };
-    run.promise = compute(abort.signal)
+    const result = givenUp ? givenUp.promise.catch(() => compute(abort.signal)) : compute(abort.signal);
+    run.promise = result
       .then((outputs) => {
         this.put(key, outputs);
         return outputs;
+      })
+      .catch((err: unknown) => {
+        if (abort.signal.aborted) this.dropped++;
+        throw err;
       })
       .finally(() => {
         run.settled = true;
@@ -91,17 +101,13 @@ export class EmbeddingCache {
     return run;
   }
 
-  /** Waits on `run` until it settles or `signal` aborts; the last caller to go drops it. */
-  private async join(key: string, run: Computation, signal?: AbortSignal): Promise<Outputs> {
+  /** Waits on `run` until it settles or `signal` aborts; the last caller to go gives it up. */
+  private async join(run: Computation, signal?: AbortSignal): Promise<Outputs> {
     run.waiters++;
     try {
       return await untilAborted(run.promise, signal);
     } finally {
-      if (--run.waiters === 0 && !run.settled) {
-        this.abandoned++;
-        run.abort.abort();
-        if (this.computing.get(key) === run) this.computing.delete(key);
-      }
+      if (--run.waiters === 0 && !run.settled) run.abort.abort();
     }
   }
 
@@ -112,7 +118,7 @@ export class EmbeddingCache {
   private put(key: string, outputs: Outputs): void {
     const bytes = outputsBytes(outputs);
     if (bytes > this.limitBytes) return; // larger than the whole cache: used once, not kept
-    const old = this.entries.get(key); // a dropped computation that ran on, after a new one
+    const old = this.entries.get(key); // a given-up computation's result, passed on by the next one
     if (old) {
       this.entries.delete(key);
       this.bytes -= old.bytes;
@@ -135,7 +141,7 @@ export class EmbeddingCache {
       hits: this.hits,
       misses: this.misses,
       evictions: this.evictions,
-      abandoned: this.abandoned,
+      dropped: this.dropped,
     };
   }
 }
