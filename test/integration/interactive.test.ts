@@ -717,6 +717,31 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
     }
   });
 
+  it("a prompt whose client goes before its answer does not hide an earlier prompt's answer on the slice", async () => {
+    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
+    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: slice 4 is not encoded yet
+    try {
+      const s = await openSession(ct, slow.url);
+      const first = prompt(s.sessionId, { slice: 4, box: [200, 215, 300, 320] }, slow.url);
+      await new Promise((r) => setTimeout(r, 50)); // the first is the server's first
+      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/prompt`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ slice: 4, box: [100, 100, 300, 300] }),
+        signal: AbortSignal.timeout(150),
+      }).catch((err: Error) => err.name);
+      expect(await leaving).toBe('TimeoutError');
+      const answer = await first;
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      // The slice's mask is the first prompt's answer (before: none kept, the gone prompt counted as newer).
+      const state = await call(`/api/interactive/${s.sessionId}`, { url: slow.url });
+      expect(state.body.masks).toEqual([{ slice: 4, iou: answer.body.iou }]);
+    } finally {
+      await slow.close();
+      await proxy.close();
+    }
+  });
+
   it('limits sessions per user and per server (also when opened at the same moment), expires idle sessions, and keeps other users out', async () => {
     const limited = await startInteractiveServer({
       interactiveSessionsPerUser: 2,

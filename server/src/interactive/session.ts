@@ -129,9 +129,16 @@ export class InteractiveSession {
     this.checkSlice(index);
     this.lastUsed = Date.now();
     const order = ++this.promptCount;
+    const before = this.latestPrompt.get(index);
     this.latestPrompt.set(index, order);
     const timings: Record<string, number> = {};
-    const { outputs, hit } = await this.embed(index, options.signal, timings);
+    const { outputs, hit } = await this.embed(index, options.signal, timings).catch((err: unknown) => {
+      // Cancelled (its client gone) or failed: an earlier prompt still out on the slice is the latest again.
+      if (this.latestPrompt.get(index) === order)
+        if (before === undefined) this.latestPrompt.delete(index);
+        else this.latestPrompt.set(index, before);
+      throw err;
+    });
     const manifest = this.manifest;
     const { rows, columns } = this.plan;
     const t0 = performance.now();
