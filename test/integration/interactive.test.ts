@@ -125,6 +125,18 @@ interface MaskCheck {
   outside: number;
 }
 
+/** A POST whose client goes after 150 ms (before the slow PACS has answered): resolves with the fetch's error name. */
+function postAndLeave(url: string, path: string, body: unknown): Promise<string> {
+  return fetch(`${url}/api${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(150),
+  })
+    .then(() => 'answered')
+    .catch((err: Error) => err.name);
+}
+
 async function checkMasks(cases: MaskCase[]): Promise<MaskCheck[]> {
   const path = join(work, `cases-${Date.now()}.json`);
   await writeFile(path, JSON.stringify(cases));
@@ -662,12 +674,11 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
     try {
       const s = await openSession(ct, slow.url);
       await prompt(s.sessionId, { slice: 0, box: [200, 215, 300, 320] }, slow.url);
-      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/propagate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ fromSlice: 0, direction: 'up', minIou: 0 }),
-        signal: AbortSignal.timeout(150),
-      }).catch((err: Error) => err.name);
+      const leaving = postAndLeave(slow.url, `/interactive/${s.sessionId}/propagate`, {
+        fromSlice: 0,
+        direction: 'up',
+        minIou: 0,
+      });
       expect(await leaving).toBe('TimeoutError');
       await expect
         .poll(async () => (await call(`/api/interactive/${s.sessionId}`, { url: slow.url })).body.propagating, {
@@ -688,12 +699,7 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
     const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: nothing encoded yet
     try {
       const s = await openSession(ct, slow.url);
-      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/encode`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ slice: 2 }),
-        signal: AbortSignal.timeout(150),
-      }).catch((err: Error) => err.name);
+      const leaving = postAndLeave(slow.url, `/interactive/${s.sessionId}/encode`, { slice: 2 });
       expect(await leaving).toBe('TimeoutError');
       const metrics = async () => {
         const text = (await call('/api/metrics', { url: slow.url })).body as string;
@@ -724,12 +730,7 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       const s = await openSession(ct, slow.url);
       const first = prompt(s.sessionId, { slice: 4, box: [200, 215, 300, 320] }, slow.url);
       await new Promise((r) => setTimeout(r, 50)); // the first is the server's first
-      const leaving = fetch(`${slow.url}/api/interactive/${s.sessionId}/prompt`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ slice: 4, box: [100, 100, 300, 300] }),
-        signal: AbortSignal.timeout(150),
-      }).catch((err: Error) => err.name);
+      const leaving = postAndLeave(slow.url, `/interactive/${s.sessionId}/prompt`, { slice: 4, box: [100, 100, 300, 300] });
       expect(await leaving).toBe('TimeoutError');
       const answer = await first;
       expect(answer.status, JSON.stringify(answer.body)).toBe(200);
