@@ -125,6 +125,23 @@ interface MaskCheck {
   outside: number;
 }
 
+/**
+ * Runs `body` against a server of its own (its own embedding cache) whose PACS answers frames 400 ms
+ * late (a delaying proxy in front of Orthanc), so that a cancel lands while a slice is fetched.
+ */
+async function behindSlowPacs(
+  body: (slow: RunningServer, proxy: Awaited<ReturnType<typeof startFaultProxy>>) => Promise<void>,
+): Promise<void> {
+  const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
+  const slow = await startInteractiveServer({}, proxy.dicomwebUrl);
+  try {
+    await body(slow, proxy);
+  } finally {
+    await slow.close();
+    await proxy.close();
+  }
+}
+
 /** A POST whose client goes after 150 ms (before the slow PACS has answered): resolves with the fetch's error name. */
 function postAndLeave(url: string, path: string, body: unknown): Promise<string> {
   return fetch(`${url}/api${path}`, {
@@ -614,9 +631,7 @@ describe('propagation and accept', { timeout: ORACLE_TIMEOUT_MS }, () => {
 describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () => {
   it('a propagation is cancelled by DELETE and by closing its stream; the slices done stay', async () => {
     // Slow frames (a delaying proxy in front of Orthanc) so that the cancel lands mid-way.
-    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
-    const slow = await startInteractiveServer({}, proxy.dicomwebUrl);
-    try {
+    await behindSlowPacs(async (slow) => {
       const s = await openSession(ct, slow.url);
       await prompt(s.sessionId, { slice: 0, box: [200, 215, 300, 320] }, slow.url);
       let cancelled = false;
@@ -662,16 +677,12 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
           timeout: 10_000,
         })
         .toBe(false);
-    } finally {
-      await slow.close();
-      await proxy.close();
-    }
+    });
   });
 
   it('a client gone before the first event (its first slice still being fetched) stops the propagation there', async () => {
-    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
-    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: slice 1 is not encoded yet
-    try {
+    // A server of its own, so its own cache: slice 1 is not encoded yet
+    await behindSlowPacs(async (slow) => {
       const s = await openSession(ct, slow.url);
       await prompt(s.sessionId, { slice: 0, box: [200, 215, 300, 320] }, slow.url);
       const leaving = postAndLeave(slow.url, `/interactive/${s.sessionId}/propagate`, {
@@ -688,16 +699,12 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       // Not the ~10 slices the structure spans: the seed, and at most the slice being fetched.
       const after = await call(`/api/interactive/${s.sessionId}`, { url: slow.url });
       expect(after.body.masks.length).toBeLessThanOrEqual(2);
-    } finally {
-      await slow.close();
-      await proxy.close();
-    }
+    });
   });
 
   it('an encode ahead that its client cancels (the user moved on) is dropped: its slice is not fetched to the end nor encoded', async () => {
-    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
-    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: nothing encoded yet
-    try {
+    // A server of its own, so its own cache: nothing encoded yet
+    await behindSlowPacs(async (slow, proxy) => {
       const s = await openSession(ct, slow.url);
       const leaving = postAndLeave(slow.url, `/interactive/${s.sessionId}/encode`, { slice: 2 });
       expect(await leaving).toBe('TimeoutError');
@@ -717,16 +724,12 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       expect(answer.status, JSON.stringify(answer.body)).toBe(200);
       expect(answer.body.cached).toBe(false);
       expect((await metrics())('ldfsam_interactive_encodes_total')).toBe(1);
-    } finally {
-      await slow.close();
-      await proxy.close();
-    }
+    });
   });
 
   it("a prompt whose client goes before its answer does not hide an earlier prompt's answer on the slice", async () => {
-    const proxy = await startFaultProxy(dicomwebUrl, (_m, url) => (url.includes('/frames/') ? { delayMs: 400 } : undefined));
-    const slow = await startInteractiveServer({}, proxy.dicomwebUrl); // its own cache: slice 4 is not encoded yet
-    try {
+    // A server of its own, so its own cache: slice 4 is not encoded yet
+    await behindSlowPacs(async (slow) => {
       const s = await openSession(ct, slow.url);
       const first = prompt(s.sessionId, { slice: 4, box: [200, 215, 300, 320] }, slow.url);
       await new Promise((r) => setTimeout(r, 50)); // the first is the server's first
@@ -737,10 +740,7 @@ describe('cancel, limits, expiry, memory', { timeout: ORACLE_TIMEOUT_MS }, () =>
       // The slice's mask is the first prompt's answer (before: none kept, the gone prompt counted as newer).
       const state = await call(`/api/interactive/${s.sessionId}`, { url: slow.url });
       expect(state.body.masks).toEqual([{ slice: 4, iou: answer.body.iou }]);
-    } finally {
-      await slow.close();
-      await proxy.close();
-    }
+    });
   });
 
   it('limits sessions per user and per server (also when opened at the same moment), expires idle sessions, and keeps other users out', async () => {
