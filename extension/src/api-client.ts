@@ -299,7 +299,24 @@ export class LdfsamApi {
       throw new ApiError('NETWORK', `the LDFSAM server cannot be reached (${(err as Error).message})`);
     }
     if (!res.ok) throw await toApiError(res);
-    return res.json();
+    return readJson(res, signal);
+  }
+}
+
+/** The body of a 2xx answer: one cut off, cancelled or not JSON is a coded ApiError, never a bare one. */
+async function readJson(res: Response, signal?: AbortSignal): Promise<unknown> {
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    if (signal?.aborted) throw new ApiError('CANCELLED', 'request cancelled');
+    throw new ApiError('NETWORK', `the LDFSAM server's answer was cut off (${(err as Error).message})`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    // a proxy's page answered 200 in the server's place
+    throw new ApiError('HTTP_ERROR', `the server answered ${res.status} with something that is not JSON`, res.status);
   }
 }
 

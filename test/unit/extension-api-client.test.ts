@@ -257,6 +257,27 @@ describe('LdfsamApi', () => {
     await expect(api.models()).rejects.toMatchObject({ code: 'UNAUTHORIZED', status: 401 });
   });
 
+  it('a 200 whose body is cut off is NETWORK, one that is not JSON HTTP_ERROR, one cancelled while read CANCELLED', async () => {
+    const { base } = await serve((_req, res, n) => {
+      res.writeHead(200, { 'content-type': n === 2 ? 'text/html' : 'application/json', 'content-length': '100' });
+      if (n === 2) return void res.end('<html>welcome</html>'.padEnd(100));
+      res.write('{"models": [');
+      if (n === 1) setTimeout(() => res.destroy(), 50); // the connection breaks mid-body
+    });
+    const api = new LdfsamApi({ apiBase: base });
+    const cut = await api.models().catch((e: unknown) => e);
+    expect(cut).toBeInstanceOf(ApiError);
+    expect(cut).toMatchObject({ code: 'NETWORK' });
+    expect((cut as Error).message).toMatch(/cut off/);
+    await expect(api.models()).rejects.toMatchObject({ code: 'HTTP_ERROR', status: 200 });
+    const abort = new AbortController();
+    const asked = api.encode('s1', 4, abort.signal).catch((e: unknown) => e);
+    setTimeout(() => abort.abort(), 50); // headers are in, the body is still coming
+    const cancelled = await asked;
+    expect(cancelled).toBeInstanceOf(ApiError);
+    expect(cancelled).toMatchObject({ code: 'CANCELLED' });
+  });
+
   it('a refused connection is NETWORK', async () => {
     // A port that was just free: nothing listens there.
     const probe = createServer();
