@@ -12,6 +12,7 @@ import type { WorkerRequest } from '../../server/src/inference/worker.js';
 import { sessionOptions } from '../../server/src/models/session.js';
 import { decoderFeeds, promptTensors, type Prompt } from '../../server/src/interactive/prompts.js';
 import { projectPath } from '../../server/src/util/paths.js';
+import { promptSlices } from '../../server/src/interactive/volume-prompts.js';
 
 let worker: InferenceWorker;
 const embeddings: Outputs[] = [];
@@ -124,6 +125,28 @@ describe('inference worker, dropping an encode nobody waits for', () => {
     await expect(worker.encode(image(7), [1, 3, 256, 256], queued.signal)).rejects.toMatchObject({ code: 'CANCELLED' });
     // The worker goes on serving.
     expect((await worker.encode(image(8), [1, 3, 256, 256])).image_embeddings!.dims).toEqual([1, 256, 64, 64]);
+  }, 60_000);
+});
+
+describe('prompted volume slices (MONAI Label promptable inference)', () => {
+  it("pass their caller's signal to the encode: a slice still queued when the caller goes is dropped, not run", async () => {
+    const busy = worker.encode(image(9), [1, 3, 256, 256]); // another caller's encode holds the worker
+    const abort = new AbortController();
+    async function* oneSlice() {
+      yield { index: 0, pixels: { kind: 'grey' as const, values: image(10).subarray(0, 256 * 256), invert: false } };
+    }
+    const asked = promptSlices(
+      worker,
+      worker.manifest,
+      { rows: 256, columns: 256, modality: 'US' },
+      oneSlice(),
+      new Map([[0, { box: [40, 50, 170, 200] as [number, number, number, number], points: [] }]]),
+      abort.signal,
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    abort.abort(); // the client of /infer has gone
+    await expect(asked).rejects.toMatchObject({ code: 'CANCELLED', message: 'dropped before it ran' });
+    expect((await busy).image_embeddings!.dims).toEqual([1, 256, 64, 64]);
   }, 60_000);
 });
 

@@ -90,7 +90,8 @@ export async function promptSlices(
     const prompt = prompts.get(slice.index);
     if (!prompt) continue;
     const image = preprocessSlice(slice.pixels, geometry.rows, geometry.columns, manifest, geometry.modality);
-    const embedding = await worker.encode(image, [1, 3, size, size]);
+    // The signal goes with the encode: one still queued when the caller goes is dropped, not run.
+    const embedding = await worker.encode(image, [1, 3, size, size], signal);
     const decode = (p: SlicePrompt) => decodeOne(worker, manifest, embedding, p, geometry);
     out.set(slice.index, prompt.box ? await decode(prompt) : await derivedPrompt(prompt, geometry, decode));
   }
