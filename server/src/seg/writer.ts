@@ -323,8 +323,9 @@ function sharedFunctionalGroups(plan: SeriesPlan, orientation: number[] | null):
     if (even) measures[TAG.SpacingBetweenSlices] = el('DS', dsNumber(even));
     shared[TAG.PixelMeasuresSequence] = seq(measures);
   }
-  // Without geometry (ultrasound, photograph) the SEG has no Frame of Reference, so this orientation
-  // places nothing in patient space; it says only that the mask's rows and columns are the image's.
+  // Without geometry (ultrasound, photograph) the SEG has no Plane Position (and a Frame of Reference
+  // only when the source has one), so this orientation places nothing in patient space; it says only
+  // that the mask's rows and columns are the image's.
   // It is written because OHIF (cornerstone's SEG adapter, checkOrientation) refuses to load a SEG
   // without a Plane Orientation; dciodvfy accepts it.
   const cosines = orientation ?? [1, 0, 0, 0, 1, 0];
