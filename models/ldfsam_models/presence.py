@@ -277,9 +277,11 @@ def _export_feature_names() -> Tuple[str, ...]:
 
 def collect(folder: Path, dataset: str, data: Optional[str] = None, splits: Sequence[str] = SPLITS,
             negatives: Sequence[str] = NEGATIVE_SETS, limit: Optional[int] = None, log: Callable[[str], None] = print,
-            max_per_set: Optional[int] = None) -> dict:
+            max_per_set: Optional[int] = None, other_train: int = 0) -> dict:
     """Every item's features: {"model", "dataset", "features": names, "rows": [...]}. `max_per_set` caps the
-    other-dataset and crops sets per split (records spread evenly over the split, so the cap keeps its variety)."""
+    other-dataset and crops sets per split (records spread evenly over the split, so the cap keeps its variety);
+    `other_train` adds that many of the other data set's training images (spread evenly) to the validation
+    negatives: this model never saw them, and a small validation split of them under-states what it draws."""
     from .data import default_data_root
     from .train import dataset_splits
 
@@ -299,6 +301,8 @@ def collect(folder: Path, dataset: str, data: Optional[str] = None, splits: Sequ
         sources: List[Iterable[Item]] = [positive_items(take(parts[split]), split, runner.intensity)]
         if "other-dataset" in negatives and other:
             other_records = spread(take(other_parts[split]), max_per_set)
+            if split == "val" and other_train:
+                other_records += spread(take(other_parts["train"]), other_train)
             sources.append(other_dataset_items(dataset, split, other_records, runner.intensity, modality, grey=grey_model))
         if "shared-dicom" in negatives:
             sources.append(_limited(shared_dicom_items(default_data_root() / "dicom", split, runner.intensity, grey_model, log), limit))
@@ -563,6 +567,8 @@ def add_arguments(p) -> None:
     p.add_argument("--write", action="store_true", help="calibrate: write the presence block into the folder's model.json")
     p.add_argument("--limit", type=int, help="only the first N images of each set and split (smoke runs)")
     p.add_argument("--max-per-set", type=int, help="at most N images of the other-dataset and crops sets per split, spread evenly (time on a small machine)")
+    p.add_argument("--other-train", type=int, default=0,
+                   help="add N of the other data set's training images (spread evenly) to the other-dataset validation negatives")
     p.add_argument("--max-test-dice-drop", type=float, default=0.002, help="eval: the bar on the test split's Dice cost (exit status 3 when missed)")
     p.add_argument("--min-test-specificity", type=float, default=0.9, help="eval: the bar on every negative set's test specificity (exit status 3 when missed)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -583,7 +589,7 @@ def main_presence(args) -> int:
         collected = json.loads(Path(args.features).read_text())
     else:
         collected = collect(folder, args.dataset, args.data, negatives=[n for n in args.negatives.split(",") if n], limit=args.limit, log=log,
-                            max_per_set=args.max_per_set)
+                            max_per_set=args.max_per_set, other_train=args.other_train)
     if args.save_features:
         Path(args.save_features).parent.mkdir(parents=True, exist_ok=True)
         Path(args.save_features).write_text(json.dumps(collected) + "\n")

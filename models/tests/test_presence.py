@@ -121,6 +121,22 @@ def test_calibrate_and_eval_end_to_end_on_the_presence_fixture(tmp_path, capsys)
     assert status == (3 if report["testFailures"] else 0)
 
 
+def test_other_train_adds_the_other_data_sets_training_images_to_validation_only(tmp_path):
+    """--other-train N: N of the other data set's training images (unseen by the model) join the
+    other-dataset validation negatives; the test negatives are the same as without it."""
+    from ldfsam_models.train import dataset_splits
+
+    model = tmp_path / "model"
+    shutil.copytree(FIXTURE, model)
+    quiet = lambda m: None  # noqa: E731
+    base = presence.collect(model, "ph2", negatives=["other-dataset"], limit=3, log=quiet)
+    more = presence.collect(model, "ph2", negatives=["other-dataset"], limit=3, log=quiet, other_train=2)
+    ids = lambda c, split: [r["id"] for r in c["rows"] if r["set"] == "other-dataset" and r["split"] == split]  # noqa: E731
+    train = [f"hc18:{r.id}" for r in presence.spread(dataset_splits("hc18")["train"][:3], 2)]
+    assert ids(more, "val") == ids(base, "val") + train and len(train) == 2
+    assert ids(more, "test") == ids(base, "test") and len(ids(base, "test")) == 3
+
+
 def test_acceptance_names_what_misses_the_bars():
     op = {"diceDrop": 0.003, "negatives": {"crops": {"images": 10, "specificity": 0.8}, "noise": {"images": 5, "specificity": 1.0}}}
     assert presence.acceptance(op) == ["the gate costs 0.0030 Dice (> 0.002)", "crops: specificity 0.800 (< 0.9)"]
