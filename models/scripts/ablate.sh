@@ -9,14 +9,14 @@
 # Epochs as each data set's shipped model: PH2 30 per phase, HC18 12.
 # Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 about 2 h of detector and
 # embedding cache, ~35-60 min per frozen-encoder variant, several hours for the encoder-tuned one.
-# usage: scripts/ablate.sh ph2|hc18
+# usage: scripts/ablate.sh ph2|hc18 [table]   (table: print the variants kept so far, trains nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."  # models/
 DS=${1:-}
 case $DS in
   ph2) E=30 ;;
   hc18) E=12 ;;
-  *) echo "usage: scripts/ablate.sh ph2|hc18 (the data set to run the ablations on)" >&2; exit 2 ;;
+  *) echo "usage: scripts/ablate.sh ph2|hc18 [table] (the data set to run the ablations on; table: print the kept results)" >&2; exit 2 ;;
 esac
 export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 PY=".venv/bin/python -m ldfsam_models"
@@ -24,6 +24,39 @@ I='{"default": {"kind": "minmax"}}'
 OUT=results/ablate
 mkdir -p $OUT runs
 stamp() { echo "$(date -u +%H:%M:%S) $*"; }
+
+# Each kept variant's val and test Dice, and its test Dice against the shipped recipe's, paired per image
+# (bootstrap 95% interval): the ablation compares branches, it chooses nothing.
+table() {
+  .venv/bin/python - "$OUT" "$DS" <<'PY'
+import json, sys
+from pathlib import Path
+from ldfsam_models.metrics import bootstrap_ci
+out, ds = Path(sys.argv[1]), sys.argv[2]
+variants = [("lite", "DFP + SFP (the shipped recipe)"), ("nodfp", "DFP off (`--no-dfp`)"), ("nosfp", "SFP off (`--no-sfp`)"),
+            ("prompts", "feature prompts only, decoder frozen (`--tune prompts`)"),
+            ("encoder", "encoder's adapters tuned too (`--config lite-adapters --tune encoder`)")]
+def load(name, split):
+    f = out / f"{ds}-{name}-{split}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+base = load("lite", "test")
+print("| phase 2 retrained | val Dice | test Dice [95% CI] | test, paired against the shipped recipe [95% CI] |")
+print("| --- | --- | --- | --- |")
+for name, label in variants:
+    val, test = load(name, "val"), load(name, "test")
+    if not (val and test):
+        print(f"| {label} | - | - | - |"); continue
+    d = test["summary"]["dice"]
+    paired = "-"
+    if base and name != "lite":
+        ref = {c["id"]: c["dice"] for c in base["cases"]}
+        diff = [c["dice"] - ref[c["id"]] for c in test["cases"]]
+        ci = bootstrap_ci(diff)
+        paired = f"{ci.mean:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], better on {sum(x > 0 for x in diff)} of {len(diff)}"
+    print(f"| {label} | {val['summary']['dice']['mean']:.4f} | {d['mean']:.4f} [{d['ci95'][0]:.4f}, {d['ci95'][1]:.4f}] | {paired} |")
+PY
+}
+[ "${2:-}" = table ] && { table; exit 0; }
 kept() { [ -f "$OUT/$1-val.json" ] && [ -f "$OUT/$1-test.json" ]; }
 # The student the variants share; only teacher and student when the shipped recipe's results are kept.
 phases=teacher,student,segment
