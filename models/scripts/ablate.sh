@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Ablations of lite, retrained (issue 15 item 6), for one data set: the shipped recipe (teacher,
-# student, segment), then phase 2 with DFP off, SFP off, feature prompts only (decoder frozen), and
-# the encoder's adapters tuned end to end, all on the same distilled student; each evaluated on val
-# and test (native resolution, no clean-up) into results/ablate/<run>-<split>.json (tracked: commit
-# them; runs/ and its checkpoints may not outlive the machine). Resumable: finished phases are
-# skipped, a phase in progress continues epoch by epoch, a variant whose results are kept is not
-# trained again.
+# student, segment), then phase 2 with DFP off, SFP off, feature prompts only (decoder frozen), both
+# feature prompts off (the box alone), and the encoder's adapters tuned end to end, all on the same
+# distilled student; each evaluated on val and test (native resolution, no clean-up) into
+# results/ablate/<run>-<split>.json (tracked: commit them; runs/ and its checkpoints may not outlive
+# the machine). Resumable: finished phases are skipped, a phase in progress continues epoch by epoch,
+# a variant whose results are kept is not trained again.
 # Epochs as each data set's shipped model: PH2 30 per phase, HC18 12.
 # Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 about 2 h of detector and
-# embedding cache, ~35-60 min per frozen-encoder variant, several hours for the encoder-tuned one.
+# embedding cache, 25-40 min per frozen-encoder variant, about 5 h for the encoder-tuned one.
 # usage: scripts/ablate.sh ph2|hc18 [table]   (table: print the variants kept so far, trains nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."  # models/
@@ -35,6 +35,7 @@ from ldfsam_models.metrics import bootstrap_ci
 out, ds = Path(sys.argv[1]), sys.argv[2]
 variants = [("lite", "DFP + SFP (the shipped recipe)"), ("nodfp", "DFP off (`--no-dfp`)"), ("nosfp", "SFP off (`--no-sfp`)"),
             ("prompts", "feature prompts only, decoder frozen (`--tune prompts`)"),
+            ("noprompts", "DFP and SFP off: the decoder fine-tuned on the box alone (`--no-dfp --no-sfp`)"),
             ("encoder", "encoder's adapters tuned too (`--config lite-adapters --tune encoder`)")]
 def load(name, split):
     f = out / f"{ds}-{name}-{split}.json"
@@ -83,5 +84,6 @@ evaluate "$DS-lite"
 variant nodfp --config lite --no-dfp; evaluate "$DS-nodfp"
 variant nosfp --config lite --no-sfp; evaluate "$DS-nosfp"
 variant prompts --config lite --tune prompts; evaluate "$DS-prompts"
+variant noprompts --config lite --no-dfp --no-sfp; evaluate "$DS-noprompts"
 variant encoder --config lite-adapters --tune encoder; evaluate "$DS-encoder"
 stamp done
