@@ -41,6 +41,7 @@ def load(name, split):
     f = out / f"{ds}-{name}-{split}.json"
     return json.loads(f.read_text()) if f.exists() else None
 base = load("lite", "test")
+ref = {c["id"]: c["dice"] for c in base["cases"]} if base else None
 print("| phase 2 retrained | val Dice | test Dice [95% CI] | test, paired against the shipped recipe [95% CI] |")
 print("| --- | --- | --- | --- |")
 for name, label in variants:
@@ -49,8 +50,7 @@ for name, label in variants:
         print(f"| {label} | - | - | - |"); continue
     d = test["summary"]["dice"]
     paired = "-"
-    if base and name != "lite":
-        ref = {c["id"]: c["dice"] for c in base["cases"]}
+    if ref and name != "lite":
         diff = [c["dice"] - ref[c["id"]] for c in test["cases"]]
         ci = bootstrap_ci(diff)
         paired = f"{ci.mean:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], better on {sum(x > 0 for x in diff)} of {len(diff)}"
