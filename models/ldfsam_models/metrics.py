@@ -20,7 +20,7 @@ pooled distances of both directions (A to B and B to A), ASSD their mean.
 """
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -157,3 +157,20 @@ def bootstrap_ci(values: Sequence[float], n: int = 2000, seed: int = 2025, alpha
     means = v[rng.integers(0, v.size, size=(n, v.size))].mean(1)
     low, high = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return Interval(float(v.mean()), float(low), float(high))
+
+
+class PairedDifference(NamedTuple):
+    ci: Interval  # mean of (a - b) per case and its bootstrap 95 % interval
+    better: int   # cases where a is above b
+    n: int
+
+
+def paired_difference(a: Mapping[str, float], b: Mapping[str, float]) -> PairedDifference:
+    """Per-case difference a - b of two evaluations of the same cases (case id -> metric), in id
+    order, with `bootstrap_ci`'s interval: how two models compare on one split. Refuses case sets
+    that differ, since a difference over unmatched cases compares nothing."""
+    if a.keys() != b.keys():
+        only = sorted(a.keys() ^ b.keys())
+        raise ValueError(f"the two evaluations cover different cases ({len(only)} in one only, e.g. {only[:3]})")
+    diff = [a[i] - b[i] for i in sorted(a)]
+    return PairedDifference(bootstrap_ci(diff), sum(d > 0 for d in diff), len(diff))

@@ -31,7 +31,7 @@ table() {
   .venv/bin/python - "$OUT" "$DS" <<'PY'
 import json, sys
 from pathlib import Path
-from ldfsam_models.metrics import bootstrap_ci
+from ldfsam_models.metrics import paired_difference
 out, ds = Path(sys.argv[1]), sys.argv[2]
 variants = [("lite", "DFP + SFP (the shipped recipe)"), ("nodfp", "DFP off (`--no-dfp`)"), ("nosfp", "SFP off (`--no-sfp`)"),
             ("prompts", "feature prompts only, decoder frozen (`--tune prompts`)"),
@@ -51,9 +51,8 @@ for name, label in variants:
     d = test["summary"]["dice"]
     paired = "-"
     if ref and name != "lite":
-        diff = [c["dice"] - ref[c["id"]] for c in test["cases"]]
-        ci = bootstrap_ci(diff)
-        paired = f"{ci.mean:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], better on {sum(x > 0 for x in diff)} of {len(diff)}"
+        ci, better, n = paired_difference({c["id"]: c["dice"] for c in test["cases"]}, ref)
+        paired = f"{ci.mean:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}], better on {better} of {n}"
     print(f"| {label} | {val['summary']['dice']['mean']:.4f} | {d['mean']:.4f} [{d['ci95'][0]:.4f}, {d['ci95'][1]:.4f}] | {paired} |")
 PY
 }

@@ -27,9 +27,9 @@ table() {
   .venv/bin/python - "$OUT" "$FOLDS" <<'PY'
 import json, sys
 from pathlib import Path
-from ldfsam_models.metrics import bootstrap_ci
+from ldfsam_models.metrics import paired_difference
 out, folds = Path(sys.argv[1]), int(sys.argv[2])
-rows, pairs, per_image = [], [], []
+rows, pairs, per_image = [], [], []  # per_image: (encoder, shipped) case -> Dice of the folds kept per image
 for k in range(1, folds + 1):
     d, cases = {}, {}
     for recipe in ("shipped", "encoder"):
@@ -42,7 +42,7 @@ for k in range(1, folds + 1):
     if None not in d.values():
         pairs.append(d["encoder"] - d["shipped"])
     if None not in cases.values():
-        per_image += [cases["encoder"][i] - cases["shipped"][i] for i in sorted(cases["shipped"])]
+        per_image.append((cases["encoder"], cases["shipped"]))
 print("| fold (30 val images) | shipped recipe | encoder's adapters tuned | difference |")
 print("| --- | --- | --- | --- |")
 fmt = lambda v: "-" if v is None else f"{v:.4f}"
@@ -54,10 +54,12 @@ if pairs:
     print(f"\nfolds with both recipes: {len(pairs)} of {folds}; mean difference (encoder - shipped) {mean:+.4f}; "
           f"encoder better on {sum(p > 0 for p in pairs)} of {len(pairs)}")
 if per_image:
-    # The same difference per image, paired, with eval's bootstrap 95% interval over the images.
-    ci, n = bootstrap_ci(per_image), len(per_image)
+    # The same difference per image, paired, with eval's bootstrap 95% interval over the images
+    # (folds hold disjoint images, so their case maps merge).
+    ci, better, n = paired_difference({i: d for enc, _ in per_image for i, d in enc.items()},
+                                      {i: d for _, shipped in per_image for i, d in shipped.items()})
     print(f"per image, paired ({n} images): {ci.mean:+.4f} [95% CI {ci.low:+.4f}, {ci.high:+.4f}]; "
-          f"encoder better on {sum(x > 0 for x in per_image)} of {n}")
+          f"encoder better on {better} of {n}")
 PY
 }
 [ "${1:-}" = table ] && { table; exit 0; }

@@ -95,3 +95,14 @@ def test_bootstrap_ci():
         M.bootstrap_ci([1.0, math.inf])
     with pytest.raises(ValueError):
         M.bootstrap_ci([])
+
+
+def test_paired_difference():
+    a = {"c": 0.9, "a": 0.8, "b": 0.7}
+    b = {"a": 0.7, "b": 0.7, "c": 0.95}
+    d = M.paired_difference(a, b)
+    assert d.n == 3 and d.better == 1  # a above b on "a" only
+    assert d.ci.mean == pytest.approx((0.1 + 0.0 - 0.05) / 3)
+    assert d.ci == M.bootstrap_ci([0.8 - 0.7, 0.7 - 0.7, 0.9 - 0.95])  # in id order, whatever the mappings' order
+    with pytest.raises(ValueError, match="different cases"):
+        M.paired_difference(a, {"a": 0.7, "b": 0.7})
