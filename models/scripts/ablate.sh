@@ -7,8 +7,8 @@
 # the machine). Resumable: finished phases are skipped, a phase in progress continues epoch by epoch,
 # a variant whose results are kept is not trained again.
 # Epochs as each data set's shipped model: PH2 30 per phase, HC18 12.
-# Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 about 2 h of detector and
-# embedding cache, 25-40 min per frozen-encoder variant, about 5 h for the encoder-tuned one.
+# Cost on the 2-core machine: PH2 about 5 h (done 2026-12-06); HC18 (done 2026-12-07) about 2 h of
+# detector and embedding cache, 25-40 min per frozen-encoder variant, 115 min for the encoder-tuned one.
 # usage: scripts/ablate.sh ph2|hc18 [table]   (table: print the variants kept so far, trains nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."  # models/
