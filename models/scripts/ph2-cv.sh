@@ -29,7 +29,8 @@ import json, sys
 from pathlib import Path
 from ldfsam_models.metrics import paired_difference
 out, folds = Path(sys.argv[1]), int(sys.argv[2])
-rows, pairs, per_image = [], [], []  # per_image: (encoder, shipped) case -> Dice of the folds kept per image
+rows, pairs = [], []
+per_image = {"encoder": {}, "shipped": {}}  # case -> Dice, over the folds kept per image (disjoint)
 for k in range(1, folds + 1):
     d, cases = {}, {}
     for recipe in ("shipped", "encoder"):
@@ -42,7 +43,8 @@ for k in range(1, folds + 1):
     if None not in d.values():
         pairs.append(d["encoder"] - d["shipped"])
     if None not in cases.values():
-        per_image.append((cases["encoder"], cases["shipped"]))
+        for recipe, dice in cases.items():
+            per_image[recipe].update(dice)
 print("| fold (30 val images) | shipped recipe | encoder's adapters tuned | difference |")
 print("| --- | --- | --- | --- |")
 fmt = lambda v: "-" if v is None else f"{v:.4f}"
@@ -53,11 +55,9 @@ if pairs:
     mean = sum(pairs) / len(pairs)
     print(f"\nfolds with both recipes: {len(pairs)} of {folds}; mean difference (encoder - shipped) {mean:+.4f}; "
           f"encoder better on {sum(p > 0 for p in pairs)} of {len(pairs)}")
-if per_image:
-    # The same difference per image, paired, with eval's bootstrap 95% interval over the images
-    # (folds hold disjoint images, so their case maps merge).
-    ci, better, n = paired_difference({i: d for enc, _ in per_image for i, d in enc.items()},
-                                      {i: d for _, shipped in per_image for i, d in shipped.items()})
+if per_image["shipped"]:
+    # The same difference per image, paired, with eval's bootstrap 95% interval over the images.
+    ci, better, n = paired_difference(per_image["encoder"], per_image["shipped"])
     print(f"per image, paired ({n} images): {ci.mean:+.4f} [95% CI {ci.low:+.4f}, {ci.high:+.4f}]; "
           f"encoder better on {better} of {n}")
 PY
