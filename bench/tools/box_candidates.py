@@ -1,12 +1,17 @@
 """Inference-time fixes for a wrong detector box, measured on a `lite` checkpoint (models/README, "the
-PH2 target"): the detector's top box (as shipped), the best of its top-k boxes (non-maximum
-suppression at IoU 0.5) by the decoder's predicted IoU or by detector score x predicted IoU, an
-oracle best-of-k by the true Dice (not usable; the ceiling), and a second decoder pass prompted by
-the first mask's box (+5 % per side). Dice at native resolution, no clean-up, as `eval` computes it.
-Run it on a validation split: that is where such a choice is made.
+PH2 target" and "PH2: inference-time additions within the budget"): the detector's top box (as
+shipped), the best of its top-k boxes (non-maximum suppression at IoU 0.5) by the decoder's predicted
+IoU or by detector score x predicted IoU, an oracle best-of-k by the true Dice (not usable; the
+ceiling), a second decoder pass prompted by the first mask's box (+5 % per side), and the detector
+run on the horizontally flipped slice too, its top box flipped back and averaged with the top box
+("hflip mean") or the higher-scoring of the two taken ("hflip best"). Dice at native resolution as
+`eval` computes it, after `--postprocessing` (the manifest's clean-ups; none by default). Run it on a
+validation split (`--fold K/N` for a cross-validation checkpoint's own fold): that is where such a
+choice is made.
 
 usage: PYTHONPATH=models models/.venv/bin/python bench/tools/box_candidates.py \
-    --model models/runs/ph2-lite/segment-best.pt --dataset ph2 --split val [--k 3] [--json]
+    --model models/runs/ph2-lite/segment-best.pt --dataset ph2 --split val [--fold K/N] [--k 3] \
+    [--postprocessing '{"fillHoles": true}'] [--json]
 """
 import argparse
 import json
@@ -20,6 +25,7 @@ from ldfsam_models.evaluate import TorchPredictor, read_reference, to_input, to_
 from ldfsam_models.inputs import model_inputs
 from ldfsam_models.losses import decode_distances, distances_to_boxes, make_anchors
 from ldfsam_models.metrics import segmentation_metrics
+from ldfsam_models.postprocess import apply_postprocessing
 from ldfsam_models.train import dataset_splits
 
 
@@ -69,7 +75,25 @@ class Candidates:
         prompts = (boxes[keep] * (side / det.shape[-1])).clamp(0, side)
         n = len(keep)
         masks, iou, _ = m.decode(z.expand(n, -1, -1, -1), tokens.expand(n, -1, -1), boxes=prompts)
-        return self._to_input_frame(masks), iou[:, 0].numpy(), scores[keep].numpy(), (z, tokens)
+        return self._to_input_frame(masks), iou[:, 0].numpy(), scores[keep].numpy(), (z, tokens, prompts[0], scores[keep[0]])
+
+    @torch.no_grad()
+    def flipped_box(self, x: np.ndarray):
+        """The detector's top box on the horizontally flipped slice, flipped back into the slice's
+        frame (x -> side - x), and its score."""
+        m = self.model
+        _, det = model_inputs(torch.from_numpy(x[None]), self.config)
+        p3, p4, p5 = m.detector.features(torch.flip(det, [3]))
+        head = m.detector.model[22]([p3, p4, p5])
+        box = m.detector_box(p3, p4, p5, int(det.shape[-1]), head)[0]
+        side = m.prompt_encoder.input_image_size[0]
+        return torch.stack([side - box[2], box[1], side - box[0], box[3]]), float(head[1].sigmoid().amax())
+
+    @torch.no_grad()
+    def with_box(self, embedding, box: torch.Tensor) -> np.ndarray:
+        z, tokens = embedding[:2]
+        masks, _, _ = self.model.decode(z, tokens, boxes=box[None])
+        return self._to_input_frame(masks)[0]
 
     @torch.no_grad()
     def refine(self, embedding, logits: np.ndarray, margin: float = 0.05) -> np.ndarray:
@@ -79,10 +103,8 @@ class Candidates:
             return logits
         w, h = xs.max() - xs.min(), ys.max() - ys.min()
         box = [xs.min() - margin * w, ys.min() - margin * h, xs.max() + 1 + margin * w, ys.max() + 1 + margin * h]
-        z, tokens = embedding
-        prompt = torch.tensor([box], dtype=torch.float32).clamp(0, self.config.image_size)
-        masks, _, _ = self.model.decode(z, tokens, boxes=prompt)
-        return self._to_input_frame(masks)[0]
+        prompt = torch.tensor(box, dtype=torch.float32).clamp(0, self.config.image_size)
+        return self.with_box(embedding, prompt)
 
 
 def main() -> None:
@@ -90,40 +112,57 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a lite training checkpoint (.pt)")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--split", default="val")
+    ap.add_argument("--fold", help="K/N: the cross-validation fold the checkpoint validated on (train --fold)")
     ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--postprocessing", default="{}", help="the manifest's clean-ups (JSON), applied to every variant's mask")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     candidates = Candidates(args.model)
-    p = candidates.predictor
+    post = json.loads(args.postprocessing)
     variants: dict = {}
     cases = []
-    for r in dataset_splits(args.dataset, None, 1)[args.split]:
-        raw, ref = read_raw(r.image), read_reference(r.mask)
-        masks, ious, scores, embedding = candidates(to_input(record_image01(r, p.intensity, raw), p.size, p.fit), args.k)
-
-        def dice(logits: np.ndarray) -> float:
-            pred = to_native(logits[None], raw.shape[:2], p.fit) > 0
-            return segmentation_metrics(pred, ref, r.pixel_spacing_mm)["dice"]
-
-        d = [dice(mk) for mk in masks]
-        row = {
-            "top box": d[0],
-            f"best of {args.k} by predicted IoU": d[int(np.argmax(ious))],
-            f"best of {args.k} by score x predicted IoU": d[int(np.argmax(scores * ious))],
-            f"best of {args.k} by true Dice (oracle)": max(d),
-            "second pass on the first mask's box": dice(candidates.refine(embedding, masks[0])),
-        }
+    for r in dataset_splits(args.dataset, None, 1, None, args.fold)[args.split]:
+        row, extra = case_row(candidates, r, args.k, post)
         for name, value in row.items():
             variants.setdefault(name, []).append(value)
-        cases.append({"id": r.id, "scores": scores.tolist(), "predictedIou": ious.tolist(), "dice": d, **row})
+        cases.append({"id": r.id, **extra, **row})
         if not args.json:
-            print(f"{r.id:10s} scores {np.round(scores, 3)} predicted IoU {np.round(ious, 3)} Dice {np.round(d, 4)}", flush=True)
+            print(f"{r.id:10s} scores {np.round(extra['scores'], 3)} predicted IoU {np.round(extra['predictedIou'], 3)} Dice {np.round(extra['dice'], 4)}", flush=True)
     means = {name: float(np.mean(v)) for name, v in variants.items()}
     if args.json:
-        print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split, "meanDice": means, "cases": cases}, indent=2))
+        print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split, "fold": args.fold, "postprocessing": post,
+                          "meanDice": means, "cases": cases}, indent=2))
     else:
         for name, value in means.items():
             print(f"{name:45s} {value:.4f}")
+
+
+def case_row(candidates: Candidates, r, k: int, post: dict):
+    """One image: each variant's Dice, and the detector's and decoder's figures behind them."""
+    p = candidates.predictor
+    raw, ref = read_raw(r.image), read_reference(r.mask)
+    x = to_input(record_image01(r, p.intensity, raw), p.size, p.fit)
+    masks, ious, scores, embedding = candidates(x, k)
+
+    def dice(logits: np.ndarray) -> float:
+        pred = apply_postprocessing(to_native(logits[None], raw.shape[:2], p.fit) > 0, post)
+        return segmentation_metrics(pred, ref, r.pixel_spacing_mm)["dice"]
+
+    top_box, top_score = embedding[2], float(embedding[3])
+    flipped, flipped_score = candidates.flipped_box(x)
+    d = [dice(mk) for mk in masks]
+    row = {
+        "top box": d[0],
+        f"best of {k} by predicted IoU": d[int(np.argmax(ious))],
+        f"best of {k} by score x predicted IoU": d[int(np.argmax(scores * ious))],
+        f"best of {k} by true Dice (oracle)": max(d),
+        "second pass on the first mask's box": dice(candidates.refine(embedding, masks[0])),
+        "hflip mean: mean of the top boxes of the slice and its flip": dice(candidates.with_box(embedding, (top_box + flipped) / 2)),
+        "hflip best: the higher-scoring of the two top boxes": d[0] if top_score >= flipped_score else dice(candidates.with_box(embedding, flipped)),
+    }
+    extra = {"scores": scores.tolist(), "predictedIou": ious.tolist(), "dice": d, "topBox": top_box.tolist(),
+             "flippedBox": flipped.tolist(), "flippedScore": flipped_score}
+    return row, extra
 
 
 if __name__ == "__main__":

@@ -388,6 +388,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--tta", default="", help="test-time flips inside the graph, comma-separated: hflip,vflip (the server then runs 1 + n views per slice)")
     p.add_argument(
+        "--second-pass",
+        action="store_true",
+        help="box-prompted models: the decoder runs again inside model.onnx, prompted by the first mask's box widened 5%% per side "
+        "(+ the prompt encoder and decoder's GFLOPs a slice)",
+    )
+    p.add_argument(
         "--postprocessing", default="{}", help='manifest clean-ups as JSON, e.g. {"largestComponentOnly": true, "fillHoles": true, "fitEllipse": true}'
     )
     p.add_argument("--description", default="")

@@ -9,7 +9,7 @@ it pays only when prompts change on a fixed image (interactive SAM), which autom
 import datetime
 import json
 import pathlib
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from .manifest import ManifestError, git_commit, sha256_of, validate_manifest
 OPSET = 17
 # Test-time augmentation the graph can carry: the image flipped along one axis (dims of (B, C, H, W)).
 FLIPS = {"hflip": 3, "vflip": 2}
+# The box a second decoder pass takes (box-prompted models): the first mask's, widened by this share of
+# its width and height per side (models/README, "PH2: inference-time additions within the budget").
+SECOND_PASS_MARGIN = 0.05
 # What the automatic graph of a box-prompted (lite) model reports per slice for the presence decision
 # (postprocessing.presence in the manifest combines them; see presence.py): the detector's top score,
 # the decoder's predicted IoU, the mask's share of the input frame, the mean probability inside it.
@@ -34,16 +37,22 @@ class SegmentationGraph(nn.Module):
     """What model.onnx computes: `image` (B, 3, S, S) float32 in [0, 1] -> `mask_logits` (B, 1, S, S)
     and `iou` (B, 1). Normalisation and the resize to the detector's input happen inside. With `flips`
     (test-time augmentation) the graph also runs the flipped images in the same batch, flips their
-    logits back and returns the mean of all views, so callers see one model with the same contract."""
+    logits back and returns the mean of all views, so callers see one model with the same contract.
+    With `second_pass` (box-prompted configurations) the decoder runs again on the same embedding,
+    prompted by the first mask's box (`mask_box`), and its mask and IoU are the answer; a slice whose
+    first mask is empty keeps it."""
 
-    def __init__(self, model: nn.Module, config: LDFSAMConfig, flips: Sequence[str] = ()) -> None:
+    def __init__(self, model: nn.Module, config: LDFSAMConfig, flips: Sequence[str] = (), second_pass: bool = False) -> None:
         super().__init__()
         self.model = model
         self.config = config
         unknown = [f for f in flips if f not in FLIPS]
         if unknown:
             raise ValueError(f"unknown test-time flips {unknown}; known: {sorted(FLIPS)}")
+        if second_pass and not config.box_prompt:
+            raise ValueError(f"a second decoder pass needs a box-prompted configuration (lite); {config.name} is not")
         self.flip_dims = [FLIPS[f] for f in flips]
+        self.second_pass = second_pass
 
     @property
     def with_presence(self) -> bool:
@@ -61,14 +70,43 @@ class SegmentationGraph(nn.Module):
 
     def views(self, image: torch.Tensor):
         s = self.config.image_size
-        # Static scale factors keep every shape static in the graph (size= made them symbolic).
         masks, iou, aux = self.model(*model_inputs(image, self.config), with_detections=self.with_presence)
-        # The decoder's masks are 4x the embedding grid; a Python constant keeps the scale static when traced.
-        if masks.shape[-1] != s:
-            masks = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
+        masks = self.input_frame(masks)
+        if self.second_pass:
+            box, found = mask_box(masks, SECOND_PASS_MARGIN, float(s))
+            again, again_iou, _ = self.model.decode(aux["z_cond"], aux["feature_tokens"], boxes=box)
+            masks = torch.where(found[:, None, None, None], self.input_frame(again), masks)
+            iou = torch.where(found[:, None], again_iou, iou)
         if not self.with_presence:
             return masks, iou
         return masks, iou, presence_features(masks, iou, aux["cls_logits"])
+
+    def input_frame(self, masks: torch.Tensor) -> torch.Tensor:
+        """The decoder's masks (4x the embedding grid) in the S x S input frame; a Python constant keeps
+        the scale static when traced."""
+        s = self.config.image_size
+        if masks.shape[-1] == s:
+            return masks
+        return F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
+
+
+def mask_box(logits: torch.Tensor, margin: float, side: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, S, S) logits -> the box of each mask (`logits > 0`) as SAM takes it, (B, 4) x0, y0, x1, y1
+    over the pixels' extent (last pixel + 1), widened by `margin` x its size per side and clamped to
+    [0, side]; and (B,) whether the mask has a pixel at all."""
+    inside = (logits[:, 0] > 0).float()
+    columns, rows = inside.amax(1) > 0, inside.amax(2) > 0  # (B, S): any pixel in that column / row
+
+    def extent(any_pixel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        index = torch.arange(any_pixel.shape[1], dtype=logits.dtype).expand_as(any_pixel)
+        low = torch.where(any_pixel, index, torch.full_like(index, float(any_pixel.shape[1]))).amin(1)
+        high = torch.where(any_pixel, index, torch.full_like(index, -1.0)).amax(1)
+        return low, high
+
+    (x0, x1), (y0, y1) = extent(columns), extent(rows)
+    w, h = x1 - x0, y1 - y0
+    box = torch.stack([x0 - margin * w, y0 - margin * h, x1 + 1 + margin * w, y1 + 1 + margin * h], dim=1)
+    return box.clamp(0.0, side), columns.any(1)
 
 
 def presence_features(logits: torch.Tensor, iou: torch.Tensor, cls_logits: torch.Tensor) -> torch.Tensor:
@@ -89,8 +127,8 @@ def auto_outputs(config: LDFSAMConfig) -> list:
     return outputs
 
 
-def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path, flips: Sequence[str] = ()) -> SegmentationGraph:
-    graph = SegmentationGraph(model, config, flips).eval()  # eval: export restores training flags afterwards
+def export_onnx(model: nn.Module, config: LDFSAMConfig, path: pathlib.Path, flips: Sequence[str] = (), second_pass: bool = False) -> SegmentationGraph:
+    graph = SegmentationGraph(model, config, flips, second_pass).eval()  # eval: export restores training flags afterwards
     example = torch.rand(1, 3, config.image_size, config.image_size)
     names = [o["name"] for o in auto_outputs(config)]
     with torch.no_grad():
@@ -147,7 +185,7 @@ def verify_onnx(graph: SegmentationGraph, path: pathlib.Path, seed: int = 0, bat
     return float(max(np.abs(g - e).max() for g, e in zip(got, expected)))
 
 
-def in_graph_steps(config: LDFSAMConfig, flips: Sequence[str] = ()) -> list:
+def in_graph_steps(config: LDFSAMConfig, flips: Sequence[str] = (), second_pass: bool = False) -> list:
     """What the graphs do to the input themselves (the manifest's preprocessing.inGraph)."""
     steps = []
     if config.encoder_input != config.image_size:
@@ -157,6 +195,8 @@ def in_graph_steps(config: LDFSAMConfig, flips: Sequence[str] = ()) -> list:
         steps.append(f"bilinear resize to the detector's {config.detector_size}x{config.detector_size}")
     if flips:
         steps.append(f"test-time augmentation: mean logits of the image and its {', '.join(flips)} (flipped back), run as one batch")
+    if second_pass:
+        steps.append(f"second decoder pass prompted by the first mask's box (widened {SECOND_PASS_MARGIN:.0%} per side); its mask and IoU are the output")
     return steps
 
 
@@ -175,6 +215,7 @@ def export_model(
     description: str = "",
     tolerance: float = 1e-4,
     flips: Sequence[str] = (),
+    second_pass: bool = False,
     postprocessing: Optional[dict] = None,
     promptable: bool = False,
     multimask_for_single_point: bool = False,
@@ -194,7 +235,7 @@ def export_model(
     modes = []
     if config.detector:
         onnx_path = out / "model.onnx"
-        graph = export_onnx(model, config, onnx_path, flips)
+        graph = export_onnx(model, config, onnx_path, flips, second_pass)
         max_diff = verify_onnx(graph, onnx_path)
         if not max_diff < tolerance:
             onnx_path.unlink()
@@ -206,6 +247,7 @@ def export_model(
         modes.append("auto")
         counts = count_flops(config, model)  # the detect head counts only where its box is the prompt
         per_view = sum(counts.values()) - (0 if config.box_prompt else counts["detector_head"])
+        per_view += (counts["prompt_encoder"] + counts["mask_decoder"]) if second_pass else 0
         diffs["gflopsPerSlice"] = round(per_view * (1 + len(flips)) / 1e9, 3)
     if promptable or not config.detector:
         from .decoder_export import FORM as DECODER_FORM
@@ -218,7 +260,7 @@ def export_model(
         modes.append("promptable")
     version2 = "promptable" in modes or config.resize != "stretch"
     preprocessing = {"inputSize": s, "resize": "bilinear", "channels": "rgb", "valueRange": [0, 1],
-                     "inGraph": in_graph_steps(config, flips), "intensity": intensity}
+                     "inGraph": in_graph_steps(config, flips, second_pass), "intensity": intensity}
     if version2:
         preprocessing["fit"] = config.resize
     manifest = {
@@ -240,7 +282,8 @@ def export_model(
         "export": {"opset": OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__, "maxAbsDiff": diffs["maxAbsDiff"], "graphs": GRAPHS_NOTE,
                    **({"gflopsPerSlice": diffs["gflopsPerSlice"]} if "gflopsPerSlice" in diffs else {}),
                    **({"decoderGraph": DECODER_FORM} if "promptable" in extra else {}),
-                   **({"testTimeAugmentation": list(flips)} if flips else {})},
+                   **({"testTimeAugmentation": list(flips)} if flips else {}),
+                   **({"secondPass": {"prompt": "the first mask's box", "margin": SECOND_PASS_MARGIN}} if second_pass else {})},
     }
     validate_manifest(manifest)
     (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -167,7 +167,7 @@ def publish(args) -> dict:
     fp32_dir = run_dir / "export-fp32"
     export_model(model, config, fp32_dir, name=args.name, version=args.version, segments=segments, modalities=modalities,
                  intensity=intensity, training=training, metrics=None, description=args.description,
-                 flips=[f for f in (args.tta or "").split(",") if f], postprocessing=json.loads(args.postprocessing or "{}"),
+                 flips=[f for f in (args.tta or "").split(",") if f], second_pass=args.second_pass, postprocessing=json.loads(args.postprocessing or "{}"),
                  promptable=args.promptable)
     records = dataset_splits(args.dataset, args.data, getattr(args, "segment_number", 1))["test"]
     if args.limit:
@@ -228,6 +228,7 @@ def publish(args) -> dict:
         f"{json.dumps(intensity)}, "
         f"bilinear into {config.image_size}x{config.image_size} ({config.resize}), logits bilinear back to native size, threshold 0"
         + (f", the graph's test-time flips {manifest['export']['testTimeAugmentation']}" if manifest["export"].get("testTimeAugmentation") else "")
+        + (", the graph's second decoder pass on the first mask's box" if manifest["export"].get("secondPass") else "")
         + (f", the manifest's clean-ups {json.dumps(post)}" if post else "")
         + ")"
     )

@@ -7,12 +7,10 @@
 #   2. phase 2 with the encoder's adapters tuned end to end on that student, 30 epochs;
 #   3. the clean-ups chosen on validation: plain, fill holes, fill holes + largest component; the best
 #      validation Dice, a tie going to the one with more clean-ups (no loss, fewer stray pieces);
-#   4. publish into a candidate folder, runs/ph2-ship-build (int8-fp16 behind the test Dice gate; the
-#      test split measured here, once);
-#   5. the presence gate: the four features calibrated on validation, the training-distance feature,
-#      calibrated again, then its report; the candidate replaces models/ldfsam-ph2 only when the
-#      report meets every test bar (`presence eval` exits 3 otherwise: 2026-12-07 it did, see
-#      models/README "ldfsam-ph2 3.0.0").
+#   4. scripts/ph2-release.sh: publish into a candidate folder (int8-fp16 behind the test Dice gate;
+#      the test split measured there, once) and the presence gate; the candidate replaces
+#      models/ldfsam-ph2 only when the gate's report meets every test bar (2026-12-07 the first fit
+#      did not, see models/README "ldfsam-ph2 3.0.0").
 # Results (validation, the choice, the presence report, the candidate's model.json) go to
 # results/ph2-ship/ (tracked).
 # Cost on the 2-core machine at rest: ~12 min detector + ~55 min phase 2 + evaluations and publish
@@ -71,30 +69,9 @@ PY
 )
 stamp "clean-ups chosen on validation: $CHOSEN ($OUT/cleanup-choice.md)"
 
-stamp "publish ldfsam-ph2 $VERSION (the test split measured once)"
-$PY publish --run $RUN --out runs/ph2-ship-build --name ldfsam-ph2 --version "$VERSION" --dataset ph2 \
-  --segments skin-lesion --modalities XC --promptable --compress int8-fp16 --postprocessing "$CHOSEN" \
-  --description "LDFSAM on LiteMedSAM (lite-adapters configuration): LiteMedSAM's TinyViT encoder at 128x128 with \
-a bottleneck adapter after each attention (LiteMedSAM's weights frozen, the adapters tuned end to end), a YOLOv8n \
-prompt generator distilled from YOLOv8s (box prompt + Dense and Sparse Feature Prompts), SAM's prompt encoder and \
-mask decoder fine-tuned on PH2 dermoscopy; aspect kept (longest side 256 + padding); clean-ups chosen on \
-validation: $CHOSEN. Automatic and promptable (box, clicks). $VERSION: the recipe chosen by 4-fold \
-cross-validation over PH2's training + validation subjects (models/README)."
-cd ..
-mkdir -p models/runs/presence
-stamp "presence gate"
-BUILD=models/runs/ph2-ship-build
-# A new network: the four features fitted first (add-distance extends a calibrated block), then the distance.
-npm run --silent model:presence -- calibrate --model $BUILD --dataset ph2 --max-per-set 66 --write
-npm run --silent model:presence -- add-distance --model $BUILD --dataset ph2
-# HC18's training images join the other-data-set validation negatives (174 of 574: 240 with its 66
-# validation images; all unseen by the PH2 model): with 66 alone the first 3.0.0 build's gate reached
-# 0.955 there and 0.879 on test (models/README "ldfsam-ph2 3.0.0")
-npm run --silent model:presence -- calibrate --model $BUILD --dataset ph2 --max-per-set 66 --other-train 174 \
-  --save-features models/runs/presence/ldfsam-ph2-features.json --write
-cp $BUILD/model.json models/$OUT/model-$VERSION.json
-# exits 3 (and stops here, set -e) when a test bar is missed: the shipped model stays as it is
-npm run --silent model:presence -- eval --model $BUILD --dataset ph2 \
-  --features models/runs/presence/ldfsam-ph2-features.json --json --out models/$OUT/presence.json
-rm -rf models/ldfsam-ph2 && cp -r $BUILD models/ldfsam-ph2
-stamp "done: models/ldfsam-ph2 is $VERSION"
+scripts/ph2-release.sh $RUN "$VERSION" "$CHOSEN" $OUT "LDFSAM on LiteMedSAM (lite-adapters configuration): LiteMedSAM's \
+TinyViT encoder at 128x128 with a bottleneck adapter after each attention (LiteMedSAM's weights frozen, the adapters \
+tuned end to end), a YOLOv8n prompt generator distilled from YOLOv8s (box prompt + Dense and Sparse Feature Prompts), \
+SAM's prompt encoder and mask decoder fine-tuned on PH2 dermoscopy; aspect kept (longest side 256 + padding); \
+clean-ups chosen on validation: $CHOSEN. Automatic and promptable (box, clicks). $VERSION: the recipe chosen by \
+4-fold cross-validation over PH2's training + validation subjects (models/README)."

@@ -10,6 +10,7 @@ import torch
 from ldfsam_models.configs import build_model, get_config
 from ldfsam_models.export import export_model
 from ldfsam_models.flops import summary
+from ldfsam_models.inputs import model_inputs
 from ldfsam_models.manifest import ManifestError, segments_from, validate_manifest, verify_folder
 from ldfsam_models.pretrained import load_litemedsam
 from ldfsam_models.promptable import DecoderGraph, EncoderGraph
@@ -121,3 +122,53 @@ def test_version_1_manifests_still_validate(tmp_path):
                       intensity={"default": {"kind": "minmax"}}, training={"dataset": "none", "split": "none", "seed": 0, "epochs": 0}, metrics=None)
     assert manifest["schemaVersion"] == 1 and "modes" not in manifest and "fit" not in manifest["preprocessing"]
     verify_folder(tmp_path)
+
+
+def test_mask_box_is_the_masks_extent_widened_per_side():
+    from ldfsam_models.export import mask_box
+
+    logits = -torch.ones(3, 1, 64, 64)
+    logits[0, 0, 5:15, 10:30] = 1.0  # columns 10-29, rows 5-14
+    logits[1, 0, 60:64, 0:2] = 1.0  # at the border: the widened box is clamped
+    box, found = mask_box(logits, 0.05, 64.0)
+    assert found.tolist() == [True, True, False]  # the third mask is empty
+    assert torch.allclose(box[0], torch.tensor([10 - 0.95, 5 - 0.45, 30 + 0.95, 15 + 0.45]))
+    assert torch.allclose(box[1], torch.tensor([0.0, 60 - 0.15, 2 + 0.05, 64.0]))
+
+
+def test_the_second_pass_reprompts_the_decoder_with_the_first_masks_box(lite, tmp_path):
+    import onnxruntime as ort
+
+    from ldfsam_models.export import SegmentationGraph
+
+    config = get_config("lite")
+    manifest = export_model(lite, config, tmp_path, name="lite-second-pass", version="0.0.1", segments=segments_from(["tissue"]), modalities=["US"],
+                            intensity={"default": {"kind": "minmax"}}, training={"dataset": "none", "split": "none", "seed": 0, "epochs": 0},
+                            metrics=None, second_pass=True)
+    verify_folder(tmp_path)
+    assert manifest["export"]["secondPass"] == {"prompt": "the first mask's box", "margin": 0.05}
+    assert any("second decoder pass" in step for step in manifest["preprocessing"]["inGraph"])
+    rows = summary(config)
+    assert manifest["export"]["gflopsPerSlice"] == round(rows["inference"]["gflops"] + rows["prompt_encoder"]["gflops"] + rows["mask_decoder"]["gflops"], 3)
+    image = np.zeros((2, 3, 256, 256), np.float32)
+    image[0, :, 40:150, 60:200] = 1.0
+    image[1, :, 100:220, 20:120] = 0.8
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits, iou, features = session.run(None, {"image": image})
+    # The oracle: the plain graph's mask, its box computed here in numpy, the decoder prompted with it.
+    plain = SegmentationGraph(lite, config).eval()
+    with torch.no_grad():
+        first = plain(torch.from_numpy(image))[0].numpy()
+        z, tokens, _ = lite.embed(*model_inputs(torch.from_numpy(image), config))
+    for i in range(2):
+        ys, xs = np.nonzero(first[i, 0] > 0)
+        assert len(xs), "the first pass found nothing: the test image does not exercise the second pass"
+        w, h = xs.max() - xs.min(), ys.max() - ys.min()
+        box = np.clip([xs.min() - 0.05 * w, ys.min() - 0.05 * h, xs.max() + 1 + 0.05 * w, ys.max() + 1 + 0.05 * h], 0, 256)
+        with torch.no_grad():
+            again, again_iou, _ = lite.decode(z[i : i + 1], tokens[i : i + 1], boxes=torch.from_numpy(np.asarray([box], np.float32)))
+            expected = plain.input_frame(again)[0].numpy()
+        assert np.abs(logits[i] - expected).max() < 1e-3 and abs(iou[i, 0] - float(again_iou[0, 0])) < 1e-4
+        assert np.abs(logits[i] - first[i]).max() > 1e-2  # the second pass is really there
+    with pytest.raises(ValueError, match="box-prompted"):
+        SegmentationGraph(build_model(get_config("tiny")), get_config("tiny"), second_pass=True)

@@ -70,7 +70,7 @@ class LDFSAM(nn.Module):
         if self.embedding_scale != 1:
             z = F.interpolate(z, scale_factor=float(self.embedding_scale), mode="bilinear", align_corners=False)
         tokens = self.sparse_prompt(fused) if self.use_sparse_prompt else fused.new_zeros(fused.shape[0], 0, z.shape[1])
-        return z, tokens, {"z_img": z_img, "z_cond": z, "p3": p3, "p4": p4, "p5": p5, "fused": fused}
+        return z, tokens, {"z_img": z_img, "z_cond": z, "feature_tokens": tokens, "p3": p3, "p4": p4, "p5": p5, "fused": fused}
 
     def decode(
         self,
