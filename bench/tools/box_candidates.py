@@ -127,7 +127,8 @@ def main() -> None:
             variants.setdefault(name, []).append(value)
         cases.append({"id": r.id, **extra, **row})
         if not args.json:
-            print(f"{r.id:10s} scores {np.round(extra['scores'], 3)} predicted IoU {np.round(extra['predictedIou'], 3)} Dice {np.round(extra['dice'], 4)}", flush=True)
+            scores, ious, dice = (np.round(extra[k], n) for k, n in (("scores", 3), ("predictedIou", 3), ("dice", 4)))
+            print(f"{r.id:10s} scores {scores} predicted IoU {ious} Dice {dice}", flush=True)
     means = {name: float(np.mean(v)) for name, v in variants.items()}
     if args.json:
         print(json.dumps({"model": args.model, "dataset": args.dataset, "split": args.split, "fold": args.fold, "postprocessing": post,
