@@ -18,10 +18,10 @@ import json
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ldfsam_models.data import read_raw, record_image01
 from ldfsam_models.evaluate import TorchPredictor, read_reference, to_input, to_native
+from ldfsam_models.export import SECOND_PASS_MARGIN, mask_box
 from ldfsam_models.inputs import model_inputs
 from ldfsam_models.losses import decode_distances, distances_to_boxes, make_anchors
 from ldfsam_models.metrics import segmentation_metrics
@@ -54,14 +54,12 @@ class Candidates:
         self.config = self.predictor.config
 
     def _to_input_frame(self, masks: torch.Tensor) -> np.ndarray:
-        s = self.config.image_size
-        if masks.shape[-1] != s:
-            masks = F.interpolate(masks, scale_factor=s / (4 * self.config.grid), mode="bilinear", align_corners=False)
-        return masks[:, 0].numpy()
+        return self.predictor.graph.input_frame(masks)[:, 0].numpy()
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray, k: int):
-        """The top-k boxes' masks (input frame), predicted IoUs, detector scores; and the embedding."""
+        """The top-k boxes' masks (input frame), predicted IoUs, detector scores, the embedding (z,
+        feature tokens) and the boxes as prompted (SAM's input frame), highest score first."""
         m = self.model
         sam, det = model_inputs(torch.from_numpy(x[None]), self.config)
         z, tokens, aux = m.embed(sam, det)
@@ -75,7 +73,7 @@ class Candidates:
         prompts = (boxes[keep] * (side / det.shape[-1])).clamp(0, side)
         n = len(keep)
         masks, iou, _ = m.decode(z.expand(n, -1, -1, -1), tokens.expand(n, -1, -1), boxes=prompts)
-        return self._to_input_frame(masks), iou[:, 0].numpy(), scores[keep].numpy(), (z, tokens, prompts[0], scores[keep[0]])
+        return self._to_input_frame(masks), iou[:, 0].numpy(), scores[keep].numpy(), (z, tokens), prompts
 
     @torch.no_grad()
     def flipped_box(self, x: np.ndarray):
@@ -91,20 +89,16 @@ class Candidates:
 
     @torch.no_grad()
     def with_box(self, embedding, box: torch.Tensor) -> np.ndarray:
-        z, tokens = embedding[:2]
+        z, tokens = embedding
         masks, _, _ = self.model.decode(z, tokens, boxes=box[None])
         return self._to_input_frame(masks)[0]
 
     @torch.no_grad()
-    def refine(self, embedding, logits: np.ndarray, margin: float = 0.05) -> np.ndarray:
-        """A second decoder pass prompted by the box of `logits`' mask, widened by `margin` per side."""
-        ys, xs = np.nonzero(logits > 0)
-        if len(xs) == 0:
-            return logits
-        w, h = xs.max() - xs.min(), ys.max() - ys.min()
-        box = [xs.min() - margin * w, ys.min() - margin * h, xs.max() + 1 + margin * w, ys.max() + 1 + margin * h]
-        prompt = torch.tensor(box, dtype=torch.float32).clamp(0, self.config.image_size)
-        return self.with_box(embedding, prompt)
+    def refine(self, embedding, logits: np.ndarray) -> np.ndarray:
+        """A second decoder pass prompted by the box of `logits`' mask, as `publish --second-pass`
+        computes it inside model.onnx (export.mask_box); an empty mask is kept."""
+        box, found = mask_box(torch.from_numpy(logits)[None, None], SECOND_PASS_MARGIN, float(self.config.image_size))
+        return self.with_box(embedding, box[0]) if bool(found[0]) else logits
 
 
 def main() -> None:
@@ -143,13 +137,13 @@ def case_row(candidates: Candidates, r, k: int, post: dict):
     p = candidates.predictor
     raw, ref = read_raw(r.image), read_reference(r.mask)
     x = to_input(record_image01(r, p.intensity, raw), p.size, p.fit)
-    masks, ious, scores, embedding = candidates(x, k)
+    masks, ious, scores, embedding, prompts = candidates(x, k)
 
     def dice(logits: np.ndarray) -> float:
         pred = apply_postprocessing(to_native(logits[None], raw.shape[:2], p.fit) > 0, post)
         return segmentation_metrics(pred, ref, r.pixel_spacing_mm)["dice"]
 
-    top_box, top_score = embedding[2], float(embedding[3])
+    top_box, top_score = prompts[0], float(scores[0])
     flipped, flipped_score = candidates.flipped_box(x)
     d = [dice(mk) for mk in masks]
     row = {

@@ -7,12 +7,18 @@
 #      (--other-train 174, models/README "ldfsam-ph2 3.0.0"), then its report; the candidate replaces
 #      models/ldfsam-ph2 only when the report meets every test bar (`presence eval` exits 3 otherwise).
 # The candidate's model.json and the presence report go to RESULTS (tracked).
-# usage: scripts/ph2-release.sh RUN VERSION CLEAN-UPS RESULTS DESCRIPTION [more publish options]
-# (called by scripts/ph2-ship-encoder.sh and ph2-ship-second-pass.sh)
+# usage: scripts/ph2-release.sh RUN VERSION CLEAN-UPS RESULTS HOW [more publish options]
+# (called by scripts/ph2-ship-encoder.sh and ph2-ship-second-pass.sh; HOW ends the manifest's
+# description: how this version was chosen)
 set -euo pipefail
 cd "$(dirname "$0")/.."  # models/
-[ $# -ge 5 ] || { echo "usage: scripts/ph2-release.sh RUN VERSION CLEAN-UPS RESULTS DESCRIPTION [publish options]" >&2; exit 2; }
-RUN=$1 VERSION=$2 CLEANUPS=$3 RESULTS=$4 DESCRIPTION=$5
+[ $# -ge 5 ] || { echo "usage: scripts/ph2-release.sh RUN VERSION CLEAN-UPS RESULTS HOW [publish options]" >&2; exit 2; }
+RUN=$1 VERSION=$2 CLEANUPS=$3 RESULTS=$4
+DESCRIPTION="LDFSAM on LiteMedSAM (lite-adapters configuration): LiteMedSAM's TinyViT encoder at 128x128 with a \
+bottleneck adapter after each attention (LiteMedSAM's weights frozen, the adapters tuned end to end), a YOLOv8n prompt \
+generator distilled from YOLOv8s (box prompt + Dense and Sparse Feature Prompts), SAM's prompt encoder and mask decoder \
+fine-tuned on PH2 dermoscopy; aspect kept (longest side 256 + padding); clean-ups chosen on validation: $CLEANUPS. \
+Automatic and promptable (box, clicks). $5"
 shift 5
 export PYTHONPATH=$PWD OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 stamp() { echo "$(date -u +%H:%M:%S) $*"; }

@@ -69,9 +69,5 @@ PY
 )
 stamp "clean-ups chosen on validation: $CHOSEN ($OUT/cleanup-choice.md)"
 
-scripts/ph2-release.sh $RUN "$VERSION" "$CHOSEN" $OUT "LDFSAM on LiteMedSAM (lite-adapters configuration): LiteMedSAM's \
-TinyViT encoder at 128x128 with a bottleneck adapter after each attention (LiteMedSAM's weights frozen, the adapters \
-tuned end to end), a YOLOv8n prompt generator distilled from YOLOv8s (box prompt + Dense and Sparse Feature Prompts), \
-SAM's prompt encoder and mask decoder fine-tuned on PH2 dermoscopy; aspect kept (longest side 256 + padding); \
-clean-ups chosen on validation: $CHOSEN. Automatic and promptable (box, clicks). $VERSION: the recipe chosen by \
-4-fold cross-validation over PH2's training + validation subjects (models/README)."
+scripts/ph2-release.sh $RUN "$VERSION" "$CHOSEN" $OUT "$VERSION: the recipe chosen by 4-fold cross-validation over \
+PH2's training + validation subjects (models/README)."
